@@ -1,0 +1,40 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+// Module graph (see Docs/architecture in README): the compile side
+// (KVGraph → KVPlanner) and the solver (CGLPK → KVSolver); the CLI `kvplan`
+// is the only importer of ArgumentParser.
+let package = Package(
+    name: "kvplan",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "kvplan", targets: ["kvplan"]),
+        .library(name: "KVGraph", targets: ["KVGraph"]),
+        .library(name: "KVSolver", targets: ["KVSolver"]),
+        .library(name: "KVPlanner", targets: ["KVPlanner"]),
+    ],
+    dependencies: [
+        // The CLI's flag parsing, help and usage errors.
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        // Heap: the priority queue behind the source-order-stable topological sort.
+        .package(url: "https://github.com/apple/swift-collections", from: "1.1.0"),
+    ],
+    targets: [
+        // GLPK 5 from Debian's libglpk-dev (no pkg-config file; header in /usr/include).
+        .systemLibrary(name: "CGLPK", path: "Sources/CGLPK"),
+        .target(name: "KVSolver", dependencies: ["CGLPK"]),
+        .target(name: "KVGraph", dependencies: [.product(name: "HeapModule", package: "swift-collections")]),
+        .target(name: "KVPlanner", dependencies: ["KVGraph"]),
+        .executableTarget(
+            name: "kvplan",
+            dependencies: [
+                "KVGraph", "KVPlanner", "KVSolver",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(name: "KVSolverTests", dependencies: ["KVSolver"]),
+        .testTarget(name: "KVGraphTests", dependencies: ["KVGraph"]),
+        .testTarget(name: "KVPlannerTests", dependencies: ["KVPlanner", "KVGraph"]),
+        .testTarget(name: "kvplanTests", dependencies: ["KVGraph"]),
+    ]
+)

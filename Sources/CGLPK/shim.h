@@ -1,0 +1,2 @@
+// GLPK's C API (Debian libglpk-dev installs /usr/include/glpk.h and libglpk.so).
+#include <glpk.h>
