@@ -572,7 +572,7 @@ struct Lowering {
     }
 
     /// Lowers a call; returns its result tensors, or nil after reporting (or when an operand is poisoned).
-    mutating func lowerCall(_ f: String, _ args: [Argument], _ loc: SourceLocation, scope: Scope,
+    mutating func lowerCall(_ f: String, _ args: [CallArgument], _ loc: SourceLocation, scope: Scope,
                             resultNames: [String]?, isOutput: Bool, owner: String, counter: inout Int) -> [TensorID]? {
         guard let kind = OpKind.forCallName(f) else {
             let suggestion = f == "min" || f == "max" ? " ('\(f)' works on integers only)" : ""

@@ -18,7 +18,7 @@ public indirect enum Expr: Sendable {
     /// A name, optionally indexed: `d_model`, `wq[l]`, `x[l + 1]`.
     case name(String, indices: [Expr], SourceLocation)
     /// An op call or a built-in function: `matmul(x, w, bias=b)`, `min(a, b)`.
-    case call(String, arguments: [Argument], SourceLocation)
+    case call(String, arguments: [CallArgument], SourceLocation)
     /// `a + b`, `a - b`, `a * b`, `a / b`.
     case binary(BinaryOperator, Expr, Expr, SourceLocation)
     /// `-a`.
@@ -42,7 +42,7 @@ public indirect enum Expr: Sendable {
 }
 
 /// One argument of a call: positional (`label == nil`) or named (`theta=10000.0`).
-public struct Argument: Sendable {
+public struct CallArgument: Sendable {
     /// The attribute name, or nil for a positional operand.
     public var label: String?
     /// The value.

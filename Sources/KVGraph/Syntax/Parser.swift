@@ -282,7 +282,7 @@ public struct Parser {
             if DType(rawValue: name) != nil { return .type(try parseTypeExpr()) }
             _ = advance()
             if accept(.lparen) {
-                var args: [Argument] = []
+                var args: [CallArgument] = []
                 var sawNamed = false
                 if !check(.rparen) {
                     repeat {
@@ -291,12 +291,12 @@ public struct Parser {
                         if case let .identifier(label) = peek.kind, case .symbol(.equals) = tokens[index + 1].kind {
                             _ = advance(); _ = advance()
                             sawNamed = true
-                            args.append(Argument(label: label, value: try parseExpression(), location: argStart))
+                            args.append(CallArgument(label: label, value: try parseExpression(), location: argStart))
                         } else {
                             if sawNamed {
                                 return try fail("positional operand after a named attribute in call to '\(name)'")
                             }
-                            args.append(Argument(label: nil, value: try parseExpression(), location: argStart))
+                            args.append(CallArgument(label: nil, value: try parseExpression(), location: argStart))
                         }
                     } while accept(.comma)
                 }

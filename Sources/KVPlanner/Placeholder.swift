@@ -1,1 +1,0 @@
-// Hardware targets: added below.
