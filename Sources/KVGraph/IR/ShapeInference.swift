@@ -433,7 +433,6 @@ private struct CallChecker {
         _ = try float("scale")
         let (q, k, v) = (ops[0], ops[1], ops[2])
         try notCache([q, k, v])
-        for t in [q, k, v] { try requireFloat(t) }
         try requireSameDType(q, k)
         try requireSameDType(q, v)
         func split(_ t: OperandInfo, _ h: Int) throws(InferenceError) -> Int {

@@ -131,6 +131,8 @@ struct Lowering {
     var usedConstants: Set<String> = []
     var constantSites: [(String, SourceLocation)] = []
     var definitionCount = 0
+    /// `output name` statements: the tensor's full name, where the name is.
+    var outputMarks: [(String, SourceLocation, SourceLocation)] = []
     var tooMany = false
 
     // Build state.
@@ -153,6 +155,7 @@ struct Lowering {
         let order = sortDefinitions(definers)
         for d in declared { declare(d) }
         for i in order { build(assigned[i]) }
+        markOutputs()
         warnUnused()
         return Graph(name: name, dimensions: dimensionOrder.map { ($0.0, $0.1) }, tensors: tensors, ops: ops,
                      order: Array(ops.indices))
@@ -208,6 +211,9 @@ struct Lowering {
                 assigned.append(Assigned(names: names, targetLocations: targets.map(\.location), value: value,
                                          isOutput: isOutput, declaredType: declaredType, scope: scope,
                                          location: loc, sequence: assigned.count))
+            case let .outputMark(target, loc):
+                guard let name = fullName(target, scope) else { continue }
+                outputMarks.append((name, target.location, loc))
             case let .loop(variable, lower, upper, body, loc):
                 guard let lo = evaluateInt(lower, scope, what: "loop bound"),
                       let hi = evaluateInt(upper, scope, what: "loop bound") else { continue }
@@ -703,6 +709,27 @@ struct Lowering {
     func isTensorCall(_ e: Expr) -> Bool {
         if case let .call(f, _, _) = e { return OpKind.forCallName(f) != nil }
         return false
+    }
+
+    mutating func markOutputs() {
+        var marked: [String: SourceLocation] = [:]
+        for (name, loc, _) in outputMarks {
+            if let first = marked[name] {
+                bag.error(loc, "'\(name)' is already marked as an output", notes: [.note(first, "marked here")])
+                continue
+            }
+            marked[name] = loc
+            guard let id = tensorByName[name] else {
+                if !poisoned.contains(name) { bag.error(loc, "undefined tensor '\(name)'") }
+                continue
+            }
+            switch tensors[id].kind {
+            case .activation: tensors[id].kind = .output
+            case .output: bag.error(loc, "'\(name)' is already an output")
+            case .input, .weight, .cache:
+                bag.error(loc, "only computed tensors can be outputs; '\(name)' is \(tensors[id].kind == .input ? "an" : "a") \(tensors[id].kind.rawValue)")
+            }
+        }
     }
 
     // MARK: Warnings

@@ -86,6 +86,8 @@ public indirect enum Statement: Sendable {
     case declaration(DeclarationKind, BindingTarget, TypeExpr, SourceLocation)
     /// `a, b = expr` or `output name[: type] = expr`.
     case assignment(targets: [BindingTarget], value: Expr, isOutput: Bool, declaredType: TypeExpr?, SourceLocation)
+    /// `output name`: marks an already computed tensor as an output.
+    case outputMark(BindingTarget, SourceLocation)
     /// `for v in lo..<hi { body }`.
     case loop(variable: String, lower: Expr, upper: Expr, body: [Statement], SourceLocation)
 }

@@ -161,6 +161,10 @@ public struct Parser {
             _ = advance()
             let target = try parseTarget("an output name")
             var declared: TypeExpr?
+            switch peek.kind {
+            case .newline, .end, .symbol(.semicolon), .symbol(.rbrace): return .outputMark(target, start)
+            default: break
+            }
             if accept(.colon) { declared = try parseTypeExpr() }
             _ = try expect(.equals, "and the expression that computes the output")
             return .assignment(targets: [target], value: try parseExpression(), isOutput: true,
