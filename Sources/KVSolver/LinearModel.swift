@@ -40,10 +40,6 @@ public struct LinearExpression: Sendable, Equatable {
     }
 }
 
-extension LinearExpression: ExpressibleByIntegerLiteral, ExpressibleByFloatLiteral {
-    public init(integerLiteral value: Int) { self.init(constant: Double(value)) }
-    public init(floatLiteral value: Double) { self.init(constant: value) }
-}
 
 public func + (a: LinearExpression, b: LinearExpression) -> LinearExpression {
     LinearExpression(a.terms + b.terms, constant: a.constant + b.constant)
@@ -56,6 +52,7 @@ public func * (c: Double, e: LinearExpression) -> LinearExpression {
 }
 public func * (c: Double, v: Variable) -> LinearExpression { LinearExpression([(v, c)]) }
 public func + (a: Variable, b: Variable) -> LinearExpression { LinearExpression([(a, 1), (b, 1)]) }
+public func + (v: Variable, a: LinearExpression) -> LinearExpression { LinearExpression([(v, 1)]) + a }
 public func + (a: LinearExpression, v: Variable) -> LinearExpression { a + LinearExpression([(v, 1)]) }
 public func - (a: LinearExpression, v: Variable) -> LinearExpression { a + LinearExpression([(v, -1)]) }
 public func - (a: Variable, b: Variable) -> LinearExpression { LinearExpression([(a, 1), (b, -1)]) }
@@ -79,8 +76,8 @@ public struct Constraint: Sendable {
 public func <= (e: LinearExpression, rhs: Double) -> Constraint { Constraint(expression: e, sense: .lessOrEqual, rhs: rhs) }
 public func >= (e: LinearExpression, rhs: Double) -> Constraint { Constraint(expression: e, sense: .greaterOrEqual, rhs: rhs) }
 public func == (e: LinearExpression, rhs: Double) -> Constraint { Constraint(expression: e, sense: .equal, rhs: rhs) }
-public func <= (e: LinearExpression, f: LinearExpression) -> Constraint { (e - f) <= Double(0) }
-public func >= (e: LinearExpression, f: LinearExpression) -> Constraint { (e - f) >= Double(0) }
+public func <= (e: LinearExpression, f: LinearExpression) -> Constraint { (e - f) <= 0 }
+public func >= (e: LinearExpression, f: LinearExpression) -> Constraint { (e - f) >= 0 }
 
 /// Direction of the objective.
 public enum ObjectiveSense: Sendable, Equatable {
