@@ -591,7 +591,13 @@ struct Lowering {
         for arg in args {
             if let label = arg.label {
                 if let v = lowerAttribute(label, arg.value, scope: scope, owner: owner, counter: &counter) {
-                    attributes.append((label, v))
+                    // Constant attributes are reported at `name=`; tensor attributes at the tensor.
+                    switch v {
+                    case let .value(value, _): attributes.append((label, .value(value, arg.location)))
+                    case let .dims(d, _): attributes.append((label, .dims(d, arg.location)))
+                    case let .tensorTypes(t, _): attributes.append((label, .tensorTypes(t, arg.location)))
+                    case .tensor: attributes.append((label, v))
+                    }
                 } else { failed = true }
             } else {
                 if let t = lowerTensor(arg.value, scope: scope, owner: owner, counter: &counter) {

@@ -150,7 +150,7 @@ public struct Parser {
         case .keyword(.input), .keyword(.weight), .keyword(.cache):
             guard case let .keyword(k) = advance().kind else { fatalError("unreachable") }
             let kind = DeclarationKind(rawValue: k.rawValue)!
-            let target = try parseTarget("a \(kind.rawValue) name")
+            let target = try parseTarget("\(kind == .input ? "an" : "a") \(kind.rawValue) name")
             _ = try expect(.colon, "and a type after the \(kind.rawValue) name, as in 'x: f16[4, 8]'")
             let type = try parseTypeExpr()
             if check(.equals) {

@@ -1,0 +1,86 @@
+import Foundation
+import Testing
+@testable import KVGraph
+
+@Suite("Hugging Face import")
+struct HFImportTests {
+    /// Published parameter counts (Graphs/hf-configs, shared/model-configs/README.md).
+    static let published: [String: Int] = [
+        "llama-2-7b": 6_738_415_616, "llama-2-13b": 13_015_864_320, "llama-2-70b": 68_976_648_192,
+        "llama-3.1-8b": 8_030_261_248, "mistral-7b-v0.1": 7_241_732_096, "tinyllama-1.1b": 1_100_048_384,
+        "smollm2-135m": 134_515_008, "qwen2-1.5b": 1_543_714_304, "gpt2": 124_439_808, "gpt2-medium": 354_823_168,
+    ]
+
+    func importFile(_ name: String) throws -> String {
+        let path = repositoryRoot.appendingPathComponent("Graphs/hf-configs/\(name).json").path
+        return try HFImporter.importConfig(String(contentsOfFile: path, encoding: .utf8), path: path)
+    }
+
+    @Test("every config imports, checks, and has exactly its published parameter count",
+          arguments: published.keys.sorted())
+    func parameterCounts(_ name: String) throws {
+        let g = lower(try importFile(name))!
+        #expect(g.warnings.isEmpty)
+        #expect(GraphSummary(g.graph).parameters == Self.published[name])
+    }
+
+    @Test("imported models keep their structure: GQA caches, sliding window, llama3 scaling, biases")
+    func structure() throws {
+        let mistral = lower(try importFile("mistral-7b-v0.1"), dimensions: ["ctx": 32768])!.graph
+        #expect(mistral.tensor(named: "k_cache[0]")!.shape.sizes == [1, 4096, 8, 128])
+        #expect(mistral.ops.first { $0.kind == .attention }!.attribute("window") == .int(4096))
+        let llama3 = lower(try importFile("llama-3.1-8b"))!.graph
+        #expect(llama3.ops.first { $0.kind == .rope }!.attribute("scaling") == .string("llama3"))
+        #expect(llama3.tensor(named: "k_cache[31]")!.shape.sizes == [1, 131072, 8, 128])
+        let qwen = lower(try importFile("qwen2-1.5b"))!.graph
+        #expect(qwen.tensor(named: "q_bias[0]") != nil && qwen.tensor(named: "lm_head") == nil)
+        let gpt2 = lower(try importFile("gpt2"))!.graph
+        #expect(gpt2.tensor(named: "wpe")!.shape.sizes == [1024, 768])
+        #expect(gpt2.ops.first { $0.kind == .gelu }!.attribute("approximate") == .string("tanh"))
+    }
+
+    @Test("committed imported graphs are up to date (KVPLAN_RECORD=1 re-records)",
+          arguments: [("llama-2-7b", "llama-2-7b"), ("llama-3.1-8b", "llama-3.1-8b"), ("mistral-7b-v0.1", "mistral-7b"), ("gpt2", "gpt2")])
+    func upToDate(_ pair: (String, String)) throws {
+        let url = repositoryRoot.appendingPathComponent("Graphs/\(pair.1).graph")
+        let fresh = try importFile(pair.0).replacingOccurrences(of: repositoryRoot.path + "/Graphs/hf-configs/", with: "")
+        if isRecording { try fresh.write(to: url, atomically: true, encoding: .utf8) }
+        #expect(try String(contentsOf: url, encoding: .utf8) == fresh, "Graphs/\(pair.1).graph is stale")
+    }
+
+    func refusal(_ json: String) -> String {
+        do {
+            _ = try HFImporter.importConfig(json, path: "config.json")
+            return "imported"
+        } catch {
+            return "\(error.location): \(error.message)"
+        }
+    }
+
+    static let llama = """
+    {"architectures": ["LlamaForCausalLM"], "hidden_size": 64, "intermediate_size": 128,
+     "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 100, "EXTRA": 1}
+    """
+
+    @Test("unmodelled features are refused at the field that asks for them")
+    func refusals() {
+        #expect(refusal(Self.llama.replacingOccurrences(of: "\"EXTRA\": 1", with: "\"x\": 0")) == "imported")
+        #expect(refusal(Self.llama.replacingOccurrences(of: "\"EXTRA\": 1", with: "\"num_local_experts\": 8")) ==
+                "2:71: 'num_local_experts' asks for mixture of experts, which kvplan does not model")
+        #expect(refusal(Self.llama.replacingOccurrences(of: "\"EXTRA\": 1", with: "\"kv_lora_rank\": 512")) ==
+                "2:71: 'kv_lora_rank' asks for multi-head latent attention, which kvplan does not model")
+        #expect(refusal(Self.llama.replacingOccurrences(of: "\"EXTRA\": 1", with: "\"final_logit_softcapping\": 30.0")) ==
+                "2:71: 'final_logit_softcapping' asks for final logit soft-capping, which kvplan does not model")
+        #expect(refusal(Self.llama.replacingOccurrences(of: "\"EXTRA\": 1", with: "\"rope_scaling\": {\"rope_type\": \"yarn\", \"factor\": 4.0}")) ==
+                "2:101: 'rope_scaling.rope_type' \"yarn\" is not modelled (only \"llama3\")")
+        #expect(refusal(Self.llama.replacingOccurrences(of: "\"EXTRA\": 1", with: "\"hidden_act\": \"gelu\"")) ==
+                "2:85: 'hidden_act' \"gelu\" is not modelled for LlamaForCausalLM (only \"silu\", the SwiGLU feed-forward)")
+        #expect(refusal(Self.llama.replacingOccurrences(of: "LlamaForCausalLM", with: "GemmaForCausalLM")) ==
+                "1:20: unsupported architecture 'GemmaForCausalLM' in 'architectures'; supported: LlamaForCausalLM, MistralForCausalLM, Qwen2ForCausalLM, GPT2LMHeadModel")
+        #expect(refusal(Self.llama.replacingOccurrences(of: "\"vocab_size\": 100, ", with: "")) == "1:1: missing required field 'vocab_size'")
+        #expect(refusal(Self.llama.replacingOccurrences(of: "\"num_hidden_layers\": 2", with: "\"num_hidden_layers\": \"2\"")) ==
+                "2:23: 'num_hidden_layers' must be an integer, found a string")
+        #expect(refusal("{\"architectures\": [\"LlamaForCausalLM\"],}") == "1:40: expected a quoted key")
+        #expect(refusal("[1]") == "1:1: a config.json must be a JSON object, found an array")
+    }
+}
