@@ -35,6 +35,6 @@ let package = Package(
         .testTarget(name: "KVSolverTests", dependencies: ["KVSolver"]),
         .testTarget(name: "KVGraphTests", dependencies: ["KVGraph"]),
         .testTarget(name: "KVPlannerTests", dependencies: ["KVPlanner", "KVGraph"]),
-        .testTarget(name: "kvplanTests", dependencies: ["KVGraph"]),
+        .testTarget(name: "kvplanTests", dependencies: ["kvplan"]),
     ]
 )

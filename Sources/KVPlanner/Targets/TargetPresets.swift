@@ -1,4 +1,4 @@
-// Generated from Graphs/targets/*.hw by `KVPLAN_RECORD=1 swift test --filter TargetPresetTests`.
+// Generated from Graphs/targets/*.hw by `KVPLAN_RECORD=1 swift test --filter TargetParserTests`.
 // Do not edit by hand: edit the .hw file and re-record.
 
 /// The bundled target presets, by name, as .hw source.
@@ -28,6 +28,7 @@ link dram <-> scratchpad bandwidth=47GB/s latency=90ns
 link host <-> dram       bandwidth=2GB/s  latency=100us
 
 compute f32=52GFLOP/s f16=26GFLOP/s bf16=26GFLOP/s i8=100GOP/s i32=26GOP/s
+
 """#,
         "datacenter-gpu": #"""
 # datacenter-gpu: an H100-class accelerator.
@@ -43,6 +44,7 @@ link hbm <-> onchip bandwidth=3.35TB/s latency=500ns
 link host <-> hbm   bandwidth=64GB/s   latency=5us
 
 compute f16=989TFLOP/s bf16=989TFLOP/s f32=67TFLOP/s i8=1979TOP/s i32=33TOP/s
+
 """#,
         "edge-npu": #"""
 # edge-npu: an inference accelerator for phones and embedded boards.
@@ -58,6 +60,7 @@ link lpddr <-> sram  bandwidth=50GB/s latency=100ns
 link host <-> lpddr  bandwidth=8GB/s  latency=2us
 
 compute i8=8TOP/s i4=16TOP/s f16=2TFLOP/s bf16=2TFLOP/s f32=0.5TFLOP/s i32=0.5TOP/s
+
 """#,
     ]
 }

@@ -1,0 +1,128 @@
+import Foundation
+import Testing
+
+/// Runs the built `kvplan` binary end to end, as a user would.
+@Suite("kvplan command line", .serialized)
+struct CLITests {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+
+    struct Run {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+    }
+
+    static var binary: URL {
+        // `swift test` builds the executable next to the test bundle.
+        let bundleDir = Bundle.main.bundleURL
+        for candidate in [bundleDir.appendingPathComponent("kvplan"), bundleDir.deletingLastPathComponent().appendingPathComponent("kvplan"),
+                          root.appendingPathComponent(".build/debug/kvplan")]
+        where FileManager.default.isExecutableFile(atPath: candidate.path) {
+            return candidate
+        }
+        return root.appendingPathComponent(".build/debug/kvplan")
+    }
+
+    func run(_ args: [String]) throws -> Run {
+        let p = Process()
+        p.executableURL = Self.binary
+        p.arguments = args
+        p.currentDirectoryURL = Self.root
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        let o = out.fileHandleForReading.readDataToEndOfFile()
+        let e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return Run(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
+    }
+
+    func temporaryDirectory() throws -> URL {
+        let url = FileManager.default.temporaryDirectory.appendingPathComponent("kvplan-cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        return url
+    }
+
+    @Test("check works on every file in Graphs/ and exits 0")
+    func checkEverything() throws {
+        let files = try FileManager.default.subpathsOfDirectory(atPath: Self.root.appendingPathComponent("Graphs").path)
+            .filter { $0.hasSuffix(".graph") || $0.hasSuffix(".hw") || $0.hasSuffix(".json") }.sorted()
+        #expect(files.count >= 22)
+        for f in files {
+            let r = try run(["check", "Graphs/\(f)"])
+            #expect(r.status == 0, "\(f): \(r.stderr)")
+            #expect(r.stderr.isEmpty, "\(f) printed warnings: \(r.stderr)")
+        }
+    }
+
+    @Test("check prints the published parameter count, and --json carries the same numbers")
+    func checkSummary() throws {
+        let text = try run(["check", "Graphs/hf-configs/llama-2-7b.json", "--context", "4096"])
+        #expect(text.status == 0)
+        #expect(text.stdout.contains("parameters  6,738,415,616"))
+        #expect(text.stdout.contains("KV cache    524,288 B per token over 32 layers; 2,147,483,648 B (2.00 GiB) in total"))
+        let json = try run(["check", "Graphs/tiny-llama.graph", "--json", "--batch", "2"])
+        let object = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as! [String: Any]
+        #expect(object["parameters"] as? Int == 2_951_424)
+        #expect((object["kvCache"] as! [String: Any])["totalBytes"] as? Int == 2 * 2_097_152)
+    }
+
+    @Test("malformed input: positioned errors on stderr, exit 1, nothing on stdout")
+    func badGraph() throws {
+        let dir = try temporaryDirectory()
+        let bad = dir.appendingPathComponent("bad.graph")
+        try "input x: f32[2, 8]\nweight w: f32[4, 4]\noutput y = matmul(x, w)\noutput z = relu(q)\n".write(to: bad, atomically: true, encoding: .utf8)
+        let r = try run(["check", bad.path])
+        #expect(r.status == 1)
+        #expect(r.stdout.isEmpty)
+        #expect(r.stderr.contains("bad.graph:3:22: error: 'matmul': inner dimensions differ"))
+        #expect(r.stderr.contains("bad.graph:4:17: error: undefined tensor 'q'"))
+        #expect(r.stderr.contains("2 errors"))
+        #expect(!r.stderr.contains("Fatal error") && !r.stderr.contains("crashed"))
+    }
+
+    @Test("missing files, unknown dimensions and bad flags fail cleanly")
+    func badUsage() throws {
+        let missing = try run(["check", "nope.graph"])
+        #expect(missing.status == 1 && missing.stderr == "error: cannot read 'nope.graph': no such file\n")
+        let dim = try run(["check", "Graphs/resnet-50.graph", "--context", "8"])
+        #expect(dim.status == 1 && dim.stderr.contains("--context: 'Graphs/resnet-50.graph' has no symbolic dimension 'ctx' (it declares: batch)"))
+        let flag = try run(["check", "Graphs/tiny-llama.graph", "--dim", "ctx"])
+        #expect(flag.status == 64 && flag.stderr.contains("--dim expects name=value"))
+        let zero = try run(["check", "Graphs/tiny-llama.graph", "--context", "0"])
+        #expect(zero.status == 64)
+    }
+
+    @Test("import hf writes the graph atomically with -o, and a refused config leaves no file")
+    func importHF() throws {
+        let dir = try temporaryDirectory()
+        let out = dir.appendingPathComponent("m.graph")
+        let ok = try run(["import", "hf", "Graphs/hf-configs/qwen2-1.5b.json", "-o", out.path])
+        #expect(ok.status == 0)
+        let written = try String(contentsOf: out, encoding: .utf8)
+        #expect(written.contains("weight q_bias[l]"))
+        #expect(try run(["check", out.path]).stdout.contains("parameters  1,543,714,304"))
+
+        let moe = dir.appendingPathComponent("moe.json")
+        try """
+        {"architectures": ["MistralForCausalLM"], "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+         "num_attention_heads": 4, "vocab_size": 100, "num_local_experts": 8}
+        """.write(to: moe, atomically: true, encoding: .utf8)
+        let target = dir.appendingPathComponent("moe.graph")
+        let refused = try run(["import", "hf", moe.path, "-o", target.path])
+        #expect(refused.status == 1)
+        #expect(refused.stderr.contains("moe.json:2:47: error: 'num_local_experts' asks for mixture of experts"))
+        #expect(!FileManager.default.fileExists(atPath: target.path))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted() == ["m.graph", "moe.json"])
+        // check on the same config refuses it the same way
+        #expect(try run(["check", moe.path]).status == 1)
+    }
+
+    @Test("--dump-ir prints the golden IR")
+    func dumpIR() throws {
+        let r = try run(["check", "Graphs/tiny-llama.graph", "--dump-ir"])
+        let golden = try String(contentsOf: Self.root.appendingPathComponent("Tests/KVGraphTests/Golden/tiny-llama.ir"), encoding: .utf8)
+        #expect(r.status == 0 && r.stdout == golden)
+    }
+}
