@@ -471,7 +471,7 @@ struct Lowering {
     }
 
     mutating func reportCycles(deps: [[Int]], remaining: [Int]) {
-        var inCycleSet = Set((0..<assigned.count).filter { remaining[$0] > 0 })
+        let inCycleSet = Set((0..<assigned.count).filter { remaining[$0] > 0 })
         var reported = Set<Int>()
         for start in inCycleSet.sorted() where !reported.contains(start) {
             // Walk dependencies that are still blocked until a node repeats.
@@ -494,7 +494,6 @@ struct Lowering {
             bag.error(assigned[first].location, "dependency cycle: " + names.joined(separator: " -> "), notes: notes)
         }
         for i in inCycleSet { poisoned.formUnion(assigned[i].names) }
-        inCycleSet.removeAll()
     }
 
     // MARK: - 4. Build

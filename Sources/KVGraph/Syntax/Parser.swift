@@ -27,7 +27,7 @@ public struct Parser {
 
     /// Parses the whole file.
     public mutating func parseFile() -> [Statement] {
-        let statements = parseStatements(untilBrace: false)
+        let statements = parseStatements()
         if case .symbol(.rbrace) = peek.kind {
             diagnostics.error(peek.location, "'}' without a matching '{'")
         }
@@ -109,7 +109,7 @@ public struct Parser {
 
     // MARK: - Statements
 
-    private mutating func parseStatements(untilBrace: Bool) -> [Statement] {
+    private mutating func parseStatements() -> [Statement] {
         var statements: [Statement] = []
         while true {
             switch peek.kind {
@@ -180,7 +180,7 @@ public struct Parser {
             _ = try expect(.lbrace, "to open the loop body")
             try enter()
             defer { leave() }
-            let body = parseStatements(untilBrace: true)
+            let body = parseStatements()
             guard check(.rbrace) else { return try fail("expected '}' to close the loop opened at \(start)") }
             _ = advance()
             return .loop(variable: variable, lower: lower, upper: upper, body: body, start)
