@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "KVGraph", targets: ["KVGraph"]),
         .library(name: "KVSolver", targets: ["KVSolver"]),
         .library(name: "KVPlanner", targets: ["KVPlanner"]),
+        .library(name: "KVAlloc", targets: ["KVAlloc"]),
     ],
     dependencies: [
         // The CLI's flag parsing, help and usage errors.
@@ -24,16 +25,21 @@ let package = Package(
         .systemLibrary(name: "CGLPK", path: "Sources/CGLPK"),
         .target(name: "KVSolver", dependencies: ["CGLPK"]),
         .target(name: "KVGraph", dependencies: [.product(name: "HeapModule", package: "swift-collections")]),
+        // Static allocation on its own terms (no IR types, no solver).
+        .target(name: "KVAlloc"),
         .target(name: "KVPlanner", dependencies: ["KVGraph"]),
         .executableTarget(
             name: "kvplan",
             dependencies: [
-                "KVGraph", "KVPlanner", "KVSolver",
+                "KVGraph", "KVPlanner", "KVSolver", "KVAlloc",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .testTarget(name: "KVSolverTests", dependencies: ["KVSolver"]),
-        .testTarget(name: "KVGraphTests", dependencies: ["KVGraph"]),
+        // Golden IR files are read by path (re-recordable with KVPLAN_RECORD=1), not bundled.
+        .testTarget(name: "KVGraphTests", dependencies: ["KVGraph"], exclude: ["Golden"]),
+        // The allocator's tests cross-check verdicts against GLPK on small instances.
+        .testTarget(name: "KVAllocTests", dependencies: ["KVAlloc", "KVSolver"]),
         .testTarget(name: "KVPlannerTests", dependencies: ["KVPlanner", "KVGraph"]),
         .testTarget(name: "kvplanTests", dependencies: ["kvplan"]),
     ]
