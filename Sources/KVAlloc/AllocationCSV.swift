@@ -24,9 +24,8 @@ public enum AllocationCSV {
 
     /// Parses `text` into a problem (no capacity), reporting the first error with its position.
     public static func parse(_ text: String) throws(CSVError) -> Problem {
-        var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map { line in
-            line.hasSuffix("\r") ? line.dropLast() : line
-        }
+        // "\r\n" is one Character in Swift, and a newline like "\n".
+        var lines = text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline)
         if lines.last?.isEmpty == true { lines.removeLast() }
         guard let headerIndex = lines.firstIndex(where: { !$0.allSatisfy(\.isWhitespace) }) else {
             throw CSVError(line: 1, column: 1, message: "missing header: expected 'id,lower,upper,size'")

@@ -5,7 +5,7 @@ import KVAlloc
 struct ExactSearchTests {
     @Test("generated tight instances are packed at capacity = LOAD", arguments: [TightInstances.Family.guillotine, .churn])
     func packsTightInstances(family: TightInstances.Family) throws {
-        for count in [12, 30, 60] {
+        for count in [12, 30, 50] {
             for seed in 1...4 {
                 let p = TightInstances.make(family, count: count, seed: UInt64(seed))
                 let r = try Allocator.allocate(p, goal: .fit(capacity: p.load), timeLimit: .seconds(60))
@@ -60,8 +60,9 @@ struct ExactSearchTests {
 
     @Test("minimising matches GLPK's optimum on random instances")
     func minimizeMatchesMIP() throws {
-        for seed in 100...115 {
-            let p = TightInstances.random(count: 9, horizon: 8, sizes: 1...9, seed: UInt64(seed))
+        for seed in 100...111 {
+            var p = TightInstances.random(count: 7, horizon: 6, sizes: 1...6, seed: UInt64(seed))
+            if seed % 2 == 0 { p.buffers[1].fixedOffset = 2 }
             let r = try Allocator.allocate(p, goal: .minimize, timeLimit: .seconds(30))
             #expect(r.verdict == .optimal)
             #expect(r.height == (try optimumByMIP(p)), "seed \(seed)")

@@ -125,4 +125,50 @@ struct CLITests {
         let golden = try String(contentsOf: Self.root.appendingPathComponent("Tests/KVGraphTests/Golden/tiny-llama.ir"), encoding: .utf8)
         #expect(r.status == 0 && r.stdout == golden)
     }
+
+    @Test("allocate: exit 0 within capacity and writes the placement; 3 when none fits; 1 with the line on bad input")
+    func allocate() throws {
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let input = dir.appendingPathComponent("buffers.csv")
+        // LOAD 50; b0 and b2 can share bytes because their lifetimes only touch.
+        try "id,lower,upper,size\nb0,0,4,10\nb1,2,6,20\nb2,4,8,30\n".write(to: input, atomically: true, encoding: .utf8)
+        let out = dir.appendingPathComponent("placed.csv")
+        let fits = try run(["allocate", input.path, "--capacity", "50", "-o", out.path])
+        #expect(fits.status == 0)
+        #expect(fits.stdout.contains("LOAD      50 B"))
+        #expect(fits.stdout.contains("fits within the capacity"))
+        let placed = try String(contentsOf: out, encoding: .utf8)
+        #expect(placed.hasPrefix("id,lower,upper,size,offset\nb0,0,4,10,"))
+        #expect(placed.split(separator: "\n").count == 4)
+
+        let tooSmall = try run(["allocate", input.path, "--capacity", "49"])
+        #expect(tooSmall.status == 3)
+        #expect(tooSmall.stdout.contains("below LOAD"))
+
+        let minimized = try run(["allocate", input.path, "--algorithm", "greedy-size"])
+        #expect(minimized.status == 0)
+        #expect(minimized.stdout.contains("height"))
+
+        try "id,lower,upper,size\nb0,0,4,10\nb0,2,6,20\n".write(to: input, atomically: true, encoding: .utf8)
+        let bad = try run(["allocate", input.path, "--capacity", "1KiB", "-o", out.path])
+        #expect(bad.status == 1)
+        #expect(bad.stderr.contains("buffers.csv:3:1: duplicate id 'b0' (first on line 2)"))
+        // The earlier output is left as it was: nothing half-written.
+        #expect(try String(contentsOf: out, encoding: .utf8) == placed)
+
+        let usage = try run(["allocate", input.path, "--algorithm", "magic"])
+        #expect(usage.status == 1)
+        #expect(usage.stderr.contains("unknown 'magic'"))
+        let technique = try run(["allocate", input.path, "--disable", "luck"])
+        #expect(technique.status == 1 && technique.stderr.contains("unknown technique 'luck'"))
+    }
+
+    @Test("bench allocate runs a small suite and reports every algorithm")
+    func benchAllocate() throws {
+        let r = try run(["bench", "allocate", "--sizes", "20", "--per-size", "1", "--time-limit", "2"])
+        #expect(r.status == 0)
+        for name in ["greedy-size", "greedy-conflicts", "best-fit", "exact"] { #expect(r.stdout.contains("| \(name) | 2 |")) }
+        #expect(r.stdout.contains("| exact | 2 | 2/2 (100%)"))
+    }
 }
