@@ -47,11 +47,15 @@ func writeAtomically(_ text: String, to path: String) throws {
     let temporary = directory.appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())")
     do {
         try Data(text.utf8).write(to: temporary)
-        if FileManager.default.fileExists(atPath: url.path) {
-            _ = try FileManager.default.replaceItemAt(url, withItemAt: temporary)
-        } else {
-            try FileManager.default.moveItem(at: temporary, to: url)
+        // POSIX rename replaces the destination atomically on one file system
+        // (Foundation's replaceItemAt fails intermittently on Linux).
+        guard rename(temporary.path, url.path) == 0 else {
+            let reason = String(cString: strerror(errno))
+            try? FileManager.default.removeItem(at: temporary)
+            throw UserError("cannot write '\(path)': \(reason)")
         }
+    } catch let error as UserError {
+        throw error
     } catch {
         try? FileManager.default.removeItem(at: temporary)
         throw UserError("cannot write '\(path)': \(error.localizedDescription)")
