@@ -4,10 +4,6 @@
 enum GreedyBySize {
     /// Offsets per active buffer.
     static func offsets(_ t: Timeline) -> [Int] {
-        let order = (0..<t.count).sorted {
-            let a = (t.size[$0], t.upper[$0] - t.lower[$0]), b = (t.size[$1], t.upper[$1] - t.lower[$1])
-            return a != b ? a > b : $0 < $1
-        }
-        return GreedyPlacement.place(t, order: order, choice: .lowest)
+        GreedyPlacement.place(t, order: GreedyPlacement.largestFirst(t), choice: .lowest)
     }
 }

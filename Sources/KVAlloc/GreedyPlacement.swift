@@ -14,6 +14,14 @@ enum GapChoice {
 }
 
 enum GreedyPlacement {
+    /// Largest first, longer lifetime breaking ties, then index: the order of greedy-by-size and best fit.
+    static func largestFirst(_ t: Timeline) -> [Int] {
+        (0..<t.count).sorted {
+            let a = (t.size[$0], t.upper[$0] - t.lower[$0]), b = (t.size[$1], t.upper[$1] - t.lower[$1])
+            return a != b ? a > b : $0 < $1
+        }
+    }
+
     /// Offsets (per active buffer) after placing pinned buffers, then `order`, by `choice`.
     /// Buffers already placed in `start` (offset ≥ 0) stay where they are.
     static func place(_ t: Timeline, order: [Int], choice: GapChoice, start: [Int]? = nil) -> [Int] {

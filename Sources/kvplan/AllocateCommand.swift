@@ -62,13 +62,7 @@ struct Allocate: ParsableCommand {
         guard timeLimit.isFinite, timeLimit > 0, timeLimit <= 1e6 else {
             throw UserError("--time-limit: expected a positive number of seconds, got \(timeLimit)")
         }
-        var options = SearchOptions.default
-        for name in disabled {
-            guard let changed = options.disabling(name) else {
-                throw UserError("--disable: unknown technique '\(name)' (expected \(SearchOptions.techniqueNames.joined(separator: ", ")))")
-            }
-            options = changed
-        }
+        var options = try searchOptions(disabling: disabled)
         if let preorder {
             let orders = preorder.split(separator: ",").map { Preorder(String($0)) }
             guard !orders.isEmpty, orders.allSatisfy({ $0 != nil }) else {
@@ -142,4 +136,16 @@ struct Allocate: ParsableCommand {
         lines.append(("time", String(format: "%.3f s", seconds) + " (\(algorithm.rawValue)" + (algorithm == .exact ? ", \(grouped(r.nodes)) nodes)" : ")")))
         return lines.map { $0.0.padding(toLength: 10, withPad: " ", startingAt: 0) + $0.1 + "\n" }.joined()
     }
+}
+
+/// The default search options with the `--disable` techniques switched off.
+func searchOptions(disabling names: [String]) throws -> SearchOptions {
+    var options = SearchOptions.default
+    for name in names {
+        guard let changed = options.disabling(name) else {
+            throw UserError("--disable: unknown technique '\(name)' (expected \(SearchOptions.techniqueNames.joined(separator: ", ")))")
+        }
+        options = changed
+    }
+    return options
 }

@@ -74,13 +74,7 @@ struct AllocateBench: ParsableCommand {
         }
         guard perSize >= 1, perSize <= 1000 else { throw UserError("--per-size: expected 1...1000, got \(perSize)") }
         guard timeLimit.isFinite, timeLimit > 0 else { throw UserError("--time-limit: expected positive seconds") }
-        var options = SearchOptions.default
-        for name in disabled {
-            guard let changed = options.disabling(name) else {
-                throw UserError("--disable: unknown technique '\(name)' (expected \(SearchOptions.techniqueNames.joined(separator: ", ")))")
-            }
-            options = changed
-        }
+        let options = try searchOptions(disabling: disabled)
         if let dir = instanceDirectory {
             try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         }
