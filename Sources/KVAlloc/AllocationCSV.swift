@@ -21,6 +21,9 @@ public struct CSVError: Error, Equatable, Sendable, CustomStringConvertible {
 public enum AllocationCSV {
     static let required = ["id", "lower", "upper", "size"]
     static let optional = ["alignment", "fixed"]
+    /// MiniMalloc's original column names (`buffer,start,end,size`), read as ours so its public
+    /// benchmark files load unchanged.
+    static let aliases = ["buffer": "id", "start": "lower", "end": "upper"]
 
     /// Parses `text` into a problem (no capacity), reporting the first error with its position.
     public static func parse(_ text: String) throws(CSVError) -> Problem {
@@ -33,12 +36,13 @@ public enum AllocationCSV {
         let header = fields(lines[headerIndex])
         var column: [String: Int] = [:]
         let known = Set(required + optional)
-        guard header.contains(where: { known.contains($0.text.lowercased()) }) else {
+        func canonical(_ text: String) -> String { aliases[text.lowercased()] ?? text.lowercased() }
+        guard header.contains(where: { known.contains(canonical($0.text)) }) else {
             throw CSVError(line: headerIndex + 1, column: 1,
                            message: "missing header: expected 'id,lower,upper,size' as the first line, found '\(lines[headerIndex].prefix(60))'")
         }
         for (k, field) in header.enumerated() {
-            let name = field.text.lowercased()
+            let name = canonical(field.text)
             guard known.contains(name) else {
                 throw CSVError(line: headerIndex + 1, column: field.column, message: "unknown column '\(field.text)' (known: id, lower, upper, size, alignment, fixed)")
             }

@@ -70,19 +70,8 @@ struct Allocate: ParsableCommand {
             }
             options.preorders = orders.map { $0! }
         }
-        var capacityBytes: Int?
-        if let capacity {
-            guard let value = TargetParser.parseQuantity(capacity, .bytes), value >= 0, value == value.rounded(), value < 9e15 else {
-                throw UserError("--capacity: expected a whole number of bytes such as 1048576 or 1MiB, got '\(capacity)'")
-            }
-            capacityBytes = Int(value)
-        }
-
-        let text = try readText(buffers)
-        var problem: Problem
-        do { problem = try AllocationCSV.parse(text) } catch {
-            throw UserError("\(buffers):\(error.line):\(error.column): \(error.message)")
-        }
+        let capacityBytes = try capacity.map(parseCapacity)
+        var problem = try loadAllocationProblem(buffers)
         problem.capacity = capacityBytes
         let goal: Goal = (minimize || capacityBytes == nil) ? .minimize : .fit(capacity: capacityBytes!)
 
@@ -148,4 +137,20 @@ func searchOptions(disabling names: [String]) throws -> SearchOptions {
         options = changed
     }
     return options
+}
+
+/// Parses a `--capacity` value: whole bytes, with an optional unit (`1048576`, `1MiB`).
+func parseCapacity(_ text: String) throws -> Int {
+    guard let value = TargetParser.parseQuantity(text, .bytes), value >= 0, value == value.rounded(), value < 9e15 else {
+        throw UserError("--capacity: expected a whole number of bytes such as 1048576 or 1MiB, got '\(text)'")
+    }
+    return Int(value)
+}
+
+/// Reads an allocation CSV, turning format errors into `path:line:column: message`.
+func loadAllocationProblem(_ path: String) throws -> Problem {
+    let text = try readText(path)
+    do { return try AllocationCSV.parse(text) } catch {
+        throw UserError("\(path):\(error.line):\(error.column): \(error.message)")
+    }
 }

@@ -43,6 +43,14 @@ struct AllocateBench: ParsableCommand {
     @Option(name: .customLong("write-instances"), help: "Also write each instance as CSV into this directory.")
     var instanceDirectory: String?
 
+    @Option(name: .customLong("instances"), help: ArgumentHelp(
+        "Run the CSV files of this directory instead of the generated suite.",
+        discussion: "Capacity: --capacity if given, else the number in a name of the form NAME.CAPACITY.csv (MiniMalloc's benchmark files), else LOAD."))
+    var instancesFrom: String?
+
+    @Option(help: "Capacity for every file of --instances, e.g. 1048576 or 1MiB.")
+    var capacity: String?
+
     @Option(name: .shortAndLong, help: "Write the Markdown report here (default: standard output).")
     var output: String?
 
@@ -56,6 +64,7 @@ struct AllocateBench: ParsableCommand {
     private struct Run { var packed: Bool; var seconds: Double; var ratio: Double; var nodes: Int }
 
     private func execute() throws {
+        if capacity != nil, instancesFrom == nil { throw UserError("--capacity applies only with --instances") }
         let counts = sizes.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
         guard !counts.isEmpty, counts.allSatisfy({ ($0 ?? 0) >= 2 && ($0 ?? 0) <= 100_000 }) else {
             throw UserError("--sizes: expected comma-separated buffer counts between 2 and 100000, got '\(sizes)'")
@@ -75,53 +84,85 @@ struct AllocateBench: ParsableCommand {
         guard perSize >= 1, perSize <= 1000 else { throw UserError("--per-size: expected 1...1000, got \(perSize)") }
         guard timeLimit.isFinite, timeLimit > 0 else { throw UserError("--time-limit: expected positive seconds") }
         let options = try searchOptions(disabling: disabled)
+        if instancesFrom != nil, instanceDirectory != nil {
+            throw UserError("--instances and --write-instances cannot be combined (the instances are already files)")
+        }
         if let dir = instanceDirectory {
             try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         }
 
-        var runs: [Algorithm: [Run]] = [:]
-        var perGroup: [String: [Algorithm: [Run]]] = [:]
-        var groupOrder: [String] = []
-        for family in familyList {
-            for count in counts.map({ $0! }) {
-                let group = "\(family.rawValue) \(count)"
-                groupOrder.append(group)
-                for seed in 1...perSize {
-                    var problem = TightInstances.make(family, count: count, seed: UInt64(seed))
-                    let load = problem.load
-                    problem.capacity = load
-                    if let dir = instanceDirectory {
-                        try writeAtomically(AllocationCSV.write(problem), to: "\(dir)/\(family.rawValue)-\(count)-\(seed).csv")
-                    }
-                    for algorithm in algorithmList {
-                        let r = try Allocator.allocate(problem, goal: .fit(capacity: load), algorithm: algorithm,
-                                                       options: options, timeLimit: .milliseconds(Int64(timeLimit * 1000)))
-                        guard Validator.isValid(r.solution, for: problem, capacity: .max) else {
-                            printError("internal error: invalid \(algorithm.rawValue) packing on \(group) seed \(seed)\n")
-                            throw ExitCode(2)
+        var instances: [(group: String, label: String, problem: Problem)] = []
+        if let dir = instancesFrom {
+            instances = try loadInstances(dir)
+        } else {
+            for family in familyList {
+                for count in counts.map({ $0! }) {
+                    let group = "\(family.rawValue) \(count)"
+                    for seed in 1...perSize {
+                        var problem = TightInstances.make(family, count: count, seed: UInt64(seed))
+                        problem.capacity = problem.load
+                        instances.append((group, "\(group) seed \(seed)", problem))
+                        if let dir = instanceDirectory {
+                            try writeAtomically(AllocationCSV.write(problem), to: "\(dir)/\(family.rawValue)-\(count)-\(seed).csv")
                         }
-                        let seconds = Double(r.elapsed.components.seconds) + Double(r.elapsed.components.attoseconds) * 1e-18
-                        let run = Run(packed: r.verdict == .fits, seconds: seconds, ratio: Double(r.height) / Double(load), nodes: r.nodes)
-                        runs[algorithm, default: []].append(run)
-                        perGroup[group, default: [:]][algorithm, default: []].append(run)
-                        printError(String(format: "%@ seed %d  %@: %@ in %.3f s, height/LOAD %.4f\n",
-                                          group, seed, algorithm.rawValue, run.packed ? "packed" : "not packed", seconds, run.ratio))
                     }
                 }
             }
         }
 
-        var report = "| algorithm | instances | packed at LOAD | median time (all) | median time (packed) | max time (packed) | median height/LOAD (not packed) | max height/LOAD (not packed) |\n"
+        var runs: [Algorithm: [Run]] = [:]
+        var perGroup: [String: [Algorithm: [Run]]] = [:]
+        var groupOrder: [String] = []
+        for (group, label, problem) in instances {
+            if !groupOrder.contains(group) { groupOrder.append(group) }
+            let capacity = problem.capacity!
+            for algorithm in algorithmList {
+                let r = try Allocator.allocate(problem, goal: .fit(capacity: capacity), algorithm: algorithm,
+                                               options: options, timeLimit: .milliseconds(Int64(timeLimit * 1000)))
+                guard Validator.isValid(r.solution, for: problem, capacity: .max) else {
+                    printError("internal error: invalid \(algorithm.rawValue) packing on \(label)\n")
+                    throw ExitCode(2)
+                }
+                let seconds = Double(r.elapsed.components.seconds) + Double(r.elapsed.components.attoseconds) * 1e-18
+                let run = Run(packed: r.verdict == .fits, seconds: seconds, ratio: Double(r.height) / Double(capacity), nodes: r.nodes)
+                runs[algorithm, default: []].append(run)
+                perGroup[group, default: [:]][algorithm, default: []].append(run)
+                printError(String(format: "%@  %@: %@ in %.3f s, height/capacity %.4f\n",
+                                  label, algorithm.rawValue, run.packed ? "packed" : "not packed", seconds, run.ratio))
+            }
+        }
+
+        var report = "| algorithm | instances | packed within capacity | median time (all) | median time (packed) | max time (packed) | median height/capacity (not packed) | max height/capacity (not packed) |\n"
         report += "|---|---:|---:|---:|---:|---:|---:|---:|\n"
         for algorithm in algorithmList {
             report += row(algorithm.rawValue, runs[algorithm] ?? [])
         }
         report += "\nPer family and size (\(algorithmList.contains(.exact) ? "exact search" : algorithmList[0].rawValue)):\n\n"
-        report += "| instances | count | packed at LOAD | median time (all) | median time (packed) | max time (packed) | median height/LOAD (not packed) | max height/LOAD (not packed) |\n"
+        report += "| instances | count | packed within capacity | median time (all) | median time (packed) | max time (packed) | median height/capacity (not packed) | max height/capacity (not packed) |\n"
         report += "|---|---:|---:|---:|---:|---:|---:|---:|\n"
         let focus = algorithmList.contains(.exact) ? Algorithm.exact : algorithmList[0]
         for group in groupOrder { report += row(group, perGroup[group]?[focus] ?? []) }
         if let output { try writeAtomically(report, to: output) } else { print(report, terminator: "") }
+    }
+
+    /// Reads every `*.csv` of `directory` (sorted by name), each with its capacity.
+    private func loadInstances(_ directory: String) throws -> [(group: String, label: String, problem: Problem)] {
+        let names: [String]
+        do { names = try FileManager.default.contentsOfDirectory(atPath: directory) } catch {
+            throw UserError("--instances: cannot read directory '\(directory)'")
+        }
+        let files = names.filter { $0.hasSuffix(".csv") }.sorted()
+        guard !files.isEmpty else { throw UserError("--instances: no .csv files in '\(directory)'") }
+        let fixed = try capacity.map(parseCapacity)
+        return try files.map { name in
+            let path = "\(directory)/\(name)"
+            var problem = try loadAllocationProblem(path)
+            let parts = name.dropLast(4).split(separator: ".")
+            let fromName = parts.count >= 2 ? Int(parts.last!) : nil
+            problem.capacity = fixed ?? fromName ?? problem.load
+            let label = String(name.dropLast(4))
+            return (label, label, problem)
+        }
     }
 
     private func row(_ name: String, _ runs: [Run]) -> String {

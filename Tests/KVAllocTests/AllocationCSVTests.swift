@@ -10,6 +10,9 @@ struct AllocationCSVTests {
                               Buffer(id: "b", lower: 2, upper: 6, size: 8, alignment: 1, fixedOffset: 128)])
         let q = try AllocationCSV.parse("upper,id,size,lower\n5,x,7,1\n")
         #expect(q.buffers == [Buffer(id: "x", lower: 1, upper: 5, size: 7)])
+        // MiniMalloc's benchmark header.
+        let m = try AllocationCSV.parse("buffer,start,end,size\n0,3,9,64\n")
+        #expect(m.buffers == [Buffer(id: "0", lower: 3, upper: 9, size: 64)])
     }
 
     @Test("round trip: output lists the placement in input order")

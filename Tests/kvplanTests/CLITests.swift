@@ -171,4 +171,23 @@ struct CLITests {
         for name in ["greedy-size", "greedy-conflicts", "best-fit", "exact"] { #expect(r.stdout.contains("| \(name) | 2 |")) }
         #expect(r.stdout.contains("| exact | 2 | 2/2 (100%)"))
     }
+
+    @Test("bench allocate --instances runs a directory; capacity from NAME.CAPACITY.csv, --capacity, or LOAD")
+    func benchInstances() throws {
+        let dir = try temporaryDirectory()
+        // Two buffers live together (LOAD 30) and one alone.
+        try "buffer,start,end,size\n0,0,4,10\n1,2,6,20\n2,6,8,5\n".write(to: dir.appendingPathComponent("pair.30.csv"), atomically: true, encoding: .utf8)
+        try "id,lower,upper,size\na,0,2,7\n".write(to: dir.appendingPathComponent("single.csv"), atomically: true, encoding: .utf8)
+        let r = try run(["bench", "allocate", "--instances", dir.path, "--algorithms", "exact", "--time-limit", "2"])
+        #expect(r.status == 0)
+        #expect(r.stdout.contains("| pair.30 | 1 | 1/1 (100%)"))
+        #expect(r.stdout.contains("| single | 1 | 1/1 (100%)"))
+        let tooSmall = try run(["bench", "allocate", "--instances", dir.path, "--capacity", "29", "--algorithms", "greedy-size"])
+        #expect(tooSmall.status == 0)
+        #expect(tooSmall.stdout.contains("| pair.30 | 1 | 0/1 (0%)"))
+        let empty = try run(["bench", "allocate", "--instances", dir.appendingPathComponent("missing").path])
+        #expect(empty.status == 1 && empty.stderr.contains("cannot read directory"))
+        let stray = try run(["bench", "allocate", "--capacity", "1MiB"])
+        #expect(stray.status == 1 && stray.stderr.contains("--capacity applies only with --instances"))
+    }
 }
