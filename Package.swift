@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "KVSolver", targets: ["KVSolver"]),
         .library(name: "KVPlanner", targets: ["KVPlanner"]),
         .library(name: "KVAlloc", targets: ["KVAlloc"]),
+        .library(name: "KVArtifact", targets: ["KVArtifact"]),
     ],
     dependencies: [
         // The CLI's flag parsing, help and usage errors.
@@ -27,11 +28,13 @@ let package = Package(
         .target(name: "KVGraph", dependencies: [.product(name: "HeapModule", package: "swift-collections")]),
         // Static allocation on its own terms (no IR types, no solver).
         .target(name: "KVAlloc"),
-        .target(name: "KVPlanner", dependencies: ["KVGraph"]),
+        // The on-disk plan schema; no logic beyond encoding and validation.
+        .target(name: "KVArtifact"),
+        .target(name: "KVPlanner", dependencies: ["KVGraph", "KVAlloc", "KVArtifact", "KVSolver"]),
         .executableTarget(
             name: "kvplan",
             dependencies: [
-                "KVGraph", "KVPlanner", "KVSolver", "KVAlloc",
+                "KVGraph", "KVPlanner", "KVSolver", "KVAlloc", "KVArtifact",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -40,7 +43,7 @@ let package = Package(
         .testTarget(name: "KVGraphTests", dependencies: ["KVGraph"], exclude: ["Golden"]),
         // The allocator's tests cross-check verdicts against GLPK on small instances.
         .testTarget(name: "KVAllocTests", dependencies: ["KVAlloc", "KVSolver"]),
-        .testTarget(name: "KVPlannerTests", dependencies: ["KVPlanner", "KVGraph"]),
+        .testTarget(name: "KVPlannerTests", dependencies: ["KVPlanner", "KVGraph", "KVArtifact", "KVAlloc"]),
         .testTarget(name: "kvplanTests", dependencies: ["kvplan"]),
     ]
 )

@@ -1,0 +1,27 @@
+import KVAlloc
+import KVArtifact
+
+/// Scratchpad offsets for a schedule's compute-tier residencies, by KVAlloc.
+///
+/// Each residency is a buffer with the residency's slot range as its lifetime and the value's
+/// aligned footprint as its size. The exact search fits them within the tier's capacity (best
+/// fit first, so easy cases cost nothing); nil means no packing was found in the time allowed.
+public enum AddressAssignment {
+    /// `schedule` with an offset on every compute-tier residency, or nil when none fits.
+    public static func assign(_ p: PlacementProblem, _ schedule: Schedule, timeLimit: Duration = .seconds(2)) -> Schedule? {
+        let tier = p.computeTier
+        let indices = schedule.residencies.indices.filter { schedule.residencies[$0].tier == tier }
+        let buffers = indices.map { k in
+            let r = schedule.residencies[k]
+            return Buffer(id: String(k), lower: r.from, upper: r.to, size: p.footprint(r.value, in: tier),
+                          alignment: max(1, p.target.tiers[tier].alignment))
+        }
+        let capacity = p.target.tiers[tier].capacity
+        guard let result = try? Allocator.allocate(Problem(buffers: buffers, capacity: capacity), goal: .fit(capacity: capacity),
+                                                   algorithm: .exact, timeLimit: timeLimit),
+              result.verdict == .fits else { return nil }
+        var out = schedule
+        for (j, k) in indices.enumerated() { out.residencies[k].offset = result.solution.offsets[j] }
+        return out
+    }
+}

@@ -1,0 +1,131 @@
+import KVArtifact
+import KVGraph
+
+/// What every placement method plans: values (tensors or tiles), steps in order, and the target.
+///
+/// Built from a checked graph by `PlacementProblem.init(graph:target:)`: one step per op (the
+/// tiling pass splits ops whose working set exceeds the compute tier), one value per tensor.
+/// Weights, inputs and caches live in a home tier (the first tier after the compute tier with
+/// room for them, in op order, else the next); outputs and updated caches must end there.
+public struct PlacementProblem: Sendable {
+    /// Values (units of placement).
+    public var values: [Value]
+    /// Steps in execution order; step `i` computes in slot `i + 1`.
+    public var steps: [Step]
+    /// The target's tiers and links.
+    public var target: PlanTarget
+    /// Model name.
+    public var model: String
+
+    /// Tier 0: where steps compute.
+    public var computeTier: Int { 0 }
+    /// The tier that takes spilled activations (the first one after the compute tier).
+    public var spillTier: Int { 1 }
+    /// Number of slots: prologue, one per step, epilogue.
+    public var slotCount: Int { steps.count + 2 }
+
+    /// Creates a problem directly (tests, generated problems).
+    public init(model: String, target: PlanTarget, values: [Value], steps: [Step]) {
+        self.model = model
+        self.target = target
+        self.values = values
+        self.steps = steps
+    }
+
+    /// Bytes a value occupies in `tier` (rounded up to the tier's alignment).
+    public func footprint(_ value: Int, in tier: Int) -> Int {
+        let a = max(1, target.tiers[tier].alignment)
+        return (values[value].bytes + a - 1) / a * a
+    }
+
+    /// The values a step touches (reads ∪ writes), each once, in first-mention order.
+    public func touched(_ step: Int) -> [Int] {
+        var seen = Set<Int>()
+        return (steps[step].reads + steps[step].writes).filter { seen.insert($0).inserted }
+    }
+
+    /// Bytes a step needs in the compute tier at once.
+    public func workingSet(_ step: Int) -> Int {
+        touched(step).reduce(0) { $0 + footprint($1, in: computeTier) }
+    }
+}
+
+/// Why a problem could not be built or planned.
+public struct PlanningError: Error, CustomStringConvertible, Equatable {
+    /// What went wrong, naming the op or tensor.
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+extension PlanTarget {
+    /// The plan's view of a target (tiers fastest first, links by tier name).
+    public init(_ target: Target) {
+        self.init(name: target.name,
+                  tiers: target.tiers.map { Tier(name: $0.name, capacity: $0.capacity, alignment: $0.alignment) },
+                  links: target.links.map { Link(from: $0.from, to: $0.to, bandwidth: $0.bandwidth, latency: $0.latency) })
+    }
+
+    /// The link from tier `a` to tier `b`.
+    public func link(_ a: Int, _ b: Int) -> Link? {
+        links.first { $0.from == tiers[a].name && $0.to == tiers[b].name }
+    }
+}
+
+extension PlacementProblem {
+    /// One value per tensor and one step per op of `graph`, in its order, on `target`.
+    public init(graph: Graph, target: Target) throws(PlanningError) {
+        guard target.tiers.count >= 2 else {
+            throw PlanningError("target '\(target.name)' needs at least two tiers (a compute tier and a backing tier)")
+        }
+        let plan = PlanTarget(target)
+        for t in 1..<plan.tiers.count where plan.link(0, t) == nil && plan.link(t, 0) == nil && t == 1 {
+            throw PlanningError("target '\(target.name)' has no link between '\(plan.tiers[0].name)' and '\(plan.tiers[1].name)'")
+        }
+        var updated = Set<Int>()
+        for op in graph.ops { for u in op.updates { updated.insert(u) } }
+
+        // Home tiers: persistent tensors in order of first use, into the first backing tier with room.
+        var firstUse = Array(repeating: Int.max, count: graph.tensors.count)
+        for (position, opID) in graph.order.enumerated() {
+            let op = graph.ops[opID]
+            for t in op.operands + op.results + op.updates where firstUse[t] == Int.max { firstUse[t] = position }
+        }
+        var free = plan.tiers.map(\.capacity)
+        var homes = Array(repeating: Int?.none, count: graph.tensors.count)
+        let needsHome = graph.tensors.indices.filter { graph.tensors[$0].kind != .activation }
+        for t in needsHome.sorted(by: { (firstUse[$0], $0) < (firstUse[$1], $1) }) {
+            let bytes = graph.tensors[t].byteSize
+            guard let tier = (1..<plan.tiers.count).first(where: { free[$0] >= bytes }) else {
+                throw PlanningError("tensor '\(graph.tensors[t].name)' (\(bytes) B) fits in no backing tier of '\(target.name)'")
+            }
+            free[tier] -= bytes
+            homes[t] = tier
+        }
+        values = graph.tensors.enumerated().map { t, tensor in
+            let kind: ValueKind = switch tensor.kind {
+            case .weight: .weight
+            case .input: .input
+            case .activation: .activation
+            case .cache: .cache
+            case .output: .output
+            }
+            return Value(name: tensor.name, tensor: tensor.name, kind: kind, bytes: tensor.byteSize, home: homes[t],
+                         mustPersist: tensor.kind == .output || updated.contains(t))
+        }
+        steps = try graph.order.map { (opID) throws(PlanningError) -> Step in
+            let op = graph.ops[opID]
+            let dtype = op.operands.map { graph.tensors[$0] }.first(where: { $0.kind == .weight })?.dtype
+                ?? op.results.first.map { graph.tensors[$0].dtype } ?? .f32
+            guard let rate = target.throughput(for: dtype) else {
+                throw PlanningError("target '\(target.name)' gives no compute throughput for \(dtype.rawValue) (op \(op.kind.rawValue) producing '\(op.results.first.map { graph.tensors[$0].name } ?? "?")')")
+            }
+            let name = op.results.first.map { graph.tensors[$0].name } ?? "op\(opID)"
+            return Step(name: name, op: op.kind.rawValue, tile: nil, tiles: nil,
+                        reads: (op.operands + op.updates), writes: (op.results + op.updates),
+                        flops: op.flops, computeSeconds: Double(op.flops) / rate)
+        }
+        self.target = plan
+        model = graph.name
+    }
+}

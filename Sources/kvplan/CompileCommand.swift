@@ -1,0 +1,109 @@
+import ArgumentParser
+import Foundation
+import KVArtifact
+import KVGraph
+import KVPlanner
+
+/// `kvplan compile`: plan where every tensor lives at every step and write the artifact directory.
+struct Compile: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Plan a model's memory placement on a target and write DIR/plan.json.",
+        discussion: """
+        Every plan is checked by the independent verifier before it is written; an invalid \
+        plan is never written. Default target: cpu (a 1 MiB scratchpad, DRAM, host memory; \
+        see Docs/targets.md). Exit codes: 0 written, 1 bad input or no plan possible, 64 bad usage.
+        """
+    )
+
+    @Argument(help: "A .graph file or a Hugging Face config.json.")
+    var model: String
+
+    @Option(help: "Target preset (cpu, edge-npu, datacenter-gpu) or .hw file.")
+    var target: String = "cpu"
+
+    @Option(help: "What to minimise: time or traffic.")
+    var objective: String = "time"
+
+    @Option(help: "Placement method: naive, lru, belady.")
+    var solver: String = "belady"
+
+    @Option(name: .shortAndLong, help: "Artifact directory (default: ./<model>.kvplan/).")
+    var output: String?
+
+    @OptionGroup var dimensions: ModelOptions
+
+    func run() throws {
+        do { try execute() } catch let error as DiagnosticError {
+            printError(error.description)
+            throw ExitCode(1)
+        } catch let error as UserError {
+            printError("error: \(error.message)\n")
+            throw ExitCode(1)
+        }
+    }
+
+    private func execute() throws {
+        guard let objective = PlacementObjective(rawValue: objective) else {
+            throw UserError("--objective: expected time or traffic, got '\(self.objective)'")
+        }
+        guard let method = PlacementMethod(rawValue: solver) else {
+            throw UserError("--solver: expected \(PlacementMethod.allCases.map(\.rawValue).joined(separator: ", ")), got '\(solver)'")
+        }
+        let hardware = try loadTarget(target)
+        let (values, flags) = try dimensions.bindings()
+        guard case let .graph(lowered, _) = try loadInput(model, dimensions: values, flagNames: flags) else {
+            throw UserError("'\(model)' is a target, not a model")
+        }
+        let graph = lowered.graph
+        let plan: Plan
+        switch Self.plan(graph, hardware, method, objective) {
+        case let .success(p): plan = p
+        case let .failure(error): throw UserError("\(model): cannot plan on '\(hardware.name)': \(error.message)")
+        }
+        let failures = PlanVerifier.check(plan)
+        guard failures.isEmpty else {
+            printError("internal error: the \(method.rawValue) plan fails verification (nothing written):\n")
+            for f in failures.prefix(10) { printError("  \(f)\n") }
+            throw ExitCode(2)
+        }
+        let directory = output ?? "\(graph.name).kvplan"
+        do { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) } catch {
+            throw UserError("cannot create '\(directory)': \(error.localizedDescription)")
+        }
+        try writeAtomically(String(decoding: try plan.encoded(), as: UTF8.self), to: "\(directory)/plan.json")
+        print(Self.summary(plan, directory: directory), terminator: "")
+    }
+
+    static func plan(_ graph: Graph, _ target: Target, _ method: PlacementMethod,
+                     _ objective: PlacementObjective) -> Result<Plan, PlanningError> {
+        Result { () throws(PlanningError) -> Plan in
+            let problem = try PlacementProblem(graph: graph, target: target)
+            return try PlacementPlanner.plan(problem, method: method, objective: objective)
+        }
+    }
+
+    /// The human summary: per-tier peaks, bytes per link, time, traffic, solver, baselines.
+    static func summary(_ plan: Plan, directory: String) -> String {
+        var out = "\(plan.model) on \(plan.target.name): \(plan.steps.count) steps, \(plan.values.count) values → \(directory)/plan.json\n"
+        out += "solver    \(plan.solver.method) (\(plan.solver.status)), \(String(format: "%.3f", plan.solver.seconds)) s\n"
+        for (t, tier) in plan.target.tiers.enumerated() {
+            let peak = plan.estimate.peakBytes[t]
+            out += "peak      \(tier.name.padding(toLength: 12, withPad: " ", startingAt: 0)) \(bytes(peak)) of \(bytes(tier.capacity))"
+            out += String(format: " (%.1f%%)\n", tier.capacity > 0 ? 100 * Double(peak) / Double(tier.capacity) : 0)
+        }
+        for key in plan.estimate.linkBytes.keys.sorted() { out += "link      \(key.padding(toLength: 22, withPad: " ", startingAt: 0)) \(bytes(plan.estimate.linkBytes[key]!))\n" }
+        out += String(format: "time      %.6f s estimated (compute alone %.6f s)\n", plan.estimate.seconds, plan.estimate.computeSeconds)
+        out += "traffic   \(bytes(plan.estimate.nonCompulsoryBytes)) beyond the compulsory \(bytes(plan.estimate.compulsoryBytes))\n"
+        let better = plan.objective == "traffic"
+            ? plan.baselines.min { $0.estimate.nonCompulsoryBytes < $1.estimate.nonCompulsoryBytes }
+            : plan.baselines.min { $0.estimate.seconds < $1.estimate.seconds }
+        if let best = better {
+            let e = best.estimate
+            let timeCut = e.seconds > 0 ? 100 * (e.seconds - plan.estimate.seconds) / e.seconds : 0
+            let trafficCut = e.nonCompulsoryBytes > 0 ? 100 * Double(e.nonCompulsoryBytes - plan.estimate.nonCompulsoryBytes) / Double(e.nonCompulsoryBytes) : 0
+            out += String(format: "baseline  best other: %@, %.6f s, %@ non-compulsory (this plan: %.1f%% less time, %.1f%% less traffic)\n",
+                          best.method, e.seconds, bytes(e.nonCompulsoryBytes), timeCut, trafficCut)
+        }
+        return out
+    }
+}
