@@ -126,13 +126,11 @@ public struct SolverSummary: Codable, Sendable, Equatable {
     public var status: String
     /// Relative gap to the best bound, when one is known.
     public var gap: Double?
-    /// Wall-clock seconds spent planning.
-    public var seconds: Double
-    public init(method: String, status: String, gap: Double?, seconds: Double) {
+    // Planning time is reported by the command, not stored: plans are byte-identical per input.
+    public init(method: String, status: String, gap: Double?) {
         self.method = method
         self.status = status
         self.gap = gap
-        self.seconds = seconds
     }
 }
 

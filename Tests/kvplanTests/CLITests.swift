@@ -191,3 +191,44 @@ struct CLITests {
         #expect(stray.status == 1 && stray.stderr.contains("--capacity applies only with --instances"))
     }
 }
+
+@Suite("kvplan compile and verify")
+struct CompileCLITests {
+    let cli = CLITests()
+
+    @Test("compile tiny-llama: verified, byte-identical twice; verify accepts it and rejects a tampered copy")
+    func compileTiny() throws {
+        let dir = try cli.temporaryDirectory()
+        let a = dir.appendingPathComponent("a").path, b = dir.appendingPathComponent("b").path
+        let graph = CLITests.root.appendingPathComponent("Graphs/tiny-llama.graph").path
+        let r = try cli.run(["compile", graph, "-o", a])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("tiny-llama on cpu"))
+        #expect(try cli.run(["compile", graph, "-o", b]).status == 0)
+        let first = try Data(contentsOf: URL(fileURLWithPath: a + "/plan.json"))
+        #expect(first == (try Data(contentsOf: URL(fileURLWithPath: b + "/plan.json"))))
+        #expect(try cli.run(["verify", a]).status == 0)
+
+        // Tamper: claim one byte more on a link than the transfers add up to.
+        var text = String(decoding: first, as: UTF8.self)
+        text = text.replacingOccurrences(of: "\"dram->scratchpad\" : ", with: "\"dram->scratchpad\" : 1")
+        try text.write(toFile: b + "/plan.json", atomically: true, encoding: .utf8)
+        let bad = try cli.run(["verify", b])
+        #expect(bad.status == 1 && bad.stderr.contains("totals: link dram->scratchpad"))
+    }
+
+    @Test("compile refuses what it cannot plan, naming the op and bytes, and writes nothing")
+    func refusals() throws {
+        let dir = try cli.temporaryDirectory()
+        let out = dir.appendingPathComponent("x").path
+        let resnet = CLITests.root.appendingPathComponent("Graphs/resnet-50.graph").path
+        let r = try cli.run(["compile", resnet, "-o", out])
+        #expect(r.status == 1)
+        #expect(r.stderr.contains("cannot plan on 'cpu'") && r.stderr.contains("B at once"))
+        #expect(!FileManager.default.fileExists(atPath: out + "/plan.json"))
+        let tiny = CLITests.root.appendingPathComponent("Graphs/tiny-llama.graph").path
+        #expect(try cli.run(["compile", tiny, "--objective", "speed"]).stderr.contains("--objective: expected time or traffic"))
+        #expect(try cli.run(["compile", tiny, "--target", "moon"]).stderr.contains("neither a preset"))
+        #expect(try cli.run(["verify", dir.path]).status == 1)
+    }
+}

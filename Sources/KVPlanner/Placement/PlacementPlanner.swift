@@ -58,17 +58,14 @@ public enum PlacementPlanner {
     /// Plans `p` with every method in `methods`, returning the plan of `method` with the others as baselines.
     public static func plan(_ p: PlacementProblem, method: PlacementMethod, objective: PlacementObjective,
                             baselines: [PlacementMethod] = PlacementMethod.allCases) throws(PlanningError) -> Plan {
-        let clock = ContinuousClock()
-        let start = clock.now
         let chosen = try schedule(p, method: method)
-        let seconds = (clock.now - start) / .seconds(1)
         var others: [BaselineSummary] = []
         for m in baselines where m != method {
             // A baseline that cannot plan this problem is left out, not fatal.
             if let s = try? schedule(p, method: m) { others.append(BaselineSummary(method: m.rawValue, estimate: CostModel.estimate(p, s))) }
         }
         return Plan(model: p.model, target: p.target, objective: objective.rawValue,
-                    solver: SolverSummary(method: method.rawValue, status: "heuristic", gap: nil, seconds: seconds),
+                    solver: SolverSummary(method: method.rawValue, status: "heuristic", gap: nil),
                     values: p.values, steps: p.steps, residencies: chosen.residencies, transfers: chosen.transfers,
                     estimate: CostModel.estimate(p, chosen), baselines: others)
     }

@@ -102,7 +102,7 @@ extension PlacementProblem {
             free[tier] -= bytes
             homes[t] = tier
         }
-        values = graph.tensors.enumerated().map { t, tensor in
+        let tensorValues = graph.tensors.enumerated().map { t, tensor in
             let kind: ValueKind = switch tensor.kind {
             case .weight: .weight
             case .input: .input
@@ -113,7 +113,28 @@ extension PlacementProblem {
             return Value(name: tensor.name, tensor: tensor.name, kind: kind, bytes: tensor.byteSize, home: homes[t],
                          mustPersist: tensor.kind == .output || updated.contains(t))
         }
-        steps = try graph.order.map { (opID) throws(PlanningError) -> Step in
+        // An embedding lookup gathers rows: it reads as many table bytes as it writes elements.
+        var gathered = tensorValues
+        var substitutions: [Int: [Int: Int]] = [:]
+        for opID in graph.order where graph.ops[opID].kind == .embed {
+            let op = graph.ops[opID]
+            guard let table = op.operands.first(where: { graph.tensors[$0].kind == .weight }), let y = op.results.first else { continue }
+            let rows = graph.tensors[table].dtype.bytes(forElements: graph.tensors[y].elementCount) ?? graph.tensors[table].byteSize
+            var v = tensorValues[table]
+            v.name = "\(v.name)[\(graph.tensors[y].name)]"
+            v.bytes = min(rows, v.bytes)
+            substitutions[opID] = [table: gathered.count]
+            gathered.append(v)
+        }
+        let tiling = try TilingPass(graph: graph, values: gathered, substitutions: substitutions, capacity: plan.tiers[0].capacity,
+                                    alignment: max(1, plan.tiers[0].alignment))
+        // Values that are whole tensors stay; split tensors are replaced by their parts.
+        let kept = tiling.values.indices.filter { $0 >= graph.tensors.count || tiling.parts[$0] == [$0] }
+        var renumber = Array(repeating: -1, count: tiling.values.count)
+        for (k, v) in kept.enumerated() { renumber[v] = k }
+        values = kept.map { tiling.values[$0] }
+        var steps: [Step] = []
+        for opID in graph.order {
             let op = graph.ops[opID]
             let dtype = op.operands.map { graph.tensors[$0] }.first(where: { $0.kind == .weight })?.dtype
                 ?? op.results.first.map { graph.tensors[$0].dtype } ?? .f32
@@ -121,10 +142,17 @@ extension PlacementProblem {
                 throw PlanningError("target '\(target.name)' gives no compute throughput for \(dtype.rawValue) (op \(op.kind.rawValue) producing '\(op.results.first.map { graph.tensors[$0].name } ?? "?")')")
             }
             let name = op.results.first.map { graph.tensors[$0].name } ?? "op\(opID)"
-            return Step(name: name, op: op.kind.rawValue, tile: nil, tiles: nil,
-                        reads: (op.operands + op.updates), writes: (op.results + op.updates),
-                        flops: op.flops, computeSeconds: Double(op.flops) / rate)
+            let k = tiling.tiles[opID]
+            for j in 0..<k {
+                let reads = tiling.values(of: op.operands + op.updates, op: opID, tile: j).map { renumber[$0] }
+                let writes = tiling.values(of: op.results + op.updates, op: opID, tile: j).map { renumber[$0] }
+                let flops = op.flops * (j + 1) / k - op.flops * j / k
+                steps.append(Step(name: k == 1 ? name : "\(name)#\(j)", op: op.kind.rawValue, tile: k == 1 ? nil : j,
+                                  tiles: k == 1 ? nil : k, reads: reads, writes: writes, flops: flops,
+                                  computeSeconds: Double(flops) / rate))
+            }
         }
+        self.steps = steps
         self.target = plan
         model = graph.name
     }
