@@ -18,14 +18,7 @@ struct Check: ParsableCommand {
     @Argument(help: "A .graph file, a Hugging Face config.json, or a .hw target.")
     var file: String
 
-    @Option(help: "Bind the symbolic dimension 'ctx' (KV cache capacity in tokens).")
-    var context: Int?
-
-    @Option(help: "Bind the symbolic dimension 'batch'.")
-    var batch: Int?
-
-    @Option(name: .customLong("dim"), help: ArgumentHelp("Bind any symbolic dimension (repeatable).", valueName: "name=value"))
-    var dims: [String] = []
+    @OptionGroup var dimensions: ModelOptions
 
     @Flag(help: "Print the summary as JSON.")
     var json = false
@@ -37,36 +30,11 @@ struct Check: ParsableCommand {
     var noWarnings = false
 
     func validate() throws {
-        if let context, context < 1 { throw ValidationError("--context must be at least 1, got \(context)") }
-        if let batch, batch < 1 { throw ValidationError("--batch must be at least 1, got \(batch)") }
         if json && dumpIR { throw ValidationError("--json and --dump-ir cannot be combined") }
-        _ = try dimensionBindings()
-    }
-
-    func dimensionBindings() throws -> (values: [String: Int], flags: [String: String]) {
-        var values: [String: Int] = [:]
-        var flags: [String: String] = [:]
-        for d in dims {
-            let parts = d.split(separator: "=", maxSplits: 1).map(String.init)
-            guard parts.count == 2, !parts[0].isEmpty, let v = Int(parts[1]) else {
-                throw ValidationError("--dim expects name=value with an integer value, got '\(d)'")
-            }
-            guard v >= 1 else { throw ValidationError("--dim \(parts[0]) must be at least 1, got \(v)") }
-            if values[parts[0]] != nil { throw ValidationError("--dim \(parts[0]) given twice") }
-            values[parts[0]] = v
-            flags[parts[0]] = "--dim \(parts[0])"
-        }
-        for (name, value, flag) in [("ctx", context, "--context"), ("batch", batch, "--batch")] {
-            guard let value else { continue }
-            if values[name] != nil { throw ValidationError("\(flag) and --dim \(name) both bind '\(name)'") }
-            values[name] = value
-            flags[name] = flag
-        }
-        return (values, flags)
     }
 
     func run() throws {
-        let (values, flags) = try dimensionBindings()
+        let (values, flags) = try dimensions.bindings()
         let input: InputFile
         do {
             input = try loadInput(file, dimensions: values, flagNames: flags)
