@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# The main job on a bundled model: set-up, build, and `kvplan check` of the
-# model the runtime will execute and of a real Hugging Face config.
+# The main job on a bundled model: set-up, build, `kvplan check` of the model the
+# runtime will execute and of a real Hugging Face config, then `kvplan compile`
+# of the bundled model into out/tiny-llama.kvplan and the independent verifier on it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 swift build -c release --product kvplan
 .build/release/kvplan check Graphs/tiny-llama.graph
 .build/release/kvplan check Graphs/hf-configs/llama-3.1-8b.json --context 8192
+mkdir -p out
+.build/release/kvplan compile Graphs/tiny-llama.graph -o out/tiny-llama.kvplan
+.build/release/kvplan verify out/tiny-llama.kvplan
