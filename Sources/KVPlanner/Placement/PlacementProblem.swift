@@ -79,7 +79,7 @@ extension PlacementProblem {
             throw PlanningError("target '\(target.name)' needs at least two tiers (a compute tier and a backing tier)")
         }
         let plan = PlanTarget(target)
-        for t in 1..<plan.tiers.count where plan.link(0, t) == nil && plan.link(t, 0) == nil && t == 1 {
+        if plan.link(0, 1) == nil && plan.link(1, 0) == nil {
             throw PlanningError("target '\(target.name)' has no link between '\(plan.tiers[0].name)' and '\(plan.tiers[1].name)'")
         }
         var updated = Set<Int>()

@@ -68,7 +68,7 @@ struct TilingPass {
                 var need = 0
                 for t in touched {
                     if let n = axis[t], parts[t].count == 1 || parts[t].count == k {
-                        let total = parts[t].count == 1 ? values[parts[t][0]].bytes : parts[t].map { values[$0].bytes }.max()! * k
+                        let total = parts[t].reduce(0) { $0 + values[$1].bytes }
                         need += aligned((total + k - 1) / k + (n % k == 0 ? 0 : total / n + 1))
                     } else {
                         need += bytes(t)
