@@ -44,6 +44,23 @@ public struct PlacementProblem: Sendable {
         return (steps[step].reads + steps[step].writes).filter { seen.insert($0).inserted }
     }
 
+    /// How to move a value from tier `a` to tier `b`: directly, or through one intermediate tier.
+    public func route(from a: Int, to b: Int) -> Route? {
+        if target.link(a, b) != nil { return Route(via: nil) }
+        for m in target.tiers.indices where m != a && m != b && target.link(a, m) != nil && target.link(m, b) != nil {
+            return Route(via: m)
+        }
+        return nil
+    }
+
+    /// A path between two tiers: direct, or staged through `via`.
+    public struct Route: Sendable, Equatable {
+        public var via: Int?
+    }
+
+    /// Bytes reserved in every intermediate tier for staged copies (four compute tiers' worth).
+    public var stagingReserve: Int { 4 * target.tiers[computeTier].capacity }
+
     /// Bytes a step needs in the compute tier at once.
     public func workingSet(_ step: Int) -> Int {
         touched(step).reduce(0) { $0 + footprint($1, in: computeTier) }
@@ -92,6 +109,8 @@ extension PlacementProblem {
             for t in op.operands + op.results + op.updates where firstUse[t] == Int.max { firstUse[t] = position }
         }
         var free = plan.tiers.map(\.capacity)
+        // Intermediate tiers keep room for staged copies (see `stagingReserve`).
+        for m in 1..<plan.tiers.count - 1 { free[m] -= 4 * plan.tiers[0].capacity }
         var homes = Array(repeating: Int?.none, count: graph.tensors.count)
         let needsHome = graph.tensors.indices.filter { graph.tensors[$0].kind != .activation }
         for t in needsHome.sorted(by: { (firstUse[$0], $0) < (firstUse[$1], $1) }) {
@@ -128,12 +147,14 @@ extension PlacementProblem {
         }
         let tiling = try TilingPass(graph: graph, values: gathered, substitutions: substitutions, capacity: plan.tiers[0].capacity,
                                     alignment: max(1, plan.tiers[0].alignment))
-        // Values that are whole tensors stay; split tensors are replaced by their parts.
-        let kept = tiling.values.indices.filter { $0 >= graph.tensors.count || tiling.parts[$0] == [$0] }
+        // Values that are whole items stay; split items are replaced by their parts; values the
+        // pass added that no step touches are dropped (graph tensors stay: an unused weight still has a home).
+        let kept = tiling.currentValues(graphTensors: graph.tensors.count)
         var renumber = Array(repeating: -1, count: tiling.values.count)
         for (k, v) in kept.enumerated() { renumber[v] = k }
         values = kept.map { tiling.values[$0] }
         var steps: [Step] = []
+        let allTiles = tiling.opTiles
         for opID in graph.order {
             let op = graph.ops[opID]
             let dtype = op.operands.map { graph.tensors[$0] }.first(where: { $0.kind == .weight })?.dtype
@@ -142,11 +163,12 @@ extension PlacementProblem {
                 throw PlanningError("target '\(target.name)' gives no compute throughput for \(dtype.rawValue) (op \(op.kind.rawValue) producing '\(op.results.first.map { graph.tensors[$0].name } ?? "?")')")
             }
             let name = op.results.first.map { graph.tensors[$0].name } ?? "op\(opID)"
-            let k = tiling.tiles[opID]
-            for j in 0..<k {
-                let reads = tiling.values(of: op.operands + op.updates, op: opID, tile: j).map { renumber[$0] }
-                let writes = tiling.values(of: op.results + op.updates, op: opID, tile: j).map { renumber[$0] }
+            let tiles = allTiles[opID]
+            let k = tiles.count
+            for (j, tile) in tiles.enumerated() {
                 let flops = op.flops * (j + 1) / k - op.flops * j / k
+                let reads: [Int] = tile.reads.map { renumber[$0] }
+                let writes: [Int] = tile.writes.map { renumber[$0] }
                 steps.append(Step(name: k == 1 ? name : "\(name)#\(j)", op: op.kind.rawValue, tile: k == 1 ? nil : j,
                                   tiles: k == 1 ? nil : k, reads: reads, writes: writes, flops: flops,
                                   computeSeconds: Double(flops) / rate))

@@ -53,11 +53,19 @@ public struct ReplacementPlanner: Sendable {
 
         func writeBack(_ v: Int, slot: Int) throws(PlanningError) {
             let to = p.values[v].home ?? p.spillTier
-            guard p.target.link(c0, to) != nil else {
+            let reason = p.values[v].home == nil ? "spill" : "store"
+            guard let route = p.route(from: c0, to: to) else {
                 throw PlanningError("no link from '\(p.target.tiers[c0].name)' to '\(p.target.tiers[to].name)' to write back '\(p.values[v].name)'")
             }
-            transfers.append(Transfer(value: v, from: c0, to: to, bytes: p.values[v].bytes, slot: slot,
-                                      reason: p.values[v].home == nil ? "spill" : "store"))
+            if let m = route.via {
+                // Staged: into the intermediate tier after the compute, on to the home in the next slot.
+                let first = min(slot, p.slotCount - 2)
+                transfers.append(Transfer(value: v, from: c0, to: m, bytes: p.values[v].bytes, slot: first, reason: "stage"))
+                transfers.append(Transfer(value: v, from: m, to: to, bytes: p.values[v].bytes, slot: first + 1, reason: reason))
+                residencies.append(Residency(value: v, tier: m, from: first, to: first + 2, offset: nil))
+            } else {
+                transfers.append(Transfer(value: v, from: c0, to: to, bytes: p.values[v].bytes, slot: slot, reason: reason))
+            }
             backing[v] = to
             dirty[v] = false
         }
@@ -99,10 +107,17 @@ public struct ReplacementPlanner: Sendable {
                     guard let from = backing[v] else {
                         throw PlanningError("'\(p.values[v].name)' is read by '\(p.steps[i].name)' before any step writes it")
                     }
-                    guard p.target.link(from, c0) != nil else {
+                    guard let route = p.route(from: from, to: c0) else {
                         throw PlanningError("no link from '\(p.target.tiers[from].name)' to '\(p.target.tiers[c0].name)' to load '\(p.values[v].name)'")
                     }
-                    transfers.append(Transfer(value: v, from: from, to: c0, bytes: p.values[v].bytes, slot: slot, reason: "load"))
+                    if let m = route.via {
+                        // Staged: into the intermediate tier one slot ahead, then on demand into the compute tier.
+                        transfers.append(Transfer(value: v, from: from, to: m, bytes: p.values[v].bytes, slot: slot - 1, reason: "stage"))
+                        transfers.append(Transfer(value: v, from: m, to: c0, bytes: p.values[v].bytes, slot: slot, reason: "load"))
+                        residencies.append(Residency(value: v, tier: m, from: slot - 1, to: slot + 1, offset: nil))
+                    } else {
+                        transfers.append(Transfer(value: v, from: from, to: c0, bytes: p.values[v].bytes, slot: slot, reason: "load"))
+                    }
                 }
                 resident[v] = true
                 since[v] = slot
@@ -124,8 +139,8 @@ public struct ReplacementPlanner: Sendable {
         }
         residentList.removeAll { !resident[$0] }
         for v in residentList { try evict(v, atSlot: p.slotCount, step: p.steps.count) }
-        residencies.sort { ($0.from, $0.value, $0.to) < ($1.from, $1.value, $1.to) }
-        transfers.sort { ($0.slot, $0.value, $0.from) < ($1.slot, $1.value, $1.from) }
+        residencies.sort { ($0.tier, $0.from, $0.value, $0.to) < ($1.tier, $1.from, $1.value, $1.to) }
+        transfers.sort { ($0.slot, $0.value, $0.from, $0.to) < ($1.slot, $1.value, $1.from, $1.to) }
         return Schedule(residencies: residencies, transfers: transfers)
     }
 }

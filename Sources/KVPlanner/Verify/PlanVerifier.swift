@@ -104,13 +104,22 @@ public enum PlanVerifier {
         func residency(_ v: Int, tier: Int, slot: Int) -> Residency? {
             residentIn[v].first { $0.tier == tier && $0.from <= slot && slot < $0.to }
         }
-        /// Whether `tier` holds the current contents of `v` at the start of `slot`'s transfers.
-        func current(_ v: Int, in tier: Int, before slot: Int) -> Bool {
+        /// Whether `tier` holds the current contents of `v` at the start of `slot`'s transfers: its
+        /// initial home with no write since, or a copy made after the last write, from tier 0 (a store,
+        /// which may follow the write in its slot) or from a tier that was current then (a staged hop).
+        func current(_ v: Int, in tier: Int, before slot: Int, depth: Int = 0) -> Bool {
             let lastWrite = writeSlots[v].filter { $0 < slot }.max()
-            let stores = transfersOf[v].filter { $0.to == tier && $0.slot < slot && $0.from == 0 }.map(\.slot)
-            if let w = lastWrite { return stores.contains { $0 >= w } }
             let initial: Set<ValueKind> = [.weight, .input, .cache]
-            return (initial.contains(values[v].kind) && values[v].home == tier) || !stores.isEmpty
+            if lastWrite == nil && initial.contains(values[v].kind) && values[v].home == tier { return true }
+            guard depth < tiers.count else { return false }
+            for t in transfersOf[v] where t.to == tier && t.slot < slot {
+                if t.from == 0 {
+                    if lastWrite.map({ t.slot >= $0 }) ?? true { return true }
+                } else if lastWrite.map({ t.slot > $0 }) ?? true, current(v, in: t.from, before: t.slot, depth: depth + 1) {
+                    return true
+                }
+            }
+            return false
         }
         for v in values.indices {
             for slot in Set(readSlots[v] + writeSlots[v]).sorted() where residency(v, tier: 0, slot: slot) == nil {
@@ -126,7 +135,7 @@ public enum PlanVerifier {
                 if residency(v, tier: t.from, slot: t.slot) == nil {
                     fail("source", "\(name(v)) is copied out of '\(tiers[t.from].name)' in slot \(t.slot) but is not there")
                 }
-                if t.to == 0 {
+                if t.from != 0 {
                     if !current(v, in: t.from, before: t.slot) {
                         fail("stale", "\(name(v)) is loaded from '\(tiers[t.from].name)' in slot \(t.slot), which does not hold its current contents")
                     }
@@ -140,7 +149,7 @@ public enum PlanVerifier {
                 }
             }
             if values[v].mustPersist, let home = values[v].home, let w = writeSlots[v].max(),
-               !transfersOf[v].contains(where: { $0.from == 0 && $0.to == home && $0.slot >= w }) {
+               !current(v, in: home, before: slots) {
                 fail("persist", "\(name(v)) must end in '\(tiers[home].name)', but its last write (\(stepName(w))) is never stored there")
             }
         }
