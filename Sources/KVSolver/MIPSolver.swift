@@ -261,9 +261,11 @@ public enum MIPSolver {
         for (j, c) in model.columns.enumerated() {
             let col = Int32(j + 1)
             glp_set_col_name(lp, col, c.name)
+            // Kind before bounds: GLP_BV resets a column's bounds to [0, 1], which would free a binary fixed at 0 or 1.
+            // Binaries go in as integers within their (already clamped) bounds.
+            glp_set_col_kind(lp, col, c.kind == .continuous ? GLP_CV : GLP_IV)
             glp_set_col_bnds(lp, col, boundType(c.lower, c.upper), c.lower.isFinite ? c.lower : 0,
                              c.upper.isFinite ? c.upper : 0)
-            glp_set_col_kind(lp, col, c.kind == .continuous ? GLP_CV : (c.kind == .binary ? GLP_BV : GLP_IV))
             glp_set_obj_coef(lp, col, c.objective)
         }
         if model.constraintCount > 0 { glp_add_rows(lp, Int32(model.constraintCount)) }

@@ -24,8 +24,17 @@ struct Compile: ParsableCommand {
     @Option(help: "What to minimise: time or traffic.")
     var objective: String = "time"
 
-    @Option(help: "Placement method: naive, lru, belady.")
-    var solver: String = "belady"
+    @Option(help: "Placement method: ilp (default), msa, belady, lru, naive.")
+    var solver: String = "ilp"
+
+    @Option(name: .customLong("time-limit"), help: "Seconds the ILP may take in all (default 30).")
+    var timeLimit: Double = 30
+
+    @Option(help: "Relative gap at which an ILP window counts as solved (default 0).")
+    var gap: Double = 0
+
+    @Option(help: "Steps per ILP window (default 12).")
+    var window: Int = 12
 
     @Option(name: .shortAndLong, help: "Artifact directory (default: ./<model>.kvplan/).")
     var output: String?
@@ -49,6 +58,9 @@ struct Compile: ParsableCommand {
         guard let method = PlacementMethod(rawValue: solver) else {
             throw UserError("--solver: expected \(PlacementMethod.allCases.map(\.rawValue).joined(separator: ", ")), got '\(solver)'")
         }
+        guard timeLimit.isFinite, timeLimit > 0 else { throw UserError("--time-limit: expected seconds > 0, got \(timeLimit)") }
+        guard gap.isFinite, gap >= 0, gap < 1 else { throw UserError("--gap: expected a fraction in [0, 1), got \(gap)") }
+        guard window >= 1, window <= 1000 else { throw UserError("--window: expected 1...1000 steps, got \(window)") }
         let hardware = try loadTarget(target)
         let (values, flags) = try dimensions.bindings()
         guard case let .graph(lowered, _) = try loadInput(model, dimensions: values, flagNames: flags) else {
@@ -58,7 +70,17 @@ struct Compile: ParsableCommand {
         let plan: Plan
         let clock = ContinuousClock()
         let started = clock.now
-        switch Self.plan(graph, hardware, method, objective) {
+        var options = ILPOptions(timeLimit: timeLimit, gap: gap, window: window)
+        if isatty(2) != 0 {
+            options.progress = { done, total, elapsed, incumbent, bound in
+                let gap = incumbent > 0 ? (incumbent - bound) / incumbent * 100 : 0
+                FileHandle.standardError.write(Data(String(format: "\r\u{1B}[Kilp  %.1f s  window %d/%d  incumbent %.4g  bound %.4g  gap %.2f%%",
+                                                           elapsed, done, total, incumbent, bound, gap).utf8))
+            }
+        }
+        let planned = Self.plan(graph, hardware, method, objective, options: options)
+        if isatty(2) != 0 && method == .ilp { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+        switch planned {
         case let .success(p): plan = p
         case let .failure(error): throw UserError("\(model): cannot plan on '\(hardware.name)': \(error.message)")
         }
@@ -77,17 +99,18 @@ struct Compile: ParsableCommand {
     }
 
     static func plan(_ graph: Graph, _ target: Target, _ method: PlacementMethod,
-                     _ objective: PlacementObjective) -> Result<Plan, PlanningError> {
+                     _ objective: PlacementObjective, options: ILPOptions = ILPOptions()) -> Result<Plan, PlanningError> {
         Result { () throws(PlanningError) -> Plan in
             let problem = try PlacementProblem(graph: graph, target: target)
-            return try PlacementPlanner.plan(problem, method: method, objective: objective)
+            return try PlacementPlanner.plan(problem, method: method, objective: objective, options: options)
         }
     }
 
     /// The human summary: per-tier peaks, bytes per link, time, traffic, solver, baselines.
     static func summary(_ plan: Plan, directory: String, seconds: Double) -> String {
         var out = "\(plan.model) on \(plan.target.name): \(plan.steps.count) steps, \(plan.values.count) values → \(directory)/plan.json\n"
-        out += "solver    \(plan.solver.method) (\(plan.solver.status)), \(String(format: "%.3f", seconds)) s\n"
+        let gap = plan.solver.gap.map { String(format: ", gap %.2f%% to the LP bound", $0 * 100) } ?? ""
+        out += "solver    \(plan.solver.method) (\(plan.solver.status))\(gap), \(String(format: "%.3f", seconds)) s\n"
         for (t, tier) in plan.target.tiers.enumerated() {
             let peak = plan.estimate.peakBytes[t]
             out += "peak      \(tier.name.padding(toLength: 12, withPad: " ", startingAt: 0)) \(bytes(peak)) of \(bytes(tier.capacity))"

@@ -1,9 +1,47 @@
 import KVArtifact
 import KVGraph
 
+import Foundation
+import KVSolver
+
 /// Placement methods selectable with `--solver`.
 public enum PlacementMethod: String, CaseIterable, Sendable {
-    case naive, lru, belady
+    /// Load every operand, store every result, keep nothing.
+    case naive
+    /// Least-recently-used replacement, on-demand loads, KVAlloc addresses.
+    case lru
+    /// Furthest-next-use replacement, on-demand loads, KVAlloc addresses.
+    case belady
+    /// XLA-MSA-like: furthest-next-use residency plus greedy prefetch of the costliest loads.
+    case msa
+    /// The windowed ILP (GLPK), warm-started from the best of the others.
+    case ilp
+
+    /// The heuristics (everything but the ILP).
+    public static var heuristics: [PlacementMethod] { [.naive, .lru, .belady, .msa] }
+}
+
+/// Limits for the ILP.
+public struct ILPOptions: Sendable {
+    /// Wall-clock budget for all windows, seconds.
+    public var timeLimit: Double
+    /// Relative gap at which a window counts as solved.
+    public var gap: Double
+    /// Steps per window.
+    public var window: Int
+    /// Slots a load may be issued ahead of its use.
+    public var lookahead: Int
+    /// Called after each window with (windows done, windows total, elapsed seconds, incumbent, bound).
+    public var progress: (@Sendable (Int, Int, Double, Double, Double) -> Void)?
+
+    public init(timeLimit: Double = 30, gap: Double = 0, window: Int = 12, lookahead: Int = 4,
+                progress: (@Sendable (Int, Int, Double, Double, Double) -> Void)? = nil) {
+        self.timeLimit = timeLimit
+        self.gap = gap
+        self.window = window
+        self.lookahead = lookahead
+        self.progress = progress
+    }
 }
 
 /// What to minimise.
@@ -16,8 +54,13 @@ public enum PlacementObjective: String, CaseIterable, Sendable {
 
 /// Runs placement methods on a problem and assembles the plan.
 public enum PlacementPlanner {
-    /// A complete schedule (with scratchpad offsets and home-tier residencies) for one method.
+    /// A complete schedule (with scratchpad offsets and home-tier residencies) for one heuristic.
     public static func schedule(_ p: PlacementProblem, method: PlacementMethod) throws(PlanningError) -> Schedule {
+        try heuristic(p, method: method).schedule
+    }
+
+    /// A heuristic's schedule and the compute-tier budget at which its addresses fit.
+    static func heuristic(_ p: PlacementProblem, method: PlacementMethod) throws(PlanningError) -> (schedule: Schedule, budget: Int) {
         let capacity = p.target.tiers[p.computeTier].capacity
         let floor = p.steps.indices.map(p.workingSet).max() ?? 0
         guard floor <= capacity else {
@@ -27,13 +70,17 @@ public enum PlacementPlanner {
         let policy: ReplacementPolicy = switch method {
         case .naive: .naive
         case .lru: .lru
-        case .belady: .belady
+        case .belady, .msa, .ilp: .belady
         }
         // Shrink the byte budget until the addresses fit too (fragmentation).
         var budget = capacity
         while true {
-            let schedule = try ReplacementPlanner(policy: policy).schedule(p, budget: budget)
-            if let placed = AddressAssignment.assign(p, schedule) { return withBackingResidencies(p, placed) }
+            var schedule = try ReplacementPlanner(policy: policy).schedule(p, budget: budget)
+            if method == .msa {
+                let ilp = PlacementILP(p, objective: .time, capacity: budget)
+                schedule = ilp.schedule(of: PrefetchPass.hoist(p, ilp.decisions(of: schedule), capacity: budget))
+            }
+            if let placed = AddressAssignment.assign(p, schedule) { return (withBackingResidencies(p, placed), budget) }
             guard budget > floor else {
                 throw PlanningError("no scratchpad addresses found for the \(method.rawValue) schedule even at a budget of \(budget) B")
             }
@@ -55,18 +102,93 @@ public enum PlacementPlanner {
         return out
     }
 
-    /// Plans `p` with every method in `methods`, returning the plan of `method` with the others as baselines.
+    /// What a schedule costs under `objective` (seconds, or non-compulsory bytes).
+    static func cost(_ e: Estimate, _ objective: PlacementObjective) -> Double {
+        objective == .time ? e.seconds : Double(e.nonCompulsoryBytes)
+    }
+
+    /// Plans `p` with `method`, with the other methods as baselines.
     public static func plan(_ p: PlacementProblem, method: PlacementMethod, objective: PlacementObjective,
-                            baselines: [PlacementMethod] = PlacementMethod.allCases) throws(PlanningError) -> Plan {
-        let chosen = try schedule(p, method: method)
-        var others: [BaselineSummary] = []
-        for m in baselines where m != method {
-            // A baseline that cannot plan this problem is left out, not fatal.
-            if let s = try? schedule(p, method: m) { others.append(BaselineSummary(method: m.rawValue, estimate: CostModel.estimate(p, s))) }
+                            baselines: [PlacementMethod] = PlacementMethod.heuristics,
+                            options: ILPOptions = ILPOptions()) throws(PlanningError) -> Plan {
+        var runs: [PlacementMethod: (schedule: Schedule, budget: Int, estimate: Estimate)] = [:]
+        let wanted = method == .ilp ? Set(baselines + [.belady, .msa]) : Set(baselines + [method])
+        for m in PlacementMethod.heuristics where wanted.contains(m) {
+            // A baseline that cannot plan this problem is left out, not fatal; the chosen method's error is.
+            do {
+                let (s, b) = try heuristic(p, method: m)
+                runs[m] = (s, b, CostModel.estimate(p, s))
+            } catch {
+                if m == method { throw error }
+            }
         }
-        return Plan(model: p.model, target: p.target, objective: objective.rawValue,
-                    solver: SolverSummary(method: method.rawValue, status: "heuristic", gap: nil),
+        var chosen: Schedule
+        var summary: SolverSummary
+        if method == .ilp {
+            guard let best = runs.min(by: { (cost($0.value.estimate, objective), $0.key.rawValue) < (cost($1.value.estimate, objective), $1.key.rawValue) }) else {
+                throw PlanningError("no heuristic could plan '\(p.model)', so the ILP has no warm start")
+            }
+            (chosen, summary) = ilpSchedule(p, objective: objective, warm: best.value.schedule, budget: best.value.budget,
+                                            warmEstimate: best.value.estimate, warmName: best.key.rawValue, options: options)
+        } else {
+            chosen = runs[method]!.schedule
+            summary = SolverSummary(method: method.rawValue, status: "heuristic", gap: nil)
+        }
+        let others = PlacementMethod.heuristics.filter { $0 != method && baselines.contains($0) }.compactMap { m in
+            runs[m].map { BaselineSummary(method: m.rawValue, estimate: $0.estimate) }
+        }
+        return Plan(model: p.model, target: p.target, objective: objective.rawValue, solver: summary,
                     values: p.values, steps: p.steps, residencies: chosen.residencies, transfers: chosen.transfers,
                     estimate: CostModel.estimate(p, chosen), baselines: others)
+    }
+
+    /// The windowed ILP from a warm start; never returns a schedule worse than the warm start.
+    static func ilpSchedule(_ p: PlacementProblem, objective: PlacementObjective, warm: Schedule, budget: Int,
+                            warmEstimate: Estimate, warmName: String, options: ILPOptions) -> (Schedule, SolverSummary) {
+        let start = Date()
+        let ilp = PlacementILP(p, objective: objective, capacity: budget, lookahead: options.lookahead)
+        var d = ilp.decisions(of: warm)
+        // Windows of step slots, costliest (by the warm start's transfer time) first.
+        let n = p.steps.count
+        guard n > 0 else { return (warm, SolverSummary(method: "ilp", status: "heuristic", gap: nil)) }
+        var windows: [ClosedRange<Int>] = []
+        var lo = 1
+        while lo <= n { windows.append(lo...min(n, lo + options.window - 1)); lo += options.window }
+        var transferTime = Array(repeating: 0.0, count: p.slotCount)
+        for t in warm.transfers {
+            if let l = p.target.link(t.from, t.to) { transferTime[t.slot] += Double(t.bytes) / l.bandwidth + l.latency }
+        }
+        let order = windows.indices.sorted { i, j in
+            let a = windows[i].reduce(0.0) { $0 + transferTime[$1] }, b = windows[j].reduce(0.0) { $0 + transferTime[$1] }
+            return (a, j) > (b, i)
+        }
+        var solved = 0, optimal = 0, improved = 0
+        var objectiveSum = 0.0, boundSum = 0.0
+        for (k, index) in order.enumerated() {
+            let w = windows[index]
+            let remaining = options.timeLimit - Date().timeIntervalSince(start)
+            guard remaining > 0.05 else { break }
+            // Skip windows with nothing to gain (no transfers inside).
+            if w.allSatisfy({ transferTime[$0] == 0 }) { solved += 1; optimal += 1; continue }
+            let perWindow = max(0.2, remaining / Double(order.count - k))
+            guard let r = try? ilp.solve(window: w, &d, timeLimit: min(remaining, max(perWindow, 2)), gap: options.gap) else { continue }
+            solved += 1
+            if r.status == .optimal { optimal += 1 }
+            if r.improved { improved += 1 }
+            objectiveSum += r.objective
+            boundSum += r.bound.map { min($0, r.objective) } ?? r.objective
+            options.progress?(solved, order.count, Date().timeIntervalSince(start), objectiveSum, boundSum)
+        }
+        let gap = objectiveSum > 0 ? max(0, (objectiveSum - boundSum) / objectiveSum) : 0
+        let note = "\(solved)/\(windows.count) windows of \(options.window) steps, \(improved) improved, warm start \(warmName)"
+        let fallback = SolverSummary(method: "ilp", status: "heuristic (\(warmName)): \(note)", gap: nil)
+        guard improved > 0 else { return (warm, fallback) }
+        guard let placed = AddressAssignment.assign(p, ilp.schedule(of: d)) else {
+            return (warm, SolverSummary(method: "ilp", status: "heuristic (\(warmName)): ILP residencies found no scratchpad addresses; \(note)", gap: nil))
+        }
+        let result = withBackingResidencies(p, placed)
+        guard cost(CostModel.estimate(p, result), objective) <= cost(warmEstimate, objective) else { return (warm, fallback) }
+        let status = solved == windows.count && optimal == solved ? "optimal" : "feasible"
+        return (result, SolverSummary(method: "ilp", status: "\(status): \(note)", gap: gap))
     }
 }

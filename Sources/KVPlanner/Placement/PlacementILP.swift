@@ -1,0 +1,302 @@
+import Foundation
+import KVArtifact
+import KVSolver
+
+/// The placement ILP: compute-tier residency, loads (with prefetch) and write-backs, solved by GLPK.
+///
+/// Rationale. COSMA and the mallocGame line decide residency and movement jointly in one integer
+/// program; a whole decode step of a 7B model has ~30,000 tiles, far beyond one GLPK model. So
+/// the program is solved in *windows* of consecutive steps, each anchored at its two ends to
+/// the state of the best heuristic schedule (what is resident in the compute tier across the
+/// boundary, and which values have a current copy outside it). Anchoring makes every window
+/// independent, makes the heuristic restricted to the window a feasible warm start (handed to
+/// GLPK, so no window ends worse than the heuristic), and keeps the concatenation a valid plan.
+/// Windows are solved costliest first until the time limit; the rest keep the heuristic.
+/// Docs/formulation.md writes the model out; the names there match the names here.
+struct PlacementILP {
+    let p: PlacementProblem
+    let objective: PlacementObjective
+    /// Compute-tier bytes residencies may use (the budget at which the heuristic's addresses fit).
+    let capacity: Int
+    /// A load may be issued at most this many slots before the value's next use.
+    let lookahead: Int
+    /// Per value, the slots whose step writes it (ascending), and the last slot that touches it.
+    private let writeSlots: [[Int]]
+    private let lastTouch: [Int]
+
+    init(_ p: PlacementProblem, objective: PlacementObjective, capacity: Int, lookahead: Int = 4) {
+        self.p = p
+        self.objective = objective
+        self.capacity = capacity
+        self.lookahead = lookahead
+        var w = Array(repeating: [Int](), count: p.values.count)
+        var last = Array(repeating: 0, count: p.values.count)
+        for (i, step) in p.steps.enumerated() {
+            for v in step.writes { w[v].append(i + 1) }
+            for v in step.reads + step.writes { last[v] = i + 1 }
+        }
+        writeSlots = w
+        lastTouch = last
+    }
+
+    /// Per value: slots at which it is resident in the compute tier, loaded, stored.
+    struct Decisions: Equatable {
+        var resident: [[Bool]]
+        var loads: [Set<Int>]
+        var stores: [Set<Int>]
+    }
+
+    /// What the window solve reports.
+    struct WindowResult {
+        var improved: Bool
+        var objective: Double
+        var warmObjective: Double
+        var bound: Double?
+        var status: SolveStatus
+    }
+
+    // MARK: From and to schedules
+
+    /// The decisions a schedule makes (compute-tier residency per slot, loads into it, stores out of it).
+    func decisions(of s: Schedule) -> Decisions {
+        let n = p.values.count, slots = p.slotCount
+        var d = Decisions(resident: Array(repeating: Array(repeating: false, count: slots), count: n),
+                          loads: Array(repeating: [], count: n), stores: Array(repeating: [], count: n))
+        for r in s.residencies where r.tier == p.computeTier {
+            for t in r.from..<min(r.to, slots) { d.resident[r.value][t] = true }
+        }
+        for t in s.transfers {
+            if t.to == p.computeTier { d.loads[t.value].insert(t.slot) }
+            if t.from == p.computeTier { d.stores[t.value].insert(t.slot) }
+        }
+        return d
+    }
+
+    /// The schedule of `d`: residency runs, loads and stores (staged through an intermediate tier where needed).
+    func schedule(of d: Decisions) -> Schedule {
+        var residencies: [Residency] = []
+        var transfers: [Transfer] = []
+        let c0 = p.computeTier, slots = p.slotCount
+        for v in p.values.indices {
+            var start: Int?
+            // A residency ends where the value leaves, or where it is loaded afresh.
+            for t in 0...slots {
+                let here = t < slots && d.resident[v][t]
+                if let s = start, !here || d.loads[v].contains(t) {
+                    residencies.append(Residency(value: v, tier: c0, from: s, to: t, offset: nil))
+                    start = nil
+                }
+                if here && start == nil { start = t }
+            }
+            let bytes = p.values[v].bytes
+            let backing = p.values[v].home ?? p.spillTier
+            for t in d.loads[v].sorted() {
+                if let m = p.route(from: backing, to: c0)?.via {
+                    transfers.append(Transfer(value: v, from: backing, to: m, bytes: bytes, slot: t - 1, reason: "stage"))
+                    transfers.append(Transfer(value: v, from: m, to: c0, bytes: bytes, slot: t, reason: "load"))
+                    residencies.append(Residency(value: v, tier: m, from: t - 1, to: t + 1, offset: nil))
+                } else {
+                    transfers.append(Transfer(value: v, from: backing, to: c0, bytes: bytes, slot: t, reason: "load"))
+                }
+            }
+            let reason = p.values[v].home == nil ? "spill" : "store"
+            for t in d.stores[v].sorted() {
+                if let m = p.route(from: c0, to: backing)?.via {
+                    let first = min(t, slots - 2)
+                    transfers.append(Transfer(value: v, from: c0, to: m, bytes: bytes, slot: first, reason: "stage"))
+                    transfers.append(Transfer(value: v, from: m, to: backing, bytes: bytes, slot: first + 1, reason: reason))
+                    residencies.append(Residency(value: v, tier: m, from: first, to: first + 2, offset: nil))
+                } else {
+                    transfers.append(Transfer(value: v, from: c0, to: backing, bytes: bytes, slot: t, reason: reason))
+                }
+            }
+        }
+        residencies.sort { ($0.tier, $0.from, $0.value, $0.to) < ($1.tier, $1.from, $1.value, $1.to) }
+        transfers.sort { ($0.slot, $0.value, $0.from, $0.to) < ($1.slot, $1.value, $1.from, $1.to) }
+        return Schedule(residencies: residencies, transfers: transfers)
+    }
+
+    // MARK: The window model
+
+    /// Transfer time of `v` over the link `a → b` (bytes / bandwidth + latency), in microseconds.
+    private func micros(_ v: Int, _ a: Int, _ b: Int) -> Double {
+        guard let l = p.target.link(a, b) else { return 0 }
+        return (Double(p.values[v].bytes) / l.bandwidth + l.latency) * 1e6
+    }
+
+    /// Re-decides slots `window` (step slots, within 1...steps) of `d` in place; the decisions
+    /// outside the window, and the state across its two boundaries, stay as they are.
+    func solve(window: ClosedRange<Int>, _ d: inout Decisions, timeLimit: Double, gap: Double) throws -> WindowResult {
+        let a = window.lowerBound, b = window.upperBound
+        let c0 = p.computeTier
+        // Who takes part: values touched in the window, or resident across either boundary.
+        var reads = [Int: Set<Int>](), writes = [Int: Set<Int>]()
+        var members = Set<Int>()
+        for s in window {
+            for v in p.steps[s - 1].reads { reads[s, default: []].insert(v); members.insert(v) }
+            for v in p.steps[s - 1].writes { writes[s, default: []].insert(v); members.insert(v) }
+        }
+        for v in p.values.indices where d.resident[v][a - 1] || d.resident[v][b] { members.insert(v) }
+        let values = members.sorted()
+
+        /// Whether the backing copy of `v` is current after slot `t` under `d` (writes at t precede stores at t).
+        func validAfter(_ v: Int, _ t: Int) -> Bool {
+            let initial: Set<ValueKind> = [.weight, .input, .cache]
+            guard let w = writeSlots[v].last(where: { $0 <= t }) else {
+                return initial.contains(p.values[v].kind) && p.values[v].home != nil
+            }
+            return d.stores[v].contains { $0 >= w && $0 <= t }
+        }
+        let carriedIn = Set(values.filter { d.resident[$0][a - 1] && d.resident[$0][a] && !d.loads[$0].contains(a) })
+        let carriedOut = Set(values.filter { d.resident[$0][b] && b + 1 < p.slotCount && d.resident[$0][b + 1] && !d.loads[$0].contains(b + 1) })
+        let validIn = Set(values.filter { validAfter($0, a - 1) })
+        let validOutHeuristic = Set(values.filter { validAfter($0, b) })
+
+        var m = LinearModel(name: "placement-window-\(a)-\(b)")
+        var r = [Int: [Int: Variable]](), x = [Int: [Int: Variable]](), y = [Int: [Int: Variable]]()
+        let unit = Double(max(1, p.target.tiers[c0].alignment))
+        var warm: [Double] = []
+        func add(_ name: String, _ kind: VariableKind, lower: Double = 0, upper: Double = 1, start: Double) throws -> Variable {
+            let v = try m.addVariable(name, lower: lower, upper: upper, kind: kind)
+            warm.append(start)
+            return v
+        }
+        for v in values {
+            let useSlots = window.filter { reads[$0]?.contains(v) == true || writes[$0]?.contains(v) == true }
+            let writeSlots = window.filter { writes[$0]?.contains(v) == true }
+            let storable = !writeSlots.isEmpty || (carriedIn.contains(v) && !validIn.contains(v))
+            for s in window {
+                let must = useSlots.contains(s)
+                r[v, default: [:]][s] = try add("r[\(v),\(s)]", .binary, lower: must ? 1 : 0, start: d.resident[v][s] ? 1 : 0)
+                // Loads: ahead of a use within the look-ahead, of a value that can have a current copy outside.
+                let canLoad = useSlots.contains { $0 >= s && $0 - s <= lookahead } && (validIn.contains(v) || writeSlots.contains { $0 < s })
+                if canLoad { x[v, default: [:]][s] = try add("x[\(v),\(s)]", .binary, start: d.loads[v].contains(s) ? 1 : 0) }
+                if storable && (writeSlots.contains { $0 <= s } || carriedIn.contains(v)) {
+                    y[v, default: [:]][s] = try add("y[\(v),\(s)]", .binary, start: d.stores[v].contains(s) ? 1 : 0)
+                }
+            }
+        }
+        // Residency continues, is loaded, or is written.
+        for v in values {
+            for s in window {
+                var e = LinearExpression([(r[v]![s]!, 1)])
+                if s > a { e = e - r[v]![s - 1]! }
+                if let xv = x[v]?[s] { e = e - xv }
+                let before: Double = s == a ? (carriedIn.contains(v) ? 1 : 0) : 0
+                let written: Double = writes[s]?.contains(v) == true ? 1 : 0
+                try m.add(e <= before + written, name: "continuity[\(v),\(s)]")
+                if let yv = y[v]?[s] { try m.add(yv - r[v]![s]! <= 0, name: "store-resident[\(v),\(s)]") }
+                // A load needs a current copy outside: a store since the last write in the window.
+                if let xv = x[v]?[s] {
+                    if let w = window.filter({ $0 < s && writes[$0]?.contains(v) == true }).max() {
+                        let since = (w..<s).compactMap { y[v]?[$0] }
+                        try m.add(LinearExpression([(xv, 1)] + since.map { ($0, -1) }) <= 0, name: "load-valid[\(v),\(s)]")
+                    }
+                }
+            }
+            // The end boundary: what the heuristic carries stays resident; what must be current outside is.
+            if carriedOut.contains(v) { try m.add(LinearExpression([(r[v]![b]!, 1)]) >= 1, name: "carry[\(v)]") }
+            let needValid = validOutHeuristic.contains(v)
+                || (!carriedOut.contains(v) && (lastTouch[v] > b || p.values[v].mustPersist))
+            let lastWrite = window.filter { writes[$0]?.contains(v) == true }.max()
+            if needValid, let from = lastWrite ?? (carriedIn.contains(v) && !validIn.contains(v) ? a : nil) {
+                let ys = (from...b).compactMap { y[v]?[$0] }
+                try m.add(LinearExpression(ys.map { ($0, 1) }) >= 1, name: "valid-at-end[\(v)]")
+            }
+        }
+        for s in window {
+            let terms = values.map { (r[$0]![s]!, Double(p.footprint($0, in: c0)) / unit) }
+            try m.add(LinearExpression(terms) <= Double(capacity) / unit, name: "capacity[\(s)]")
+        }
+
+        // Objective.
+        var goal = LinearExpression()
+        switch objectiveExpression(for: values, window: window, reads: reads, writes: writes, x: x, y: y, model: &m, warm: &warm, d: d) {
+        case .some(let e): goal = e
+        case .none: break
+        }
+        try m.setObjective(.minimize, goal)
+        let warmObjective = m.objectiveValue(at: warm)
+        let feasible = m.isFeasible(warm, tolerance: 1e-6)
+        let result = try MIPSolver.solve(m, options: SolveOptions(timeLimit: timeLimit, relativeGap: gap, presolve: false,
+                                                                 cuts: false, warmStart: feasible ? warm : nil))
+        guard let obj = result.objective, result.status == .optimal || result.status == .feasible,
+              obj < warmObjective - 1e-9 * max(1, abs(warmObjective)) else {
+            return WindowResult(improved: false, objective: warmObjective, warmObjective: warmObjective, bound: result.bound, status: result.status)
+        }
+        for v in values {
+            for s in window {
+                d.resident[v][s] = result[r[v]![s]!] > 0.5
+                if let xv = x[v]?[s], result[xv] > 0.5 { d.loads[v].insert(s) } else { d.loads[v].remove(s) }
+                if let yv = y[v]?[s], result[yv] > 0.5 { d.stores[v].insert(s) } else { d.stores[v].remove(s) }
+            }
+        }
+        return WindowResult(improved: true, objective: obj, warmObjective: warmObjective, bound: result.bound, status: result.status)
+    }
+
+    /// The objective over the window: Σ slot times (µs) for `time`, bytes moved (in alignment units) for `traffic`.
+    private func objectiveExpression(for values: [Int], window: ClosedRange<Int>, reads: [Int: Set<Int>], writes: [Int: Set<Int>],
+                           x: [Int: [Int: Variable]], y: [Int: [Int: Variable]], model m: inout LinearModel,
+                           warm: inout [Double], d: Decisions) -> LinearExpression? {
+        let c0 = p.computeTier
+        let unit = Double(max(1, p.target.tiers[c0].alignment))
+        switch objective {
+        case .traffic:
+            var e = LinearExpression()
+            for v in values {
+                let hops = Double(p.route(from: p.values[v].home ?? p.spillTier, to: c0)?.via == nil ? 1 : 2)
+                let bytes = Double(p.values[v].bytes) / unit * hops
+                for (_, xv) in x[v] ?? [:] { e = e + bytes * xv }
+                for (_, yv) in y[v] ?? [:] { e = e + bytes * yv }
+            }
+            return e
+        case .time:
+            // Per slot: serial part (loads the step waits for, stores of what it wrote), and per link the overlapped part.
+            var serial = [Int: LinearExpression](), overlapped = [Int: [String: LinearExpression]]()
+            var serialWarm = [Int: Double](), overlappedWarm = [Int: [String: Double]]()
+            func put(_ s: Int, _ link: String?, _ v: Variable, _ cost: Double, _ on: Bool) {
+                guard window.contains(s) else { return }
+                if let link {
+                    overlapped[s, default: [:]][link, default: LinearExpression()] = overlapped[s, default: [:]][link, default: LinearExpression()] + cost * v
+                    if on { overlappedWarm[s, default: [:]][link, default: 0] += cost }
+                } else {
+                    serial[s, default: LinearExpression()] = serial[s, default: LinearExpression()] + cost * v
+                    if on { serialWarm[s, default: 0] += cost }
+                }
+            }
+            for v in values {
+                let backing = p.values[v].home ?? p.spillTier
+                let via = p.route(from: backing, to: c0)?.via
+                let last = via ?? backing
+                for (s, xv) in x[v] ?? [:] {
+                    let on = d.loads[v].contains(s)
+                    let isSerial = reads[s]?.contains(v) == true
+                    put(s, isSerial ? nil : "\(last)->\(c0)", xv, micros(v, last, c0), on)
+                    if let m = via { put(s - 1, "\(backing)->\(m)", xv, micros(v, backing, m), on) }
+                }
+                let first = p.route(from: c0, to: backing)?.via ?? backing
+                for (s, yv) in y[v] ?? [:] {
+                    let on = d.stores[v].contains(s)
+                    let isSerial = writes[s]?.contains(v) == true
+                    put(s, isSerial ? nil : "\(c0)->\(first)", yv, micros(v, c0, first), on)
+                    if first != backing { put(s + 1, "\(first)->\(backing)", yv, micros(v, first, backing), on) }
+                }
+            }
+            var e = LinearExpression()
+            for s in window {
+                let compute = p.steps[s - 1].computeSeconds * 1e6
+                let links = overlapped[s] ?? [:]
+                let warmSlot = (serialWarm[s] ?? 0) + max(compute, overlappedWarm[s]?.values.max() ?? 0)
+                guard let t = try? m.addVariable("T[\(s)]", lower: 0, upper: .infinity, kind: .continuous) else { return nil }
+                warm.append(warmSlot)
+                let ser = serial[s] ?? LinearExpression()
+                _ = try? m.add(LinearExpression([(t, 1)]) - ser >= compute, name: "time-compute[\(s)]")
+                for (name, o) in links.sorted(by: { $0.key < $1.key }) {
+                    _ = try? m.add(LinearExpression([(t, 1)]) - ser - o >= 0, name: "time-link[\(s),\(name)]")
+                }
+                e = e + t
+            }
+            return e
+        }
+    }
+}
