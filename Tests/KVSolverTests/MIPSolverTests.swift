@@ -145,3 +145,18 @@ struct MIPSolverTests {
         #expect(MIPSolver.glpkVersion.hasPrefix("5."))
     }
 }
+
+@Suite("KVSolver: bounds of binaries")
+struct BinaryBoundTests {
+    /// GLPK's GLP_BV resets a column to [0, 1]; a binary fixed at 1 must stay fixed.
+    @Test("a binary fixed at 1 stays 1 even when the objective wants it 0")
+    func fixedBinary() throws {
+        var m = LinearModel()
+        let a = try m.addVariable("a", lower: 1, upper: 1, kind: .binary)
+        let b = try m.addVariable("b", kind: .binary)
+        try m.add(a + b <= 2)
+        try m.setObjective(.minimize, a + b)
+        let r = try MIPSolver.solve(m)
+        #expect(r.status == .optimal && r[a] == 1 && r[b] == 0 && r.objective == 1)
+    }
+}

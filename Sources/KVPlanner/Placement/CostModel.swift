@@ -47,7 +47,13 @@ public enum CostModel {
                         compulsoryBytes: compulsory, nonCompulsoryBytes: max(0, moved - compulsory), peakBytes: peaks)
     }
 
-    /// Bytes any plan must move: loads of values read before written, stores of persisting values.
+    /// Links a copy from `a` to `b` crosses (2 when staged through an intermediate tier).
+    static func hops(_ p: PlacementProblem, from a: Int, to b: Int) -> Int {
+        p.route(from: a, to: b)?.via == nil ? 1 : 2
+    }
+
+    /// Bytes any plan must move: loads of values read before written, stores of persisting values
+    /// (a staged copy crosses two links and counts on both).
     public static func compulsoryBytes(_ p: PlacementProblem) -> Int {
         var written = Array(repeating: false, count: p.values.count)
         var loaded = Array(repeating: false, count: p.values.count)
@@ -55,11 +61,13 @@ public enum CostModel {
         for s in p.steps {
             for v in s.reads where !written[v] && !loaded[v] {
                 loaded[v] = true
-                total += p.values[v].bytes
+                total += p.values[v].bytes * hops(p, from: p.values[v].home ?? p.spillTier, to: p.computeTier)
             }
             for v in s.writes { written[v] = true }
         }
-        for (v, value) in p.values.enumerated() where value.mustPersist && written[v] { total += value.bytes }
+        for (v, value) in p.values.enumerated() where value.mustPersist && written[v] {
+            total += value.bytes * hops(p, from: p.computeTier, to: value.home ?? p.spillTier)
+        }
         return total
     }
 }

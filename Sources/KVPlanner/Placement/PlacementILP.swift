@@ -39,16 +39,45 @@ struct PlacementILP {
         lastTouch = last
     }
 
+    /// Slot flags of one value, stored only over the span where any is set (values live briefly).
+    struct SlotBits: Equatable {
+        private var lo = 0
+        private var bits: [Bool] = []
+        subscript(_ s: Int) -> Bool {
+            get { s >= lo && s < lo + bits.count ? bits[s - lo] : false }
+            set {
+                if bits.isEmpty { guard newValue else { return }; lo = s; bits = [true]; return }
+                if s < lo { guard newValue else { return }; bits.insert(contentsOf: repeatElement(false, count: lo - s), at: 0); lo = s }
+                if s >= lo + bits.count { guard newValue else { return }; bits.append(contentsOf: repeatElement(false, count: s - lo - bits.count + 1)) }
+                bits[s - lo] = newValue
+            }
+        }
+        /// The slots set, ascending.
+        var span: Range<Int> { lo..<(lo + bits.count) }
+    }
+
     /// Per value: slots at which it is resident in the compute tier, loaded, stored.
     struct Decisions: Equatable {
-        var resident: [[Bool]]
+        var resident: [SlotBits]
         var loads: [Set<Int>]
         var stores: [Set<Int>]
     }
 
+    /// Solutions of windows already solved, by their signature (identical layers are solved once).
+    final class SolutionCache {
+        struct Entry {
+            var result: WindowResult
+            var resident: [[Bool]], loads: [[Bool]], stores: [[Bool]]  // per local value, per slot offset
+        }
+        var entries: [String: Entry] = [:]
+        var hits = 0
+    }
+    let cache = SolutionCache()
+
     /// What the window solve reports.
     struct WindowResult {
         var improved: Bool
+        var reused: Bool = false
         var objective: Double
         var warmObjective: Double
         var bound: Double?
@@ -60,7 +89,7 @@ struct PlacementILP {
     /// The decisions a schedule makes (compute-tier residency per slot, loads into it, stores out of it).
     func decisions(of s: Schedule) -> Decisions {
         let n = p.values.count, slots = p.slotCount
-        var d = Decisions(resident: Array(repeating: Array(repeating: false, count: slots), count: n),
+        var d = Decisions(resident: Array(repeating: SlotBits(), count: n),
                           loads: Array(repeating: [], count: n), stores: Array(repeating: [], count: n))
         for r in s.residencies where r.tier == p.computeTier {
             for t in r.from..<min(r.to, slots) { d.resident[r.value][t] = true }
@@ -80,7 +109,8 @@ struct PlacementILP {
         for v in p.values.indices {
             var start: Int?
             // A residency ends where the value leaves, or where it is loaded afresh.
-            for t in 0...slots {
+            let span = d.resident[v].span
+            for t in span.lowerBound...min(slots, span.upperBound) {
                 let here = t < slots && d.resident[v][t]
                 if let s = start, !here || d.loads[v].contains(t) {
                     residencies.append(Residency(value: v, tier: c0, from: s, to: t, offset: nil))
@@ -152,6 +182,48 @@ struct PlacementILP {
         let validIn = Set(values.filter { validAfter($0, a - 1) })
         let validOutHeuristic = Set(values.filter { validAfter($0, b) })
 
+        // The window's signature: everything the model below depends on, with values renamed in
+        // order of first mention. Two windows with one signature have one solution (layers repeat).
+        var local: [Int] = []
+        var seen = Set<Int>()
+        for s in window { for v in p.steps[s - 1].reads + p.steps[s - 1].writes where seen.insert(v).inserted { local.append(v) } }
+        for v in values where seen.insert(v).inserted { local.append(v) }
+        var localID = [Int: Int]()
+        for (k, v) in local.enumerated() { localID[v] = k }
+        var key = "\(objective.rawValue)|\(capacity)|\(lookahead)|"
+        for s in window {
+            let st = p.steps[s - 1]
+            key += "\(st.computeSeconds.bitPattern):\(st.reads.map { localID[$0]! }):\(st.writes.map { localID[$0]! });"
+        }
+        for v in local {
+            let value = p.values[v]
+            let bits = window.map { (d.resident[v][$0] ? "r" : "") + (d.loads[v].contains($0) ? "x" : "") + (d.stores[v].contains($0) ? "y" : "") + "," }.joined()
+            key += "|\(value.bytes),\(value.home ?? -1),\(value.kind.rawValue),\(value.mustPersist),\(carriedIn.contains(v)),\(carriedOut.contains(v)),"
+            key += "\(validIn.contains(v)),\(validOutHeuristic.contains(v)),\(lastTouch[v] > b),\(d.resident[v][a - 1]),\(bits)"
+        }
+        if let hit = cache.entries[key] {
+            cache.hits += 1
+            if hit.result.improved {
+                for (k, v) in local.enumerated() {
+                    for (o, s) in window.enumerated() {
+                        d.resident[v][s] = hit.resident[k][o]
+                        if hit.loads[k][o] { d.loads[v].insert(s) } else { d.loads[v].remove(s) }
+                        if hit.stores[k][o] { d.stores[v].insert(s) } else { d.stores[v].remove(s) }
+                    }
+                }
+            }
+            var r = hit.result
+            r.reused = true
+            return r
+        }
+        func remember(_ r: WindowResult) {
+            cache.entries[key] = SolutionCache.Entry(
+                result: r,
+                resident: local.map { v in window.map { d.resident[v][$0] } },
+                loads: local.map { v in window.map { d.loads[v].contains($0) } },
+                stores: local.map { v in window.map { d.stores[v].contains($0) } })
+        }
+
         var m = LinearModel(name: "placement-window-\(a)-\(b)")
         var r = [Int: [Int: Variable]](), x = [Int: [Int: Variable]](), y = [Int: [Int: Variable]]()
         let unit = Double(max(1, p.target.tiers[c0].alignment))
@@ -222,7 +294,9 @@ struct PlacementILP {
                                                                  cuts: false, warmStart: feasible ? warm : nil))
         guard let obj = result.objective, result.status == .optimal || result.status == .feasible,
               obj < warmObjective - 1e-9 * max(1, abs(warmObjective)) else {
-            return WindowResult(improved: false, objective: warmObjective, warmObjective: warmObjective, bound: result.bound, status: result.status)
+            let r = WindowResult(improved: false, objective: warmObjective, warmObjective: warmObjective, bound: result.bound, status: result.status)
+            if result.status == .optimal { remember(r) }
+            return r
         }
         for v in values {
             for s in window {
@@ -231,7 +305,10 @@ struct PlacementILP {
                 if let yv = y[v]?[s], result[yv] > 0.5 { d.stores[v].insert(s) } else { d.stores[v].remove(s) }
             }
         }
-        return WindowResult(improved: true, objective: obj, warmObjective: warmObjective, bound: result.bound, status: result.status)
+        let solved = WindowResult(improved: true, objective: obj, warmObjective: warmObjective, bound: result.bound, status: result.status)
+        // Only proven optima are reused: a time-limited answer depends on the clock.
+        if result.status == .optimal { remember(solved) }
+        return solved
     }
 
     /// The objective over the window: Σ slot times (µs) for `time`, bytes moved (in alignment units) for `traffic`.

@@ -112,6 +112,7 @@ public enum PlacementPlanner {
                             baselines: [PlacementMethod] = PlacementMethod.heuristics,
                             options: ILPOptions = ILPOptions()) throws(PlanningError) -> Plan {
         var runs: [PlacementMethod: (schedule: Schedule, budget: Int, estimate: Estimate)] = [:]
+        var firstError: PlanningError?
         let wanted = method == .ilp ? Set(baselines + [.belady, .msa]) : Set(baselines + [method])
         for m in PlacementMethod.heuristics where wanted.contains(m) {
             // A baseline that cannot plan this problem is left out, not fatal; the chosen method's error is.
@@ -120,13 +121,14 @@ public enum PlacementPlanner {
                 runs[m] = (s, b, CostModel.estimate(p, s))
             } catch {
                 if m == method { throw error }
+                firstError = firstError ?? error
             }
         }
         var chosen: Schedule
         var summary: SolverSummary
         if method == .ilp {
             guard let best = runs.min(by: { (cost($0.value.estimate, objective), $0.key.rawValue) < (cost($1.value.estimate, objective), $1.key.rawValue) }) else {
-                throw PlanningError("no heuristic could plan '\(p.model)', so the ILP has no warm start")
+                throw firstError ?? PlanningError("no heuristic could plan '\(p.model)', so the ILP has no warm start")
             }
             (chosen, summary) = ilpSchedule(p, objective: objective, warm: best.value.schedule, budget: best.value.budget,
                                             warmEstimate: best.value.estimate, warmName: best.key.rawValue, options: options)
@@ -142,6 +144,12 @@ public enum PlacementPlanner {
                     estimate: CostModel.estimate(p, chosen), baselines: others)
     }
 
+    /// The layer index in a step name (`q[3]#2` → "3"), or "" for steps outside loops.
+    static func layerTag(_ name: String) -> Substring {
+        guard let open = name.firstIndex(of: "["), let close = name[open...].firstIndex(of: "]") else { return "" }
+        return name[name.index(after: open)..<close]
+    }
+
     /// The windowed ILP from a warm start; never returns a schedule worse than the warm start.
     static func ilpSchedule(_ p: PlacementProblem, objective: PlacementObjective, warm: Schedule, budget: Int,
                             warmEstimate: Estimate, warmName: String, options: ILPOptions) -> (Schedule, SolverSummary) {
@@ -151,9 +159,16 @@ public enum PlacementPlanner {
         // Windows of step slots, costliest (by the warm start's transfer time) first.
         let n = p.steps.count
         guard n > 0 else { return (warm, SolverSummary(method: "ilp", status: "heuristic", gap: nil)) }
+        // Windows follow layers: each run of steps from one layer (the `[l]` in their names) is cut
+        // into equal windows, so repeated layers give windows with one signature, solved once.
         var windows: [ClosedRange<Int>] = []
-        var lo = 1
-        while lo <= n { windows.append(lo...min(n, lo + options.window - 1)); lo += options.window }
+        var runStart = 0
+        for i in 0...n where i == n || (i > runStart && layerTag(p.steps[i].name) != layerTag(p.steps[runStart].name)) {
+            let length = i - runStart
+            let count = (length + options.window - 1) / options.window
+            for j in 0..<count { windows.append((runStart + length * j / count + 1)...(runStart + length * (j + 1) / count)) }
+            runStart = i
+        }
         var transferTime = Array(repeating: 0.0, count: p.slotCount)
         for t in warm.transfers {
             if let l = p.target.link(t.from, t.to) { transferTime[t.slot] += Double(t.bytes) / l.bandwidth + l.latency }
@@ -170,7 +185,7 @@ public enum PlacementPlanner {
             guard remaining > 0.05 else { break }
             // Skip windows with nothing to gain (no transfers inside).
             if w.allSatisfy({ transferTime[$0] == 0 }) { solved += 1; optimal += 1; continue }
-            let perWindow = max(0.2, remaining / Double(order.count - k))
+            let perWindow = max(0.2, remaining / Double(max(1, order.count - k - ilp.cache.hits)))
             guard let r = try? ilp.solve(window: w, &d, timeLimit: min(remaining, max(perWindow, 2)), gap: options.gap) else { continue }
             solved += 1
             if r.status == .optimal { optimal += 1 }
@@ -180,7 +195,7 @@ public enum PlacementPlanner {
             options.progress?(solved, order.count, Date().timeIntervalSince(start), objectiveSum, boundSum)
         }
         let gap = objectiveSum > 0 ? max(0, (objectiveSum - boundSum) / objectiveSum) : 0
-        let note = "\(solved)/\(windows.count) windows of \(options.window) steps, \(improved) improved, warm start \(warmName)"
+        let note = "\(solved)/\(windows.count) windows of ≤ \(options.window) steps (\(ilp.cache.hits) reused from identical ones), \(improved) improved, warm start \(warmName)"
         let fallback = SolverSummary(method: "ilp", status: "heuristic (\(warmName)): \(note)", gap: nil)
         guard improved > 0 else { return (warm, fallback) }
         guard let placed = AddressAssignment.assign(p, ilp.schedule(of: d)) else {

@@ -16,7 +16,7 @@ enum PrefetchPass {
         var d = d
         let c0 = p.computeTier, slots = p.slotCount
         var used = Array(repeating: 0, count: slots)
-        for v in p.values.indices { for t in 0..<slots where d.resident[v][t] { used[t] += p.footprint(v, in: c0) } }
+        for v in p.values.indices { for t in d.resident[v].span where d.resident[v][t] { used[t] += p.footprint(v, in: c0) } }
         var busy = Array(repeating: 0.0, count: slots)  // overlapped seconds issued into each slot
         var lastWrite = Array(repeating: Int?.none, count: p.values.count)
         var writesBefore = Array(repeating: [Int](), count: p.values.count)
