@@ -52,7 +52,7 @@ struct PlacementILP {
                 bits[s - lo] = newValue
             }
         }
-        /// The slots set, ascending.
+        /// The slots stored (every set slot lies inside).
         var span: Range<Int> { lo..<(lo + bits.count) }
     }
 

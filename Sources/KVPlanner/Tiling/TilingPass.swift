@@ -48,9 +48,8 @@ struct TilingPass {
     var parts: [[Int]]
     /// Per item, its cut (nil: whole).
     var splits: [Split?]
-    /// Per op (by id), what each tile reads and writes (a value, part = -1, or a whole item), and the scheme used.
+    /// Per op (by id), what each tile reads and writes (a value, part = -1, or a whole item).
     private var tileRefs: [[TileRefs]]
-    var schemes: [String?]
 
     private let graph: Graph
     private let alignment: Int
@@ -66,7 +65,6 @@ struct TilingPass {
         splits = Array(repeating: nil, count: tensorValues.count)
         shapes = tensorValues.indices.map { $0 < graph.tensors.count ? graph.tensors[$0].shape.sizes : [] }
         tileRefs = Array(repeating: [], count: graph.ops.count)
-        schemes = Array(repeating: nil, count: graph.ops.count)
         // Gathered-row values keep the shape of the rows they stand for.
         for (opID, swap) in substitutions {
             for (_, item) in swap { if let y = graph.ops[opID].results.first { shapes[item] = graph.tensors[y].shape.sizes } }
@@ -388,7 +386,6 @@ struct TilingPass {
 
     private mutating func commit(_ layout: Layout, op opID: Int) {
         let op = graph.ops[opID]
-        schemes[opID] = layout.tiles.count > 1 ? layout.scheme : nil
         for (t, s) in layout.splits where splits[t] == nil && layout.tiles.count > 1 { cut(t, s) }
         // Parts are fixed now; whole items are resolved at the end (a later op may still cut them).
         func settle(_ refs: [Ref]) -> [Ref] {
