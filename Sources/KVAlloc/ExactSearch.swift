@@ -152,7 +152,8 @@ struct ExactSearch {
     private mutating func search(_ order: [Int], _ sections: Range<Int>, lastOffset: Int, lastPre: Int) -> Outcome {
         nodes &+= 1
         if nodes > nodeBudget { return .aborted }
-        if nodes & 1023 == 0, clock.now >= deadline { return .timedOut }
+        // Nodes cost O(|order|); on large orders the clock is read at every node so a deadline holds.
+        if nodes & 1023 == 0 || order.count > 256, clock.now >= deadline { return .timedOut }
 
         var minHeight = Int.max
         var unplaced = 0
@@ -287,6 +288,7 @@ struct ExactSearch {
         let commitMark = commitLog.count
         var outcome = Outcome.found
         for k in 1..<cutpoints.count {
+            if clock.now >= deadline { outcome = .timedOut; break }
             let range = cutpoints[k - 1]..<cutpoints[k]
             let members = order.filter {
                 offset[$0] < 0 && t.sectionLow[$0] < range.upperBound && range.lowerBound < t.sectionHigh[$0]

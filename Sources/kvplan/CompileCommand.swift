@@ -84,7 +84,9 @@ struct Compile: ParsableCommand {
         case let .success(p): plan = p
         case let .failure(error): throw UserError("\(model): cannot plan on '\(hardware.name)': \(error.message)")
         }
+        PlacementPlanner.trace("planned at \(clock.now - started)")
         let failures = PlanVerifier.check(plan)
+        PlacementPlanner.trace("verified at \(clock.now - started)")
         guard failures.isEmpty else {
             printError("internal error: the \(method.rawValue) plan fails verification (nothing written):\n")
             for f in failures.prefix(10) { printError("  \(f)\n") }
@@ -102,6 +104,7 @@ struct Compile: ParsableCommand {
                      _ objective: PlacementObjective, options: ILPOptions = ILPOptions()) -> Result<Plan, PlanningError> {
         Result { () throws(PlanningError) -> Plan in
             let problem = try PlacementProblem(graph: graph, target: target)
+            PlacementPlanner.trace("problem: \(problem.steps.count) steps, \(problem.values.count) values")
             return try PlacementPlanner.plan(problem, method: method, objective: objective, options: options)
         }
     }

@@ -80,7 +80,10 @@ public enum PlacementPlanner {
                 let ilp = PlacementILP(p, objective: .time, capacity: budget)
                 schedule = ilp.schedule(of: PrefetchPass.hoist(p, ilp.decisions(of: schedule), capacity: budget))
             }
-            if let placed = AddressAssignment.assign(p, schedule) { return (withBackingResidencies(p, placed), budget) }
+            let assignStart = Date()
+            let placed = AddressAssignment.assign(p, schedule)
+            trace("  \(method.rawValue) budget \(budget): addresses \(placed == nil ? "failed" : "found") in \(String(format: "%.2f", Date().timeIntervalSince(assignStart))) s")
+            if let placed { return (withBackingResidencies(p, placed), budget) }
             guard budget > floor else {
                 throw PlanningError("no scratchpad addresses found for the \(method.rawValue) schedule even at a budget of \(budget) B")
             }
@@ -117,8 +120,10 @@ public enum PlacementPlanner {
         for m in PlacementMethod.heuristics where wanted.contains(m) {
             // A baseline that cannot plan this problem is left out, not fatal; the chosen method's error is.
             do {
+                let started = Date()
                 let (s, b) = try heuristic(p, method: m)
                 runs[m] = (s, b, CostModel.estimate(p, s))
+                trace("\(m.rawValue): \(String(format: "%.2f", Date().timeIntervalSince(started))) s, budget \(b)")
             } catch {
                 if m == method { throw error }
                 firstError = firstError ?? error
@@ -142,6 +147,12 @@ public enum PlacementPlanner {
         return Plan(model: p.model, target: p.target, objective: objective.rawValue, solver: summary,
                     values: p.values, steps: p.steps, residencies: chosen.residencies, transfers: chosen.transfers,
                     estimate: CostModel.estimate(p, chosen), baselines: others)
+    }
+
+    /// Phase timings on stderr when KVPLAN_TRACE is set (a developer aid, not an interface).
+    public static func trace(_ line: @autoclosure () -> String) {
+        guard ProcessInfo.processInfo.environment["KVPLAN_TRACE"] != nil else { return }
+        FileHandle.standardError.write(Data("trace: \(line())\n".utf8))
     }
 
     /// The layer index in a step name (`q[3]#2` → "3"), or "" for steps outside loops.
@@ -194,6 +205,7 @@ public enum PlacementPlanner {
             boundSum += r.bound.map { min($0, r.objective) } ?? r.objective
             options.progress?(solved, order.count, Date().timeIntervalSince(start), objectiveSum, boundSum)
         }
+        trace("ilp windows: \(String(format: "%.2f", Date().timeIntervalSince(start))) s")
         let gap = objectiveSum > 0 ? max(0, (objectiveSum - boundSum) / objectiveSum) : 0
         let note = "\(solved)/\(windows.count) windows of ≤ \(options.window) steps (\(ilp.cache.hits) reused from identical ones), \(improved) improved, warm start \(warmName)"
         let fallback = SolverSummary(method: "ilp", status: "heuristic (\(warmName)): \(note)", gap: nil)
