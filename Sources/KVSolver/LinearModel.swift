@@ -195,19 +195,26 @@ public struct LinearModel: Sendable {
 
     /// True when `values` satisfies every bound, integrality and row within `tolerance`.
     public func isFeasible(_ values: [Double], tolerance: Double = 1e-6) -> Bool {
-        guard values.count == columns.count else { return false }
-        for (c, x) in zip(columns, values) {
-            if x < c.lower - tolerance || x > c.upper + tolerance { return false }
-            if c.kind != .continuous, abs(x - x.rounded()) > tolerance { return false }
+        violations(values, tolerance: tolerance, limit: 1).isEmpty
+    }
+
+    /// The names of the columns and rows `values` violates (at most `limit`), for diagnostics.
+    public func violations(_ values: [Double], tolerance: Double = 1e-6, limit: Int = .max) -> [String] {
+        guard values.count == columns.count else { return ["\(values.count) values for \(columns.count) columns"] }
+        var out: [String] = []
+        for (c, x) in zip(columns, values) where out.count < limit {
+            if x < c.lower - tolerance || x > c.upper + tolerance { out.append("\(c.name) = \(x) outside [\(c.lower), \(c.upper)]") }
+            else if c.kind != .continuous, abs(x - x.rounded()) > tolerance { out.append("\(c.name) = \(x) not integral") }
         }
-        for r in rows {
+        for r in rows where out.count < limit {
             let lhs = zip(r.indices, r.coefficients).reduce(0.0) { $0 + $1.1 * values[$1.0] }
-            switch r.sense {
-            case .lessOrEqual: if lhs > r.rhs + tolerance { return false }
-            case .greaterOrEqual: if lhs < r.rhs - tolerance { return false }
-            case .equal: if abs(lhs - r.rhs) > tolerance { return false }
+            let broken = switch r.sense {
+            case .lessOrEqual: lhs > r.rhs + tolerance
+            case .greaterOrEqual: lhs < r.rhs - tolerance
+            case .equal: abs(lhs - r.rhs) > tolerance
             }
+            if broken { out.append("\(r.name): \(lhs) vs \(r.rhs)") }
         }
-        return true
+        return out
     }
 }

@@ -36,6 +36,9 @@ struct Compile: ParsableCommand {
     @Option(help: "Steps per ILP window (default 12).")
     var window: Int = 12
 
+    @Option(help: "How the ILP decides scratchpad offsets: packed (default) or joint.")
+    var addresses: String = "packed"
+
     @Option(name: .shortAndLong, help: "Artifact directory (default: ./<model>.kvplan/).")
     var output: String?
 
@@ -60,6 +63,9 @@ struct Compile: ParsableCommand {
         }
         guard timeLimit.isFinite, timeLimit > 0 else { throw UserError("--time-limit: expected seconds > 0, got \(timeLimit)") }
         guard gap.isFinite, gap >= 0, gap < 1 else { throw UserError("--gap: expected a fraction in [0, 1), got \(gap)") }
+        guard let addressMode = AddressMode(rawValue: addresses) else {
+            throw UserError("--addresses: expected packed or joint, got '\(addresses)'")
+        }
         guard window >= 1, window <= 1000 else { throw UserError("--window: expected 1...1000 steps, got \(window)") }
         let hardware = try loadTarget(target)
         let (values, flags) = try dimensions.bindings()
@@ -70,7 +76,7 @@ struct Compile: ParsableCommand {
         let plan: Plan
         let clock = ContinuousClock()
         let started = clock.now
-        var options = ILPOptions(timeLimit: timeLimit, gap: gap, window: window)
+        var options = ILPOptions(timeLimit: timeLimit, gap: gap, window: window, addresses: addressMode)
         if isatty(2) != 0 {
             options.progress = { done, total, elapsed, incumbent, bound in
                 let gap = incumbent > 0 ? (incumbent - bound) / incumbent * 100 : 0

@@ -73,6 +73,41 @@ struct PlacementILPTests {
         }
     }
 
+    @Test("offsets decided in the ILP (packed and joint, many windows, 8-byte alignment): plans verify, never worse", arguments: 1...6)
+    func offsetsInTheProgram(seed: Int) throws {
+        var p = randomProblem(seed: UInt64(100 + seed), steps: 24, capacity: 320)
+        p.target.tiers[0].alignment = 8
+        for mode in AddressMode.allCases {
+            let plan = try PlacementPlanner.plan(p, method: .ilp, objective: .time,
+                                                 options: ILPOptions(timeLimit: 20, window: 4, addresses: mode))
+            #expect(PlanVerifier.check(plan).isEmpty, "\(mode): \(PlanVerifier.check(plan).prefix(3))")
+            #expect(!plan.solver.status.contains("found no scratchpad addresses"), "\(plan.solver.status)")
+            for r in plan.residencies where r.tier == 0 { #expect(r.offset.map { $0 % 8 == 0 } == true) }
+            let best = plan.baselines.map(\.estimate.seconds).min()!
+            #expect(plan.estimate.seconds <= best + 1e-15, "\(mode)")
+        }
+    }
+
+    @Test("with joint offsets the windows improve on the warm start somewhere (the test can fail)")
+    func jointImproves() throws {
+        var wins = 0
+        for seed in 1...6 {
+            var p = randomProblem(seed: UInt64(100 + seed), steps: 24, capacity: 320)
+            p.target.tiers[0].alignment = 8
+            let plan = try PlacementPlanner.plan(p, method: .ilp, objective: .time, options: ILPOptions(timeLimit: 20, window: 4, addresses: .joint))
+            if plan.estimate.seconds < plan.baselines.map(\.estimate.seconds).min()! - 1e-15 { wins += 1 }
+        }
+        #expect(wins >= 1)
+    }
+
+    @Test("joint offsets still find the hand-computed optimum")
+    func jointHandComputed() throws {
+        let plan = try PlacementPlanner.plan(chainProblem(capacity: 210), method: .ilp, objective: .time,
+                                             options: ILPOptions(addresses: .joint))
+        #expect(abs(plan.estimate.seconds - 3.21e-6) < 1e-12, "\(plan.estimate.seconds)")
+        #expect(PlanVerifier.check(plan).isEmpty)
+    }
+
     @Test("the ILP beats the best heuristic somewhere in the random suite (the test can fail)")
     func improvesSomewhere() throws {
         var wins = 0

@@ -39,26 +39,31 @@ struct PlacementILP {
         lastTouch = last
     }
 
-    /// Slot flags of one value, stored only over the span where any is set (values live briefly).
-    struct SlotBits: Equatable {
+    /// Per-slot entries of one value, stored only over the span where any differs from `none`
+    /// (values live briefly, so dense per-slot arrays would be mostly empty).
+    struct SlotMap<Element: Equatable>: Equatable {
+        private let none: Element
         private var lo = 0
-        private var bits: [Bool] = []
-        subscript(_ s: Int) -> Bool {
-            get { s >= lo && s < lo + bits.count ? bits[s - lo] : false }
+        private var items: [Element] = []
+        init(none: Element) { self.none = none }
+        subscript(_ s: Int) -> Element {
+            get { s >= lo && s < lo + items.count ? items[s - lo] : none }
             set {
-                if bits.isEmpty { guard newValue else { return }; lo = s; bits = [true]; return }
-                if s < lo { guard newValue else { return }; bits.insert(contentsOf: repeatElement(false, count: lo - s), at: 0); lo = s }
-                if s >= lo + bits.count { guard newValue else { return }; bits.append(contentsOf: repeatElement(false, count: s - lo - bits.count + 1)) }
-                bits[s - lo] = newValue
+                if items.isEmpty { guard newValue != none else { return }; lo = s; items = [newValue]; return }
+                if s < lo { guard newValue != none else { return }; items.insert(contentsOf: repeatElement(none, count: lo - s), at: 0); lo = s }
+                if s >= lo + items.count { guard newValue != none else { return }; items.append(contentsOf: repeatElement(none, count: s - lo - items.count + 1)) }
+                items[s - lo] = newValue
             }
         }
-        /// The slots stored (every set slot lies inside).
-        var span: Range<Int> { lo..<(lo + bits.count) }
+        /// The slots stored (every slot holding something other than `none` lies inside).
+        var span: Range<Int> { lo..<(lo + items.count) }
     }
 
-    /// Per value: slots at which it is resident in the compute tier, loaded, stored.
+    /// Per value: slots at which it is resident in the compute tier, its offset there (-1 when
+    /// not known yet), and the slots it is loaded into or stored out of the compute tier.
     struct Decisions: Equatable {
-        var resident: [SlotBits]
+        var resident: [SlotMap<Bool>]
+        var offsets: [SlotMap<Int>]
         var loads: [Set<Int>]
         var stores: [Set<Int>]
     }
@@ -67,12 +72,13 @@ struct PlacementILP {
     final class SolutionCache {
         struct Entry {
             var result: WindowResult
-            var resident: [[Bool]], loads: [[Bool]], stores: [[Bool]]  // per local value, per slot offset
+            var resident: [[Bool]], offsets: [[Int]], loads: [[Bool]], stores: [[Bool]]  // per local value, per window slot
         }
         var entries: [String: Entry] = [:]
         var hits = 0
     }
     let cache = SolutionCache()
+    let residentIndex = ResidentIndex()
 
     /// What the window solve reports.
     struct WindowResult {
@@ -89,10 +95,14 @@ struct PlacementILP {
     /// The decisions a schedule makes (compute-tier residency per slot, loads into it, stores out of it).
     func decisions(of s: Schedule) -> Decisions {
         let n = p.values.count, slots = p.slotCount
-        var d = Decisions(resident: Array(repeating: SlotBits(), count: n),
+        var d = Decisions(resident: Array(repeating: SlotMap(none: false), count: n),
+                          offsets: Array(repeating: SlotMap(none: -1), count: n),
                           loads: Array(repeating: [], count: n), stores: Array(repeating: [], count: n))
         for r in s.residencies where r.tier == p.computeTier {
-            for t in r.from..<min(r.to, slots) { d.resident[r.value][t] = true }
+            for t in r.from..<min(r.to, slots) {
+                d.resident[r.value][t] = true
+                d.offsets[r.value][t] = r.offset ?? -1
+            }
         }
         for t in s.transfers {
             if t.to == p.computeTier { d.loads[t.value].insert(t.slot) }
@@ -108,12 +118,13 @@ struct PlacementILP {
         let c0 = p.computeTier, slots = p.slotCount
         for v in p.values.indices {
             var start: Int?
-            // A residency ends where the value leaves, or where it is loaded afresh.
+            // A residency ends where the value leaves, is loaded afresh, or moves to another offset.
             let span = d.resident[v].span
             for t in span.lowerBound...min(slots, span.upperBound) {
                 let here = t < slots && d.resident[v][t]
-                if let s = start, !here || d.loads[v].contains(t) {
-                    residencies.append(Residency(value: v, tier: c0, from: s, to: t, offset: nil))
+                if let s = start, !here || d.loads[v].contains(t) || d.offsets[v][t] != d.offsets[v][s] {
+                    let o = d.offsets[v][s]
+                    residencies.append(Residency(value: v, tier: c0, from: s, to: t, offset: o >= 0 ? o : nil))
                     start = nil
                 }
                 if here && start == nil { start = t }
@@ -156,18 +167,100 @@ struct PlacementILP {
 
     /// Re-decides slots `window` (step slots, within 1...steps) of `d` in place; the decisions
     /// outside the window, and the state across its two boundaries, stay as they are.
-    func solve(window: ClosedRange<Int>, _ d: inout Decisions, timeLimit: Double, gap: Double) throws -> WindowResult {
+    ///
+    /// First residency and movement alone (fast, and shared by identical windows); then offsets for
+    /// the window's residency runs by a greedy packing around the offsets fixed at its boundaries;
+    /// only when that packing fails is the window solved again with offsets in the program.
+    /// With `jointAddresses` the offsets are in the program from the start (exact within the window, slower).
+    func solve(window: ClosedRange<Int>, _ d: inout Decisions, timeLimit: Double, gap: Double,
+               jointAddresses: Bool = false) throws -> WindowResult {
+        let started = Date()
+        let before = WindowState(window: window, d: d, values: members(window, d))
+        if jointAddresses {
+            return try solveModel(window: window, &d, values: before.values, timeLimit: timeLimit, gap: gap, addresses: true, bytes: capacity)
+        }
+        var first: WindowResult?
+        // Residency alone, at the whole tier and then at less, until its runs pack (fragmentation
+        // and the offsets fixed at the boundaries can make a full tier unpackable).
+        for sixteenths in [16, 15, 14, 12] {
+            let remaining = timeLimit - Date().timeIntervalSince(started)
+            guard remaining > 0.05 else { break }
+            let r = try solveModel(window: window, &d, values: before.values, timeLimit: remaining, gap: gap,
+                                   addresses: false, bytes: capacity / 16 * sixteenths)
+            if first == nil { first = r }
+            guard r.improved else { break }
+            if packWindow(window, &d, values: before.values, carriedIn: before.carriedIn, carriedOut: before.carriedOut) { return r }
+            before.restore(&d)
+        }
+        guard let first, first.improved else { return first ?? WindowResult(improved: false, objective: 0, warmObjective: 0, bound: nil, status: .noSolutionFound) }
+        let remaining = timeLimit - Date().timeIntervalSince(started)
+        guard remaining > 0.1 else { return WindowResult(improved: false, objective: first.warmObjective, warmObjective: first.warmObjective, bound: first.bound, status: .noSolutionFound) }
+        return try solveModel(window: window, &d, values: before.values, timeLimit: remaining, gap: gap, addresses: true, bytes: capacity)
+    }
+
+    /// The values a window's model covers: touched in the window, or resident at its first or last slot.
+    ///
+    /// Residents are looked up in an index of the decisions first seen; windows are disjoint, so
+    /// the slots of a window not yet solved still hold what the index says.
+    func members(_ window: ClosedRange<Int>, _ d: Decisions) -> [Int] {
+        if residentIndex.bySlot.isEmpty {
+            for v in p.values.indices { for s in d.resident[v].span where d.resident[v][s] { residentIndex.bySlot[s, default: []].append(v) } }
+            residentIndex.bySlot[-1] = []
+        }
+        var members = Set<Int>()
+        for s in window { for v in p.steps[s - 1].reads + p.steps[s - 1].writes { members.insert(v) } }
+        for s in [window.lowerBound, window.upperBound] {
+            for v in residentIndex.bySlot[s] ?? [] where d.resident[v][s] { members.insert(v) }
+        }
+        return members.sorted()
+    }
+
+    /// Per slot, the values resident in the first decisions a window was solved from.
+    final class ResidentIndex { var bySlot: [Int: [Int]] = [:] }
+
+    /// The decisions of a window's values over its slots, to put back after a failed attempt.
+    struct WindowState {
+        let window: ClosedRange<Int>
+        let values: [Int]
+        let carriedIn: Set<Int>, carriedOut: Set<Int>
+        private let saved: [(resident: [Bool], offsets: [Int], loads: [Bool], stores: [Bool])]
+
+        init(window: ClosedRange<Int>, d: Decisions, values: [Int]) {
+            self.window = window
+            self.values = values
+            let a = window.lowerBound, b = window.upperBound
+            carriedIn = Set(values.filter { d.resident[$0][a - 1] && d.resident[$0][a] && !d.loads[$0].contains(a) })
+            carriedOut = Set(values.filter { d.resident[$0][b] && d.resident[$0][b + 1] && !d.loads[$0].contains(b + 1) })
+            saved = values.map { v in
+                (window.map { d.resident[v][$0] }, window.map { d.offsets[v][$0] },
+                 window.map { d.loads[v].contains($0) }, window.map { d.stores[v].contains($0) })
+            }
+        }
+
+        func restore(_ d: inout Decisions) {
+            for (k, v) in values.enumerated() {
+                for (o, s) in window.enumerated() {
+                    d.resident[v][s] = saved[k].resident[o]
+                    d.offsets[v][s] = saved[k].offsets[o]
+                    if saved[k].loads[o] { d.loads[v].insert(s) } else { d.loads[v].remove(s) }
+                    if saved[k].stores[o] { d.stores[v].insert(s) } else { d.stores[v].remove(s) }
+                }
+            }
+        }
+    }
+
+    /// One window model: residency and movement, and with `addresses` the offsets too.
+    /// `bytes` is the capacity the residency rows allow (the offsets, when modelled, always have the whole tier).
+    private func solveModel(window: ClosedRange<Int>, _ d: inout Decisions, values: [Int], timeLimit: Double, gap: Double,
+                            addresses: Bool, bytes: Int) throws -> WindowResult {
         let a = window.lowerBound, b = window.upperBound
         let c0 = p.computeTier
         // Who takes part: values touched in the window, or resident across either boundary.
         var reads = [Int: Set<Int>](), writes = [Int: Set<Int>]()
-        var members = Set<Int>()
         for s in window {
-            for v in p.steps[s - 1].reads { reads[s, default: []].insert(v); members.insert(v) }
-            for v in p.steps[s - 1].writes { writes[s, default: []].insert(v); members.insert(v) }
+            for v in p.steps[s - 1].reads { reads[s, default: []].insert(v) }
+            for v in p.steps[s - 1].writes { writes[s, default: []].insert(v) }
         }
-        for v in p.values.indices where d.resident[v][a - 1] || d.resident[v][b] { members.insert(v) }
-        let values = members.sorted()
 
         /// Whether the backing copy of `v` is current after slot `t` under `d` (writes at t precede stores at t).
         func validAfter(_ v: Int, _ t: Int) -> Bool {
@@ -190,7 +283,7 @@ struct PlacementILP {
         for v in values where seen.insert(v).inserted { local.append(v) }
         var localID = [Int: Int]()
         for (k, v) in local.enumerated() { localID[v] = k }
-        var key = "\(objective.rawValue)|\(capacity)|\(lookahead)|"
+        var key = "\(objective.rawValue)|\(bytes)|\(lookahead)|\(addresses)|"
         for s in window {
             let st = p.steps[s - 1]
             key += "\(st.computeSeconds.bitPattern):\(st.reads.map { localID[$0]! }):\(st.writes.map { localID[$0]! });"
@@ -200,6 +293,7 @@ struct PlacementILP {
             let bits = window.map { (d.resident[v][$0] ? "r" : "") + (d.loads[v].contains($0) ? "x" : "") + (d.stores[v].contains($0) ? "y" : "") + "," }.joined()
             key += "|\(value.bytes),\(value.home ?? -1),\(value.kind.rawValue),\(value.mustPersist),\(carriedIn.contains(v)),\(carriedOut.contains(v)),"
             key += "\(validIn.contains(v)),\(validOutHeuristic.contains(v)),\(lastTouch[v] > b),\(d.resident[v][a - 1]),\(bits)"
+            if addresses { key += ((a - 1)...(b + 1)).map { "\(d.offsets[v][$0])" }.joined(separator: ",") }
         }
         if let hit = cache.entries[key] {
             cache.hits += 1
@@ -207,6 +301,7 @@ struct PlacementILP {
                 for (k, v) in local.enumerated() {
                     for (o, s) in window.enumerated() {
                         d.resident[v][s] = hit.resident[k][o]
+                        d.offsets[v][s] = hit.offsets[k][o]
                         if hit.loads[k][o] { d.loads[v].insert(s) } else { d.loads[v].remove(s) }
                         if hit.stores[k][o] { d.stores[v].insert(s) } else { d.stores[v].remove(s) }
                     }
@@ -220,6 +315,7 @@ struct PlacementILP {
             cache.entries[key] = SolutionCache.Entry(
                 result: r,
                 resident: local.map { v in window.map { d.resident[v][$0] } },
+                offsets: local.map { v in window.map { d.offsets[v][$0] } },
                 loads: local.map { v in window.map { d.loads[v].contains($0) } },
                 stores: local.map { v in window.map { d.stores[v].contains($0) } })
         }
@@ -233,18 +329,39 @@ struct PlacementILP {
             warm.append(start)
             return v
         }
+        let layout = addresses ? addressLayout(values: values, window: window, d: d, carriedIn: carriedIn, carriedOut: carriedOut)
+            : AddressLayout(unit: 1, addressed: false, pinned: [], fixed: [:], warm: [:])
+        var usedAt = [Int: [Int]]()  // per value, the window slots whose step touches it
+        var mayReside = [Int: Set<Int>]()  // per value, the window slots whose residency is not fixed at 0
         for v in values {
             let useSlots = window.filter { reads[$0]?.contains(v) == true || writes[$0]?.contains(v) == true }
+            usedAt[v] = useSlots
             let writeSlots = window.filter { writes[$0]?.contains(v) == true }
             let storable = !writeSlots.isEmpty || (carriedIn.contains(v) && !validIn.contains(v))
+            // Residency after the last use serves nothing unless the value is carried out or still to be stored.
+            let usefulUntil = carriedOut.contains(v) || storable ? b : (useSlots.last ?? a - 1)
+            let pinned = layout.pinned.contains(v)
             for s in window {
                 let must = useSlots.contains(s)
-                r[v, default: [:]][s] = try add("r[\(v),\(s)]", .binary, lower: must ? 1 : 0, start: d.resident[v][s] ? 1 : 0)
+                let isResident = d.resident[v][s] && (pinned || s <= usefulUntil)
+                let rStart: Double = isResident ? 1 : 0
+                let rUpper: Double = pinned ? rStart : (s <= usefulUntil ? 1 : 0)
+                r[v, default: [:]][s] = try add("r[\(v),\(s)]", .binary, lower: pinned ? rStart : (must ? 1 : 0),
+                                                upper: rUpper, start: rStart)
+                if rUpper == 1 { mayReside[v, default: []].insert(s) }
                 // Loads: ahead of a use within the look-ahead, of a value that can have a current copy outside.
-                let canLoad = useSlots.contains { $0 >= s && $0 - s <= lookahead } && (validIn.contains(v) || writeSlots.contains { $0 < s })
-                if canLoad { x[v, default: [:]][s] = try add("x[\(v),\(s)]", .binary, start: d.loads[v].contains(s) ? 1 : 0) }
-                if storable && (writeSlots.contains { $0 <= s } || carriedIn.contains(v)) {
-                    y[v, default: [:]][s] = try add("y[\(v),\(s)]", .binary, start: d.stores[v].contains(s) ? 1 : 0)
+                // (Also wherever the heuristic loads, and late in the window for what it carries out, so
+                // prefetches across the boundary and long hoists keep the warm start feasible.)
+                let ahead = useSlots.contains { $0 >= s && $0 - s <= lookahead } || d.loads[v].contains(s)
+                    || (carriedOut.contains(v) && b - s < lookahead)
+                let canLoad = ahead && (validIn.contains(v) || writeSlots.contains { $0 < s })
+                let loaded: Double = d.loads[v].contains(s) ? 1 : 0
+                if canLoad || (pinned && loaded == 1) {
+                    x[v, default: [:]][s] = try add("x[\(v),\(s)]", .binary, lower: pinned ? loaded : 0, upper: pinned ? loaded : 1, start: loaded)
+                }
+                let stored: Double = d.stores[v].contains(s) ? 1 : 0
+                if storable && (writeSlots.contains { $0 <= s } || carriedIn.contains(v)) || (pinned && stored == 1) {
+                    y[v, default: [:]][s] = try add("y[\(v),\(s)]", .binary, lower: pinned ? stored : 0, upper: pinned ? stored : 1, start: stored)
                 }
             }
         }
@@ -278,8 +395,20 @@ struct PlacementILP {
         }
         for s in window {
             let terms = values.map { (r[$0]![s]!, Double(p.footprint($0, in: c0)) / unit) }
-            try m.add(LinearExpression(terms) <= Double(capacity) / unit, name: "capacity[\(s)]")
+            try m.add(LinearExpression(terms) <= Double(bytes) / unit, name: "capacity[\(s)]")
         }
+        // Where each value can be resident at all: reachable from a carry-in, a load or a write.
+        var possible = [Int: [Int]]()
+        for v in values {
+            var reached = false
+            for s in window {
+                let enters = (s == a && carriedIn.contains(v)) || x[v]?[s] != nil || writes[s]?.contains(v) == true
+                reached = (reached || enters) && mayReside[v]?.contains(s) == true
+                if reached { possible[v, default: []].append(s) }
+            }
+        }
+        let address = try addAddressRows(&m, &warm, layout: layout, values: values, window: window, r: r,
+                                         possible: possible, usedAt: usedAt, d: d)
 
         // Objective.
         var goal = LinearExpression()
@@ -292,6 +421,8 @@ struct PlacementILP {
         let feasible = m.isFeasible(warm, tolerance: 1e-6)
         let result = try MIPSolver.solve(m, options: SolveOptions(timeLimit: timeLimit, relativeGap: gap, presolve: false,
                                                                  cuts: false, warmStart: feasible ? warm : nil))
+        if !feasible { PlacementPlanner.trace("warm start breaks: \(m.violations(warm, limit: 5))") }
+        PlacementPlanner.trace("window \(a)...\(b): \(values.count) values (\(layout.pinned.count) pinned), \(m.variableCount) columns (\(m.integerCount) integer), \(m.constraintCount) rows, warm \(feasible ? "feasible" : "INFEASIBLE"), \(result.status) in \(String(format: "%.2f", result.seconds)) s, \(String(format: "%.4g", warmObjective)) → \(result.objective.map { String(format: "%.4g", $0) } ?? "-") (bound \(result.bound.map { String(format: "%.4g", $0) } ?? "-"))")
         guard let obj = result.objective, result.status == .optimal || result.status == .feasible,
               obj < warmObjective - 1e-9 * max(1, abs(warmObjective)) else {
             let r = WindowResult(improved: false, objective: warmObjective, warmObjective: warmObjective, bound: result.bound, status: result.status)
@@ -299,10 +430,25 @@ struct PlacementILP {
             return r
         }
         for v in values {
+            let offset = address[v].map { Int((result[$0]).rounded()) * layout.unit }
             for s in window {
                 d.resident[v][s] = result[r[v]![s]!] > 0.5
+                if let offset { d.offsets[v][s] = d.resident[v][s] ? offset : -1 }
                 if let xv = x[v]?[s], result[xv] > 0.5 { d.loads[v].insert(s) } else { d.loads[v].remove(s) }
                 if let yv = y[v]?[s], result[yv] > 0.5 { d.stores[v].insert(s) } else { d.stores[v].remove(s) }
+            }
+            // Residency the objective does not see (a value kept on after its last use or store in a
+            // run) is dropped: it changes no cost, and only crowds the offsets.
+            var s = a
+            while s <= b {
+                guard d.resident[v][s] else { s += 1; continue }
+                var end = s + 1
+                while end <= b && d.resident[v][end] && !d.loads[v].contains(end) { end += 1 }
+                var needed = end == b + 1 && carriedOut.contains(v) ? b : s - 1
+                for t in s..<end where usedAt[v]!.contains(t) || d.stores[v].contains(t) { needed = max(needed, t) }
+                if needed < s, s == a, !carriedIn.contains(v) { needed = s }  // a load-free run cannot start empty
+                for t in (needed + 1)..<max(needed + 1, end) { d.resident[v][t] = false; d.offsets[v][t] = -1 }
+                s = end
             }
         }
         let solved = WindowResult(improved: true, objective: obj, warmObjective: warmObjective, bound: result.bound, status: result.status)

@@ -31,17 +31,29 @@ public struct ILPOptions: Sendable {
     public var window: Int
     /// Slots a load may be issued ahead of its use.
     public var lookahead: Int
+    /// How scratchpad offsets are decided.
+    public var addresses: AddressMode
     /// Called after each window with (windows done, windows total, elapsed seconds, incumbent, bound).
     public var progress: (@Sendable (Int, Int, Double, Double, Double) -> Void)?
 
-    public init(timeLimit: Double = 30, gap: Double = 0, window: Int = 12, lookahead: Int = 4,
+    public init(timeLimit: Double = 30, gap: Double = 0, window: Int = 12, lookahead: Int = 4, addresses: AddressMode = .packed,
                 progress: (@Sendable (Int, Int, Double, Double, Double) -> Void)? = nil) {
+        self.addresses = addresses
         self.timeLimit = timeLimit
         self.gap = gap
         self.window = window
         self.lookahead = lookahead
         self.progress = progress
     }
+}
+
+/// How the ILP decides scratchpad offsets.
+public enum AddressMode: String, CaseIterable, Sendable {
+    /// Residency first, then the window's runs are packed around the boundary offsets; offsets
+    /// join the program only for windows whose runs do not pack (fast; the default).
+    case packed
+    /// Offsets are in every window's program from the start (COSMA-style; exact within the window, slower).
+    case joint
 }
 
 /// What to minimise.
@@ -165,7 +177,9 @@ public enum PlacementPlanner {
     static func ilpSchedule(_ p: PlacementProblem, objective: PlacementObjective, warm: Schedule, budget: Int,
                             warmEstimate: Estimate, warmName: String, options: ILPOptions) -> (Schedule, SolverSummary) {
         let start = Date()
-        let ilp = PlacementILP(p, objective: objective, capacity: budget, lookahead: options.lookahead)
+        // Offsets are decided in the ILP, so it may use the whole tier (the heuristic needed a smaller
+        // byte budget only because its packing came afterwards).
+        let ilp = PlacementILP(p, objective: objective, capacity: p.target.tiers[p.computeTier].capacity, lookahead: options.lookahead)
         var d = ilp.decisions(of: warm)
         // Windows of step slots, costliest (by the warm start's transfer time) first.
         let n = p.steps.count
@@ -188,7 +202,7 @@ public enum PlacementPlanner {
             let a = windows[i].reduce(0.0) { $0 + transferTime[$1] }, b = windows[j].reduce(0.0) { $0 + transferTime[$1] }
             return (a, j) > (b, i)
         }
-        var solved = 0, optimal = 0, improved = 0
+        var solved = 0, optimal = 0, improved = 0, reused = 0
         var objectiveSum = 0.0, boundSum = 0.0
         for (k, index) in order.enumerated() {
             let w = windows[index]
@@ -196,21 +210,25 @@ public enum PlacementPlanner {
             guard remaining > 0.05 else { break }
             // Skip windows with nothing to gain (no transfers inside).
             if w.allSatisfy({ transferTime[$0] == 0 }) { solved += 1; optimal += 1; continue }
-            let perWindow = max(0.2, remaining / Double(max(1, order.count - k - ilp.cache.hits)))
-            guard let r = try? ilp.solve(window: w, &d, timeLimit: min(remaining, max(perWindow, 2)), gap: options.gap) else { continue }
+            let perWindow = max(0.2, remaining / Double(max(1, order.count - k - reused)))
+            guard let r = try? ilp.solve(window: w, &d, timeLimit: min(remaining, max(perWindow, 2)), gap: options.gap,
+                                          jointAddresses: options.addresses == .joint) else { continue }
             solved += 1
             if r.status == .optimal { optimal += 1 }
             if r.improved { improved += 1 }
+            if r.reused { reused += 1 }
             objectiveSum += r.objective
             boundSum += r.bound.map { min($0, r.objective) } ?? r.objective
             options.progress?(solved, order.count, Date().timeIntervalSince(start), objectiveSum, boundSum)
         }
         trace("ilp windows: \(String(format: "%.2f", Date().timeIntervalSince(start))) s")
         let gap = objectiveSum > 0 ? max(0, (objectiveSum - boundSum) / objectiveSum) : 0
-        let note = "\(solved)/\(windows.count) windows of ≤ \(options.window) steps (\(ilp.cache.hits) reused from identical ones), \(improved) improved, warm start \(warmName)"
+        let note = "\(solved)/\(windows.count) windows of ≤ \(options.window) steps (\(reused) reused from identical ones), \(improved) improved, warm start \(warmName)"
         let fallback = SolverSummary(method: "ilp", status: "heuristic (\(warmName)): \(note)", gap: nil)
         guard improved > 0 else { return (warm, fallback) }
-        guard let placed = AddressAssignment.assign(p, ilp.schedule(of: d)) else {
+        let decided = ilp.schedule(of: d)
+        let complete = decided.residencies.allSatisfy { $0.tier != p.computeTier || $0.offset != nil }
+        guard let placed = complete ? decided : AddressAssignment.assign(p, decided) else {
             return (warm, SolverSummary(method: "ilp", status: "heuristic (\(warmName)): ILP residencies found no scratchpad addresses; \(note)", gap: nil))
         }
         let result = withBackingResidencies(p, placed)
