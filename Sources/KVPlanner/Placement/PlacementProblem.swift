@@ -45,13 +45,7 @@ public struct PlacementProblem: Sendable {
     }
 
     /// How to move a value from tier `a` to tier `b`: directly, or through one intermediate tier.
-    public func route(from a: Int, to b: Int) -> Route? {
-        if target.link(a, b) != nil { return Route(via: nil) }
-        for m in target.tiers.indices where m != a && m != b && target.link(a, m) != nil && target.link(m, b) != nil {
-            return Route(via: m)
-        }
-        return nil
-    }
+    public func route(from a: Int, to b: Int) -> Route? { target.route(from: a, to: b) }
 
     /// A path between two tiers: direct, or staged through `via`.
     public struct Route: Sendable, Equatable {
@@ -76,6 +70,15 @@ public struct PlanningError: Error, CustomStringConvertible, Equatable {
 }
 
 extension PlanTarget {
+    /// How to move a value from tier `a` to tier `b`: directly, or through one intermediate tier.
+    public func route(from a: Int, to b: Int) -> PlacementProblem.Route? {
+        if link(a, b) != nil { return PlacementProblem.Route(via: nil) }
+        for m in tiers.indices where m != a && m != b && link(a, m) != nil && link(m, b) != nil {
+            return PlacementProblem.Route(via: m)
+        }
+        return nil
+    }
+
     /// The plan's view of a target (tiers fastest first, links by tier name).
     public init(_ target: Target) {
         self.init(name: target.name,
@@ -102,24 +105,29 @@ extension PlacementProblem {
         var updated = Set<Int>()
         for op in graph.ops { for u in op.updates { updated.insert(u) } }
 
-        // Home tiers: persistent tensors in order of first use, into the first backing tier with room.
+        // Home tiers: persistent tensors, decided by HomeAssignment (first fit in order of first use
+        // when everything fits in the nearest backing tier).
         var firstUse = Array(repeating: Int.max, count: graph.tensors.count)
+        var reads = Array(repeating: 0, count: graph.tensors.count)
         for (position, opID) in graph.order.enumerated() {
             let op = graph.ops[opID]
             for t in op.operands + op.results + op.updates where firstUse[t] == Int.max { firstUse[t] = position }
+            for t in Set(op.operands) { reads[t] += 1 }
         }
         var free = plan.tiers.map(\.capacity)
         // Intermediate tiers keep room for staged copies (see `stagingReserve`).
         for m in 1..<plan.tiers.count - 1 { free[m] -= 4 * plan.tiers[0].capacity }
         var homes = Array(repeating: Int?.none, count: graph.tensors.count)
         let needsHome = graph.tensors.indices.filter { graph.tensors[$0].kind != .activation }
-        for t in needsHome.sorted(by: { (firstUse[$0], $0) < (firstUse[$1], $1) }) {
-            let bytes = graph.tensors[t].byteSize
-            guard let tier = (1..<plan.tiers.count).first(where: { free[$0] >= bytes }) else {
-                throw PlanningError("tensor '\(graph.tensors[t].name)' (\(bytes) B) fits in no backing tier of '\(target.name)'")
-            }
-            free[tier] -= bytes
-            homes[t] = tier
+            .sorted { (firstUse[$0], $0) < (firstUse[$1], $1) }
+        let items = needsHome.map { t in
+            HomeAssignment.Item(bytes: graph.tensors[t].byteSize, reads: reads[t], writes: graph.tensors[t].kind == .output ? 1 : 0)
+        }
+        switch HomeAssignment.assign(items, free: free, target: plan) {
+        case let .success(tiers): for (k, t) in needsHome.enumerated() { homes[t] = tiers[k] }
+        case let .failure(f):
+            let t = needsHome[f.item]
+            throw PlanningError("tensor '\(graph.tensors[t].name)' (\(graph.tensors[t].byteSize) B) fits in no backing tier of '\(target.name)'")
         }
         let tensorValues = graph.tensors.enumerated().map { t, tensor in
             let kind: ValueKind = switch tensor.kind {
