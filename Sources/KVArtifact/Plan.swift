@@ -238,8 +238,11 @@ public struct Estimate: Codable, Sendable, Equatable {
     public var nonCompulsoryBytes: Int
     /// Peak bytes per tier over all slots.
     public var peakBytes: [Int]
+    /// A time no plan beats: max(Σ compute, per link the time of its compulsory transfers) (absent in older plans).
+    public var lowerBoundSeconds: Double?
     public init(seconds: Double, computeSeconds: Double, linkBytes: [String: Int], compulsoryBytes: Int,
-                nonCompulsoryBytes: Int, peakBytes: [Int]) {
+                nonCompulsoryBytes: Int, peakBytes: [Int], lowerBoundSeconds: Double? = nil) {
+        self.lowerBoundSeconds = lowerBoundSeconds
         self.seconds = seconds
         self.computeSeconds = computeSeconds
         self.linkBytes = linkBytes

@@ -118,7 +118,7 @@ struct Compile: ParsableCommand {
     /// The human summary: per-tier peaks, bytes per link, time, traffic, solver, baselines.
     static func summary(_ plan: Plan, directory: String, seconds: Double) -> String {
         var out = "\(plan.model) on \(plan.target.name): \(plan.steps.count) steps, \(plan.values.count) values → \(directory)/plan.json\n"
-        let gap = plan.solver.gap.map { String(format: ", gap %.2f%% to the LP bound", $0 * 100) } ?? ""
+        let gap = plan.solver.gap.map { String(format: ", window gap %.2f%%", $0 * 100) } ?? ""
         out += "solver    \(plan.solver.method) (\(plan.solver.status))\(gap), \(String(format: "%.3f", seconds)) s\n"
         for (t, tier) in plan.target.tiers.enumerated() {
             let peak = plan.estimate.peakBytes[t]
@@ -127,6 +127,10 @@ struct Compile: ParsableCommand {
         }
         for key in plan.estimate.linkBytes.keys.sorted() { out += "link      \(key.padding(toLength: 22, withPad: " ", startingAt: 0)) \(bytes(plan.estimate.linkBytes[key]!))\n" }
         out += String(format: "time      %.6f s estimated (compute alone %.6f s)\n", plan.estimate.seconds, plan.estimate.computeSeconds)
+        if let bound = plan.estimate.lowerBoundSeconds, bound > 0 {
+            out += String(format: "bound     %.6f s no plan beats (compute, and each link's compulsory transfers); this plan is %.1f%% above it\n",
+                          bound, 100 * (plan.estimate.seconds - bound) / bound)
+        }
         out += "traffic   \(bytes(plan.estimate.nonCompulsoryBytes)) beyond the compulsory \(bytes(plan.estimate.compulsoryBytes))\n"
         let better = plan.objective == "traffic"
             ? plan.baselines.min { $0.estimate.nonCompulsoryBytes < $1.estimate.nonCompulsoryBytes }

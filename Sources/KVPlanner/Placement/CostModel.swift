@@ -44,7 +44,36 @@ public enum CostModel {
         let compulsory = compulsoryBytes(p)
         let moved = linkBytes.values.reduce(0, +)
         return Estimate(seconds: total, computeSeconds: compute.reduce(0, +), linkBytes: linkBytes,
-                        compulsoryBytes: compulsory, nonCompulsoryBytes: max(0, moved - compulsory), peakBytes: peaks)
+                        compulsoryBytes: compulsory, nonCompulsoryBytes: max(0, moved - compulsory), peakBytes: peaks,
+                        lowerBoundSeconds: lowerBound(p))
+    }
+
+    /// A time no schedule beats: every slot lasts at least its compute, and each link carries at
+    /// least its compulsory transfers (one per hop of each compulsory copy) in some slot, so the
+    /// total is at least max(Σ compute, max over links of their compulsory transfer time).
+    public static func lowerBound(_ p: PlacementProblem) -> Double {
+        var busy: [String: Double] = [:]
+        func add(_ v: Int, from a: Int, to b: Int) {
+            guard let route = p.route(from: a, to: b) else { return }
+            for (x, y) in route.via.map({ [(a, $0), ($0, b)] }) ?? [(a, b)] {
+                guard let link = p.target.link(x, y) else { continue }
+                busy["\(x)->\(y)", default: 0] += Double(p.values[v].bytes) / link.bandwidth + link.latency
+            }
+        }
+        var written = Array(repeating: false, count: p.values.count)
+        var loaded = Array(repeating: false, count: p.values.count)
+        for s in p.steps {
+            for v in s.reads where !written[v] && !loaded[v] {
+                loaded[v] = true
+                add(v, from: p.values[v].home ?? p.spillTier, to: p.computeTier)
+            }
+            for v in s.writes { written[v] = true }
+        }
+        for (v, value) in p.values.enumerated() where value.mustPersist && written[v] {
+            add(v, from: p.computeTier, to: value.home ?? p.spillTier)
+        }
+        let compute = p.steps.reduce(0) { $0 + $1.computeSeconds }
+        return max(compute, busy.values.max() ?? 0)
     }
 
     /// Links a copy from `a` to `b` crosses (2 when staged through an intermediate tier).

@@ -233,7 +233,7 @@ public enum PlacementPlanner {
         }
         let result = withBackingResidencies(p, placed)
         guard cost(CostModel.estimate(p, result), objective) <= cost(warmEstimate, objective) else { return (warm, fallback) }
-        let status = solved == windows.count && optimal == solved ? "optimal" : "feasible"
+        let status = solved == windows.count && optimal == solved ? "window-optimal" : "feasible"
         return (result, SolverSummary(method: "ilp", status: "\(status): \(note)", gap: gap))
     }
 }
