@@ -126,11 +126,14 @@ public struct SolverSummary: Codable, Sendable, Equatable {
     public var status: String
     /// Relative gap to the best bound, when one is known.
     public var gap: Double?
+    /// How the operator order was chosen (`--schedule optimize`), absent for the source order.
+    public var order: String?
     // Planning time is reported by the command, not stored: plans are byte-identical per input.
-    public init(method: String, status: String, gap: Double?) {
+    public init(method: String, status: String, gap: Double?, order: String? = nil) {
         self.method = method
         self.status = status
         self.gap = gap
+        self.order = order
     }
 }
 

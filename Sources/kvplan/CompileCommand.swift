@@ -36,6 +36,9 @@ struct Compile: ParsableCommand {
     @Option(help: "Steps per ILP window (default 12).")
     var window: Int = 12
 
+    @Option(help: "Operator order: fixed (the source's topological order, default) or optimize (searched).")
+    var schedule: String = "fixed"
+
     @Option(help: "How the ILP decides scratchpad offsets: packed (default) or joint.")
     var addresses: String = "packed"
 
@@ -63,6 +66,9 @@ struct Compile: ParsableCommand {
         }
         guard timeLimit.isFinite, timeLimit > 0 else { throw UserError("--time-limit: expected seconds > 0, got \(timeLimit)") }
         guard gap.isFinite, gap >= 0, gap < 1 else { throw UserError("--gap: expected a fraction in [0, 1), got \(gap)") }
+        guard let scheduleMode = ScheduleMode(rawValue: schedule) else {
+            throw UserError("--schedule: expected fixed or optimize, got '\(schedule)'")
+        }
         guard let addressMode = AddressMode(rawValue: addresses) else {
             throw UserError("--addresses: expected packed or joint, got '\(addresses)'")
         }
@@ -84,7 +90,7 @@ struct Compile: ParsableCommand {
                                                            elapsed, done, total, incumbent, bound, gap).utf8))
             }
         }
-        let planned = Self.plan(graph, hardware, method, objective, options: options)
+        let planned = Self.plan(graph, hardware, method, objective, options: options, schedule: scheduleMode)
         if isatty(2) != 0 && method == .ilp { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
         switch planned {
         case let .success(p): plan = p
@@ -107,11 +113,12 @@ struct Compile: ParsableCommand {
     }
 
     static func plan(_ graph: Graph, _ target: Target, _ method: PlacementMethod,
-                     _ objective: PlacementObjective, options: ILPOptions = ILPOptions()) -> Result<Plan, PlanningError> {
+                     _ objective: PlacementObjective, options: ILPOptions = ILPOptions(),
+                     schedule: ScheduleMode = .fixed) -> Result<Plan, PlanningError> {
         Result { () throws(PlanningError) -> Plan in
             let problem = try PlacementProblem(graph: graph, target: target)
             PlacementPlanner.trace("problem: \(problem.steps.count) steps, \(problem.values.count) values")
-            return try PlacementPlanner.plan(problem, method: method, objective: objective, options: options)
+            return try PlacementPlanner.plan(problem, method: method, objective: objective, options: options, schedule: schedule)
         }
     }
 
@@ -120,6 +127,7 @@ struct Compile: ParsableCommand {
         var out = "\(plan.model) on \(plan.target.name): \(plan.steps.count) steps, \(plan.values.count) values → \(directory)/plan.json\n"
         let gap = plan.solver.gap.map { String(format: ", window gap %.2f%%", $0 * 100) } ?? ""
         out += "solver    \(plan.solver.method) (\(plan.solver.status))\(gap), \(String(format: "%.3f", seconds)) s\n"
+        if let order = plan.solver.order { out += "order     \(order)\n" }
         for (t, tier) in plan.target.tiers.enumerated() {
             let peak = plan.estimate.peakBytes[t]
             out += "peak      \(tier.name.padding(toLength: 12, withPad: " ", startingAt: 0)) \(bytes(peak)) of \(bytes(tier.capacity))"

@@ -217,6 +217,16 @@ struct CompileCLITests {
         #expect(bad.status == 1 && bad.stderr.contains("totals: link dram->scratchpad"))
     }
 
+    @Test("compile --schedule optimize searches the order of a branching graph, says what it did, and the plan verifies")
+    func scheduleOptimize() throws {
+        let dir = try cli.temporaryDirectory()
+        let nasnet = CLITests.root.appendingPathComponent("Graphs/nasnet-a.graph").path
+        let r = try cli.run(["compile", nasnet, "--target", "edge-npu", "--solver", "msa", "--schedule", "optimize", "-o", dir.path])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("order     optimized:"), "\(r.stdout)")
+        #expect(try cli.run(["verify", dir.path]).status == 0)
+    }
+
     @Test("compile refuses what it cannot plan, naming the op and bytes, and writes nothing")
     func refusals() throws {
         let dir = try cli.temporaryDirectory()
@@ -234,6 +244,8 @@ struct CompileCLITests {
         let tiny = CLITests.root.appendingPathComponent("Graphs/tiny-llama.graph").path
         #expect(try cli.run(["compile", tiny, "--objective", "speed"]).stderr.contains("--objective: expected time or traffic"))
         #expect(try cli.run(["compile", tiny, "--target", "moon"]).stderr.contains("neither a preset"))
+        #expect(try cli.run(["compile", tiny, "--schedule", "sideways"]).stderr.contains("--schedule: expected fixed or optimize"))
+        #expect(try cli.run(["compile", tiny, "--addresses", "later"]).stderr.contains("--addresses: expected packed or joint"))
         #expect(try cli.run(["verify", dir.path]).status == 1)
     }
 }

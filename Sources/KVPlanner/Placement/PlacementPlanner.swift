@@ -47,6 +47,14 @@ public struct ILPOptions: Sendable {
     }
 }
 
+/// How the operator order is chosen.
+public enum ScheduleMode: String, CaseIterable, Sendable {
+    /// The graph's topological order, following the source.
+    case fixed
+    /// Searched (OrderSearch) before placement, for graphs with independent ops.
+    case optimize
+}
+
 /// How the ILP decides scratchpad offsets.
 public enum AddressMode: String, CaseIterable, Sendable {
     /// Residency first, then the window's runs are packed around the boundary offsets; offsets
@@ -122,11 +130,23 @@ public enum PlacementPlanner {
         objective == .time ? e.seconds : Double(e.nonCompulsoryBytes)
     }
 
-    /// Plans `p` with `method`, with the other methods as baselines.
-    public static func plan(_ p: PlacementProblem, method: PlacementMethod, objective: PlacementObjective,
+    /// Plans `p` with `method`, with the other methods as baselines. With `schedule: .optimize`
+    /// the operator order is searched first (OrderSearch); the baselines keep the source order.
+    public static func plan(_ source: PlacementProblem, method: PlacementMethod, objective: PlacementObjective,
                             baselines: [PlacementMethod] = PlacementMethod.heuristics,
-                            options: ILPOptions = ILPOptions()) throws(PlanningError) -> Plan {
+                            options: ILPOptions = ILPOptions(), schedule: ScheduleMode = .fixed) throws(PlanningError) -> Plan {
+        var p = source
+        var orderNote: String?
+        if schedule == .optimize {
+            let started = Date()
+            let found = OrderSearch.optimize(source, objective: objective)
+            p = found.problem
+            orderNote = found.note
+            trace("order search: \(String(format: "%.2f", Date().timeIntervalSince(started))) s, \(found.note)")
+        }
+        let reordered = p.steps != source.steps
         var runs: [PlacementMethod: (schedule: Schedule, budget: Int, estimate: Estimate)] = [:]
+        var baselineRuns: [PlacementMethod: Estimate] = [:]
         var firstError: PlanningError?
         let wanted = method == .ilp ? Set(baselines + [.belady, .msa]) : Set(baselines + [method])
         for m in PlacementMethod.heuristics where wanted.contains(m) {
@@ -139,6 +159,12 @@ public enum PlacementPlanner {
             } catch {
                 if m == method { throw error }
                 firstError = firstError ?? error
+            }
+            // Baselines are reported in the source order: what the method does without the order search.
+            if reordered, baselines.contains(m), m != method, let (s, _) = try? heuristic(source, method: m) {
+                baselineRuns[m] = CostModel.estimate(source, s)
+            } else if let run = runs[m] {
+                baselineRuns[m] = run.estimate
             }
         }
         var chosen: Schedule
@@ -153,8 +179,9 @@ public enum PlacementPlanner {
             chosen = runs[method]!.schedule
             summary = SolverSummary(method: method.rawValue, status: "heuristic", gap: nil)
         }
+        summary.order = orderNote
         let others = PlacementMethod.heuristics.filter { $0 != method && baselines.contains($0) }.compactMap { m in
-            runs[m].map { BaselineSummary(method: m.rawValue, estimate: $0.estimate) }
+            baselineRuns[m].map { BaselineSummary(method: m.rawValue, estimate: $0) }
         }
         return Plan(model: p.model, target: p.target, objective: objective.rawValue, solver: summary,
                     values: p.values, steps: p.steps, residencies: chosen.residencies, transfers: chosen.transfers,
