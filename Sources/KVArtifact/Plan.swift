@@ -128,6 +128,8 @@ public struct SolverSummary: Codable, Sendable, Equatable {
     public var gap: Double?
     /// How the operator order was chosen (`--schedule optimize`), absent for the source order.
     public var order: String?
+    /// The ILP's LP bound on the estimated time of any plan (seconds; free-boundary windows), when computed.
+    public var lpBoundSeconds: Double?
     // Planning time is reported by the command, not stored: plans are byte-identical per input.
     public init(method: String, status: String, gap: Double?, order: String? = nil) {
         self.method = method

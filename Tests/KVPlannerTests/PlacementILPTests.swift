@@ -100,6 +100,25 @@ struct PlacementILPTests {
         #expect(wins >= 1)
     }
 
+    @Test("both lower bounds (LP of free-boundary windows; compute and compulsory transfers) are at most every plan's time", arguments: 1...8)
+    func bounds(seed: Int) throws {
+        let p = randomProblem(seed: UInt64(200 + seed), steps: 16, capacity: 260)
+        let plan = try PlacementPlanner.plan(p, method: .ilp, objective: .time, options: ILPOptions(timeLimit: 20, window: 5))
+        let lp = try #require(plan.solver.lpBoundSeconds)
+        let simple = try #require(plan.estimate.lowerBoundSeconds)
+        #expect(lp > 0 && simple > 0)
+        for seconds in [plan.estimate.seconds] + plan.baselines.map(\.estimate.seconds) {
+            #expect(lp <= seconds + 1e-15 && simple <= seconds + 1e-15, "lp \(lp), simple \(simple), plan \(seconds)")
+        }
+    }
+
+    @Test("on the hand-computed chain the LP bound lies between compute alone and the optimum")
+    func chainBound() throws {
+        let plan = try PlacementPlanner.plan(chainProblem(capacity: 250), method: .ilp, objective: .time)
+        let lp = try #require(plan.solver.lpBoundSeconds)
+        #expect(lp >= 3e-6 - 1e-15 && lp <= 3.11e-6 + 1e-15, "\(lp)")
+    }
+
     @Test("joint offsets still find the hand-computed optimum")
     func jointHandComputed() throws {
         let plan = try PlacementPlanner.plan(chainProblem(capacity: 210), method: .ilp, objective: .time,

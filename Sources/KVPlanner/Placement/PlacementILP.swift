@@ -21,7 +21,7 @@ struct PlacementILP {
     /// A load may be issued at most this many slots before the value's next use.
     let lookahead: Int
     /// Per value, the slots whose step writes it (ascending), and the last slot that touches it.
-    private let writeSlots: [[Int]]
+    let writeSlots: [[Int]]
     private let lastTouch: [Int]
 
     init(_ p: PlacementProblem, objective: PlacementObjective, capacity: Int, lookahead: Int = 4) {
@@ -76,6 +76,8 @@ struct PlacementILP {
         }
         var entries: [String: Entry] = [:]
         var hits = 0
+        /// Free-boundary LP bounds (µs) by window signature.
+        var bounds: [String: Double] = [:]
     }
     let cache = SolutionCache()
     let residentIndex = ResidentIndex()
@@ -249,6 +251,18 @@ struct PlacementILP {
         }
     }
 
+    /// The steps of a window with values renamed by their position in `local` (part of a window's signature).
+    func stepSignature(_ window: ClosedRange<Int>, local: [Int]) -> String {
+        var localID = [Int: Int]()
+        for (k, v) in local.enumerated() { localID[v] = k }
+        var key = ""
+        for s in window {
+            let st = p.steps[s - 1]
+            key += "\(st.computeSeconds.bitPattern):\(st.reads.map { localID[$0]! }):\(st.writes.map { localID[$0]! });"
+        }
+        return key
+    }
+
     /// One window model: residency and movement, and with `addresses` the offsets too.
     /// `bytes` is the capacity the residency rows allow (the offsets, when modelled, always have the whole tier).
     private func solveModel(window: ClosedRange<Int>, _ d: inout Decisions, values: [Int], timeLimit: Double, gap: Double,
@@ -281,13 +295,7 @@ struct PlacementILP {
         var seen = Set<Int>()
         for s in window { for v in p.steps[s - 1].reads + p.steps[s - 1].writes where seen.insert(v).inserted { local.append(v) } }
         for v in values where seen.insert(v).inserted { local.append(v) }
-        var localID = [Int: Int]()
-        for (k, v) in local.enumerated() { localID[v] = k }
-        var key = "\(objective.rawValue)|\(bytes)|\(lookahead)|\(addresses)|"
-        for s in window {
-            let st = p.steps[s - 1]
-            key += "\(st.computeSeconds.bitPattern):\(st.reads.map { localID[$0]! }):\(st.writes.map { localID[$0]! });"
-        }
+        var key = "\(objective.rawValue)|\(bytes)|\(lookahead)|\(addresses)|" + stepSignature(window, local: local)
         for v in local {
             let value = p.values[v]
             let bits = window.map { (d.resident[v][$0] ? "r" : "") + (d.loads[v].contains($0) ? "x" : "") + (d.stores[v].contains($0) ? "y" : "") + "," }.joined()
@@ -458,7 +466,7 @@ struct PlacementILP {
     }
 
     /// The objective over the window: Σ slot times (µs) for `time`, bytes moved (in alignment units) for `traffic`.
-    private func objectiveExpression(for values: [Int], window: ClosedRange<Int>, reads: [Int: Set<Int>], writes: [Int: Set<Int>],
+    func objectiveExpression(for values: [Int], window: ClosedRange<Int>, reads: [Int: Set<Int>], writes: [Int: Set<Int>],
                            x: [Int: [Int: Variable]], y: [Int: [Int: Variable]], model m: inout LinearModel,
                            warm: inout [Double], d: Decisions) -> LinearExpression? {
         let c0 = p.computeTier

@@ -249,18 +249,36 @@ public enum PlacementPlanner {
             options.progress?(solved, order.count, Date().timeIntervalSince(start), objectiveSum, boundSum)
         }
         trace("ilp windows: \(String(format: "%.2f", Date().timeIntervalSince(start))) s")
+        let lpBound = objective == .time ? relaxedBound(ilp, windows: windows, budget: max(2, 0.15 * options.timeLimit)) : nil
+        trace("lp bound: \(lpBound.map { String($0) } ?? "not computed") after \(String(format: "%.2f", Date().timeIntervalSince(start))) s")
         let gap = objectiveSum > 0 ? max(0, (objectiveSum - boundSum) / objectiveSum) : 0
         let note = "\(solved)/\(windows.count) windows of ≤ \(options.window) steps (\(reused) reused from identical ones), \(improved) improved, warm start \(warmName)"
-        let fallback = SolverSummary(method: "ilp", status: "heuristic (\(warmName)): \(note)", gap: nil)
+        var fallback = SolverSummary(method: "ilp", status: "heuristic (\(warmName)): \(note)", gap: nil)
+        fallback.lpBoundSeconds = lpBound
         guard improved > 0 else { return (warm, fallback) }
         let decided = ilp.schedule(of: d)
         let complete = decided.residencies.allSatisfy { $0.tier != p.computeTier || $0.offset != nil }
         guard let placed = complete ? decided : AddressAssignment.assign(p, decided) else {
-            return (warm, SolverSummary(method: "ilp", status: "heuristic (\(warmName)): ILP residencies found no scratchpad addresses; \(note)", gap: nil))
+            fallback.status = "heuristic (\(warmName)): ILP residencies found no scratchpad addresses; \(note)"
+            return (warm, fallback)
         }
         let result = withBackingResidencies(p, placed)
         guard cost(CostModel.estimate(p, result), objective) <= cost(warmEstimate, objective) else { return (warm, fallback) }
         let status = solved == windows.count && optimal == solved ? "window-optimal" : "feasible"
-        return (result, SolverSummary(method: "ilp", status: "\(status): \(note)", gap: gap))
+        var summary = SolverSummary(method: "ilp", status: "\(status): \(note)", gap: gap)
+        summary.lpBoundSeconds = lpBound
+        return (result, summary)
+    }
+
+    /// Σ over windows of their free-boundary LP bounds (seconds), or nil when `budget` runs out first.
+    static func relaxedBound(_ ilp: PlacementILP, windows: [ClosedRange<Int>], budget: Double) -> Double? {
+        let start = Date()
+        var total = 0.0
+        for w in windows {
+            let left = budget - Date().timeIntervalSince(start)
+            guard left > 0, let b = try? ilp.relaxedBound(window: w, timeLimit: min(left, 2)) else { return nil }
+            total += b
+        }
+        return total / 1e6
     }
 }
