@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "KVPlanner", targets: ["KVPlanner"]),
         .library(name: "KVAlloc", targets: ["KVAlloc"]),
         .library(name: "KVArtifact", targets: ["KVArtifact"]),
+        .library(name: "KVQuant", targets: ["KVQuant"]),
     ],
     dependencies: [
         // The CLI's flag parsing, help and usage errors.
@@ -30,11 +31,13 @@ let package = Package(
         .target(name: "KVAlloc"),
         // The on-disk plan schema; no logic beyond encoding and validation.
         .target(name: "KVArtifact"),
-        .target(name: "KVPlanner", dependencies: ["KVGraph", "KVAlloc", "KVArtifact", "KVSolver"]),
+        // KV block formats: exact sizes, reference pack/unpack (shared by compiler and runtime).
+        .target(name: "KVQuant"),
+        .target(name: "KVPlanner", dependencies: ["KVGraph", "KVAlloc", "KVArtifact", "KVSolver", "KVQuant"]),
         .executableTarget(
             name: "kvplan",
             dependencies: [
-                "KVGraph", "KVPlanner", "KVSolver", "KVAlloc", "KVArtifact",
+                "KVGraph", "KVPlanner", "KVSolver", "KVAlloc", "KVArtifact", "KVQuant",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -44,6 +47,7 @@ let package = Package(
         // The allocator's tests cross-check verdicts against GLPK on small instances.
         .testTarget(name: "KVAllocTests", dependencies: ["KVAlloc", "KVSolver"]),
         .testTarget(name: "KVPlannerTests", dependencies: ["KVPlanner", "KVGraph", "KVArtifact", "KVAlloc"]),
+        .testTarget(name: "KVQuantTests", dependencies: ["KVQuant"]),
         .testTarget(name: "kvplanTests", dependencies: ["kvplan"]),
     ]
 )
