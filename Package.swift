@@ -46,7 +46,7 @@ let package = Package(
         .testTarget(name: "KVGraphTests", dependencies: ["KVGraph"], exclude: ["Golden"]),
         // The allocator's tests cross-check verdicts against GLPK on small instances.
         .testTarget(name: "KVAllocTests", dependencies: ["KVAlloc", "KVSolver"]),
-        .testTarget(name: "KVPlannerTests", dependencies: ["KVPlanner", "KVGraph", "KVArtifact", "KVAlloc"]),
+        .testTarget(name: "KVPlannerTests", dependencies: ["KVPlanner", "KVGraph", "KVArtifact", "KVAlloc", "KVQuant"]),
         .testTarget(name: "KVQuantTests", dependencies: ["KVQuant"]),
         .testTarget(name: "kvplanTests", dependencies: ["kvplan"]),
     ]

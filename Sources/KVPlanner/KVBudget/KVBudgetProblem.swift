@@ -1,0 +1,129 @@
+import KVArtifact
+import KVQuant
+
+/// What the KV budget pass decides over: layers, context, the fixed segments, the menu, the budget.
+///
+/// Per layer the choice is (k, b_K, b_V, low): k high-precision tokens beyond the sinks and the
+/// recent window, their key and value bits, and what happens to the remaining tokens (evicted,
+/// or kept at 2 or 4 bits). Bytes are exact (KVQuant's segment layout); fidelity follows
+/// Docs/kv-budgets.md:
+///   f_l = R_l(s) + (R_l(s + k) − R_l(s))·(1 − e_hi) + (1 − R_l(s + k))·(1 − e_lo),
+/// with s = sinks + window (fp16), e_hi = (e_K(b_K) + e_V(b_V))/2, e_lo likewise at the low bits
+/// and e_lo = 1 for evicted tokens; R_l takes the fraction of the context's tokens.
+public struct KVBudgetProblem: Sendable {
+    /// One layer: its KV channels per token (KV heads × head dimension).
+    public var channels: [Int]
+    /// Tokens in the cache (the bound context length).
+    public var context: Int
+    /// Sequences (every byte count is multiplied by it).
+    public var batch: Int
+    public var sinkTokens: Int
+    public var windowTokens: Int
+    /// Quantisation group length.
+    public var group: Int
+    public var profile: KVProfile
+    /// High-precision token counts allowed (the grid), ascending, each ≤ context − sinks − window.
+    public var highGrid: [Int]
+
+    public init(channels: [Int], context: Int, batch: Int = 1, sinkTokens: Int = 4, windowTokens: Int = 32,
+                group: Int = 32, profile: KVProfile, gridPoints: Int = 64) {
+        self.channels = channels
+        self.context = context
+        self.batch = batch
+        self.sinkTokens = min(sinkTokens, context)
+        self.windowTokens = min(windowTokens, max(0, context - min(sinkTokens, context)))
+        self.group = group
+        self.profile = profile
+        let free = max(0, context - self.sinkTokens - self.windowTokens)
+        // An exact grid when small; else `gridPoints` points, denser at the small end (attention
+        // concentrates there), always including 0 and all tokens.
+        if free <= gridPoints {
+            highGrid = Array(0...free)
+        } else {
+            var grid = Set([0, free])
+            for i in 1..<gridPoints {
+                let x = Double(i) / Double(gridPoints - 1)
+                grid.insert(Int((Double(free) * x * x).rounded()))
+            }
+            highGrid = grid.sorted()
+        }
+    }
+
+    /// Tokens after the sinks and the window.
+    public var freeTokens: Int { context - sinkTokens - windowTokens }
+
+    /// One layer's choice.
+    public struct Choice: Sendable, Equatable, Hashable {
+        public var high: Int
+        public var keyBits: KVBits
+        public var valueBits: KVBits
+        /// Bits of the tokens beyond the high segment; nil = evicted.
+        public var lowBits: KVBits?
+        public init(high: Int, keyBits: KVBits, valueBits: KVBits, lowBits: KVBits?) {
+            self.high = high
+            self.keyBits = keyBits
+            self.valueBits = valueBits
+            self.lowBits = lowBits
+        }
+    }
+
+    /// Bits a low segment may use (MiKV: 2 or 4; nil = evict).
+    public static let lowOptions: [KVBits?] = [nil, .b2, .b4]
+
+    /// Exact bytes of `choice` at layer `l` (keys + values of every segment, times the batch).
+    public func bytes(_ choice: Choice, layer l: Int) -> Int {
+        let c = channels[l]
+        func segment(_ tokens: Int, _ k: KVBits, _ v: KVBits) -> Int {
+            guard tokens > 0 else { return 0 }
+            return KVSegmentLayout(kind: .keys, tokens: tokens, channels: c, bits: k, group: group).bytes
+                + KVSegmentLayout(kind: .values, tokens: tokens, channels: c, bits: v, group: group).bytes
+        }
+        let low = freeTokens - choice.high
+        var total = segment(sinkTokens + windowTokens, .b16, .b16) + segment(choice.high, choice.keyBits, choice.valueBits)
+        if let b = choice.lowBits { total += segment(low, b, b) }
+        return total * batch
+    }
+
+    /// Predicted fidelity of `choice` at layer `l` (see the type's comment), in [0, 1].
+    public func fidelity(_ choice: Choice, layer l: Int) -> Double {
+        let n = Double(max(1, context))
+        let rS = profile.retention(layer: l, fraction: Double(sinkTokens + windowTokens) / n)
+        let rK = profile.retention(layer: l, fraction: Double(sinkTokens + windowTokens + choice.high) / n)
+        let eHigh = (profile.error(layer: l, bits: choice.keyBits.bits, key: true) + profile.error(layer: l, bits: choice.valueBits.bits, key: false)) / 2
+        let eLow = choice.lowBits.map { (profile.error(layer: l, bits: $0.bits, key: true) + profile.error(layer: l, bits: $0.bits, key: false)) / 2 } ?? 1
+        return rS + (rK - rS) * (1 - eHigh) + (1 - rK) * (1 - eLow)
+    }
+
+    /// The smallest bytes any choice of layer `l` needs (sinks + window, nothing else kept).
+    public func minimumBytes(layer l: Int) -> Int {
+        bytes(Choice(high: 0, keyBits: .b2, valueBits: .b2, lowBits: nil), layer: l)
+    }
+
+    /// The fp16 cache of every token (what `--kv-ratio` is a fraction of).
+    public var fullBytes: Int {
+        channels.indices.reduce(0) { $0 + bytes(Choice(high: freeTokens, keyBits: .b16, valueBits: .b16, lowBits: nil), layer: $1) }
+    }
+
+    /// Every choice of the menu for one layer (grid × bits² × low options).
+    public func menu(layer l: Int) -> [Choice] {
+        var out: [Choice] = []
+        for k in highGrid {
+            for kb in KVBits.allCases {
+                for vb in KVBits.allCases {
+                    for low in Self.lowOptions where !(k == freeTokens && low != nil) && !(k == 0 && (kb != .b16 || vb != .b16)) {
+                        out.append(Choice(high: k, keyBits: kb, valueBits: vb, lowBits: low))
+                    }
+                }
+            }
+        }
+        return out
+    }
+
+    /// The layout record of a choice.
+    public func layout(_ choice: Choice, layer l: Int) -> KVLayerLayout {
+        KVLayerLayout(layer: l, sinkTokens: sinkTokens, windowTokens: windowTokens, highTokens: choice.high,
+                      keyBitsHigh: choice.keyBits.bits, valueBitsHigh: choice.valueBits.bits,
+                      lowTokens: freeTokens - choice.high, lowBits: choice.lowBits?.bits ?? 0,
+                      bytes: bytes(choice, layer: l), fidelity: fidelity(choice, layer: l))
+    }
+}

@@ -1,0 +1,99 @@
+import Foundation
+
+/// Per-layer attention retention and quantisation error: what the KV budget pass optimises against.
+///
+/// `retention` is R_l as points (fraction of the context's tokens, fraction of attention mass
+/// they capture when they are the most attended ones), increasing, from (0, 0) to (1, 1);
+/// between points R is linear. `keyError`/`valueError` are relative errors per bit width
+/// ("8", "4", "2"; 16 is exact). Format: Docs/kv-profile.md.
+public struct KVProfile: Codable, Sendable, Equatable {
+    /// One layer's curves.
+    public struct Layer: Codable, Sendable, Equatable {
+        public var retention: [[Double]]
+        public var keyError: [String: Double]
+        public var valueError: [String: Double]
+        public init(retention: [[Double]], keyError: [String: Double], valueError: [String: Double]) {
+            self.retention = retention
+            self.keyError = keyError
+            self.valueError = valueError
+        }
+    }
+
+    public var version: Int
+    public var model: String
+    /// The context length the curves were measured at (informational; curves are in fractions).
+    public var referenceContext: Int
+    public var layers: [Layer]
+
+    public init(version: Int = 1, model: String, referenceContext: Int, layers: [Layer]) {
+        self.version = version
+        self.model = model
+        self.referenceContext = referenceContext
+        self.layers = layers
+    }
+
+    /// R_l(fraction): the attention mass the most attended `fraction` of tokens capture.
+    public func retention(layer l: Int, fraction: Double) -> Double {
+        let points = layers[l].retention
+        let x = min(1, max(0, fraction))
+        guard var previous = points.first else { return x }
+        if x <= previous[0] { return previous[0] > 0 ? previous[1] * x / previous[0] : previous[1] }
+        for point in points.dropFirst() {
+            if x <= point[0] {
+                let span = point[0] - previous[0]
+                return span > 0 ? previous[1] + (point[1] - previous[1]) * (x - previous[0]) / span : point[1]
+            }
+            previous = point
+        }
+        return previous[1]
+    }
+
+    /// The relative error of keys (`key: true`) or values at `bits` (0 for 16 bits).
+    public func error(layer l: Int, bits: Int, key: Bool) -> Double {
+        guard bits < 16 else { return 0 }
+        let table = key ? layers[l].keyError : layers[l].valueError
+        return table[String(bits)] ?? 1
+    }
+
+    /// Checks the curves: at least one layer, points increasing in both coordinates within [0, 1], errors in [0, 1].
+    public func validate() throws(KVProfileError) {
+        guard !layers.isEmpty else { throw KVProfileError("the profile has no layers") }
+        for (l, layer) in layers.enumerated() {
+            var last = [0.0, 0.0]
+            for (k, p) in layer.retention.enumerated() {
+                guard p.count == 2, p[0] >= last[0], p[1] >= last[1], p[0] <= 1, p[1] <= 1 else {
+                    throw KVProfileError("layers[\(l)].retention[\(k)]: points must be [fraction, mass] pairs, non-decreasing, within [0, 1]")
+                }
+                last = p
+            }
+            for (name, table) in [("keyError", layer.keyError), ("valueError", layer.valueError)] {
+                for bits in ["8", "4", "2"] {
+                    guard let e = table[bits], e >= 0, e <= 1 else {
+                        throw KVProfileError("layers[\(l)].\(name)[\"\(bits)\"]: a relative error in [0, 1] is required")
+                    }
+                }
+            }
+        }
+    }
+
+    /// The documented default when no profile is given (Docs/kv-profile.md): retention
+    /// R_l(x) = x^α_l with α_l from 0.5 at the first and last layers down to 0.15 in the middle
+    /// (middle layers concentrate their attention most); key errors 0.002 / 0.03 / 0.15 and
+    /// value errors 0.001 / 0.015 / 0.08 at 8 / 4 / 2 bits (keys tolerate fewer bits less well).
+    public static func standard(layers: Int, model: String) -> KVProfile {
+        let fractions = [0, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0]
+        return KVProfile(model: model, referenceContext: 4096, layers: (0..<layers).map { l in
+            let middle = layers > 1 ? sin(Double.pi * Double(l) / Double(layers - 1)) : 1
+            let alpha = 0.5 - 0.35 * middle
+            return Layer(retention: fractions.map { [$0, pow($0, alpha)] },
+                         keyError: ["8": 0.002, "4": 0.03, "2": 0.15], valueError: ["8": 0.001, "4": 0.015, "2": 0.08])
+        })
+    }
+}
+
+/// A profile that cannot be used, with where.
+public struct KVProfileError: Error, Equatable, CustomStringConvertible {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
