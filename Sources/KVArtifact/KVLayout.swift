@@ -32,3 +32,47 @@ public struct KVLayerLayout: Codable, Sendable, Equatable {
         self.fidelity = fidelity
     }
 }
+
+/// The KV budget pass's result as the plan records it: per-layer layouts and how they compare.
+public struct KVReport: Codable, Sendable, Equatable {
+    /// The policy that chose the layouts (`exact` or a baseline).
+    public var policy: String
+    /// `optimal` (under the model), `feasible (gap …)`, or `heuristic`.
+    public var status: String
+    /// The byte budget and where it came from (`--kv-budget`, `--kv-ratio`, `--kv-tokens`, or the target).
+    public var budget: Int
+    public var budgetSource: String
+    /// The profile used (a file, or `default` — Docs/kv-profile.md).
+    public var profile: String
+    public var layers: [KVLayerLayout]
+    /// Σ bytes and mean predicted fidelity.
+    public var bytes: Int
+    public var fidelity: Double
+    /// Every other policy on the same problem and budget.
+    public var baselines: [KVBaseline]
+
+    public init(policy: String, status: String, budget: Int, budgetSource: String, profile: String,
+                layers: [KVLayerLayout], bytes: Int, fidelity: Double, baselines: [KVBaseline]) {
+        self.policy = policy
+        self.status = status
+        self.budget = budget
+        self.budgetSource = budgetSource
+        self.profile = profile
+        self.layers = layers
+        self.bytes = bytes
+        self.fidelity = fidelity
+        self.baselines = baselines
+    }
+}
+
+/// One baseline policy's totals (nil figures when it has no answer within the budget).
+public struct KVBaseline: Codable, Sendable, Equatable {
+    public var policy: String
+    public var bytes: Int?
+    public var fidelity: Double?
+    public init(policy: String, bytes: Int?, fidelity: Double?) {
+        self.policy = policy
+        self.bytes = bytes
+        self.fidelity = fidelity
+    }
+}

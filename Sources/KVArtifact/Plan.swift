@@ -31,6 +31,8 @@ public struct Plan: Codable, Sendable, Equatable {
     public var estimate: Estimate
     /// The same estimates for each baseline planned on the same problem.
     public var baselines: [BaselineSummary]
+    /// The KV budget pass's per-layer layouts, when it ran (absent otherwise).
+    public var kv: KVReport?
 
     /// Creates a plan of the current version.
     public init(model: String, target: PlanTarget, objective: String, solver: SolverSummary, values: [Value],

@@ -42,6 +42,21 @@ struct Compile: ParsableCommand {
     @Option(help: "How the ILP decides scratchpad offsets: packed (default) or joint.")
     var addresses: String = "packed"
 
+    @Option(name: .customLong("kv-policy"), help: "KV layout per layer: exact (default when a KV flag is given), uniform, pyramid, prefixkv, cake, kivi2, kivi4, kvtuner.")
+    var kvPolicy: String?
+
+    @Option(name: .customLong("kv-budget"), help: "KV cache byte budget (e.g. 1.5GiB).")
+    var kvBudget: String?
+
+    @Option(name: .customLong("kv-ratio"), help: "KV budget as a fraction of the fp16 cache of every token, in (0, 1].")
+    var kvRatio: Double?
+
+    @Option(name: .customLong("kv-tokens"), help: "KV budget: what this many fp16 tokens per layer take.")
+    var kvTokens: Int?
+
+    @Option(help: "KV profile JSON (Docs/kv-profile.md); without it a documented default is used.")
+    var profile: String?
+
     @Option(name: .shortAndLong, help: "Artifact directory (default: ./<model>.kvplan/).")
     var output: String?
 
@@ -79,7 +94,8 @@ struct Compile: ParsableCommand {
             throw UserError("'\(model)' is a target, not a model")
         }
         let graph = lowered.graph
-        let plan: Plan
+        let kv = try kvLayout(graph, hardware)
+        var plan: Plan
         let clock = ContinuousClock()
         let started = clock.now
         var options = ILPOptions(timeLimit: timeLimit, gap: gap, window: window, addresses: addressMode)
@@ -90,10 +106,12 @@ struct Compile: ParsableCommand {
                                                            elapsed, done, total, incumbent, bound, gap).utf8))
             }
         }
-        let planned = Self.plan(graph, hardware, method, objective, options: options, schedule: scheduleMode)
+        let planned = Self.plan(graph, hardware, method, objective, options: options, schedule: scheduleMode, cacheBytes: kv?.cacheBytes ?? [:])
         if isatty(2) != 0 && method == .ilp { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
         switch planned {
-        case let .success(p): plan = p
+        case let .success(p):
+            plan = p
+            plan.kv = kv?.report
         case let .failure(error): throw UserError("\(model): cannot plan on '\(hardware.name)': \(error.message)")
         }
         PlacementPlanner.trace("planned at \(clock.now - started)")
@@ -112,14 +130,96 @@ struct Compile: ParsableCommand {
         print(Self.summary(plan, directory: directory, seconds: (clock.now - started) / .seconds(1)), terminator: "")
     }
 
+    /// The KV budget pass, when any KV flag is given: the report and the cache bytes it chose.
+    private func kvLayout(_ graph: Graph, _ target: Target) throws -> (report: KVReport, cacheBytes: [Int: Int])? {
+        guard kvPolicy != nil || kvBudget != nil || kvRatio != nil || kvTokens != nil || profile != nil else { return nil }
+        let policy: KVPolicy
+        if let name = kvPolicy {
+            guard let p = KVPolicy(rawValue: name) else {
+                throw UserError("--kv-policy: expected \(KVPolicy.allCases.map(\.rawValue).joined(separator: ", ")), got '\(name)'")
+            }
+            policy = p
+        } else {
+            policy = .exact
+        }
+        let given = [kvBudget != nil, kvRatio != nil, kvTokens != nil].filter { $0 }.count
+        guard given <= 1 else { throw UserError("give at most one of --kv-budget, --kv-ratio, --kv-tokens") }
+        var source = KVBudgetSource.target
+        if let text = kvBudget {
+            guard let b = TargetParser.parseQuantity(text, .bytes), b >= 0, b < 1e18 else {
+                throw UserError("--kv-budget: expected a size such as 1.5GiB or 800MB, got '\(text)'")
+            }
+            source = .bytes(Int(b))
+        }
+        if let r = kvRatio {
+            guard r.isFinite, r > 0, r <= 1 else { throw UserError("--kv-ratio: expected a fraction in (0, 1], got \(r)") }
+            source = .ratio(r)
+        }
+        if let n = kvTokens {
+            guard n >= 1 else { throw UserError("--kv-tokens: expected a token count ≥ 1, got \(n)") }
+            source = .tokens(n)
+        }
+        var loaded: KVProfile?
+        if let path = profile {
+            guard let data = FileManager.default.contents(atPath: path) else { throw UserError("--profile: cannot read '\(path)'") }
+            do {
+                loaded = try JSONDecoder().decode(KVProfile.self, from: data)
+            } catch let DecodingError.keyNotFound(key, context) {
+                throw UserError("\(path): missing '\(key.stringValue)' at \(Self.jsonPath(context.codingPath))")
+            } catch let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context) {
+                throw UserError("\(path): \(context.debugDescription) at \(Self.jsonPath(context.codingPath))")
+            } catch let DecodingError.dataCorrupted(context) {
+                throw UserError("\(path): not valid JSON (\(context.underlyingError.map { "\($0)" } ?? context.debugDescription))")
+            } catch {
+                throw UserError("\(path): \(error)")
+            }
+            do { try loaded!.validate() } catch { throw UserError("\(path): \(error.message)") }
+        }
+        do {
+            return try KVBudgetPass.plan(graph: graph, target: target, policy: policy, source: source, profile: loaded, profileName: profile ?? "default")
+        } catch {
+            throw UserError("\(model): KV budget: \(error.message)")
+        }
+    }
+
+    /// `layers[2].keyError` from a decoding path.
+    static func jsonPath(_ path: [any CodingKey]) -> String {
+        guard !path.isEmpty else { return "the top level" }
+        return path.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined().trimmingCharacters(in: CharacterSet(charactersIn: "."))
+    }
+
     static func plan(_ graph: Graph, _ target: Target, _ method: PlacementMethod,
                      _ objective: PlacementObjective, options: ILPOptions = ILPOptions(),
-                     schedule: ScheduleMode = .fixed) -> Result<Plan, PlanningError> {
+                     schedule: ScheduleMode = .fixed, cacheBytes: [Int: Int] = [:]) -> Result<Plan, PlanningError> {
         Result { () throws(PlanningError) -> Plan in
-            let problem = try PlacementProblem(graph: graph, target: target)
+            let problem = try PlacementProblem(graph: graph, target: target, cacheBytes: cacheBytes)
             PlacementPlanner.trace("problem: \(problem.steps.count) steps, \(problem.values.count) values")
             return try PlacementPlanner.plan(problem, method: method, objective: objective, options: options, schedule: schedule)
         }
+    }
+
+    /// The KV table: per layer what is kept at which bits, bytes and predicted fidelity; totals; baselines.
+    static func kvSummary(_ kv: KVReport) -> String {
+        var out = "kv        \(kv.policy) (\(kv.status)), budget \(bytes(kv.budget)) from \(kv.budgetSource), profile \(kv.profile)"
+        out += kv.profile == "default" ? " (no --profile: the documented default curves, Docs/kv-profile.md)\n" : "\n"
+        func right(_ s: String, _ n: Int) -> String { String(repeating: " ", count: max(0, n - s.count)) + s }
+        func left(_ s: String, _ n: Int) -> String { s + String(repeating: " ", count: max(0, n - s.count)) }
+        out += "          layer  sink+win   high  K/V bits  rest                   bytes  fidelity\n"
+        for l in kv.layers {
+            let rest = l.lowTokens == 0 ? "—" : l.lowBits == 0 ? "\(l.lowTokens) evicted" : "\(l.lowTokens) at \(l.lowBits) bits"
+            out += "          " + right("\(l.layer)", 5) + "  " + right("\(l.sinkTokens + l.windowTokens)", 8) + "  " + right("\(l.highTokens)", 5)
+            out += "  " + right("\(l.keyBitsHigh)/\(l.valueBitsHigh)", 8) + "  " + left(rest, 16) + right("\(l.bytes) B", 14)
+            out += String(format: "  %.4f\n", l.fidelity)
+        }
+        out += "          total \(bytes(kv.bytes)), mean fidelity \(String(format: "%.4f", kv.fidelity))\n"
+        for b in kv.baselines {
+            if let f = b.fidelity, let by = b.bytes {
+                out += "          vs " + left(b.policy, 9) + " \(bytes(by)), fidelity \(String(format: "%.4f (this layout %+.4f)", f, kv.fidelity - f))\n"
+            } else {
+                out += "          vs " + left(b.policy, 9) + " no layout within the budget\n"
+            }
+        }
+        return out
     }
 
     /// The human summary: per-tier peaks, bytes per link, time, traffic, solver, baselines.
@@ -128,6 +228,7 @@ struct Compile: ParsableCommand {
         let gap = plan.solver.gap.map { String(format: ", window gap %.2f%%", $0 * 100) } ?? ""
         out += "solver    \(plan.solver.method) (\(plan.solver.status))\(gap), \(String(format: "%.3f", seconds)) s\n"
         if let order = plan.solver.order { out += "order     \(order)\n" }
+        if let kv = plan.kv { out += kvSummary(kv) }
         for (t, tier) in plan.target.tiers.enumerated() {
             let peak = plan.estimate.peakBytes[t]
             out += "peak      \(tier.name.padding(toLength: 12, withPad: " ", startingAt: 0)) \(bytes(peak)) of \(bytes(tier.capacity))"

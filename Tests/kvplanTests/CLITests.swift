@@ -227,6 +227,28 @@ struct CompileCLITests {
         #expect(try cli.run(["verify", dir.path]).status == 0)
     }
 
+    @Test("compile with a KV budget: per-layer table, baselines, plan.json carries the layouts; bad KV input is refused")
+    func kvBudget() throws {
+        let dir = try cli.temporaryDirectory()
+        let tiny = CLITests.root.appendingPathComponent("Graphs/tiny-llama.graph").path
+        let r = try cli.run(["compile", tiny, "--kv-ratio", "0.25", "--solver", "msa", "-o", dir.path])
+        #expect(r.status == 0, "\(r.stderr)")
+        #expect(r.stdout.contains("kv        exact (optimal)") && r.stdout.contains("profile default") && r.stdout.contains("vs pyramid"), "\(r.stdout)")
+        let json = try String(contentsOfFile: dir.path + "/plan.json", encoding: .utf8)
+        #expect(json.contains("\"kv\"") && json.contains("\"keyBitsHigh\""))
+        #expect(try cli.run(["verify", dir.path]).status == 0)
+        let small = try cli.run(["compile", tiny, "--kv-budget", "1KiB", "-o", dir.path + "/x"])
+        #expect(small.status == 1 && small.stderr.contains("below the minimum of 36864 B"), "\(small.stderr)")
+        #expect(try cli.run(["compile", tiny, "--kv-policy", "best"]).stderr.contains("--kv-policy: expected exact"))
+        #expect(try cli.run(["compile", tiny, "--kv-ratio", "1.5"]).stderr.contains("--kv-ratio: expected a fraction"))
+        #expect(try cli.run(["compile", tiny, "--kv-ratio", "0.5", "--kv-tokens", "10"]).stderr.contains("at most one of"))
+        let bad = dir.appendingPathComponent("bad.json").path
+        try #"{"version": 1, "model": "x", "referenceContext": 4096, "layers": [{"retention": [[0, 0], [1, 1]], "keyError": {"8": 0.1}}]}"#
+            .write(toFile: bad, atomically: true, encoding: .utf8)
+        let p = try cli.run(["compile", tiny, "--profile", bad])
+        #expect(p.status == 1 && p.stderr.contains("missing 'valueError' at layers[0]"), "\(p.stderr)")
+    }
+
     @Test("compile refuses what it cannot plan, naming the op and bytes, and writes nothing")
     func refusals() throws {
         let dir = try cli.temporaryDirectory()

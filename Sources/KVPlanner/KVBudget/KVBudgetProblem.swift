@@ -72,15 +72,17 @@ public struct KVBudgetProblem: Sendable {
 
     /// Exact bytes of `choice` at layer `l` (keys + values of every segment, times the batch).
     public func bytes(_ choice: Choice, layer l: Int) -> Int {
+        bytes(choice, layer: l, kind: .keys) + bytes(choice, layer: l, kind: .values)
+    }
+
+    /// Exact bytes of the keys or the values of `choice` at layer `l` (every segment, times the batch).
+    public func bytes(_ choice: Choice, layer l: Int, kind: KVSegmentLayout.Kind) -> Int {
         let c = channels[l]
-        func segment(_ tokens: Int, _ k: KVBits, _ v: KVBits) -> Int {
-            guard tokens > 0 else { return 0 }
-            return KVSegmentLayout(kind: .keys, tokens: tokens, channels: c, bits: k, group: group).bytes
-                + KVSegmentLayout(kind: .values, tokens: tokens, channels: c, bits: v, group: group).bytes
+        func segment(_ tokens: Int, _ bits: KVBits) -> Int {
+            tokens > 0 ? KVSegmentLayout(kind: kind, tokens: tokens, channels: c, bits: bits, group: group).bytes : 0
         }
-        let low = freeTokens - choice.high
-        var total = segment(sinkTokens + windowTokens, .b16, .b16) + segment(choice.high, choice.keyBits, choice.valueBits)
-        if let b = choice.lowBits { total += segment(low, b, b) }
+        var total = segment(sinkTokens + windowTokens, .b16) + segment(choice.high, kind == .keys ? choice.keyBits : choice.valueBits)
+        if let b = choice.lowBits { total += segment(freeTokens - choice.high, b) }
         return total * batch
     }
 

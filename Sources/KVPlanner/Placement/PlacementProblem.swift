@@ -94,7 +94,9 @@ extension PlanTarget {
 
 extension PlacementProblem {
     /// One value per tensor and one step per op of `graph`, in its order, on `target`.
-    public init(graph: Graph, target: Target) throws(PlanningError) {
+    /// `cacheBytes` overrides the bytes of tensors (KV caches whose layout the KV budget pass chose).
+    public init(graph: Graph, target: Target, cacheBytes: [Int: Int] = [:]) throws(PlanningError) {
+        func size(_ t: Int) -> Int { cacheBytes[t] ?? graph.tensors[t].byteSize }
         guard target.tiers.count >= 2 else {
             throw PlanningError("target '\(target.name)' needs at least two tiers (a compute tier and a backing tier)")
         }
@@ -121,13 +123,13 @@ extension PlacementProblem {
         let needsHome = graph.tensors.indices.filter { graph.tensors[$0].kind != .activation }
             .sorted { (firstUse[$0], $0) < (firstUse[$1], $1) }
         let items = needsHome.map { t in
-            HomeAssignment.Item(bytes: graph.tensors[t].byteSize, reads: reads[t], writes: graph.tensors[t].kind == .output ? 1 : 0)
+            HomeAssignment.Item(bytes: size(t), reads: reads[t], writes: graph.tensors[t].kind == .output ? 1 : 0)
         }
         switch HomeAssignment.assign(items, free: free, target: plan) {
         case let .success(tiers): for (k, t) in needsHome.enumerated() { homes[t] = tiers[k] }
         case let .failure(f):
             let t = needsHome[f.item]
-            throw PlanningError("tensor '\(graph.tensors[t].name)' (\(graph.tensors[t].byteSize) B) fits in no backing tier of '\(target.name)'")
+            throw PlanningError("tensor '\(graph.tensors[t].name)' (\(size(t)) B) fits in no backing tier of '\(target.name)'")
         }
         let tensorValues = graph.tensors.enumerated().map { t, tensor in
             let kind: ValueKind = switch tensor.kind {
@@ -137,7 +139,7 @@ extension PlacementProblem {
             case .cache: .cache
             case .output: .output
             }
-            return Value(name: tensor.name, tensor: tensor.name, kind: kind, bytes: tensor.byteSize, home: homes[t],
+            return Value(name: tensor.name, tensor: tensor.name, kind: kind, bytes: size(t), home: homes[t],
                          mustPersist: tensor.kind == .output || updated.contains(t))
         }
         // An embedding lookup gathers rows: it reads as many table bytes as it writes elements.
