@@ -52,6 +52,28 @@ struct KVBudgetTests {
         }
     }
 
+    @Test("the dynamic program and GLPK agree on the optimum (exact units)", arguments: 1...6)
+    func dpMatchesILP(seed: Int) throws {
+        let p = Self.problem(layers: 5, context: 260, seed: UInt64(50 + seed))
+        var rng = SplitMix(UInt64(seed) &* 977)
+        let minimum = (0..<5).reduce(0) { $0 + p.minimumBytes(layer: $1) }
+        let budget = minimum + Int(rng.next() % UInt64(p.fullBytes - minimum))
+        let dp = try KVBudgetSolver.solve(p, budget: budget), ilp = try KVBudgetSolver.solveILP(p, budget: budget)
+        func total(_ c: [KVBudgetProblem.Choice]) -> Double { c.enumerated().reduce(0) { $0 + p.fidelity($1.element, layer: $1.offset) } }
+        #expect(dp.status == "optimal" && ilp.status == "optimal")
+        #expect(abs(total(dp.choices) - total(ilp.choices)) < 1e-9, "dp \(total(dp.choices)) ilp \(total(ilp.choices))")
+        #expect(dp.choices.enumerated().reduce(0) { $0 + p.bytes($1.element, layer: $1.offset) } <= budget)
+    }
+
+    @Test("a coarse unit rounds item bytes up: never over the budget, and the status names the unit")
+    func coarseUnit() throws {
+        let p = Self.problem(layers: 5, context: 260, seed: 9)
+        let budget = p.fullBytes / 3
+        let r = try KVBudgetSolver.solve(p, budget: budget, maxUnits: 64)
+        #expect(r.status.hasPrefix("optimal at a granularity of"))
+        #expect(r.choices.enumerated().reduce(0) { $0 + p.bytes($1.element, layer: $1.offset) } <= budget)
+    }
+
     @Test("the exact allocator beats every baseline somewhere (the test can fail)")
     func beatsBaselines() throws {
         let p = Self.problem(layers: 8, context: 1024, seed: 7)

@@ -22,18 +22,22 @@ public enum KVBudgetPass {
     /// every token count a baseline picks, so its menu contains every baseline's answer.
     public static func run(_ problem: KVBudgetProblem, policy: KVPolicy, budget: Int, timeLimit: Double = 10) throws -> Outcome? {
         var p = problem
-        let choices: [KVBudgetProblem.Choice]
+        var choices: [KVBudgetProblem.Choice]
         var status = "heuristic"
         switch policy {
         case .exact:
-            var grid = Set(p.highGrid)
-            for baseline in KVPolicy.baselines {
-                for c in baselineChoices(baseline, problem, budget: budget) ?? [] { grid.insert(c.high) }
-            }
-            p.highGrid = grid.sorted()
-            let result = try KVBudgetSolver.solve(p, budget: budget, timeLimit: timeLimit)
+            let answers = KVPolicy.baselines.compactMap { baselineChoices($0, problem, budget: budget) }
+            for answer in answers { for (l, c) in answer.enumerated() { p.extraHigh[l].insert(c.high) } }
+            let result = try KVBudgetSolver.solve(p, budget: budget)
             choices = result.choices
             status = result.status
+            // With a coarse unit (item bytes rounded up) a baseline's exact-byte answer, which the
+            // menu contains, can be better; then it is the answer, and the status says so.
+            func total(_ c: [KVBudgetProblem.Choice]) -> Double { c.enumerated().reduce(0) { $0 + p.fidelity($1.element, layer: $1.offset) } }
+            if let better = answers.max(by: { total($0) < total($1) }), total(better) > total(choices) + 1e-12 {
+                choices = better
+                status += "; a baseline's layout in the menu scores higher at exact bytes and is used"
+            }
         default:
             guard let c = baselineChoices(policy, problem, budget: budget) else { return nil }
             choices = c

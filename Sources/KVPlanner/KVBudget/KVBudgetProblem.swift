@@ -24,6 +24,10 @@ public struct KVBudgetProblem: Sendable {
     public var profile: KVProfile
     /// High-precision token counts allowed (the grid), ascending, each ≤ context − sinks − window.
     public var highGrid: [Int]
+    /// Further token counts allowed per layer (those the baselines pick, so the menu contains their answers).
+    public var extraHigh: [Set<Int>]
+    /// Relative errors by [layer][bits] for keys and values (cached from the profile; 16 bits → 0).
+    private var keyError: [[Int: Double]] = [], valueError: [[Int: Double]] = []
 
     public init(channels: [Int], context: Int, batch: Int = 1, sinkTokens: Int = 4, windowTokens: Int = 32,
                 group: Int = 32, profile: KVProfile, gridPoints: Int = 64) {
@@ -34,6 +38,11 @@ public struct KVBudgetProblem: Sendable {
         self.windowTokens = min(windowTokens, max(0, context - min(sinkTokens, context)))
         self.group = group
         self.profile = profile
+        extraHigh = Array(repeating: [], count: channels.count)
+        for l in channels.indices {
+            keyError.append(Dictionary(uniqueKeysWithValues: KVBits.allCases.map { ($0.bits, profile.error(layer: l, bits: $0.bits, key: true)) }))
+            valueError.append(Dictionary(uniqueKeysWithValues: KVBits.allCases.map { ($0.bits, profile.error(layer: l, bits: $0.bits, key: false)) }))
+        }
         let free = max(0, context - self.sinkTokens - self.windowTokens)
         // An exact grid when small; else `gridPoints` points, denser at the small end (attention
         // concentrates there), always including 0 and all tokens.
@@ -91,8 +100,8 @@ public struct KVBudgetProblem: Sendable {
         let n = Double(max(1, context))
         let rS = profile.retention(layer: l, fraction: Double(sinkTokens + windowTokens) / n)
         let rK = profile.retention(layer: l, fraction: Double(sinkTokens + windowTokens + choice.high) / n)
-        let eHigh = (profile.error(layer: l, bits: choice.keyBits.bits, key: true) + profile.error(layer: l, bits: choice.valueBits.bits, key: false)) / 2
-        let eLow = choice.lowBits.map { (profile.error(layer: l, bits: $0.bits, key: true) + profile.error(layer: l, bits: $0.bits, key: false)) / 2 } ?? 1
+        let eHigh = (keyError[l][choice.keyBits.bits]! + valueError[l][choice.valueBits.bits]!) / 2
+        let eLow = choice.lowBits.map { (keyError[l][$0.bits]! + valueError[l][$0.bits]!) / 2 } ?? 1
         return rS + (rK - rS) * (1 - eHigh) + (1 - rK) * (1 - eLow)
     }
 
@@ -109,7 +118,7 @@ public struct KVBudgetProblem: Sendable {
     /// Every choice of the menu for one layer (grid × bits² × low options).
     public func menu(layer l: Int) -> [Choice] {
         var out: [Choice] = []
-        for k in highGrid {
+        for k in Set(highGrid).union(extraHigh[l]).sorted() {
             for kb in KVBits.allCases {
                 for vb in KVBits.allCases {
                     for low in Self.lowOptions where !(k == freeTokens && low != nil) && !(k == 0 && (kb != .b16 || vb != .b16)) {
