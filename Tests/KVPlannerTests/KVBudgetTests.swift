@@ -1,5 +1,6 @@
 import Foundation
 import KVArtifact
+import KVGraph
 import KVPlanner
 import KVQuant
 import Testing
@@ -110,6 +111,27 @@ struct KVBudgetTests {
         #expect(KVBudgetSolver.Infeasible(minimumBytes: minimum, budget: minimum - 1).description.contains("\(minimum) B"))
         // A bits-only baseline that cannot fit says so (nil), it does not evict.
         #expect(try KVBudgetPass.run(p, policy: .kivi4, budget: minimum) == nil)
+    }
+
+    @Test("on a graph: the target's room is the default budget; a tight DRAM shrinks it; the chosen bytes become the caches' sizes")
+    func onGraph() throws {
+        let source = try String(contentsOf: URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("../../Graphs/tiny-llama.graph"), encoding: .utf8)
+        let graph = try GraphCompiler.compile(SourceFile(path: "tiny-llama.graph", text: source)).graph
+        var target = try TargetParser.parse(SourceFile(path: "cpu.hw", text: TargetPresets.source("cpu")!))
+        let roomy = try KVBudgetPass.plan(graph: graph, target: target, policy: .exact, source: .target, profile: nil, profileName: "default")
+        let layers = try KVGraphLayers(graph)
+        #expect(layers.channels == [64, 64, 64, 64] && layers.context == 1024)
+        #expect(abs(roomy.report.fidelity - 1) < 1e-12 && roomy.report.profile == "default")
+        // DRAM with room for the weights, the staging reserve, peak activations and 300 KiB of KV.
+        let weights = graph.tensors.filter { $0.kind != .activation && $0.kind != .cache }.reduce(0) { $0 + $1.byteSize }
+        let peak = GraphSummary(graph).peakActivations?.bytes ?? 0
+        target.tiers[1].capacity = weights + 4 * target.tiers[0].capacity + peak + 300 * 1024
+        let tight = try KVBudgetPass.plan(graph: graph, target: target, policy: .exact, source: .target, profile: nil, profileName: "default")
+        #expect(tight.report.budget == 300 * 1024 && tight.report.bytes <= 300 * 1024 && tight.report.fidelity < 1)
+        let problem = try PlacementProblem(graph: graph, target: target, cacheBytes: tight.cacheBytes)
+        let k0 = try #require(problem.values.first { $0.name == "k_cache[0]" })
+        #expect(k0.bytes == tight.cacheBytes[layers.caches[0].keys])
     }
 
     @Test("a full budget keeps everything at fp16 with fidelity 1")
