@@ -20,7 +20,7 @@ public enum KVBudgetPass {
     /// Layouts by `policy` within `budget` bytes; nil when the policy has no answer that fits
     /// (a bits-only baseline whose smallest form is too big). The exact allocator's grid includes
     /// every token count a baseline picks, so its menu contains every baseline's answer.
-    public static func run(_ problem: KVBudgetProblem, policy: KVPolicy, budget: Int, timeLimit: Double = 10) throws -> Outcome? {
+    public static func run(_ problem: KVBudgetProblem, policy: KVPolicy, budget: Int) throws -> Outcome? {
         var p = problem
         var choices: [KVBudgetProblem.Choice]
         var status = "heuristic"
@@ -71,8 +71,7 @@ public enum KVBudgetSource: Sendable, Equatable {
 extension KVBudgetPass {
     /// Runs the pass on a graph's caches: the report for plan.json and the cache bytes for placement.
     public static func plan(graph: Graph, target: Target, policy: KVPolicy, source: KVBudgetSource,
-                            profile: KVProfile?, profileName: String,
-                            timeLimit: Double = 10) throws(PlanningError) -> (report: KVReport, cacheBytes: [Int: Int]) {
+                            profile: KVProfile?, profileName: String) throws(PlanningError) -> (report: KVReport, cacheBytes: [Int: Int]) {
         let layers = try KVGraphLayers(graph)
         let chosenProfile = profile ?? KVProfile.standard(layers: layers.channels.count, model: graph.name)
         guard chosenProfile.layers.count == layers.channels.count else {
@@ -101,7 +100,7 @@ extension KVBudgetPass {
         }
         let outcome: Outcome
         do {
-            guard let o = try run(problem, policy: policy, budget: budget, timeLimit: timeLimit) else {
+            guard let o = try run(problem, policy: policy, budget: budget) else {
                 throw PlanningError("--kv-policy \(policy.rawValue) has no layout within \(budget) B (it keeps every token and only its bits can shrink)")
             }
             outcome = o
@@ -114,7 +113,7 @@ extension KVBudgetPass {
         }
         var baselines: [KVBaseline] = []
         for other in KVPolicy.allCases where other != policy {
-            let o = (try? run(problem, policy: other, budget: budget, timeLimit: timeLimit)) ?? nil
+            let o = (try? run(problem, policy: other, budget: budget)) ?? nil
             baselines.append(KVBaseline(policy: other.rawValue, bytes: o?.bytes, fidelity: o?.fidelity))
         }
         var cacheBytes: [Int: Int] = [:]

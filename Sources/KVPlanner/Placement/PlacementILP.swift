@@ -75,7 +75,6 @@ struct PlacementILP {
             var resident: [[Bool]], offsets: [[Int]], loads: [[Bool]], stores: [[Bool]]  // per local value, per window slot
         }
         var entries: [String: Entry] = [:]
-        var hits = 0
         /// Free-boundary LP bounds (µs) by window signature.
         var bounds: [String: Double] = [:]
     }
@@ -304,7 +303,6 @@ struct PlacementILP {
             if addresses { key += ((a - 1)...(b + 1)).map { "\(d.offsets[v][$0])" }.joined(separator: ",") }
         }
         if let hit = cache.entries[key] {
-            cache.hits += 1
             if hit.result.improved {
                 for (k, v) in local.enumerated() {
                     for (o, s) in window.enumerated() {
