@@ -17,6 +17,8 @@ public struct KVLayerLayout: Codable, Sendable, Equatable {
     public var bytes: Int
     /// Predicted fidelity of the layer under the profile (Docs/kv-budgets.md).
     public var fidelity: Double
+    /// Bytes of this layer's cache per home tier, filled in once placement has run.
+    public var home: [String: Int]?
 
     public init(layer: Int, sinkTokens: Int, windowTokens: Int, highTokens: Int, keyBitsHigh: Int, valueBitsHigh: Int,
                 lowTokens: Int, lowBits: Int, bytes: Int, fidelity: Double) {
@@ -50,6 +52,9 @@ public struct KVReport: Codable, Sendable, Equatable {
     public var fidelity: Double
     /// Every other policy on the same problem and budget.
     public var baselines: [KVBaseline]
+    /// How often the pass ran again because placement could not keep its choice in the first
+    /// backing tier, and why (nil when it ran once).
+    public var replanned: String?
 
     public init(policy: String, status: String, budget: Int, budgetSource: String, profile: String,
                 layers: [KVLayerLayout], bytes: Int, fidelity: Double, baselines: [KVBaseline]) {

@@ -57,6 +57,9 @@ struct Compile: ParsableCommand {
     @Option(help: "KV profile JSON (Docs/kv-profile.md); without it a documented default is used.")
     var profile: String?
 
+    @Option(name: .customLong("profile-family"), help: "A bundled synthetic KV profile instead of a file: \(KVProfileFamily.allCases.map(\.rawValue).joined(separator: ", ")).")
+    var profileFamily: String?
+
     @Option(name: .shortAndLong, help: "Artifact directory (default: ./<model>.kvplan/).")
     var output: String?
 
@@ -94,7 +97,7 @@ struct Compile: ParsableCommand {
             throw UserError("'\(model)' is a target, not a model")
         }
         let graph = lowered.graph
-        let kv = try kvLayout(graph, hardware)
+        let kv = try kvRequest()
         var plan: Plan
         let clock = ContinuousClock()
         let started = clock.now
@@ -106,13 +109,19 @@ struct Compile: ParsableCommand {
                                                            elapsed, done, total, incumbent, bound, gap).utf8))
             }
         }
-        let planned = Self.plan(graph, hardware, method, objective, options: options, schedule: scheduleMode, cacheBytes: kv?.cacheBytes ?? [:])
-        if isatty(2) != 0 && method == .ilp { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
-        switch planned {
-        case let .success(p):
-            plan = p
-            plan.kv = kv?.report
-        case let .failure(error): throw UserError("\(model): cannot plan on '\(hardware.name)': \(error.message)")
+        let place = { (cacheBytes: [Int: Int]) throws(PlanningError) -> Plan in
+            let planned = try Self.plan(graph, hardware, method, objective, options: options, schedule: scheduleMode, cacheBytes: cacheBytes).get()
+            if isatty(2) != 0 && method == .ilp { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+            return planned
+        }
+        do {
+            if let kv {
+                plan = try KVJointPlanning.plan(graph: graph, target: hardware, policy: kv.policy, source: kv.source, profile: kv.profile, place: place)
+            } else {
+                plan = try place([:])
+            }
+        } catch {
+            throw UserError("\(model): cannot plan on '\(hardware.name)': \(error.message)")
         }
         PlacementPlanner.trace("planned at \(clock.now - started)")
         let failures = PlanVerifier.check(plan)
@@ -130,9 +139,9 @@ struct Compile: ParsableCommand {
         print(Self.summary(plan, directory: directory, seconds: (clock.now - started) / .seconds(1)), terminator: "")
     }
 
-    /// The KV budget pass, when any KV flag is given: the report and the cache bytes it chose.
-    private func kvLayout(_ graph: Graph, _ target: Target) throws -> (report: KVReport, cacheBytes: [Int: Int])? {
-        guard kvPolicy != nil || kvBudget != nil || kvRatio != nil || kvTokens != nil || profile != nil else { return nil }
+    /// The KV budget pass's policy, budget source and profile, when any KV flag is given.
+    private func kvRequest() throws -> (policy: KVPolicy, source: KVBudgetSource, profile: KVProfileSource)? {
+        guard kvPolicy != nil || kvBudget != nil || kvRatio != nil || kvTokens != nil || profile != nil || profileFamily != nil else { return nil }
         let policy: KVPolicy
         if let name = kvPolicy {
             guard let p = KVPolicy(rawValue: name) else {
@@ -159,27 +168,35 @@ struct Compile: ParsableCommand {
             guard n >= 1 else { throw UserError("--kv-tokens: expected a token count ≥ 1, got \(n)") }
             source = .tokens(n)
         }
-        var loaded: KVProfile?
-        if let path = profile {
-            guard let data = FileManager.default.contents(atPath: path) else { throw UserError("--profile: cannot read '\(path)'") }
-            do {
-                loaded = try JSONDecoder().decode(KVProfile.self, from: data)
-            } catch let DecodingError.keyNotFound(key, context) {
-                throw UserError("\(path): missing '\(key.stringValue)' at \(Self.jsonPath(context.codingPath))")
-            } catch let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context) {
-                throw UserError("\(path): \(context.debugDescription) at \(Self.jsonPath(context.codingPath))")
-            } catch let DecodingError.dataCorrupted(context) {
-                throw UserError("\(path): not valid JSON (\(context.underlyingError.map { "\($0)" } ?? context.debugDescription))")
-            } catch {
-                throw UserError("\(path): \(error)")
+        guard profile == nil || profileFamily == nil else { throw UserError("give --profile or --profile-family, not both") }
+        var chosen = KVProfileSource.standard
+        if let name = profileFamily {
+            guard let family = KVProfileFamily(rawValue: name) else {
+                throw UserError("--profile-family: expected \(KVProfileFamily.allCases.map(\.rawValue).joined(separator: ", ")), got '\(name)'")
             }
-            do { try loaded!.validate() } catch { throw UserError("\(path): \(error.message)") }
+            chosen = .family(family)
         }
+        if let path = profile { chosen = .given(try Self.loadProfile(path), name: path) }
+        return (policy, source, chosen)
+    }
+
+    /// A profile file, decoded and validated, with positioned errors.
+    static func loadProfile(_ path: String) throws -> KVProfile {
+        guard let data = FileManager.default.contents(atPath: path) else { throw UserError("--profile: cannot read '\(path)'") }
+        var loaded: KVProfile
         do {
-            return try KVBudgetPass.plan(graph: graph, target: target, policy: policy, source: source, profile: loaded, profileName: profile ?? "default")
+            loaded = try JSONDecoder().decode(KVProfile.self, from: data)
+        } catch let DecodingError.keyNotFound(key, context) {
+            throw UserError("\(path): missing '\(key.stringValue)' at \(Self.jsonPath(context.codingPath))")
+        } catch let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context) {
+            throw UserError("\(path): \(context.debugDescription) at \(Self.jsonPath(context.codingPath))")
+        } catch let DecodingError.dataCorrupted(context) {
+            throw UserError("\(path): not valid JSON (\(context.underlyingError.map { "\($0)" } ?? context.debugDescription))")
         } catch {
-            throw UserError("\(model): KV budget: \(error.message)")
+            throw UserError("\(path): \(error)")
         }
+        do { try loaded.validate() } catch { throw UserError("\(path): \(error.message)") }
+        return loaded
     }
 
     /// `layers[2].keyError` from a decoding path.
@@ -199,19 +216,38 @@ struct Compile: ParsableCommand {
     }
 
     /// The KV table: per layer what is kept at which bits, bytes and predicted fidelity; totals; baselines.
-    static func kvSummary(_ kv: KVReport) -> String {
+    static func kvSummary(_ kv: KVReport, target: PlanTarget) -> String {
         var out = "kv        \(kv.policy) (\(kv.status)), budget \(bytes(kv.budget)) from \(kv.budgetSource), profile \(kv.profile)"
         out += kv.profile == "default" ? " (no --profile: the documented default curves, Docs/kv-profile.md)\n" : "\n"
         func right(_ s: String, _ n: Int) -> String { String(repeating: " ", count: max(0, n - s.count)) + s }
         func left(_ s: String, _ n: Int) -> String { s + String(repeating: " ", count: max(0, n - s.count)) }
-        out += "          layer  sink+win   high  K/V bits  rest                   bytes  fidelity\n"
+        out += "          layer  sink+win   high  K/V bits  rest                   bytes  fidelity  home\n"
         for l in kv.layers {
             let rest = l.lowTokens == 0 ? "—" : l.lowBits == 0 ? "\(l.lowTokens) evicted" : "\(l.lowTokens) at \(l.lowBits) bits"
             out += "          " + right("\(l.layer)", 5) + "  " + right("\(l.sinkTokens + l.windowTokens)", 8) + "  " + right("\(l.highTokens)", 5)
             out += "  " + right("\(l.keyBitsHigh)/\(l.valueBitsHigh)", 8) + "  " + left(rest, 16) + right("\(l.bytes) B", 14)
-            out += String(format: "  %.4f\n", l.fidelity)
+            let home = (l.home ?? [:]).filter { $0.value > 0 }.keys.sorted { a, b in
+                (target.tiers.firstIndex { $0.name == a } ?? 0) < (target.tiers.firstIndex { $0.name == b } ?? 0)
+            }
+            out += String(format: "  %.4f  ", l.fidelity) + home.joined(separator: "+") + "\n"
         }
         out += "          total \(bytes(kv.bytes)), mean fidelity \(String(format: "%.4f", kv.fidelity))\n"
+        if target.tiers.count > 2 {
+            // KV outside the first backing tier is read over the slower link every step.
+            let first = target.tiers[1].name
+            var spilled = 0
+            var spillLayers: [Int] = []
+            for l in kv.layers {
+                let off = (l.home ?? [:]).filter { $0.key != first && $0.key != target.tiers[0].name }.values.reduce(0, +)
+                if off > 0 { spilled += off; spillLayers.append(l.layer) }
+            }
+            if spilled > 0 {
+                let link = target.links.first { $0.to == first && $0.from != target.tiers[0].name }
+                let cost = link.map { String(format: "; at least %.4g s per step over %@->%@", Double(spilled) / $0.bandwidth, $0.from, $0.to) } ?? ""
+                out += "          \(bytes(spilled)) of KV lives beyond \(first) (layers \(ranges(spillLayers)))\(cost)\n"
+            }
+        }
+        if let note = kv.replanned { out += "          \(note)\n" }
         for b in kv.baselines {
             if let f = b.fidelity, let by = b.bytes {
                 out += "          vs " + left(b.policy, 9) + " \(bytes(by)), fidelity \(String(format: "%.4f (this layout %+.4f)", f, kv.fidelity - f))\n"
@@ -222,13 +258,26 @@ struct Compile: ParsableCommand {
         return out
     }
 
+    /// `0–3, 7, 9–10` for sorted layer numbers.
+    static func ranges(_ items: [Int]) -> String {
+        var parts: [String] = []
+        var i = 0
+        while i < items.count {
+            var j = i
+            while j + 1 < items.count && items[j + 1] == items[j] + 1 { j += 1 }
+            parts.append(i == j ? "\(items[i])" : "\(items[i])–\(items[j])")
+            i = j + 1
+        }
+        return parts.joined(separator: ", ")
+    }
+
     /// The human summary: per-tier peaks, bytes per link, time, traffic, solver, baselines.
     static func summary(_ plan: Plan, directory: String, seconds: Double) -> String {
         var out = "\(plan.model) on \(plan.target.name): \(plan.steps.count) steps, \(plan.values.count) values → \(directory)/plan.json\n"
         let gap = plan.solver.gap.map { String(format: ", window gap %.2f%%", $0 * 100) } ?? ""
         out += "solver    \(plan.solver.method) (\(plan.solver.status))\(gap), \(String(format: "%.3f", seconds)) s\n"
         if let order = plan.solver.order { out += "order     \(order)\n" }
-        if let kv = plan.kv { out += kvSummary(kv) }
+        if let kv = plan.kv { out += kvSummary(kv, target: plan.target) }
         for (t, tier) in plan.target.tiers.enumerated() {
             let peak = plan.estimate.peakBytes[t]
             out += "peak      \(tier.name.padding(toLength: 12, withPad: " ", startingAt: 0)) \(bytes(peak)) of \(bytes(tier.capacity))"

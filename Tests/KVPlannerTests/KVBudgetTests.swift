@@ -119,7 +119,7 @@ struct KVBudgetTests {
             .appendingPathComponent("../../Graphs/tiny-llama.graph"), encoding: .utf8)
         let graph = try GraphCompiler.compile(SourceFile(path: "tiny-llama.graph", text: source)).graph
         var target = try TargetParser.parse(SourceFile(path: "cpu.hw", text: TargetPresets.source("cpu")!))
-        let roomy = try KVBudgetPass.plan(graph: graph, target: target, policy: .exact, source: .target, profile: nil, profileName: "default")
+        let roomy = try KVBudgetPass.plan(graph: graph, target: target, policy: .exact, source: .target)
         let layers = try KVGraphLayers(graph)
         #expect(layers.channels == [64, 64, 64, 64] && layers.context == 1024)
         #expect(abs(roomy.report.fidelity - 1) < 1e-12 && roomy.report.profile == "default")
@@ -127,7 +127,7 @@ struct KVBudgetTests {
         let weights = graph.tensors.filter { $0.kind != .activation && $0.kind != .cache }.reduce(0) { $0 + $1.byteSize }
         let peak = GraphSummary(graph).peakActivations?.bytes ?? 0
         target.tiers[1].capacity = weights + 4 * target.tiers[0].capacity + peak + 300 * 1024
-        let tight = try KVBudgetPass.plan(graph: graph, target: target, policy: .exact, source: .target, profile: nil, profileName: "default")
+        let tight = try KVBudgetPass.plan(graph: graph, target: target, policy: .exact, source: .target)
         #expect(tight.report.budget == 300 * 1024 && tight.report.bytes <= 300 * 1024 && tight.report.fidelity < 1)
         let problem = try PlacementProblem(graph: graph, target: target, cacheBytes: tight.cacheBytes)
         let k0 = try #require(problem.values.first { $0.name == "k_cache[0]" })
@@ -139,5 +139,101 @@ struct KVBudgetTests {
         let p = Self.problem()
         let out = try #require(try KVBudgetPass.run(p, policy: .exact, budget: p.fullBytes))
         #expect(abs(out.fidelity - 1) < 1e-12)
+    }
+
+    static func tinyLlama() throws -> Graph {
+        let source = try String(contentsOf: URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("../../Graphs/tiny-llama.graph"), encoding: .utf8)
+        return try GraphCompiler.compile(SourceFile(path: "tiny-llama.graph", text: source)).graph
+    }
+
+    @Test("per-KV-head curves: the layer's retention is the mean of its heads'; a wrong head count or no curve is refused")
+    func headCurves() throws {
+        let errors = (key: ["8": 0.0, "4": 0.1, "2": 0.2], value: ["8": 0.0, "4": 0.1, "2": 0.2])
+        let layer = KVProfile.Layer(retention: [[0, 0], [1, 1]], heads: [[[0.1, 0.5], [1, 1]], [[0.1, 0.1], [1, 1]]],
+                                    keyError: errors.key, valueError: errors.value)
+        let profile = KVProfile(model: "t", referenceContext: 100, layers: [layer])
+        try profile.validate()
+        // Heads win over the layer curve: at 10% one head has 0.5, the other 0.1; the mean is 0.3.
+        #expect(abs(profile.retention(layer: 0, fraction: 0.1) - 0.3) < 1e-12)
+        #expect(abs(profile.retention(layer: 0, fraction: 0.55) - (0.75 + 0.55) / 2) < 1e-12)
+        var none = profile
+        none.layers[0].heads = nil
+        none.layers[0].retention = nil
+        #expect(throws: KVProfileError("layers[0]: a 'retention' curve or per-head 'heads' curves are required")) { try none.validate() }
+        var bad = profile
+        bad.layers[0].heads![1] = [[0.5, 0.9], [0.4, 1]]
+        #expect(throws: KVProfileError("layers[0].heads[1][1]: points must be [fraction, mass] pairs, non-decreasing, within [0, 1]")) { try bad.validate() }
+        // tiny-llama has 2 KV heads per layer: a 3-head profile is refused by name.
+        let graph = try Self.tinyLlama()
+        let three = KVProfile(model: "t", referenceContext: 1024, layers: Array(repeating: KVProfile.Layer(
+            retention: nil, heads: Array(repeating: [[0, 0], [1, 1]], count: 3), keyError: errors.key, valueError: errors.value), count: 4))
+        let target = try TargetParser.parse(SourceFile(path: "cpu.hw", text: TargetPresets.source("cpu")!))
+        #expect(throws: PlanningError("the KV profile's layers[0] has 3 head curves; 'tiny-llama' layer 0 has 2 KV heads")) {
+            try KVBudgetPass.plan(graph: graph, target: target, policy: .exact, source: .ratio(0.5), profile: .given(three, name: "three"))
+        }
+    }
+
+    @Test("on every bundled profile family and budget the exact allocator is optimal and never below a baseline", arguments: KVProfileFamily.allCases)
+    func families(family: KVProfileFamily) throws {
+        let profile = family.profile(layers: 6, kvHeads: 2, model: "t")
+        try profile.validate()
+        let p = KVBudgetProblem(channels: Array(repeating: 64, count: 6), context: 1024, batch: 1, profile: profile)
+        for ratio in [0.05, 0.2, 0.5] {
+            let budget = Int(Double(p.fullBytes) * ratio)
+            let exact = try #require(try KVBudgetPass.run(p, policy: .exact, budget: budget))
+            #expect(exact.bytes <= budget && exact.status.hasPrefix("optimal"), "\(exact.status)")
+            for policy in KVPolicy.baselines {
+                guard let b = try KVBudgetPass.run(p, policy: policy, budget: budget) else { continue }
+                #expect(exact.fidelity >= b.fidelity - 1e-12, "\(family) \(ratio) \(policy)")
+            }
+        }
+    }
+
+    @Test("the PrefixKV-shaped family keeps 89% / 24% / 72% at equal mass 0.9, as published")
+    func prefixkvShape() {
+        let profile = KVProfileFamily.prefixkv.profile(layers: 32, kvHeads: 8, model: "t")
+        for (layer, keep) in [(0, 0.89), (21, 0.24), (31, 0.72)] {
+            #expect(abs(profile.retention(layer: layer, fraction: keep) - 0.9) < 0.01, "layer \(layer)")
+        }
+    }
+
+    @Test("with placement: an explicit budget that DRAM cannot hold spills KV to host and says where; a target-derived budget that spills is lowered and re-planned")
+    func jointWithPlacement() throws {
+        let graph = try Self.tinyLlama()
+        var target = try TargetParser.parse(SourceFile(path: "cpu.hw", text: TargetPresets.source("cpu")!))
+        let weights = graph.tensors.filter { $0.kind != .activation && $0.kind != .cache }.reduce(0) { $0 + $1.byteSize }
+        let peak = GraphSummary(graph).peakActivations?.bytes ?? 0
+        target.tiers[1].capacity = weights + 4 * target.tiers[0].capacity + peak + 200 * 1024
+        let place = { (cacheBytes: [Int: Int]) throws(PlanningError) -> Plan in
+            let problem = try PlacementProblem(graph: graph, target: target, cacheBytes: cacheBytes)
+            return try PlacementPlanner.plan(problem, method: .msa, objective: .time)
+        }
+        // The whole fp16 cache (1 MiB) cannot stay in a DRAM with 200 KiB of room.
+        let full = try KVJointPlanning.plan(graph: graph, target: target, policy: .exact, source: .ratio(1), place: place)
+        let kv = try #require(full.kv)
+        let inHost = kv.layers.reduce(0) { $0 + ($1.home?["host"] ?? 0) }
+        let inDRAM = kv.layers.reduce(0) { $0 + ($1.home?["dram"] ?? 0) }
+        #expect(inHost > 0 && inHost + inDRAM == kv.bytes && kv.replanned == nil, "\(kv.layers.map { $0.home ?? [:] }) \(kv.bytes)")
+        #expect(full.estimate.linkBytes["host->dram", default: 0] >= inHost)
+        // A target-derived budget whose placement spills (simulated: the first round's placement
+        // puts layer 0's keys in host) is lowered by the spilled bytes and planned again.
+        var rounds = 0
+        var spilledBytes = 0
+        let spilling = { (cacheBytes: [Int: Int]) throws(PlanningError) -> Plan in
+            var plan = try place(cacheBytes)
+            rounds += 1
+            if rounds == 1, let i = plan.values.firstIndex(where: { $0.tensor == "k_cache[0]" }) {
+                plan.values[i].home = 2
+                spilledBytes = plan.values[i].bytes
+            }
+            return plan
+        }
+        let lowered = try KVJointPlanning.plan(graph: graph, target: target, policy: .exact, source: .target, place: spilling)
+        let report = try #require(lowered.kv)
+        #expect(rounds == 2 && spilledBytes > 0)
+        #expect(report.budget == 200 * 1024 - spilledBytes, "\(report.budget)")
+        #expect(report.replanned?.contains("re-planned 1×: \(spilledBytes) B of KV left dram") == true, "\(report.replanned ?? "nil")")
+        #expect(report.layers.allSatisfy { $0.home?["host"] == nil })
     }
 }

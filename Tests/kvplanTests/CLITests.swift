@@ -247,6 +247,19 @@ struct CompileCLITests {
             .write(toFile: bad, atomically: true, encoding: .utf8)
         let p = try cli.run(["compile", tiny, "--profile", bad])
         #expect(p.status == 1 && p.stderr.contains("missing 'valueError' at layers[0]"), "\(p.stderr)")
+        #expect(try cli.run(["compile", tiny, "--profile-family", "bumpy"]).stderr.contains("--profile-family: expected standard, flat"))
+        #expect(try cli.run(["compile", tiny, "--profile", bad, "--profile-family", "flat"]).stderr.contains("not both"))
+        let family = try cli.run(["compile", tiny, "--profile-family", "prefixkv-shape", "--kv-ratio", "0.2", "--solver", "msa", "-o", dir.path + "/f"])
+        #expect(family.status == 0 && family.stdout.contains("profile family prefixkv-shape"), "\(family.stderr)")
+        // A DRAM that holds the weights but not the sinks and windows: the default budget is refused with the figures.
+        let cpu = try String(contentsOf: CLITests.root.appendingPathComponent("Graphs/targets/cpu.hw"), encoding: .utf8)
+        let hw = dir.appendingPathComponent("small-dram.hw").path
+        try cpu.replacingOccurrences(of: "capacity=24GiB", with: "capacity=12MiB").write(toFile: hw, atomically: true, encoding: .utf8)
+        let room = try cli.run(["compile", tiny, "--target", hw, "--kv-policy", "exact", "-o", dir.path + "/r"])
+        #expect(room.status == 1 && room.stderr.contains("the KV cache needs at least 36864 B. Give --kv-budget"), "\(room.stderr)")
+        // An explicit budget beyond that DRAM spills: the table names the tiers and the summary the link time.
+        let spill = try cli.run(["compile", tiny, "--target", hw, "--kv-ratio", "1", "--solver", "msa", "-o", dir.path + "/s"])
+        #expect(spill.status == 0 && spill.stdout.contains("of KV lives beyond dram") && spill.stdout.contains("per step over host->dram"), "\(spill.stdout)\(spill.stderr)")
     }
 
     @Test("compile refuses what it cannot plan, naming the op and bytes, and writes nothing")

@@ -68,14 +68,39 @@ public enum KVBudgetSource: Sendable, Equatable {
     case target
 }
 
+/// Which curves the pass optimises against.
+public enum KVProfileSource: Sendable {
+    /// The documented default (`KVProfile.standard`).
+    case standard
+    /// A profile read from a file, with the name the report gives it.
+    case given(KVProfile, name: String)
+    /// A bundled family (`KVProfileFamily`), made for the graph's layers and heads.
+    case family(KVProfileFamily)
+}
+
 extension KVBudgetPass {
     /// Runs the pass on a graph's caches: the report for plan.json and the cache bytes for placement.
     public static func plan(graph: Graph, target: Target, policy: KVPolicy, source: KVBudgetSource,
-                            profile: KVProfile?, profileName: String) throws(PlanningError) -> (report: KVReport, cacheBytes: [Int: Int]) {
+                            profile: KVProfileSource = .standard) throws(PlanningError) -> (report: KVReport, cacheBytes: [Int: Int]) {
         let layers = try KVGraphLayers(graph)
-        let chosenProfile = profile ?? KVProfile.standard(layers: layers.channels.count, model: graph.name)
+        let chosenProfile: KVProfile
+        let profileName: String
+        switch profile {
+        case .standard:
+            (chosenProfile, profileName) = (KVProfile.standard(layers: layers.channels.count, model: graph.name), "default")
+        case let .given(p, name):
+            (chosenProfile, profileName) = (p, name)
+        case let .family(f):
+            chosenProfile = f.profile(layers: layers.channels.count, kvHeads: layers.kvHeads.max() ?? 1, model: graph.name)
+            profileName = "family \(f.rawValue)"
+        }
         guard chosenProfile.layers.count == layers.channels.count else {
             throw PlanningError("the KV profile has \(chosenProfile.layers.count) layers; '\(graph.name)' has \(layers.channels.count) attention layers")
+        }
+        for (l, layer) in chosenProfile.layers.enumerated() {
+            if let heads = layer.heads, heads.count != layers.kvHeads[l] {
+                throw PlanningError("the KV profile's layers[\(l)] has \(heads.count) head curves; '\(graph.name)' layer \(l) has \(layers.kvHeads[l]) KV heads")
+            }
         }
         let problem = KVBudgetProblem(channels: layers.channels, context: layers.context, batch: layers.batch, profile: chosenProfile)
         let budget: Int
@@ -90,31 +115,32 @@ extension KVBudgetPass {
             let fp16 = KVBudgetProblem.Choice(high: tokens, keyBits: .b16, valueBits: .b16, lowBits: nil)
             (budget, sourceName) = (layers.channels.indices.reduce(0) { $0 + problem.bytes(fp16, layer: $1) }, "--kv-tokens \(n)")
         case .target:
-            let summary = GraphSummary(graph)
-            let others = graph.tensors.indices.filter { graph.tensors[$0].kind != .activation && graph.tensors[$0].kind != .cache }
-                .reduce(0) { $0 + graph.tensors[$1].byteSize }
             guard target.tiers.count >= 2 else { throw PlanningError("target '\(target.name)' has no backing tier for the KV cache") }
-            let reserve = target.tiers.count > 2 ? 4 * target.tiers[0].capacity : 0
-            let room = target.tiers[1].capacity - reserve - others - (summary.peakActivations?.bytes ?? 0)
-            (budget, sourceName) = (min(max(0, room), problem.fullBytes), "what \(target.tiers[1].name) holds after weights, staging and peak activations")
-        }
-        let outcome: Outcome
-        do {
-            guard let o = try run(problem, policy: policy, budget: budget) else {
-                throw PlanningError("--kv-policy \(policy.rawValue) has no layout within \(budget) B (it keeps every token and only its bits can shrink)")
+            let room = targetRoom(graph, target)
+            let minimum = layers.channels.indices.reduce(0) { $0 + problem.minimumBytes(layer: $1) }
+            guard room.bytes >= minimum else {
+                throw PlanningError("\(target.tiers[1].name) (\(target.tiers[1].capacity) B) has \(max(0, room.bytes)) B left after weights and "
+                    + "other tensors (\(room.others) B), staging (\(room.reserve) B) and peak activations (\(room.activations) B); the KV cache "
+                    + "needs at least \(minimum) B. Give --kv-budget, --kv-ratio or --kv-tokens to plan a cache that lives partly in "
+                    + "\(target.tiers.count > 2 ? target.tiers[2].name : "a further tier")")
             }
-            outcome = o
-        } catch let e as KVBudgetSolver.Infeasible {
-            throw PlanningError(e.description)
-        } catch let e as PlanningError {
-            throw e
-        } catch {
-            throw PlanningError("KV budget solver: \(error)")
+            (budget, sourceName) = (min(room.bytes, problem.fullBytes), "what \(target.tiers[1].name) holds after weights, staging and peak activations")
         }
-        var baselines: [KVBaseline] = []
-        for other in KVPolicy.allCases where other != policy {
-            let o = (try? run(problem, policy: other, budget: budget)) ?? nil
-            baselines.append(KVBaseline(policy: other.rawValue, bytes: o?.bytes, fidelity: o?.fidelity))
+        var outcomes: [KVPolicy: Outcome] = [:]
+        for each in [policy] + KVPolicy.allCases.filter({ $0 != policy }) {
+            do {
+                outcomes[each] = try run(problem, policy: each, budget: budget)
+            } catch let e as KVBudgetSolver.Infeasible {
+                throw PlanningError(e.description)
+            } catch {
+                throw PlanningError("KV budget solver: \(error)")
+            }
+        }
+        guard let outcome = outcomes[policy] else {
+            throw PlanningError("--kv-policy \(policy.rawValue) has no layout within \(budget) B (it keeps every token and only its bits can shrink)")
+        }
+        let baselines = KVPolicy.allCases.filter { $0 != policy }.map {
+            KVBaseline(policy: $0.rawValue, bytes: outcomes[$0]?.bytes, fidelity: outcomes[$0]?.fidelity)
         }
         var cacheBytes: [Int: Int] = [:]
         for (l, layout) in outcome.layers.enumerated() {
@@ -124,8 +150,18 @@ extension KVBudgetPass {
             cacheBytes[layers.caches[l].values] = problem.bytes(choice, layer: l, kind: .values)
         }
         let report = KVReport(policy: policy.rawValue, status: outcome.status, budget: budget, budgetSource: sourceName,
-                              profile: profile == nil ? "default" : profileName, layers: outcome.layers, bytes: outcome.bytes,
+                              profile: profileName, layers: outcome.layers, bytes: outcome.bytes,
                               fidelity: outcome.fidelity, baselines: baselines)
         return (report, cacheBytes)
+    }
+
+    /// What the target's first backing tier holds for the KV cache: its capacity less every
+    /// non-activation, non-cache tensor, the staging reserve (4 × the scratchpad when a further
+    /// tier exists) and the peak of live activations.
+    static func targetRoom(_ graph: Graph, _ target: Target) -> (bytes: Int, others: Int, reserve: Int, activations: Int) {
+        let others = graph.tensors.filter { $0.kind != .activation && $0.kind != .cache }.reduce(0) { $0 + $1.byteSize }
+        let reserve = target.tiers.count > 2 ? 4 * target.tiers[0].capacity : 0
+        let activations = GraphSummary(graph).peakActivations?.bytes ?? 0
+        return (target.tiers[1].capacity - reserve - others - activations, others, reserve, activations)
     }
 }

@@ -9,6 +9,8 @@ public struct KVGraphLayers: Sendable {
     /// Per layer: the key cache and value cache tensor indices.
     public var caches: [(keys: Int, values: Int)]
     public var channels: [Int]
+    /// KV heads per layer.
+    public var kvHeads: [Int]
     public var context: Int
     public var batch: Int
 
@@ -16,6 +18,7 @@ public struct KVGraphLayers: Sendable {
     public init(_ graph: Graph) throws(PlanningError) {
         caches = []
         channels = []
+        kvHeads = []
         context = 0
         batch = 1
         for opID in graph.order where graph.ops[opID].kind == .attention && graph.ops[opID].updates.count == 2 {
@@ -31,6 +34,7 @@ public struct KVGraphLayers: Sendable {
             }
             caches.append((k, v))
             channels.append(shape[2] * shape[3])
+            kvHeads.append(shape[2])
         }
         guard !caches.isEmpty else { throw PlanningError("the graph has no attention op with a KV cache, so there is no KV budget to plan") }
     }

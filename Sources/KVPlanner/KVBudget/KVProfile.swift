@@ -5,15 +5,21 @@ import Foundation
 /// `retention` is R_l as points (fraction of the context's tokens, fraction of attention mass
 /// they capture when they are the most attended ones), increasing, from (0, 0) to (1, 1);
 /// between points R is linear. `keyError`/`valueError` are relative errors per bit width
-/// ("8", "4", "2"; 16 is exact). Format: Docs/kv-profile.md.
+/// ("8", "4", "2"; 16 is exact). A layer may instead (or also) give `heads`: one retention curve
+/// per KV head; every head of a layer keeps the same number of tokens, each its own most attended
+/// ones, so the layer's curve is then the mean of its heads' curves. Format: Docs/kv-profile.md.
 public struct KVProfile: Codable, Sendable, Equatable {
     /// One layer's curves.
     public struct Layer: Codable, Sendable, Equatable {
-        public var retention: [[Double]]
+        /// The layer's curve; required unless `heads` is given (then it is ignored).
+        public var retention: [[Double]]?
+        /// Per-KV-head curves (optional).
+        public var heads: [[[Double]]]?
         public var keyError: [String: Double]
         public var valueError: [String: Double]
-        public init(retention: [[Double]], keyError: [String: Double], valueError: [String: Double]) {
+        public init(retention: [[Double]]?, heads: [[[Double]]]? = nil, keyError: [String: Double], valueError: [String: Double]) {
             self.retention = retention
+            self.heads = heads
             self.keyError = keyError
             self.valueError = valueError
         }
@@ -34,7 +40,14 @@ public struct KVProfile: Codable, Sendable, Equatable {
 
     /// R_l(fraction): the attention mass the most attended `fraction` of tokens capture.
     public func retention(layer l: Int, fraction: Double) -> Double {
-        let points = layers[l].retention
+        if let heads = layers[l].heads, !heads.isEmpty {
+            return heads.reduce(0) { $0 + Self.interpolate($1, at: fraction) } / Double(heads.count)
+        }
+        return Self.interpolate(layers[l].retention ?? [], at: fraction)
+    }
+
+    /// A piecewise-linear curve through `points` at `fraction` (the identity when there are none).
+    static func interpolate(_ points: [[Double]], at fraction: Double) -> Double {
         let x = min(1, max(0, fraction))
         guard var previous = points.first else { return x }
         if x <= previous[0] { return previous[0] > 0 ? previous[1] * x / previous[0] : previous[1] }
@@ -59,16 +72,25 @@ public struct KVProfile: Codable, Sendable, Equatable {
     public func validate() throws(KVProfileError) {
         guard !layers.isEmpty else { throw KVProfileError("the profile has no layers") }
         for (l, layer) in layers.enumerated() {
-            var last = [0.0, 0.0]
-            for (k, p) in layer.retention.enumerated() {
-                guard p.count == 2, p[0] >= last[0], p[1] >= last[1], p[0] <= 1, p[1] <= 1 else {
-                    throw KVProfileError("layers[\(l)].retention[\(k)]: points must be [fraction, mass] pairs, non-decreasing, within [0, 1]")
+            var curves: [(String, [[Double]])] = layer.retention.map { [("layers[\(l)].retention", $0)] } ?? []
+            if let heads = layer.heads {
+                guard !heads.isEmpty else { throw KVProfileError("layers[\(l)].heads: give at least one head's curve or leave it out") }
+                curves = heads.enumerated().map { ("layers[\(l)].heads[\($0.offset)]", $0.element) }
+            }
+            guard !curves.isEmpty else { throw KVProfileError("layers[\(l)]: a 'retention' curve or per-head 'heads' curves are required") }
+            for (path, curve) in curves {
+                guard !curve.isEmpty else { throw KVProfileError("\(path): a curve needs at least one point") }
+                var last = [0.0, 0.0]
+                for (k, p) in curve.enumerated() {
+                    guard p.count == 2, p.allSatisfy(\.isFinite), p[0] >= last[0], p[1] >= last[1], p[0] <= 1, p[1] <= 1 else {
+                        throw KVProfileError("\(path)[\(k)]: points must be [fraction, mass] pairs, non-decreasing, within [0, 1]")
+                    }
+                    last = p
                 }
-                last = p
             }
             for (name, table) in [("keyError", layer.keyError), ("valueError", layer.valueError)] {
                 for bits in ["8", "4", "2"] {
-                    guard let e = table[bits], e >= 0, e <= 1 else {
+                    guard let e = table[bits], e.isFinite, e >= 0, e <= 1 else {
                         throw KVProfileError("layers[\(l)].\(name)[\"\(bits)\"]: a relative error in [0, 1] is required")
                     }
                 }
