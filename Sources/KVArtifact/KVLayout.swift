@@ -55,6 +55,8 @@ public struct KVReport: Codable, Sendable, Equatable {
     /// How often the pass ran again because placement could not keep its choice in the first
     /// backing tier, and why (nil when it ran once).
     public var replanned: String?
+    /// The precision scheme every token-allocation policy used (`--kv-precision`; nil: any bits).
+    public var precision: String?
 
     public init(policy: String, status: String, budget: Int, budgetSource: String, profile: String,
                 layers: [KVLayerLayout], bytes: Int, fidelity: Double, baselines: [KVBaseline]) {

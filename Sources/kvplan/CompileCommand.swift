@@ -54,6 +54,9 @@ struct Compile: ParsableCommand {
     @Option(name: .customLong("kv-tokens"), help: "KV budget: what this many fp16 tokens per layer take.")
     var kvTokens: Int?
 
+    @Option(name: .customLong("kv-precision"), help: "Bits every token-allocation policy uses: any (default; baselines fp16 + evict), evict, kivi2, kivi4, mixed.")
+    var kvPrecision: String?
+
     @Option(help: "KV profile JSON (Docs/kv-profile.md); without it a documented default is used.")
     var profile: String?
 
@@ -116,7 +119,7 @@ struct Compile: ParsableCommand {
         }
         do {
             if let kv {
-                plan = try KVJointPlanning.plan(graph: graph, target: hardware, policy: kv.policy, source: kv.source, profile: kv.profile, place: place)
+                plan = try KVJointPlanning.plan(graph: graph, target: hardware, policy: kv.policy, source: kv.source, profile: kv.profile, precision: kv.precision, place: place)
             } else {
                 plan = try place([:])
             }
@@ -140,8 +143,8 @@ struct Compile: ParsableCommand {
     }
 
     /// The KV budget pass's policy, budget source and profile, when any KV flag is given.
-    private func kvRequest() throws -> (policy: KVPolicy, source: KVBudgetSource, profile: KVProfileSource)? {
-        guard kvPolicy != nil || kvBudget != nil || kvRatio != nil || kvTokens != nil || profile != nil || profileFamily != nil else { return nil }
+    private func kvRequest() throws -> (policy: KVPolicy, source: KVBudgetSource, profile: KVProfileSource, precision: KVPrecision)? {
+        guard kvPolicy != nil || kvBudget != nil || kvRatio != nil || kvTokens != nil || profile != nil || profileFamily != nil || kvPrecision != nil else { return nil }
         let policy: KVPolicy
         if let name = kvPolicy {
             guard let p = KVPolicy(rawValue: name) else {
@@ -177,7 +180,17 @@ struct Compile: ParsableCommand {
             chosen = .family(family)
         }
         if let path = profile { chosen = .given(try Self.loadProfile(path), name: path) }
-        return (policy, source, chosen)
+        var precision = KVPrecision.any
+        if let name = kvPrecision {
+            guard let p = KVPrecision(rawValue: name) else {
+                throw UserError("--kv-precision: expected \(KVPrecision.allCases.map(\.rawValue).joined(separator: ", ")), got '\(name)'")
+            }
+            precision = p
+            guard !KVPolicy.bitsOnly.contains(policy) else {
+                throw UserError("--kv-precision applies to the token-allocation policies (exact, uniform, pyramid, prefixkv, cake), not to \(policy.rawValue)")
+            }
+        }
+        return (policy, source, chosen, precision)
     }
 
     /// A profile file, decoded and validated, with positioned errors.
@@ -217,7 +230,8 @@ struct Compile: ParsableCommand {
 
     /// The KV table: per layer what is kept at which bits, bytes and predicted fidelity; totals; baselines.
     static func kvSummary(_ kv: KVReport, target: PlanTarget) -> String {
-        var out = "kv        \(kv.policy) (\(kv.status)), budget \(bytes(kv.budget)) from \(kv.budgetSource), profile \(kv.profile)"
+        let scheme = kv.precision.map { ", precision \($0)" } ?? ""
+        var out = "kv        \(kv.policy)\(scheme) (\(kv.status)), budget \(bytes(kv.budget)) from \(kv.budgetSource), profile \(kv.profile)"
         out += kv.profile == "default" ? " (no --profile: the documented default curves, Docs/kv-profile.md)\n" : "\n"
         func right(_ s: String, _ n: Int) -> String { String(repeating: " ", count: max(0, n - s.count)) + s }
         func left(_ s: String, _ n: Int) -> String { s + String(repeating: " ", count: max(0, n - s.count)) }

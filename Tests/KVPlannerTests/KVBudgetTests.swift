@@ -157,6 +157,12 @@ struct KVBudgetTests {
         // Heads win over the layer curve: at 10% one head has 0.5, the other 0.1; the mean is 0.3.
         #expect(abs(profile.retention(layer: 0, fraction: 0.1) - 0.3) < 1e-12)
         #expect(abs(profile.retention(layer: 0, fraction: 0.55) - (0.75 + 0.55) / 2) < 1e-12)
+        // The flattened layer curve (what the allocator evaluates) is the same function.
+        let flat = profile.withLayerCurves()
+        #expect(flat.layers[0].heads == nil)
+        for x in stride(from: 0.0, through: 1.0, by: 0.005) {
+            #expect(abs(flat.retention(layer: 0, fraction: x) - profile.retention(layer: 0, fraction: x)) < 1e-12, "\(x)")
+        }
         var none = profile
         none.layers[0].heads = nil
         none.layers[0].retention = nil
@@ -187,6 +193,33 @@ struct KVBudgetTests {
                 guard let b = try KVBudgetPass.run(p, policy: policy, budget: budget) else { continue }
                 #expect(exact.fidelity >= b.fidelity - 1e-12, "\(family) \(ratio) \(policy)")
             }
+        }
+    }
+
+    @Test("a fixed precision scheme: every token policy, exact included, uses only its bits; exact stays on top; mixed's minimum keeps the rest at 2 bits", arguments: [KVPrecision.evict, .kivi4, .mixed])
+    func precisionSchemes(scheme: KVPrecision) throws {
+        var p = Self.problem(layers: 5, context: 300, seed: 7)
+        p.precision = scheme
+        let bits = try #require(scheme.bits)
+        let minimum = (0..<5).reduce(0) { $0 + p.minimumBytes(layer: $1) }
+        let budget = minimum + (p.fullBytes - minimum) / 4
+        let exact = try #require(try KVBudgetPass.run(p, policy: .exact, budget: budget))
+        #expect(exact.bytes <= budget)
+        for policy in [KVPolicy.exact, .uniform, .pyramid, .prefixkv, .cake] {
+            let out = try #require(try KVBudgetPass.run(p, policy: policy, budget: budget))
+            for l in out.layers {
+                #expect(l.keyBitsHigh == bits.key.bits && l.valueBitsHigh == bits.value.bits, "\(policy)")
+                #expect(l.lowTokens == 0 || l.lowBits == (bits.low?.bits ?? 0), "\(policy)")
+            }
+            #expect(exact.fidelity >= out.fidelity - 1e-12, "\(policy)")
+        }
+        #expect(throws: KVBudgetSolver.Infeasible(minimumBytes: minimum, budget: minimum - 1, keeps: p.minimumDescription)) {
+            try KVBudgetPass.run(p, policy: .exact, budget: minimum - 1)
+        }
+        if scheme == .mixed {
+            // Nothing is evicted: the minimum keeps every free token at 2 bits.
+            let smallest = try #require(try KVBudgetPass.run(p, policy: .exact, budget: minimum))
+            #expect(smallest.layers.allSatisfy { $0.highTokens == 0 && $0.lowBits == 2 && $0.lowTokens == p.freeTokens })
         }
     }
 

@@ -249,6 +249,8 @@ struct CompileCLITests {
         #expect(p.status == 1 && p.stderr.contains("missing 'valueError' at layers[0]"), "\(p.stderr)")
         #expect(try cli.run(["compile", tiny, "--profile-family", "bumpy"]).stderr.contains("--profile-family: expected standard, flat"))
         #expect(try cli.run(["compile", tiny, "--profile", bad, "--profile-family", "flat"]).stderr.contains("not both"))
+        #expect(try cli.run(["compile", tiny, "--kv-precision", "fp8"]).stderr.contains("--kv-precision: expected any, evict"))
+        #expect(try cli.run(["compile", tiny, "--kv-policy", "kivi4", "--kv-precision", "mixed"]).stderr.contains("not to kivi4"))
         let family = try cli.run(["compile", tiny, "--profile-family", "prefixkv-shape", "--kv-ratio", "0.2", "--solver", "msa", "-o", dir.path + "/f"])
         #expect(family.status == 0 && family.stdout.contains("profile family prefixkv-shape"), "\(family.stderr)")
         // A DRAM that holds the weights but not the sinks and windows: the default budget is refused with the figures.

@@ -26,7 +26,9 @@ public enum KVBudgetPass {
         var status = "heuristic"
         switch policy {
         case .exact:
-            let answers = KVPolicy.baselines.compactMap { baselineChoices($0, problem, budget: budget) }
+            // Under a fixed precision scheme only the token policies share the exact allocator's bits.
+            let comparable = problem.precision == .any ? KVPolicy.baselines : KVPolicy.baselines.filter { !KVPolicy.bitsOnly.contains($0) }
+            let answers = comparable.compactMap { baselineChoices($0, problem, budget: budget) }
             for answer in answers { for (l, c) in answer.enumerated() { p.extraHigh[l].insert(c.high) } }
             let result = try KVBudgetSolver.solve(p, budget: budget)
             choices = result.choices
@@ -81,7 +83,7 @@ public enum KVProfileSource: Sendable {
 extension KVBudgetPass {
     /// Runs the pass on a graph's caches: the report for plan.json and the cache bytes for placement.
     public static func plan(graph: Graph, target: Target, policy: KVPolicy, source: KVBudgetSource,
-                            profile: KVProfileSource = .standard) throws(PlanningError) -> (report: KVReport, cacheBytes: [Int: Int]) {
+                            profile: KVProfileSource = .standard, precision: KVPrecision = .any) throws(PlanningError) -> (report: KVReport, cacheBytes: [Int: Int]) {
         let layers = try KVGraphLayers(graph)
         let chosenProfile: KVProfile
         let profileName: String
@@ -102,7 +104,8 @@ extension KVBudgetPass {
                 throw PlanningError("the KV profile's layers[\(l)] has \(heads.count) head curves; '\(graph.name)' layer \(l) has \(layers.kvHeads[l]) KV heads")
             }
         }
-        let problem = KVBudgetProblem(channels: layers.channels, context: layers.context, batch: layers.batch, profile: chosenProfile)
+        var problem = KVBudgetProblem(channels: layers.channels, context: layers.context, batch: layers.batch, profile: chosenProfile)
+        problem.precision = precision
         let budget: Int
         let sourceName: String
         switch source {
@@ -149,9 +152,10 @@ extension KVBudgetPass {
             cacheBytes[layers.caches[l].keys] = problem.bytes(choice, layer: l, kind: .keys)
             cacheBytes[layers.caches[l].values] = problem.bytes(choice, layer: l, kind: .values)
         }
-        let report = KVReport(policy: policy.rawValue, status: outcome.status, budget: budget, budgetSource: sourceName,
+        var report = KVReport(policy: policy.rawValue, status: outcome.status, budget: budget, budgetSource: sourceName,
                               profile: profileName, layers: outcome.layers, bytes: outcome.bytes,
                               fidelity: outcome.fidelity, baselines: baselines)
+        report.precision = precision == .any ? nil : precision.rawValue
         return (report, cacheBytes)
     }
 

@@ -26,6 +26,8 @@ public struct KVBudgetProblem: Sendable {
     public var highGrid: [Int]
     /// Further token counts allowed per layer (those the baselines pick, so the menu contains their answers).
     public var extraHigh: [Set<Int>]
+    /// The bits every token-allocation policy must use (`any`: the full menu for the exact allocator).
+    public var precision: KVPrecision = .any
     /// Relative errors by [layer][bits] for keys and values (cached from the profile; 16 bits → 0).
     private var keyError: [[Int: Double]] = [], valueError: [[Int: Double]] = []
 
@@ -37,7 +39,7 @@ public struct KVBudgetProblem: Sendable {
         self.sinkTokens = min(sinkTokens, context)
         self.windowTokens = min(windowTokens, max(0, context - min(sinkTokens, context)))
         self.group = group
-        self.profile = profile
+        self.profile = profile.withLayerCurves()
         extraHigh = Array(repeating: [], count: channels.count)
         for l in channels.indices {
             keyError.append(Dictionary(uniqueKeysWithValues: KVBits.allCases.map { ($0.bits, profile.error(layer: l, bits: $0.bits, key: true)) }))
@@ -105,9 +107,18 @@ public struct KVBudgetProblem: Sendable {
         return rS + (rK - rS) * (1 - eHigh) + (1 - rK) * (1 - eLow)
     }
 
-    /// The smallest bytes any choice of layer `l` needs (sinks + window, nothing else kept).
+    /// The smallest bytes any choice of layer `l` in the menu needs (sinks + window, the rest evicted, or at 2 bits under `mixed`).
     public func minimumBytes(layer l: Int) -> Int {
-        bytes(Choice(high: 0, keyBits: .b2, valueBits: .b2, lowBits: nil), layer: l)
+        guard let fixed = precision.bits else { return bytes(Choice(high: 0, keyBits: .b2, valueBits: .b2, lowBits: nil), layer: l) }
+        return bytes(Choice(high: 0, keyBits: fixed.key, valueBits: fixed.value, lowBits: freeTokens == 0 ? nil : fixed.low), layer: l)
+    }
+
+    /// What the smallest layout keeps (for refusals).
+    public var minimumDescription: String {
+        switch precision {
+        case .mixed: "sinks and recent window at fp16, every other token at 2 bits, in every layer"
+        default: "sinks and recent window at fp16 in every layer, nothing else kept"
+        }
     }
 
     /// The fp16 cache of every token (what `--kv-ratio` is a fraction of).
@@ -118,6 +129,11 @@ public struct KVBudgetProblem: Sendable {
     /// Every choice of the menu for one layer (grid × bits² × low options).
     public func menu(layer l: Int) -> [Choice] {
         var out: [Choice] = []
+        if let fixed = precision.bits {
+            return Set(highGrid).union(extraHigh[l]).sorted().map {
+                Choice(high: $0, keyBits: fixed.key, valueBits: fixed.value, lowBits: $0 == freeTokens ? nil : fixed.low)
+            }
+        }
         for k in Set(highGrid).union(extraHigh[l]).sorted() {
             for kb in KVBits.allCases {
                 for vb in KVBits.allCases {

@@ -28,12 +28,15 @@ public enum KVBudgetSolver {
         /// Bytes the smallest layout of every layer needs together.
         public var minimumBytes: Int
         public var budget: Int
-        public init(minimumBytes: Int, budget: Int) {
+        /// What the smallest layout keeps.
+        public var keeps: String
+        public init(minimumBytes: Int, budget: Int, keeps: String = "sinks and recent window at fp16 in every layer, nothing else kept") {
             self.minimumBytes = minimumBytes
             self.budget = budget
+            self.keeps = keeps
         }
         public var description: String {
-            "a KV budget of \(budget) B is below the minimum of \(minimumBytes) B (sinks and recent window at fp16 in every layer, nothing else kept)"
+            "a KV budget of \(budget) B is below the minimum of \(minimumBytes) B (\(keeps))"
         }
     }
 
@@ -59,7 +62,7 @@ public enum KVBudgetSolver {
         let started = ContinuousClock.now
         let layers = p.channels.count
         let minimum = (0..<layers).reduce(0) { $0 + p.minimumBytes(layer: $1) }
-        guard budget >= minimum else { throw Infeasible(minimumBytes: minimum, budget: budget) }
+        guard budget >= minimum else { throw Infeasible(minimumBytes: minimum, budget: budget, keeps: p.minimumDescription) }
         let fronts = (0..<layers).map { front(p, layer: $0) }
         PlacementPlanner.trace("kv fronts: \(fronts.map(\.count).reduce(0, +)) items over \(layers) layers, \((ContinuousClock.now - started) / .seconds(1)) s")
         let common = fronts.joined().reduce(0) { gcd($0, $1.bytes) }
@@ -116,7 +119,7 @@ public enum KVBudgetSolver {
     public static func solveILP(_ p: KVBudgetProblem, budget: Int, timeLimit: Double = 10) throws -> Result {
         let layers = p.channels.count
         let minimum = (0..<layers).reduce(0) { $0 + p.minimumBytes(layer: $1) }
-        guard budget >= minimum else { throw Infeasible(minimumBytes: minimum, budget: budget) }
+        guard budget >= minimum else { throw Infeasible(minimumBytes: minimum, budget: budget, keeps: p.minimumDescription) }
         let fronts = (0..<layers).map { front(p, layer: $0) }
         var m = LinearModel(name: "kv-budget")
         var u: [[Variable]] = []

@@ -17,13 +17,13 @@ public enum KVJointPlanning {
 
     /// Plans the graph's KV layouts and placement; `place` places given cache bytes.
     public static func plan(graph: Graph, target: Target, policy: KVPolicy, source: KVBudgetSource,
-                            profile: KVProfileSource = .standard,
+                            profile: KVProfileSource = .standard, precision: KVPrecision = .any,
                             place: ([Int: Int]) throws(PlanningError) -> Plan) throws(PlanningError) -> Plan {
         var budgetSource = source
         var notes: [String] = []
         var round = 0
         while true {
-            var (report, cacheBytes) = try KVBudgetPass.plan(graph: graph, target: target, policy: policy, source: budgetSource, profile: profile)
+            var (report, cacheBytes) = try KVBudgetPass.plan(graph: graph, target: target, policy: policy, source: budgetSource, profile: profile, precision: precision)
             var plan = try place(cacheBytes)
             let layers = try KVGraphLayers(graph)
             let spilled = fillHomes(&report, plan: plan, graph: graph, layers: layers)

@@ -19,4 +19,6 @@ public enum KVPolicy: String, CaseIterable, Sendable {
 
     /// The baselines (everything but the exact allocator).
     public static var baselines: [KVPolicy] { allCases.filter { $0 != .exact } }
+    /// The policies that keep every token and choose bits only (a precision scheme does not apply).
+    public static let bitsOnly: [KVPolicy] = [.kivi2, .kivi4, .kvtuner]
 }

@@ -46,6 +46,20 @@ public struct KVProfile: Codable, Sendable, Equatable {
         return Self.interpolate(layers[l].retention ?? [], at: fraction)
     }
 
+    /// The same profile with every per-head layer replaced by its layer curve: the mean of
+    /// piecewise-linear curves is piecewise linear with breakpoints at the union of theirs, so
+    /// this is exact and makes R_l one interpolation instead of one per head.
+    public func withLayerCurves() -> KVProfile {
+        var out = self
+        for (l, layer) in layers.enumerated() {
+            guard let heads = layer.heads, !heads.isEmpty else { continue }
+            let xs = Set(heads.flatMap { $0.map { $0[0] } }).sorted()
+            out.layers[l].retention = xs.map { [$0, retention(layer: l, fraction: $0)] }
+            out.layers[l].heads = nil
+        }
+        return out
+    }
+
     /// A piecewise-linear curve through `points` at `fraction` (the identity when there are none).
     static func interpolate(_ points: [[Double]], at fraction: Double) -> Double {
         let x = min(1, max(0, fraction))

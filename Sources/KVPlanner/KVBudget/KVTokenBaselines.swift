@@ -1,4 +1,5 @@
-/// Token-budget baselines: uniform, PyramidKV, PrefixKV, CAKE (fp16 kept tokens, the rest evicted).
+/// Token-budget baselines: uniform, PyramidKV, PrefixKV, CAKE (fp16 kept tokens, the rest evicted,
+/// unless the problem fixes another precision scheme).
 ///
 /// Rationale. Each of these fixes *how* a layer's token budget follows from one scalar (a token
 /// count, a mean budget, a mass threshold, a proportionality factor) and finds the largest
@@ -11,8 +12,12 @@ enum KVTokenBaselines {
         let free = p.freeTokens
         let s = p.sinkTokens + p.windowTokens
         let n = Double(max(1, p.context))
+        let bits = p.precision.bits ?? KVPrecision.evict.bits!
         func choices(_ high: [Int]) -> [KVBudgetProblem.Choice] {
-            high.map { KVBudgetProblem.Choice(high: min(free, max(0, $0)), keyBits: .b16, valueBits: .b16, lowBits: nil) }
+            high.map {
+                let k = min(free, max(0, $0))
+                return KVBudgetProblem.Choice(high: k, keyBits: bits.key, valueBits: bits.value, lowBits: k == free ? nil : bits.low)
+            }
         }
         func fits(_ high: [Int]) -> Bool {
             choices(high).enumerated().reduce(0) { $0 + p.bytes($1.element, layer: $1.offset) } <= budget
