@@ -17,6 +17,9 @@ public struct KVLayerLayout: Codable, Sendable, Equatable {
     public var bytes: Int
     /// Predicted fidelity of the layer under the profile (Docs/kv-budgets.md).
     public var fidelity: Double
+    /// Predicted attention mass of the tokens kept at any precision (R_l(sinks + window + high),
+    /// or 1 when the rest is kept at low bits).
+    public var retainedMass: Double?
     /// Bytes of this layer's cache per home tier, filled in once placement has run.
     public var home: [String: Int]?
 

@@ -235,7 +235,7 @@ struct Compile: ParsableCommand {
         out += kv.profile == "default" ? " (no --profile: the documented default curves, Docs/kv-profile.md)\n" : "\n"
         func right(_ s: String, _ n: Int) -> String { String(repeating: " ", count: max(0, n - s.count)) + s }
         func left(_ s: String, _ n: Int) -> String { s + String(repeating: " ", count: max(0, n - s.count)) }
-        out += "          layer  sink+win   high  K/V bits  rest                   bytes  fidelity  home\n"
+        out += "          layer  sink+win   high  K/V bits  rest                   bytes    mass  fidelity  home\n"
         for l in kv.layers {
             let rest = l.lowTokens == 0 ? "—" : l.lowBits == 0 ? "\(l.lowTokens) evicted" : "\(l.lowTokens) at \(l.lowBits) bits"
             out += "          " + right("\(l.layer)", 5) + "  " + right("\(l.sinkTokens + l.windowTokens)", 8) + "  " + right("\(l.highTokens)", 5)
@@ -243,9 +243,10 @@ struct Compile: ParsableCommand {
             let home = (l.home ?? [:]).filter { $0.value > 0 }.keys.sorted { a, b in
                 (target.tiers.firstIndex { $0.name == a } ?? 0) < (target.tiers.firstIndex { $0.name == b } ?? 0)
             }
-            out += String(format: "  %.4f  ", l.fidelity) + home.joined(separator: "+") + "\n"
+            out += String(format: "  %.4f  %.4f  ", l.retainedMass ?? 0, l.fidelity) + home.joined(separator: "+") + "\n"
         }
-        out += "          total \(bytes(kv.bytes)), mean fidelity \(String(format: "%.4f", kv.fidelity))\n"
+        let mass = kv.layers.reduce(0) { $0 + ($1.retainedMass ?? 0) } / Double(max(1, kv.layers.count))
+        out += "          total \(bytes(kv.bytes)), mean retained mass \(String(format: "%.4f", mass)), mean fidelity \(String(format: "%.4f", kv.fidelity))\n"
         if target.tiers.count > 2 {
             // KV outside the first backing tier is read over the slower link every step.
             let first = target.tiers[1].name

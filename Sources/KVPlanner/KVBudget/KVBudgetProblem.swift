@@ -148,9 +148,12 @@ public struct KVBudgetProblem: Sendable {
 
     /// The layout record of a choice.
     public func layout(_ choice: Choice, layer l: Int) -> KVLayerLayout {
-        KVLayerLayout(layer: l, sinkTokens: sinkTokens, windowTokens: windowTokens, highTokens: choice.high,
+        var out = KVLayerLayout(layer: l, sinkTokens: sinkTokens, windowTokens: windowTokens, highTokens: choice.high,
                       keyBitsHigh: choice.keyBits.bits, valueBitsHigh: choice.valueBits.bits,
                       lowTokens: freeTokens - choice.high, lowBits: choice.lowBits?.bits ?? 0,
                       bytes: bytes(choice, layer: l), fidelity: fidelity(choice, layer: l))
+        out.retainedMass = choice.lowBits == nil
+            ? profile.retention(layer: l, fraction: Double(sinkTokens + windowTokens + choice.high) / Double(max(1, context))) : 1
+        return out
     }
 }
