@@ -15,6 +15,7 @@ let package = Package(
         .library(name: "KVAlloc", targets: ["KVAlloc"]),
         .library(name: "KVArtifact", targets: ["KVArtifact"]),
         .library(name: "KVQuant", targets: ["KVQuant"]),
+        .library(name: "KVRuntime", targets: ["KVRuntime"]),
     ],
     dependencies: [
         // The CLI's flag parsing, help and usage errors.
@@ -33,11 +34,13 @@ let package = Package(
         .target(name: "KVArtifact"),
         // KV block formats: exact sizes, reference pack/unpack (shared by compiler and runtime).
         .target(name: "KVQuant"),
+        // The run side: loads artifacts and executes them; never links GLPK or the graph language.
+        .target(name: "KVRuntime", dependencies: ["KVArtifact", "KVQuant"]),
         .target(name: "KVPlanner", dependencies: ["KVGraph", "KVAlloc", "KVArtifact", "KVSolver", "KVQuant"]),
         .executableTarget(
             name: "kvplan",
             dependencies: [
-                "KVGraph", "KVPlanner", "KVSolver", "KVAlloc", "KVArtifact", "KVQuant",
+                "KVGraph", "KVPlanner", "KVSolver", "KVAlloc", "KVArtifact", "KVQuant", "KVRuntime",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -48,6 +51,7 @@ let package = Package(
         .testTarget(name: "KVAllocTests", dependencies: ["KVAlloc", "KVSolver"]),
         .testTarget(name: "KVPlannerTests", dependencies: ["KVPlanner", "KVGraph", "KVArtifact", "KVAlloc", "KVQuant"]),
         .testTarget(name: "KVQuantTests", dependencies: ["KVQuant"]),
+        .testTarget(name: "KVRuntimeTests", dependencies: ["KVRuntime", "KVArtifact"]),
         .testTarget(name: "kvplanTests", dependencies: ["kvplan"]),
     ]
 )

@@ -138,6 +138,8 @@ struct Compile: ParsableCommand {
         do { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) } catch {
             throw UserError("cannot create '\(directory)': \(error.localizedDescription)")
         }
+        // program.json first: a directory with plan.json always has the program it was planned for.
+        try writeAtomically(String(decoding: try ProgramExport.program(graph).encoded(), as: UTF8.self), to: "\(directory)/program.json")
         try writeAtomically(String(decoding: try plan.encoded(), as: UTF8.self), to: "\(directory)/plan.json")
         print(Self.summary(plan, directory: directory, seconds: (clock.now - started) / .seconds(1)), terminator: "")
     }
@@ -288,7 +290,7 @@ struct Compile: ParsableCommand {
 
     /// The human summary: per-tier peaks, bytes per link, time, traffic, solver, baselines.
     static func summary(_ plan: Plan, directory: String, seconds: Double) -> String {
-        var out = "\(plan.model) on \(plan.target.name): \(plan.steps.count) steps, \(plan.values.count) values → \(directory)/plan.json\n"
+        var out = "\(plan.model) on \(plan.target.name): \(plan.steps.count) steps, \(plan.values.count) values → \(directory)/plan.json, program.json\n"
         let gap = plan.solver.gap.map { String(format: ", window gap %.2f%%", $0 * 100) } ?? ""
         out += "solver    \(plan.solver.method) (\(plan.solver.status))\(gap), \(String(format: "%.3f", seconds)) s\n"
         if let order = plan.solver.order { out += "order     \(order)\n" }

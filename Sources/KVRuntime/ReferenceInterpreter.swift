@@ -1,0 +1,335 @@
+import Foundation
+import KVArtifact
+
+// The reference interpreter: a plain f32 implementation of every runnable op of a ModelProgram,
+// independent of the plan, its tiers and tiles, and of generated code. It is what generated
+// kernels and the planned schedule are checked against, so it is written for obviousness, not
+// speed: one loop nest per op, dot products accumulated in Double, no SIMD, no blocking. Decode
+// attention keeps a full-precision f32 cache per layer ([batch, ctx, kv_heads, head_dim]) and a
+// per-sequence length: each step writes the new token's K/V at the current length and attends
+// over everything written so far (the last `window` tokens when the op has one). Semantics of
+// every op, with the defaults the graph language documents: Docs/runtime.md.
+
+/// Runs a ModelProgram one decode step at a time in plain f32.
+public struct ReferenceInterpreter {
+    public let program: ModelProgram
+    /// Current values by tensor index (f32 tensors; i32 inputs are stored as exact integers in Float).
+    public private(set) var values: [[Float]]
+    /// Tokens written so far, per cache tensor index and sequence.
+    public private(set) var lengths: [Int: [Int]] = [:]
+
+    /// An interpreter over `program` with `weights` (by tensor name, f32, row-major).
+    public init(program: ModelProgram, weights: [String: [Float]]) throws(RuntimeError) {
+        try Self.check(program)
+        self.program = program
+        values = program.tensors.map { _ in [] }
+        for (i, t) in program.tensors.enumerated() {
+            switch t.kind {
+            case "weight":
+                guard let w = weights[t.name] else { throw RuntimeError("no weights for '\(t.name)'") }
+                guard w.count == t.elementCount else {
+                    throw RuntimeError("weights for '\(t.name)' have \(w.count) elements; its shape \(t.shape) has \(t.elementCount)")
+                }
+                values[i] = w
+            case "cache":
+                values[i] = Array(repeating: 0, count: t.elementCount)
+                lengths[i] = Array(repeating: 0, count: t.shape.first ?? 1)
+            default:
+                break
+            }
+        }
+    }
+
+    /// The ops this interpreter runs (Docs/runtime.md); others are refused when loading.
+    public static let runnable: Set<String> = ["embed", "matmul", "add", "mul", "rmsnorm", "layernorm", "rope", "attention",
+                                               "softmax", "silu", "gelu", "relu", "silu_mul", "reshape"]
+
+    static func check(_ program: ModelProgram) throws(RuntimeError) {
+        do { try program.validate() } catch { throw RuntimeError(error.message) }
+        for op in program.ops where !runnable.contains(op.kind) {
+            throw RuntimeError("op '\(op.name)' (\(op.kind)) cannot be executed by the runtime; runnable ops: \(runnable.sorted().joined(separator: ", "))")
+        }
+    }
+
+    /// Sets an input tensor (by index) for the next step.
+    public mutating func setInput(_ index: Int, _ data: [Float]) throws(RuntimeError) {
+        let t = program.tensors[index]
+        guard data.count == t.elementCount else { throw RuntimeError("input '\(t.name)' takes \(t.elementCount) values, got \(data.count)") }
+        values[index] = data
+    }
+
+    /// Runs every op once; `observe` sees each op's index and its first result after it ran.
+    public mutating func step(observe: ((Int, [Float]) -> Void)? = nil) throws(RuntimeError) {
+        for (i, op) in program.ops.enumerated() {
+            let out = try run(op)
+            for (r, data) in zip(op.results, out) { values[r] = data }
+            observe?(i, out.first ?? [])
+        }
+    }
+
+    /// Forgets every cache's contents (a new sequence).
+    public mutating func reset() {
+        for (i, t) in program.tensors.enumerated() where t.kind == "cache" {
+            values[i] = Array(repeating: 0, count: t.elementCount)
+            lengths[i] = Array(repeating: 0, count: t.shape.first ?? 1)
+        }
+    }
+
+    // MARK: ops
+
+    private mutating func run(_ op: ModelProgram.Op) throws(RuntimeError) -> [[Float]] {
+        let shapes = op.operands.map { program.tensors[$0].shape }
+        let x = op.operands.map { values[$0] }
+        let outShape = program.tensors[op.results[0]].shape
+        switch op.kind {
+        case "embed":
+            let (rows, width) = (shapes[0][0], shapes[0][1])
+            var out = [Float](repeating: 0, count: x[1].count * width)
+            for (i, id) in x[1].enumerated() {
+                let row = Int(id)
+                guard row >= 0 && row < rows else { throw RuntimeError("'\(op.name)': id \(row) is outside the table's \(rows) rows") }
+                for j in 0..<width { out[i * width + j] = x[0][row * width + j] }
+            }
+            return [out]
+        case "matmul":
+            return [Self.matmul(x[0], shapes[0], x[1], shapes[1], transposeB: op.bool("transpose_b") ?? false,
+                                bias: x.count > 2 ? x[2] : nil, outShape: outShape)]
+        case "add", "mul":
+            return [Self.broadcast(x[0], shapes[0], x[1], shapes[1], outShape) { op.kind == "add" ? $0 + $1 : $0 * $1 }]
+        case "rmsnorm":
+            return [Self.rowwise(x[0], width: shapes[0].last!) { row in
+                let ms = row.reduce(0.0) { $0 + Double($1) * Double($1) } / Double(row.count)
+                let r = 1 / (ms + (op.double("eps") ?? 1e-6)).squareRoot()
+                return row.indices.map { Float(Double(row[$0]) * r) * x[1][$0] }
+            }]
+        case "layernorm":
+            return [Self.rowwise(x[0], width: shapes[0].last!) { row in
+                let mean = row.reduce(0.0) { $0 + Double($1) } / Double(row.count)
+                let variance = row.reduce(0.0) { $0 + (Double($1) - mean) * (Double($1) - mean) } / Double(row.count)
+                let r = 1 / (variance + (op.double("eps") ?? 1e-5)).squareRoot()
+                return row.indices.map { Float((Double(row[$0]) - mean) * r) * x[1][$0] + (x.count > 2 ? x[2][$0] : 0) }
+            }]
+        case "rope":
+            return [Self.rope(x[0], width: shapes[0].last!, positions: x[1], op: op)]
+        case "attention":
+            return [try attention(op, x, shapes)]
+        case "softmax":
+            let axis = op.int("axis") ?? -1
+            guard axis == -1 || axis == shapes[0].count - 1 else { throw RuntimeError("'\(op.name)': softmax over axis \(axis) (only the last axis runs)") }
+            return [Self.rowwise(x[0], width: shapes[0].last!) { Self.softmax($0) }]
+        case "silu": return [x[0].map(Self.silu)]
+        case "relu": return [x[0].map { max(0, $0) }]
+        case "gelu": return [x[0].map { Self.gelu($0, tanh: op.string("approximate") == "tanh") }]
+        case "silu_mul": return [zip(x[0], x[1]).map { Self.silu($0) * $1 }]
+        case "reshape": return [x[0]]
+        default: throw RuntimeError("op '\(op.name)' (\(op.kind)) cannot be executed")
+        }
+    }
+
+    static func silu(_ v: Float) -> Float { Float(Double(v) / (1 + exp(-Double(v)))) }
+
+    static func gelu(_ v: Float, tanh useTanh: Bool) -> Float {
+        let x = Double(v)
+        if useTanh { return Float(0.5 * x * (1 + Foundation.tanh((2 / Double.pi).squareRoot() * (x + 0.044715 * x * x * x)))) }
+        return Float(0.5 * x * (1 + erf(x / 2.0.squareRoot())))
+    }
+
+    static func softmax(_ row: [Float]) -> [Float] {
+        let m = row.max() ?? 0
+        let e = row.map { exp(Double($0 - m)) }
+        let s = e.reduce(0, +)
+        return e.map { Float($0 / s) }
+    }
+
+    static func rowwise(_ x: [Float], width: Int, _ f: ([Float]) -> [Float]) -> [Float] {
+        guard width > 0 else { return x }
+        var out: [Float] = []
+        out.reserveCapacity(x.count)
+        for start in stride(from: 0, to: x.count, by: width) { out += f(Array(x[start..<start + width])) }
+        return out
+    }
+
+    /// a [..., M, K] × b ([K, N], or [N, K] transposed; or batched with equal leading axes).
+    static func matmul(_ a: [Float], _ aShape: [Int], _ b: [Float], _ bShape: [Int], transposeB: Bool, bias: [Float]?, outShape: [Int]) -> [Float] {
+        let k = aShape.last!
+        let n = outShape.last!
+        let rows = a.count / max(1, k)
+        let batched = bShape.count > 2
+        let bMatrix = batched ? bShape.suffix(2).reduce(1, *) : 0
+        let rowsPerBatch = batched ? aShape[aShape.count - 2] : rows
+        var out = [Float](repeating: 0, count: rows * n)
+        for r in 0..<rows {
+            let base = batched ? (r / rowsPerBatch) * bMatrix : 0
+            for j in 0..<n {
+                var acc = 0.0
+                for t in 0..<k {
+                    let bv = transposeB ? b[base + j * k + t] : b[base + t * n + j]
+                    acc += Double(a[r * k + t]) * Double(bv)
+                }
+                out[r * n + j] = Float(acc) + (bias?[j] ?? 0)
+            }
+        }
+        return out
+    }
+
+    /// Elementwise with numpy broadcasting (shapes right-aligned, extents 1 stretch).
+    static func broadcast(_ a: [Float], _ aShape: [Int], _ b: [Float], _ bShape: [Int], _ outShape: [Int], _ f: (Float, Float) -> Float) -> [Float] {
+        if aShape == bShape { return zip(a, b).map(f) }
+        let rank = outShape.count
+        func strides(_ shape: [Int]) -> [Int] {
+            let padded = Array(repeating: 1, count: rank - shape.count) + shape
+            var s = Array(repeating: 0, count: rank)
+            var acc = 1
+            for d in stride(from: rank - 1, through: 0, by: -1) {
+                s[d] = padded[d] == 1 ? 0 : acc
+                acc *= padded[d]
+            }
+            return s
+        }
+        let (sa, sb) = (strides(aShape), strides(bShape))
+        let count = outShape.reduce(1, *)
+        var out = [Float](repeating: 0, count: count)
+        var index = Array(repeating: 0, count: rank)
+        for i in 0..<count {
+            var ia = 0, ib = 0
+            for d in 0..<rank { ia += index[d] * sa[d]; ib += index[d] * sb[d] }
+            out[i] = f(a[ia], b[ib])
+            var d = rank - 1
+            while d >= 0 {
+                index[d] += 1
+                if index[d] < outShape[d] { break }
+                index[d] = 0
+                d -= 1
+            }
+        }
+        return out
+    }
+
+    /// Inverse frequencies of rotary embedding for a head of `rotary` dims, with llama3 scaling when asked.
+    public static func ropeFrequencies(rotary: Int, op: ModelProgram.Op) -> [Double] {
+        let theta = op.double("theta") ?? 10000
+        var inv = (0..<rotary / 2).map { 1 / pow(theta, Double(2 * $0) / Double(rotary)) }
+        if op.string("scaling") == "llama3", let factor = op.double("factor"), let low = op.double("low_freq_factor"),
+           let high = op.double("high_freq_factor"), let original = op.double("original_max_positions") {
+            // Hugging Face's _compute_llama3_parameters.
+            let lowWavelength = original / low, highWavelength = original / high
+            inv = inv.map { f in
+                let wavelength = 2 * Double.pi / f
+                if wavelength < highWavelength { return f }
+                if wavelength > lowWavelength { return f / factor }
+                let smooth = (original / wavelength - low) / (high - low)
+                return (1 - smooth) * f / factor + smooth * f
+            }
+        }
+        return inv
+    }
+
+    /// Rotary embedding, Hugging Face's rotate-half convention, on the first `rotary_dim` dims of each head.
+    static func rope(_ x: [Float], width: Int, positions: [Float], op: ModelProgram.Op) -> [Float] {
+        let heads = op.int("heads") ?? 1
+        let d = width / heads
+        let rotary = op.int("rotary_dim") ?? d
+        let half = rotary / 2
+        let inv = ropeFrequencies(rotary: rotary, op: op)
+        var out = x
+        let rows = x.count / max(1, width)
+        for r in 0..<rows {
+            let p = Double(positions[r % max(1, positions.count)])
+            for h in 0..<heads {
+                let base = r * width + h * d
+                for i in 0..<half {
+                    let angle = p * inv[i]
+                    let (c, s) = (cos(angle), sin(angle))
+                    let (x1, x2) = (Double(x[base + i]), Double(x[base + i + half]))
+                    out[base + i] = Float(x1 * c - x2 * s)
+                    out[base + i + half] = Float(x2 * c + x1 * s)
+                }
+            }
+        }
+        return out
+    }
+
+    private mutating func attention(_ op: ModelProgram.Op, _ x: [[Float]], _ shapes: [[Int]]) throws(RuntimeError) -> [Float] {
+        let heads = op.int("heads") ?? 1
+        let kvHeads = op.int("kv_heads") ?? heads
+        let group = heads / kvHeads
+        let d = shapes[0].last! / heads
+        let dv = shapes[2].last! / kvHeads
+        let scale = op.double("scale") ?? 1 / Double(d).squareRoot()
+        if x.count == 5 {
+            // Decode: append, then attend over the cache.
+            let (kc, vc) = (op.operands[3], op.operands[4])
+            let (batch, capacity) = (shapes[3][0], shapes[3][1])
+            var out = [Float](repeating: 0, count: batch * heads * dv)
+            for b in 0..<batch {
+                let position = lengths[kc]![b]
+                guard position < capacity else {
+                    throw RuntimeError("'\(op.name)': the KV cache holds \(capacity) tokens and is full (sequence \(b))")
+                }
+                for j in 0..<kvHeads * d { values[kc][(b * capacity + position) * kvHeads * d + j] = x[1][b * kvHeads * d + j] }
+                for j in 0..<kvHeads * dv { values[vc][(b * capacity + position) * kvHeads * dv + j] = x[2][b * kvHeads * dv + j] }
+                lengths[kc]![b] = position + 1
+                lengths[vc]![b] = position + 1
+                let first = max(0, position + 1 - (op.int("window") ?? capacity))
+                for h in 0..<heads {
+                    let g = h / group
+                    let q = (0..<d).map { Double(x[0][b * heads * d + h * d + $0]) }
+                    var scores: [Double] = []
+                    for t in first...position {
+                        let base = ((b * capacity + t) * kvHeads + g) * d
+                        var dot = 0.0
+                        for i in 0..<d { dot += q[i] * Double(values[kc][base + i]) }
+                        scores.append(dot * scale)
+                    }
+                    let m = scores.max()!
+                    let e = scores.map { exp($0 - m) }
+                    let s = e.reduce(0, +)
+                    for i in 0..<dv {
+                        var acc = 0.0
+                        for (n, t) in (first...position).enumerated() { acc += e[n] * Double(values[vc][((b * capacity + t) * kvHeads + g) * dv + i]) }
+                        out[(b * heads + h) * dv + i] = Float(acc / s)
+                    }
+                }
+            }
+            return out
+        }
+        // Over a sequence: q, k, v [B, S, heads·d].
+        let (batch, length) = (shapes[0][0], shapes[0][1])
+        let causal = op.bool("causal") ?? true
+        let window = op.int("window") ?? length
+        var out = [Float](repeating: 0, count: batch * length * heads * dv)
+        for b in 0..<batch {
+            for h in 0..<heads {
+                let g = h / group
+                for i in 0..<length {
+                    let last = causal ? i : length - 1
+                    let first = causal ? max(0, i + 1 - window) : 0
+                    var scores: [Double] = []
+                    for t in first...last {
+                        var dot = 0.0
+                        for c in 0..<d {
+                            dot += Double(x[0][(b * length + i) * heads * d + h * d + c]) * Double(x[1][(b * length + t) * kvHeads * d + g * d + c])
+                        }
+                        scores.append(dot * scale)
+                    }
+                    let m = scores.max()!
+                    let e = scores.map { exp($0 - m) }
+                    let s = e.reduce(0, +)
+                    for c in 0..<dv {
+                        var acc = 0.0
+                        for (n, t) in (first...last).enumerated() { acc += e[n] * Double(x[2][(b * length + t) * kvHeads * dv + g * dv + c]) }
+                        out[((b * length + i) * heads + h) * dv + c] = Float(acc / s)
+                    }
+                }
+            }
+        }
+        return out
+    }
+}
+
+/// A run-side failure, with what and where.
+public struct RuntimeError: Error, Equatable, CustomStringConvertible {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
