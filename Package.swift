@@ -52,6 +52,6 @@ let package = Package(
         .testTarget(name: "KVPlannerTests", dependencies: ["KVPlanner", "KVGraph", "KVArtifact", "KVAlloc", "KVQuant"]),
         .testTarget(name: "KVQuantTests", dependencies: ["KVQuant"]),
         .testTarget(name: "KVRuntimeTests", dependencies: ["KVRuntime", "KVArtifact"]),
-        .testTarget(name: "kvplanTests", dependencies: ["kvplan"]),
+        .testTarget(name: "kvplanTests", dependencies: ["kvplan", "KVRuntime", "KVArtifact"]),
     ]
 )

@@ -42,7 +42,7 @@ public struct ReferenceInterpreter {
 
     /// The ops this interpreter runs (Docs/runtime.md); others are refused when loading.
     public static let runnable: Set<String> = ["embed", "matmul", "add", "mul", "rmsnorm", "layernorm", "rope", "attention",
-                                               "softmax", "silu", "gelu", "relu", "silu_mul", "reshape"]
+                                               "softmax", "silu", "gelu", "relu", "silu_mul", "reshape", "split", "concat"]
 
     static func check(_ program: ModelProgram) throws(RuntimeError) {
         do { try program.validate() } catch { throw RuntimeError(error.message) }
@@ -122,9 +122,39 @@ public struct ReferenceInterpreter {
         case "gelu": return [x[0].map { Self.gelu($0, tanh: op.string("approximate") == "tanh") }]
         case "silu_mul": return [zip(x[0], x[1]).map { Self.silu($0) * $1 }]
         case "reshape": return [x[0]]
+        case "split":
+            let shape = shapes[0]
+            let axis = Self.axis(op.int("axis") ?? -1, rank: shape.count)
+            let sizes = op.results.map { program.tensors[$0].shape[axis] }
+            let inner = shape[(axis + 1)...].reduce(1, *), outer = shape[..<axis].reduce(1, *)
+            var offset = 0
+            return sizes.map { size in
+                defer { offset += size }
+                var part: [Float] = []
+                part.reserveCapacity(outer * size * inner)
+                for o in 0..<outer {
+                    let start = (o * shape[axis] + offset) * inner
+                    part += x[0][start..<start + size * inner]
+                }
+                return part
+            }
+        case "concat":
+            let axis = Self.axis(op.int("axis") ?? 0, rank: outShape.count)
+            let inner = outShape[(axis + 1)...].reduce(1, *), outer = outShape[..<axis].reduce(1, *)
+            var out: [Float] = []
+            out.reserveCapacity(outShape.reduce(1, *))
+            for o in 0..<outer {
+                for (part, shape) in zip(x, shapes) {
+                    let span = shape[axis] * inner
+                    out += part[o * span..<(o + 1) * span]
+                }
+            }
+            return [out]
         default: throw RuntimeError("op '\(op.name)' (\(op.kind)) cannot be executed")
         }
     }
+
+    static func axis(_ a: Int, rank: Int) -> Int { a < 0 ? a + rank : a }
 
     static func silu(_ v: Float) -> Float { Float(Double(v) / (1 + exp(-Double(v)))) }
 

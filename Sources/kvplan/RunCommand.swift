@@ -10,14 +10,18 @@ struct Run: ParsableCommand {
         discussion: """
         This build executes DIR/program.json with the reference interpreter (plain f32, a \
         full-precision KV cache); generated kernels, tier arenas and the packed KV cache are not \
-        built yet, and the output says so. Without --weights the weights are a deterministic \
-        seeded initialisation (announced), so the text is noise, but reproducible. \
+        built yet, and the output says so. --weights reads a Hugging Face safetensors checkpoint \
+        (tensor names mapped from the importer's, shapes checked); without it the weights are a \
+        deterministic seeded initialisation (announced), so the text is noise, but reproducible. \
         Exit codes: 0 done, 1 bad input, 64 bad usage.
         """
     )
 
     @Argument(help: "An artifact directory written by kvplan compile.")
     var directory: String
+
+    @Option(help: "A Hugging Face model.safetensors (f32, f16 or bf16) whose tensors match the program's weights.")
+    var weights: String?
 
     @Option(help: "Prompt text (default: a newline).")
     var prompt: String?
@@ -63,10 +67,16 @@ struct Run: ParsableCommand {
             throw UserError("the prompt (\(text.count) bytes) and --max-tokens \(maxTokens) need \(max(1, text.count) + maxTokens) tokens; the KV cache holds \(capacity) (compile with a larger --context)")
         }
         printError("note: reference interpreter (plain f32, full-precision KV cache); generated kernels are not built yet\n")
-        printError("note: no --weights: deterministic seeded weights (seed \(seed)), the text is noise\n")
         let started = ContinuousClock.now
         do {
-            var generator = try Generator(try ReferenceInterpreter(program: program, weights: SeededWeights.make(program, seed: seed)))
+            let values: [String: [Float]]
+            if let weights {
+                values = try CheckpointWeights.load(program, from: try SafetensorsFile(path: weights))
+            } else {
+                printError("note: no --weights: deterministic seeded weights (seed \(seed)), the text is noise\n")
+                values = SeededWeights.make(program, seed: seed)
+            }
+            var generator = try Generator(try ReferenceInterpreter(program: program, weights: values))
             FileHandle.standardOutput.write(Data(text))
             let out = try generator.generate(prompt: text, maxTokens: maxTokens, temperature: temperature, seed: seed) { byte in
                 FileHandle.standardOutput.write(Data([byte]))

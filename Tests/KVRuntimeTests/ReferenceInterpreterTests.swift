@@ -108,6 +108,27 @@ struct ReferenceInterpreterTests {
         #expect(throws: RuntimeError("'out': the KV cache holds 2 tokens and is full (sequence 0)")) { try i.step() }
     }
 
+    @Test("split along the last axis and concat back along it and along the first")
+    func splitConcat() throws {
+        let tensors = [
+            ModelProgram.Tensor(name: "x", kind: "input", dtype: "f32", shape: [2, 3]),
+            ModelProgram.Tensor(name: "a", kind: "activation", dtype: "f32", shape: [2, 1]),
+            ModelProgram.Tensor(name: "b", kind: "activation", dtype: "f32", shape: [2, 2]),
+            ModelProgram.Tensor(name: "c", kind: "activation", dtype: "f32", shape: [2, 3]),
+            ModelProgram.Tensor(name: "d", kind: "output", dtype: "f32", shape: [4, 1]),
+        ]
+        let p = ModelProgram(model: "t", dimensions: [:], tensors: tensors, ops: [
+            ModelProgram.Op(name: "a", kind: "split", operands: [0], results: [1, 2], updates: [], attributes: ["sizes": .ints([1, 2])]),
+            ModelProgram.Op(name: "c", kind: "concat", operands: [2, 1], results: [3], updates: [], attributes: ["axis": .int(-1)]),
+            ModelProgram.Op(name: "d", kind: "concat", operands: [1, 1], results: [4], updates: [], attributes: ["axis": .int(0)]),
+        ])
+        var i = try ReferenceInterpreter(program: p, weights: [:])
+        try i.setInput(0, [1, 2, 3, 4, 5, 6])
+        try i.step()
+        #expect(i.values[1] == [1, 4] && i.values[2] == [2, 3, 5, 6])
+        #expect(i.values[3] == [2, 3, 1, 5, 6, 4] && i.values[4] == [1, 4, 1, 4])
+    }
+
     @Test("a program with an op the runtime cannot run, or missing weights, is refused by name")
     func refusals() throws {
         let conv = oneOp("conv2d", inputs: [("x", "input", [1, 1, 2, 2]), ("w", "weight", [1, 1, 1, 1])], output: [1, 1, 2, 2])

@@ -1,0 +1,41 @@
+import Foundation
+import KVArtifact
+import KVRuntime
+import Testing
+
+@Suite("kvplan run", .serialized)
+struct RunCLITests {
+    let cli = CLITests()
+
+    @Test("compile then run: deterministic bytes; the same weights from a safetensors checkpoint give the same text; bad input refused")
+    func generate() throws {
+        let dir = try cli.temporaryDirectory()
+        let tiny = CLITests.root.appendingPathComponent("Graphs/tiny-llama.graph").path
+        #expect(try cli.run(["compile", tiny, "--solver", "msa", "-o", dir.path]).status == 0)
+        let first = try cli.run(["run", dir.path, "--prompt", "ab", "--max-tokens", "3"])
+        #expect(first.status == 0, "\(first.stderr)")
+        #expect(first.stdout.hasPrefix("ab") && first.stderr.contains("5 tokens in"), "\(first.stderr)")
+        #expect(first.stderr.contains("reference interpreter") && first.stderr.contains("seeded weights (seed 0)"))
+        #expect(try cli.run(["run", dir.path, "--prompt", "ab", "--max-tokens", "3"]).stdout == first.stdout)
+
+        // The seeded weights written as an HF checkpoint (HF names, f32) must give the same text.
+        let program = try JSONDecoder().decode(ModelProgram.self, from: Data(contentsOf: dir.appendingPathComponent("program.json")))
+        let weights = SeededWeights.make(program, seed: 0)
+        let tensors = program.tensors.filter { $0.kind == "weight" }.map {
+            (name: HFTensorNames.candidates($0.name)[0], dtype: "F32", shape: $0.shape, bytes: SafetensorsFile.bytes(weights[$0.name]!))
+        }
+        let checkpoint = dir.appendingPathComponent("model.safetensors").path
+        try SafetensorsFile.write(tensors, to: checkpoint)
+        let loaded = try cli.run(["run", dir.path, "--weights", checkpoint, "--prompt", "ab", "--max-tokens", "3"])
+        #expect(loaded.status == 0 && loaded.stdout == first.stdout && !loaded.stderr.contains("seeded"), "\(loaded.stderr)")
+
+        // A checkpoint without one tensor is refused by name.
+        try SafetensorsFile.write(tensors.filter { $0.name != "model.norm.weight" }, to: checkpoint)
+        let missing = try cli.run(["run", dir.path, "--weights", checkpoint])
+        #expect(missing.status == 1 && missing.stderr.contains("no tensor for 'norm' (looked for model.norm.weight)"), "\(missing.stderr)")
+        let long = try cli.run(["run", dir.path, "--max-tokens", "5000"])
+        #expect(long.status == 1 && long.stderr.contains("the KV cache holds 1024"), "\(long.stderr)")
+        #expect(try cli.run(["run", dir.path + "/nothing"]).stderr.contains("is '\(dir.path)/nothing' a directory written by kvplan compile?"))
+        #expect(try cli.run(["run", dir.path, "--temperature=-1"]).stderr.contains("--temperature: expected"))
+    }
+}
