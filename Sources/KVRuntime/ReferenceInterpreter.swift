@@ -17,9 +17,14 @@ public struct ReferenceInterpreter {
     public private(set) var values: [[Float]]
     /// Tokens written so far, per cache tensor index and sequence.
     public private(set) var lengths: [Int: [Int]] = [:]
+    /// Packed caches per attention op's key-cache tensor and sequence, when KV layouts are given.
+    public private(set) var packed: [Int: [PackedKVCache]] = [:]
 
-    /// An interpreter over `program` with `weights` (by tensor name, f32, row-major).
-    public init(program: ModelProgram, weights: [String: [Float]]) throws(RuntimeError) {
+    /// An interpreter over `program` with `weights` (by tensor name, f32, row-major). With
+    /// `kvLayouts` (one per decode-attention op, in order: the plan's `kv.layers`), decode attention
+    /// keeps each layer's cache in that packed layout (PackedKVCache) — what the runtime holds —
+    /// instead of the f32 reference cache.
+    public init(program: ModelProgram, weights: [String: [Float]], kvLayouts: [KVLayerLayout]? = nil) throws(RuntimeError) {
         try Self.check(program)
         self.program = program
         values = program.tensors.map { _ in [] }
@@ -36,6 +41,20 @@ public struct ReferenceInterpreter {
                 lengths[i] = Array(repeating: 0, count: t.shape.first ?? 1)
             default:
                 break
+            }
+        }
+        if let kvLayouts {
+            let attention = program.ops.filter { $0.kind == "attention" && $0.operands.count == 5 }
+            guard attention.count == kvLayouts.count else {
+                throw RuntimeError("the plan has KV layouts for \(kvLayouts.count) layers; the program has \(attention.count) decode-attention ops")
+            }
+            for (op, layout) in zip(attention, kvLayouts) {
+                let cache = program.tensors[op.operands[3]]
+                let capacity = layout.sinkTokens + layout.windowTokens + layout.highTokens + layout.lowTokens
+                guard cache.shape.count == 4, capacity == cache.shape[1] else {
+                    throw RuntimeError("KV layout of layer \(layout.layer) holds \(capacity) tokens; cache '\(cache.name)' is \(cache.shape)")
+                }
+                packed[op.operands[3]] = (0..<cache.shape[0]).map { _ in PackedKVCache(layout: layout, channels: cache.shape[2] * cache.shape[3]) }
             }
         }
     }
@@ -69,6 +88,7 @@ public struct ReferenceInterpreter {
 
     /// Forgets every cache's contents (a new sequence).
     public mutating func reset() {
+        for (k, caches) in packed { packed[k] = caches.map { PackedKVCache(layout: $0.layout, channels: $0.channels) } }
         for (i, t) in program.tensors.enumerated() where t.kind == "cache" {
             values[i] = Array(repeating: 0, count: t.elementCount)
             lengths[i] = Array(repeating: 0, count: t.shape.first ?? 1)
@@ -291,6 +311,18 @@ public struct ReferenceInterpreter {
             let (kc, vc) = (op.operands[3], op.operands[4])
             let (batch, capacity) = (shapes[3][0], shapes[3][1])
             var out = [Float](repeating: 0, count: batch * heads * dv)
+            if packed[kc] != nil {
+                for b in 0..<batch {
+                    guard packed[kc]![b].count < capacity else {
+                        throw RuntimeError("'\(op.name)': the KV cache holds \(capacity) tokens and is full (sequence \(b))")
+                    }
+                    packed[kc]![b].append(key: Array(x[1][b * kvHeads * d..<(b + 1) * kvHeads * d]),
+                                          value: Array(x[2][b * kvHeads * dv..<(b + 1) * kvHeads * dv]))
+                    let q = Array(x[0][b * heads * d..<(b + 1) * heads * d])
+                    out.replaceSubrange(b * heads * dv..<(b + 1) * heads * dv, with: packed[kc]![b].attend(q, heads: heads, kvHeads: kvHeads, scale: scale))
+                }
+                return out
+            }
             for b in 0..<batch {
                 let position = lengths[kc]![b]
                 guard position < capacity else {

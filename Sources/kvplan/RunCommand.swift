@@ -66,7 +66,16 @@ struct Run: ParsableCommand {
         guard max(1, text.count) + maxTokens <= capacity else {
             throw UserError("the prompt (\(text.count) bytes) and --max-tokens \(maxTokens) need \(max(1, text.count) + maxTokens) tokens; the KV cache holds \(capacity) (compile with a larger --context)")
         }
-        printError("note: reference interpreter (plain f32, full-precision KV cache); generated kernels are not built yet\n")
+        // The plan's KV layouts, when the compile chose them: the cache is then held packed.
+        var layouts: [KVLayerLayout]?
+        if let planData = FileManager.default.contents(atPath: "\(directory)/plan.json") {
+            do { layouts = try JSONDecoder().decode(Plan.self, from: planData).kv?.layers } catch {
+                throw UserError("\(directory)/plan.json: not a valid plan (\(error))")
+            }
+        }
+        printError("note: reference interpreter (plain f32 ops); generated kernels are not built yet\n")
+        printError(layouts == nil ? "note: no KV layouts in the plan: full-precision f32 KV cache\n"
+                                  : "note: KV cache held packed in the plan's per-layer layouts\n")
         let started = ContinuousClock.now
         do {
             let values: [String: [Float]]
@@ -76,7 +85,7 @@ struct Run: ParsableCommand {
                 printError("note: no --weights: deterministic seeded weights (seed \(seed)), the text is noise\n")
                 values = SeededWeights.make(program, seed: seed)
             }
-            var generator = try Generator(try ReferenceInterpreter(program: program, weights: values))
+            var generator = try Generator(try ReferenceInterpreter(program: program, weights: values, kvLayouts: layouts))
             FileHandle.standardOutput.write(Data(text))
             let out = try generator.generate(prompt: text, maxTokens: maxTokens, temperature: temperature, seed: seed) { byte in
                 FileHandle.standardOutput.write(Data([byte]))
@@ -85,6 +94,15 @@ struct Run: ParsableCommand {
             let tokens = max(1, text.count) + out.count
             print("")
             printError(String(format: "%d tokens in %.3f s (%.1f ms/token, reference interpreter)\n", tokens, seconds, 1000 * seconds / Double(tokens)))
+            if let layouts {
+                let caches = generator.interpreter.packed.sorted { $0.key < $1.key }.map(\.value)
+                printError("layer  KV bytes planned  in use  tokens held  evicted\n")
+                for (layout, cache) in zip(layouts, caches) {
+                    let inUse = cache.reduce(0) { $0 + $1.bytes }
+                    printError(String(format: "%5d  %16d  %6d  %11d  %7d\n", layout.layer, layout.bytes, inUse,
+                                      cache.reduce(0) { $0 + $1.tokens }, cache.reduce(0) { $0 + $1.evicted }))
+                }
+            }
         } catch {
             throw UserError("\(directory): \(error.message)")
         }

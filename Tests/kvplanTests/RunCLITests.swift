@@ -38,4 +38,20 @@ struct RunCLITests {
         #expect(try cli.run(["run", dir.path + "/nothing"]).stderr.contains("is '\(dir.path)/nothing' a directory written by kvplan compile?"))
         #expect(try cli.run(["run", dir.path, "--temperature=-1"]).stderr.contains("--temperature: expected"))
     }
+
+    @Test("a plan with KV layouts runs with the packed cache, and every layer holds exactly the planned bytes")
+    func packedCache() throws {
+        let dir = try cli.temporaryDirectory()
+        let tiny = CLITests.root.appendingPathComponent("Graphs/tiny-llama.graph").path
+        #expect(try cli.run(["compile", tiny, "--solver", "msa", "--kv-ratio", "0.15", "-o", dir.path]).status == 0)
+        let plan = try JSONDecoder().decode(Plan.self, from: Data(contentsOf: dir.appendingPathComponent("plan.json")))
+        let layouts = try #require(plan.kv?.layers)
+        let r = try cli.run(["run", dir.path, "--max-tokens", "3"])
+        #expect(r.status == 0 && r.stderr.contains("KV cache held packed"), "\(r.stderr)")
+        for l in layouts {
+            // "layer  planned  in use  tokens held  evicted": planned = in use, 4 tokens held (1 prompt + 3).
+            let row = String(format: "%5d  %16d  %6d  %11d  %7d", l.layer, l.bytes, l.bytes, 4, 0)
+            #expect(r.stderr.contains(row), "\(row)\n\(r.stderr)")
+        }
+    }
 }
