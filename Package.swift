@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "KVArtifact", targets: ["KVArtifact"]),
         .library(name: "KVQuant", targets: ["KVQuant"]),
         .library(name: "KVRuntime", targets: ["KVRuntime"]),
+        .library(name: "KVCodegen", targets: ["KVCodegen"]),
     ],
     dependencies: [
         // The CLI's flag parsing, help and usage errors.
@@ -36,11 +37,13 @@ let package = Package(
         .target(name: "KVQuant"),
         // The run side: loads artifacts and executes them; never links GLPK or the graph language.
         .target(name: "KVRuntime", dependencies: ["KVArtifact", "KVQuant"]),
+        // Swift source emission from a plan's program; the compile side's last stage.
+        .target(name: "KVCodegen", dependencies: ["KVArtifact", "KVQuant"]),
         .target(name: "KVPlanner", dependencies: ["KVGraph", "KVAlloc", "KVArtifact", "KVSolver", "KVQuant"]),
         .executableTarget(
             name: "kvplan",
             dependencies: [
-                "KVGraph", "KVPlanner", "KVSolver", "KVAlloc", "KVArtifact", "KVQuant", "KVRuntime",
+                "KVGraph", "KVPlanner", "KVSolver", "KVAlloc", "KVArtifact", "KVQuant", "KVRuntime", "KVCodegen",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -52,6 +55,8 @@ let package = Package(
         .testTarget(name: "KVPlannerTests", dependencies: ["KVPlanner", "KVGraph", "KVArtifact", "KVAlloc", "KVQuant"]),
         .testTarget(name: "KVQuantTests", dependencies: ["KVQuant"]),
         .testTarget(name: "KVRuntimeTests", dependencies: ["KVRuntime", "KVArtifact"]),
+        // Compiles emitted kernels with swiftc and runs them against the reference interpreter.
+        .testTarget(name: "KVCodegenTests", dependencies: ["KVCodegen", "KVRuntime", "KVArtifact", "KVPlanner", "KVGraph"]),
         .testTarget(name: "kvplanTests", dependencies: ["kvplan", "KVRuntime", "KVArtifact"]),
     ]
 )

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import KVArtifact
+import KVCodegen
 import KVGraph
 import KVPlanner
 
@@ -140,8 +141,18 @@ struct Compile: ParsableCommand {
         }
         // program.json first: a directory with plan.json always has the program it was planned for.
         try writeAtomically(String(decoding: try ProgramExport.program(graph).encoded(), as: UTF8.self), to: "\(directory)/program.json")
+        // Generated kernels where the program has them (first slice: f32 decoders, Docs/codegen.md).
+        var codegenNote = ""
+        do {
+            let (kernels, schedule) = try SwiftEmitter(program: ProgramExport.program(graph)).emit()
+            try writeAtomically(kernels, to: "\(directory)/Kernels.swift")
+            try writeAtomically(schedule, to: "\(directory)/Schedule.swift")
+            codegenNote = "codegen   Kernels.swift, Schedule.swift (f32 kernels on one arena; not yet used by kvplan run)\n"
+        } catch let error as CodegenError {
+            codegenNote = "codegen   none: \(error.message)\n"
+        }
         try writeAtomically(String(decoding: try plan.encoded(), as: UTF8.self), to: "\(directory)/plan.json")
-        print(Self.summary(plan, directory: directory, seconds: (clock.now - started) / .seconds(1)), terminator: "")
+        print(Self.summary(plan, directory: directory, seconds: (clock.now - started) / .seconds(1)) + codegenNote, terminator: "")
     }
 
     /// The KV budget pass's policy, budget source and profile, when any KV flag is given.

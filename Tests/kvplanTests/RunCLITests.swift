@@ -54,4 +54,18 @@ struct RunCLITests {
             #expect(r.stderr.contains(row), "\(row)\n\(r.stderr)")
         }
     }
+
+    @Test("compile writes Kernels.swift and Schedule.swift, byte-identical on a second compile, with no model names in them")
+    func generatedSources() throws {
+        let (a, b) = (try cli.temporaryDirectory(), try cli.temporaryDirectory())
+        let tiny = CLITests.root.appendingPathComponent("Graphs/tiny-llama.graph").path
+        for dir in [a, b] { #expect(try cli.run(["compile", tiny, "--solver", "msa", "-o", dir.path]).status == 0) }
+        for file in ["Kernels.swift", "Schedule.swift", "program.json", "plan.json"] {
+            let first = try Data(contentsOf: a.appendingPathComponent(file)), second = try Data(contentsOf: b.appendingPathComponent(file))
+            #expect(first == second, "\(file) differs between two compiles")
+        }
+        let source = try String(contentsOf: a.appendingPathComponent("Kernels.swift"), encoding: .utf8)
+            + String(contentsOf: a.appendingPathComponent("Schedule.swift"), encoding: .utf8)
+        for name in ["q_proj", "k_cache", "embed_tokens", "tiny-llama"] { #expect(!source.contains(name), "\(name) reached the source") }
+    }
 }

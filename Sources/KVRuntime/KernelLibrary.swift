@@ -1,0 +1,83 @@
+import Foundation
+
+// Compiles generated Swift (Kernels.swift + Schedule.swift) into a shared library with swiftc and
+// loads it with dlopen. Flags as measured in REFERENCES §3: -O with -target-cpu haswell (AVX2 and
+// FMA; plain -O gives SSE and turns addProduct into fmaf calls), -parse-as-library, -emit-library,
+// and a module name unique to the sources' content hash. The library is cached by that hash
+// (under $KVPLAN_CACHE or the temporary directory), so identical sources compile once.
+
+/// A compiled and loaded generated schedule.
+public final class KernelLibrary {
+    public typealias Step = @convention(c) (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Int>) -> Void
+    public typealias ArenaLength = @convention(c) () -> Int
+
+    /// The library's path (in the cache).
+    public let path: String
+    /// True when this load compiled the sources (false: found in the cache).
+    public let compiled: Bool
+    private let handle: UnsafeMutableRawPointer
+    /// The generated step function and the arena length it expects.
+    public let step: Step
+    public let arenaLength: Int
+
+    /// Compiles (or finds in the cache) and loads `kernels` + `schedule`.
+    public init(kernels: String, schedule: String, swiftc: String = ProcessInfo.processInfo.environment["SWIFTC"] ?? "swiftc") throws(RuntimeError) {
+        let hash = String(Self.fnv1a(Array((kernels + "\u{0}" + schedule).utf8)), radix: 16)
+        let root = ProcessInfo.processInfo.environment["KVPLAN_CACHE"] ?? (NSTemporaryDirectory() + "kvplan-kernels")
+        let directory = "\(root)/\(hash)"
+        let library = "\(directory)/libschedule.so"
+        var built = false
+        if !FileManager.default.fileExists(atPath: library) {
+            do { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) } catch {
+                throw RuntimeError("cannot create the kernel cache '\(directory)': \(error.localizedDescription)")
+            }
+            let staging = "\(directory)/build-\(getpid())"
+            do {
+                try FileManager.default.createDirectory(atPath: staging, withIntermediateDirectories: true)
+                try kernels.write(toFile: "\(staging)/Kernels.swift", atomically: true, encoding: .utf8)
+                try schedule.write(toFile: "\(staging)/Schedule.swift", atomically: true, encoding: .utf8)
+            } catch {
+                throw RuntimeError("cannot write generated sources to '\(staging)': \(error.localizedDescription)")
+            }
+            defer { try? FileManager.default.removeItem(atPath: staging) }
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = [swiftc, "-O", "-target-cpu", "haswell", "-parse-as-library", "-emit-library",
+                                 "-module-name", "KVPlanSchedule_\(hash)", "-o", "\(staging)/libschedule.so",
+                                 "\(staging)/Kernels.swift", "\(staging)/Schedule.swift"]
+            let errors = Pipe()
+            process.standardError = errors
+            process.standardOutput = errors
+            do { try process.run() } catch { throw RuntimeError("cannot run \(swiftc): \(error.localizedDescription)") }
+            let output = errors.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            guard process.terminationStatus == 0 else {
+                throw RuntimeError("swiftc failed on the generated sources (exit \(process.terminationStatus)):\n"
+                                   + String(decoding: output.prefix(4000), as: UTF8.self))
+            }
+            // Publish atomically: a concurrent run sees the whole library or none.
+            guard rename("\(staging)/libschedule.so", library) == 0 else { throw RuntimeError("cannot move the compiled library to '\(library)'") }
+            built = true
+        }
+        guard let handle = dlopen(library, RTLD_NOW | RTLD_LOCAL) else {
+            throw RuntimeError("dlopen '\(library)': \(String(cString: dlerror()))")
+        }
+        guard let step = dlsym(handle, "kvplan_step"), let length = dlsym(handle, "kvplan_arena_length") else {
+            dlclose(handle)
+            throw RuntimeError("'\(library)' lacks kvplan_step / kvplan_arena_length")
+        }
+        self.handle = handle
+        self.path = library
+        self.compiled = built
+        self.step = unsafeBitCast(step, to: Step.self)
+        self.arenaLength = unsafeBitCast(length, to: ArenaLength.self)()
+    }
+
+    deinit { dlclose(handle) }
+
+    static func fnv1a(_ bytes: [UInt8]) -> UInt64 {
+        var h: UInt64 = 0xCBF2_9CE4_8422_2325
+        for b in bytes { h = (h ^ UInt64(b)) &* 0x100_0000_01B3 }
+        return h
+    }
+}
