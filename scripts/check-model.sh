@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # The main job on a bundled model: set-up, build, `kvplan check` of the model the
 # runtime will execute and of a real Hugging Face config, then `kvplan compile`
-# of the bundled model into out/tiny-llama.kvplan and the independent verifier on it.
+# of the bundled model into out/tiny-llama.kvplan with a KV budget (25% of the fp16 cache), the
+# independent verifier on it, and `kvplan run` (reference interpreter, packed KV cache, seeded
+# weights until the trained checkpoint lands).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -9,5 +11,6 @@ swift build -c release --product kvplan
 .build/release/kvplan check Graphs/tiny-llama.graph
 .build/release/kvplan check Graphs/hf-configs/llama-3.1-8b.json --context 8192
 mkdir -p out
-.build/release/kvplan compile Graphs/tiny-llama.graph -o out/tiny-llama.kvplan
+.build/release/kvplan compile Graphs/tiny-llama.graph --kv-ratio 0.25 -o out/tiny-llama.kvplan
 .build/release/kvplan verify out/tiny-llama.kvplan
+.build/release/kvplan run out/tiny-llama.kvplan --prompt "Hello" --max-tokens 16
