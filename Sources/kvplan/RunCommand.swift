@@ -8,9 +8,10 @@ struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Generate text with a compiled byte-level decoder (DIR from kvplan compile).",
         discussion: """
-        This build executes DIR/program.json with the reference interpreter (plain f32, a \
-        full-precision KV cache); generated kernels, tier arenas and the packed KV cache are not \
-        built yet, and the output says so. --weights reads a Hugging Face safetensors checkpoint \
+        This build executes DIR/program.json with the reference interpreter (plain f32 ops); when \
+        the plan has KV layouts the KV cache is held packed in them (per-layer bytes printed), \
+        else in f32. The generated kernels and tier arenas are not used by run yet, and the \
+        output says so. --weights reads a Hugging Face safetensors checkpoint \
         (tensor names mapped from the importer's, shapes checked); without it the weights are a \
         deterministic seeded initialisation (announced), so the text is noise, but reproducible. \
         Exit codes: 0 done, 1 bad input, 64 bad usage.
@@ -73,7 +74,7 @@ struct Run: ParsableCommand {
                 throw UserError("\(directory)/plan.json: not a valid plan (\(error))")
             }
         }
-        printError("note: reference interpreter (plain f32 ops); generated kernels are not built yet\n")
+        printError("note: reference interpreter (plain f32 ops); the generated kernels (Kernels.swift) are not used by run yet\n")
         printError(layouts == nil ? "note: no KV layouts in the plan: full-precision f32 KV cache\n"
                                   : "note: KV cache held packed in the plan's per-layer layouts\n")
         let started = ContinuousClock.now
