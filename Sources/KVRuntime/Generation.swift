@@ -71,12 +71,7 @@ public struct Generator {
         guard temperature > 0 else { return logits.indices.max { logits[$0] < logits[$1] } ?? 0 }
         let m = logits.max() ?? 0
         let weights = logits.map { exp(Double($0 - m) / temperature) }
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        z ^= z >> 31
-        var u = Double(z >> 11) / Double(1 << 53) * weights.reduce(0, +)
+        var u = Double(splitMix64(&state) >> 11) / Double(1 << 53) * weights.reduce(0, +)
         for (i, w) in weights.enumerated() {
             u -= w
             if u < 0 { return i }

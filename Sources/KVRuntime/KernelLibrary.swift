@@ -22,7 +22,7 @@ public final class KernelLibrary {
 
     /// Compiles (or finds in the cache) and loads `kernels` + `schedule`.
     public init(kernels: String, schedule: String, swiftc: String = ProcessInfo.processInfo.environment["SWIFTC"] ?? "swiftc") throws(RuntimeError) {
-        let hash = String(Self.fnv1a(Array((kernels + "\u{0}" + schedule).utf8)), radix: 16)
+        let hash = String(fnv1a(Array((kernels + "\u{0}" + schedule).utf8)), radix: 16)
         let root = ProcessInfo.processInfo.environment["KVPLAN_CACHE"] ?? (NSTemporaryDirectory() + "kvplan-kernels")
         let directory = "\(root)/\(hash)"
         let library = "\(directory)/libschedule.so"
@@ -74,10 +74,4 @@ public final class KernelLibrary {
     }
 
     deinit { dlclose(handle) }
-
-    static func fnv1a(_ bytes: [UInt8]) -> UInt64 {
-        var h: UInt64 = 0xCBF2_9CE4_8422_2325
-        for b in bytes { h = (h ^ UInt64(b)) &* 0x100_0000_01B3 }
-        return h
-    }
 }

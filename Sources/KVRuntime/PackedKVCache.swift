@@ -228,23 +228,15 @@ public struct PackedKVCache {
         let d = q.count / heads
         let dv = channels / kvHeads
         let group = heads / kvHeads
-        var out = [Double](repeating: 0, count: heads * dv)
+        var out = [Float](repeating: 0, count: heads * dv)
         var received = [Double](repeating: 0, count: rows.count)
+        guard !rows.isEmpty else { return out }
         for h in 0..<heads {
             let g = h / group
-            var scores = rows.map { row -> Double in
-                var dot = 0.0
-                for i in 0..<d { dot += Double(q[h * d + i]) * Double(row.key[g * d + i]) }
-                return dot * scale
-            }
-            let m = scores.max() ?? 0
-            scores = scores.map { exp($0 - m) }
-            let total = scores.reduce(0, +)
-            for (n, row) in rows.enumerated() {
-                let w = scores[n] / total
-                received[n] += w
-                for i in 0..<dv { out[h * dv + i] += w * Double(row.value[g * dv + i]) }
-            }
+            let head = ReferenceInterpreter.attendHead(tokens: 0...(rows.count - 1), d: d, dv: dv, scale: scale, query: { Double(q[h * d + $0]) },
+                                                       key: { Double(rows[$0].key[g * d + $1]) }, value: { Double(rows[$0].value[g * dv + $1]) })
+            for i in 0..<dv { out[h * dv + i] = Float(head.out[i]) }
+            for n in rows.indices { received[n] += head.weights[n] }
         }
         for (n, row) in rows.enumerated() {
             switch row.segment {
@@ -253,6 +245,6 @@ public struct PackedKVCache {
             default: low.score[row.slot] += received[n]
             }
         }
-        return out.map { Float($0) }
+        return out
     }
 }

@@ -335,22 +335,11 @@ public struct ReferenceInterpreter {
                 let first = max(0, position + 1 - (op.int("window") ?? capacity))
                 for h in 0..<heads {
                     let g = h / group
-                    let q = (0..<d).map { Double(x[0][b * heads * d + h * d + $0]) }
-                    var scores: [Double] = []
-                    for t in first...position {
-                        let base = ((b * capacity + t) * kvHeads + g) * d
-                        var dot = 0.0
-                        for i in 0..<d { dot += q[i] * Double(values[kc][base + i]) }
-                        scores.append(dot * scale)
-                    }
-                    let m = scores.max()!
-                    let e = scores.map { exp($0 - m) }
-                    let s = e.reduce(0, +)
-                    for i in 0..<dv {
-                        var acc = 0.0
-                        for (n, t) in (first...position).enumerated() { acc += e[n] * Double(values[vc][((b * capacity + t) * kvHeads + g) * dv + i]) }
-                        out[(b * heads + h) * dv + i] = Float(acc / s)
-                    }
+                    let (qBase, kv) = (b * heads * d + h * d, { (t: Int) in (b * capacity + t) * kvHeads + g })
+                    let head = Self.attendHead(tokens: first...position, d: d, dv: dv, scale: scale,
+                                               query: { Double(x[0][qBase + $0]) },
+                                               key: { Double(values[kc][kv($0) * d + $1]) }, value: { Double(values[vc][kv($0) * dv + $1]) })
+                    for i in 0..<dv { out[(b * heads + h) * dv + i] = Float(head.out[i]) }
                 }
             }
             return out
@@ -366,26 +355,34 @@ public struct ReferenceInterpreter {
                 for i in 0..<length {
                     let last = causal ? i : length - 1
                     let first = causal ? max(0, i + 1 - window) : 0
-                    var scores: [Double] = []
-                    for t in first...last {
-                        var dot = 0.0
-                        for c in 0..<d {
-                            dot += Double(x[0][(b * length + i) * heads * d + h * d + c]) * Double(x[1][(b * length + t) * kvHeads * d + g * d + c])
-                        }
-                        scores.append(dot * scale)
-                    }
-                    let m = scores.max()!
-                    let e = scores.map { exp($0 - m) }
-                    let s = e.reduce(0, +)
-                    for c in 0..<dv {
-                        var acc = 0.0
-                        for (n, t) in (first...last).enumerated() { acc += e[n] * Double(x[2][(b * length + t) * kvHeads * dv + g * dv + c]) }
-                        out[((b * length + i) * heads + h) * dv + c] = Float(acc / s)
-                    }
+                    let qBase = (b * length + i) * heads * d + h * d
+                    let head = Self.attendHead(tokens: first...last, d: d, dv: dv, scale: scale, query: { Double(x[0][qBase + $0]) },
+                                               key: { Double(x[1][(b * length + $0) * kvHeads * d + g * d + $1]) },
+                                               value: { Double(x[2][(b * length + $0) * kvHeads * dv + g * dv + $1]) })
+                    for c in 0..<dv { out[((b * length + i) * heads + h) * dv + c] = Float(head.out[c]) }
                 }
             }
         }
         return out
+    }
+}
+
+extension ReferenceInterpreter {
+    /// One query head over `tokens`: softmax(q·k_t·scale) and Σ_t w_t·v_t, in Double; returns the
+    /// output (dv values) and each token's weight. `key(t, i)` / `value(t, i)` read token t's element i.
+    static func attendHead(tokens: ClosedRange<Int>, d: Int, dv: Int, scale: Double, query: (Int) -> Double,
+                           key: (Int, Int) -> Double, value: (Int, Int) -> Double) -> (out: [Double], weights: [Double]) {
+        let q = (0..<d).map(query)
+        let scores = tokens.map { t in (0..<d).reduce(0.0) { $0 + q[$1] * key(t, $1) } * scale }
+        let m = scores.max() ?? 0
+        let e = scores.map { exp($0 - m) }
+        let total = e.reduce(0, +)
+        let weights = e.map { $0 / total }
+        var out = [Double](repeating: 0, count: dv)
+        for (n, t) in tokens.enumerated() {
+            for i in 0..<dv { out[i] += weights[n] * value(t, i) }
+        }
+        return (out, weights)
     }
 }
 

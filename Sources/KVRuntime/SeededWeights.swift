@@ -11,25 +11,28 @@ public enum SeededWeights {
     public static func make(_ program: ModelProgram, seed: UInt64 = 0) -> [String: [Float]] {
         var out: [String: [Float]] = [:]
         for t in program.tensors where t.kind == "weight" {
-            var state = seed &+ fnv1a(t.name)
-            func next() -> Float {
-                state &+= 0x9E37_79B9_7F4A_7C15
-                var z = state
-                z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-                z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-                z ^= z >> 31
-                return Float(z >> 40) / Float(1 << 24) * 2 - 1  // uniform in [-1, 1)
-            }
+            var state = seed &+ fnv1a(Array(t.name.utf8))
+            func next() -> Float { Float(splitMix64(&state) >> 40) / Float(1 << 24) * 2 - 1 }  // uniform in [-1, 1)
             let fanIn = Float(max(1, t.shape.last ?? 1))
             let scale: Float = t.shape.count == 1 ? 0.1 : 1 / fanIn.squareRoot()
             out[t.name] = (0..<t.elementCount).map { _ in t.shape.count == 1 ? 1 + scale * next() : scale * next() }
         }
         return out
     }
+}
 
-    static func fnv1a(_ s: String) -> UInt64 {
-        var h: UInt64 = 0xCBF2_9CE4_8422_2325
-        for b in s.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01B3 }
-        return h
-    }
+/// FNV-1a, 64 bits: seeds per tensor name and the kernel cache's content hash.
+func fnv1a(_ bytes: [UInt8]) -> UInt64 {
+    var h: UInt64 = 0xCBF2_9CE4_8422_2325
+    for b in bytes { h = (h ^ UInt64(b)) &* 0x100_0000_01B3 }
+    return h
+}
+
+/// The next SplitMix64 output from `state` (advances it): seeded weights and sampling.
+func splitMix64(_ state: inout UInt64) -> UInt64 {
+    state &+= 0x9E37_79B9_7F4A_7C15
+    var z = state
+    z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+    z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+    return z ^ (z >> 31)
 }

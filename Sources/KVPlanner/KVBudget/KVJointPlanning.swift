@@ -22,10 +22,10 @@ public enum KVJointPlanning {
         var budgetSource = source
         var notes: [String] = []
         var round = 0
+        let layers = try KVGraphLayers(graph)
         while true {
             var (report, cacheBytes) = try KVBudgetPass.plan(graph: graph, target: target, policy: policy, source: budgetSource, profile: profile, precision: precision)
             var plan = try place(cacheBytes)
-            let layers = try KVGraphLayers(graph)
             let spilled = fillHomes(&report, plan: plan, graph: graph, layers: layers)
             if case .target = source, spilled > 0, round < maximumReplans, report.budget - spilled > 0 {
                 round += 1
