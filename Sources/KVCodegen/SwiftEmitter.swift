@@ -1,33 +1,37 @@
 import Foundation
 import KVArtifact
 
-// Emits Swift source for a decode program: one kernel per distinct (op, shapes, attributes),
-// constants baked in, written in the habits REFERENCES §3 measured on this machine (SIMD8<Float>
-// with four independent accumulators, @inline(__always) helpers, no SIMD values across
-// non-inlined calls, pointer arithmetic with &+), plus a straight-line step function that calls
-// them in program order on one f32 arena at fixed offsets.
+import Foundation
+import KVArtifact
+import KVQuant
+
+// Emits Swift source for a lowered schedule: one kernel per distinct (op, shapes, attributes, KV
+// layout), constants baked in, written in the habits REFERENCES §3 measured on this machine
+// (SIMD8<Float> with four independent accumulators, @inline(__always) helpers, no SIMD values
+// across non-inlined calls, pointer arithmetic with &+), and a straight-line step function that
+// performs the schedule's actions in order on the tier arenas: every planned transfer a real copy
+// counted on its link, every kernel on its planned tier-0 offsets.
 //
-// First slice: every tensor, weights included, lives in one f32 arena (tier arenas, transfers and
-// the packed KV cache are the runtime's next step); the KV cache is f32 [batch, ctx, kv_heads, d].
-// Names from the model never reach the source: kernels are `k0`, `k1`, … and tensors offsets.
+// Decode attention reads the cache copy the plan loaded: an f32 cache, or the packed layout of
+// Docs/kv-layout.md (fp16 sinks + window, a high and a low segment at their bit widths), with
+// per-group dequantisation folded into the dot products (keys: Σ_c (q_c·s_c)·code + Σ_c q_c·z_c
+// per token group; values: w·s·code + w·z). It attends over the held tokens and the new token,
+// writes the new rows to their planned place, the attention every slot received (H2O scores) and
+// the new token's, for the runtime's cache manager. Names from the model never reach the source:
+// kernels are `k0`, `k1`, …, tensors are offsets.
 
-/// Swift source for a program's kernels and its step function.
+/// Swift source for a schedule's kernels and its step function.
 public struct SwiftEmitter {
-    /// Where each tensor lives in the f32 arena (elements), and the arena's length.
-    public struct ArenaLayout: Sendable, Equatable {
-        public var offsets: [Int]
-        public var length: Int
-    }
-
     public let program: ModelProgram
-    public let layout: ArenaLayout
+    public let schedule: ExecutionSchedule
 
     /// Ops the emitter has kernels for.
     public static let supported: Set<String> = ["embed", "matmul", "add", "rmsnorm", "rope", "attention", "silu_mul"]
 
-    /// An emitter for `program`, or an error naming the first op it cannot emit.
-    public init(program: ModelProgram) throws(CodegenError) {
+    /// An emitter for `schedule` over `program`, or an error naming the first op it cannot emit.
+    public init(program: ModelProgram, schedule: ExecutionSchedule) throws(CodegenError) {
         self.program = program
+        self.schedule = schedule
         for op in program.ops where !Self.supported.contains(op.kind) {
             throw CodegenError("op '\(op.name)' (\(op.kind)) has no generated kernel yet; emitted: \(Self.supported.sorted().joined(separator: ", "))")
         }
@@ -40,13 +44,20 @@ public struct SwiftEmitter {
         for op in program.ops where op.kind == "attention" && op.operands.count != 5 {
             throw CodegenError("op '\(op.name)': only decode attention has a generated kernel yet")
         }
-        var offsets: [Int] = []
-        var at = 0
-        for t in program.tensors {
-            offsets.append(at)
-            at += (t.elementCount + 15) / 16 * 16  // 64-byte aligned starts
+        for c in schedule.kv {
+            let op = program.ops[c.op]
+            let heads = op.int("heads") ?? 1, kvHeads = op.int("kv_heads") ?? heads
+            guard heads % kvHeads == 0, program.tensors[op.operands[0]].shape.last! / heads == c.channels / kvHeads else {
+                throw CodegenError("op '\(op.name)': query and cache head dimensions differ; not emitted")
+            }
         }
-        layout = ArenaLayout(offsets: offsets, length: at)
+    }
+
+    /// Lowers `plan` over `program` and emits it: (schedule, Kernels.swift, Schedule.swift).
+    public static func artifacts(program: ModelProgram, plan: Plan) throws(CodegenError) -> (schedule: ExecutionSchedule, kernels: String, step: String) {
+        let schedule = try ScheduleLowering.lower(program: program, plan: plan)
+        let (kernels, step) = try SwiftEmitter(program: program, schedule: schedule).emit()
+        return (schedule, kernels, step)
     }
 
     /// Kernels.swift and Schedule.swift.
@@ -54,31 +65,90 @@ public struct SwiftEmitter {
         var kernels = Self.header + "import Foundation\n\n" + Self.helpers
         var bodies: [String: String] = [:]
         var calls: [String] = []
-        var attentionIndex = 0
-        for op in program.ops {
-            let (signature, body, arguments) = kernel(op, attentionIndex: &attentionIndex)
-            let key = signature + body
-            let name: String
-            if let existing = bodies[key] {
-                name = existing
-            } else {
-                name = "k\(bodies.count)"
-                bodies[key] = name
-                kernels += "\n@inline(never)\nfunc \(name)(\(signature)) {\n\(body)}\n"
-            }
-            calls.append("    \(name)(\(arguments))")
+        var usedTiers = Set<Int>()
+        let cacheOf = Dictionary(schedule.kv.enumerated().map { ($1.op, $0) }, uniquingKeysWith: { a, _ in a })
+        func pointer(_ l: ExecutionSchedule.Location) -> String {
+            usedTiers.insert(l.tier)
+            return "t\(l.tier) + \(l.offset)"
         }
-        var schedule = Self.header
-        schedule += "/// One decode step: every kernel in program order on the arena; `lengths` holds each decode attention's tokens so far.\n"
-        schedule += "@_cdecl(\"kvplan_step\")\npublic func kvplan_step(_ a: UnsafeMutablePointer<Float>, _ lengths: UnsafeMutablePointer<Int>) {\n"
-        schedule += calls.joined(separator: "\n") + "\n}\n"
-        schedule += "\n/// Elements of the arena this schedule expects.\n@_cdecl(\"kvplan_arena_length\")\npublic func kvplan_arena_length() -> Int { \(layout.length) }\n"
-        return (kernels, schedule)
+        for action in schedule.actions {
+            switch action.kind {
+            case "copy":
+                calls.append("    move(\(pointer(action.from!)), \(pointer(action.to!)), \(action.bytes!), links, \(action.link!))")
+            case "gather":
+                let rows = action.bytes! / action.rowBytes!
+                calls.append("    gather(\(pointer(action.from!)), \(pointer(action.to!)), f(\(pointer(action.ids!))), \(rows), \(action.rowBytes!), links, \(action.link!))")
+            default:
+                let op = program.ops[action.op!]
+                let (signature, body) = kernel(op, cache: cacheOf[action.op!].map { schedule.kv[$0] })
+                let key = signature + body
+                let name: String
+                if let existing = bodies[key] {
+                    name = existing
+                } else {
+                    name = "k\(bodies.count)"
+                    bodies[key] = name
+                    kernels += "\n@inline(never)\nfunc \(name)(\(signature)) {\n\(body)}\n"
+                }
+                var arguments = (action.operands! + action.results!).map { "f(\(pointer($0)))" }
+                if let n = cacheOf[action.op!] { arguments.append("kv[\(n)]") }
+                calls.append("    \(name)(\(arguments.joined(separator: ", ")))")
+                calls.append("    observe?(context, \(action.op!))")
+            }
+        }
+        var step = Self.header
+        step += """
+        @inline(__always)
+        func f(_ p: UnsafeMutableRawPointer) -> UnsafeMutablePointer<Float> { p.assumingMemoryBound(to: Float.self) }
+
+        /// A planned transfer: a real copy, counted on its link.
+        @inline(__always)
+        func move(_ from: UnsafeMutableRawPointer, _ to: UnsafeMutableRawPointer, _ bytes: Int, _ links: UnsafeMutablePointer<Int>, _ link: Int) {
+            to.copyMemory(from: from, byteCount: bytes)
+            links[link] &+= bytes
+        }
+
+        /// A planned transfer of the table rows `ids` selects (ids are exact integers in f32).
+        @inline(__always)
+        func gather(_ table: UnsafeMutableRawPointer, _ to: UnsafeMutableRawPointer, _ ids: UnsafeMutablePointer<Float>, _ rows: Int, _ rowBytes: Int,
+                    _ links: UnsafeMutablePointer<Int>, _ link: Int) {
+            for r in 0..<rows { (to + r &* rowBytes).copyMemory(from: table + Int(ids[r]) &* rowBytes, byteCount: rowBytes) }
+            links[link] &+= rows &* rowBytes
+        }
+
+        /// One decode step: the schedule's copies and kernels in order on the tier arenas (`tiers[i]`
+        /// is tier i's arena), `kv[l]` the cache-manager state of attention layer l, `links` the
+        /// bytes counted per link; `observe(context, op)` runs after each op's kernel when given.
+        @_cdecl("kvplan_step")
+        public func kvplan_step(_ tiers: UnsafePointer<UnsafeMutableRawPointer>, _ kv: UnsafePointer<UnsafeMutableRawPointer>,
+                                _ links: UnsafeMutablePointer<Int>, _ observe: (@convention(c) (UnsafeMutableRawPointer?, Int) -> Void)?,
+                                _ context: UnsafeMutableRawPointer?) {
+
+        """
+        for t in usedTiers.sorted() { step += "    let t\(t) = tiers[\(t)]\n" }
+        if schedule.kv.isEmpty { step += "    _ = kv\n" }
+        step += calls.joined(separator: "\n") + "\n}\n"
+        step += "\n/// The calling convention of kvplan_step (the runtime refuses a library of another).\n@_cdecl(\"kvplan_abi\")\npublic func kvplan_abi() -> Int { \(ExecutionSchedule.abi) }\n"
+        return (kernels, step)
     }
 
     static let header = "// Generated by kvplan (KVCodegen). Do not edit: regenerate with `kvplan compile`.\n\n"
 
     static let helpers = """
+    /// Threads large kernels are split over (set by the runtime through kvplan_set_threads).
+    nonisolated(unsafe) var kvplanThreads = 1
+
+    @_cdecl("kvplan_set_threads")
+    public func kvplan_set_threads(_ n: Int) { kvplanThreads = max(1, n) }
+
+    /// Runs body(lo, hi) over 0..<n, split in contiguous parts over kvplanThreads when the work is large.
+    @inline(__always)
+    func parallelRows(_ n: Int, work: Int, _ body: (Int, Int) -> Void) {
+        let parts = work >= 1 << 16 ? min(kvplanThreads, n) : 1
+        if parts <= 1 { body(0, n); return }
+        DispatchQueue.concurrentPerform(iterations: parts) { p in body(n &* p / parts, n &* (p &+ 1) / parts) }
+    }
+
     @inline(__always)
     func dot(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ n: Int) -> Float {
         var s0 = SIMD8<Float>(), s1 = SIMD8<Float>(), s2 = SIMD8<Float>(), s3 = SIMD8<Float>()
@@ -95,97 +165,126 @@ public struct SwiftEmitter {
         return s
     }
 
+    /// Element `i` of an fp16 array at `p`, as f32.
+    @inline(__always)
+    func half(_ p: UnsafeRawPointer, _ i: Int) -> Float {
+        Float(Float16(bitPattern: p.loadUnaligned(fromByteOffset: i &<< 1, as: UInt16.self)))
+    }
+
+    /// Scaled logits of one head against `tokens` fp16 key rows of `channels` (the head's `d` from `first`).
+    @inline(__always)
+    func halfKeyLogits(_ q: UnsafePointer<Float>, _ keys: UnsafeRawPointer, tokens: Int, channels: Int, first: Int, d: Int, scale: Float,
+                       _ out: UnsafeMutablePointer<Float>) {
+        for t in 0..<tokens {
+            let row = t &* channels &+ first
+            var s: Float = 0
+            for c in 0..<d { s += q[c] * half(keys, row &+ c) }
+            out[t] = s * scale
+        }
+    }
+
+    /// Scaled logits of one head against a quantised key segment (KIVI: per channel, groups of
+    /// `group` tokens, each channel's fp16 scale and zero then its codes LSB-first). Dequantisation
+    /// is folded into the dot product: Σ_c (q_c·s_c)·code_ct + Σ_c q_c·z_c.
+    @inline(__always)
+    func quantizedKeyLogits(_ q: UnsafePointer<Float>, _ segment: UnsafeRawPointer, tokens: Int, channels: Int, first: Int, d: Int,
+                            bits: Int, group: Int, scale: Float, _ out: UnsafeMutablePointer<Float>) {
+        let mask = (1 &<< bits) &- 1
+        var t0 = 0, at = 0
+        while t0 < tokens {
+            let n = min(group, tokens &- t0)
+            let stride = 4 &+ (n &* bits &+ 7) >> 3
+            let o = out + t0
+            for t in 0..<n { o[t] = 0 }
+            var bias: Float = 0
+            for c in 0..<d {
+                let p = segment + (at &+ (first &+ c) &* stride)
+                let qc = q[c]
+                let qs = qc * half(p, 0)
+                bias += qc * half(p, 1)
+                for t in 0..<n {
+                    let bit = t &* bits
+                    let code = (Int(p.load(fromByteOffset: 4 &+ bit >> 3, as: UInt8.self)) >> (bit & 7)) & mask
+                    o[t] += qs * Float(code)
+                }
+            }
+            for t in 0..<n { o[t] = (o[t] + bias) * scale }
+            at &+= channels &* stride
+            t0 &+= n
+        }
+    }
+
+    /// y[0..<dv] += weight × one fp16 value row's channels from `first`.
+    @inline(__always)
+    func halfValueAccumulate(_ row: UnsafeRawPointer, first: Int, dv: Int, weight: Float, _ y: UnsafeMutablePointer<Float>) {
+        for i in 0..<dv { y[i] += weight * half(row, first &+ i) }
+    }
+
+    /// y[0..<dv] += weight × one quantised value row's channels from `first` (per token, groups of
+    /// `group` channels, each group's fp16 scale and zero then its codes LSB-first).
+    @inline(__always)
+    func quantizedValueAccumulate(_ row: UnsafeRawPointer, first: Int, dv: Int, bits: Int, group: Int, weight: Float, _ y: UnsafeMutablePointer<Float>) {
+        let mask = (1 &<< bits) &- 1
+        let full = 4 &+ (group &* bits &+ 7) >> 3
+        var c = 0
+        while c < dv {
+            let channel = first &+ c
+            let i0 = channel % group
+            let p = row + (channel / group) &* full
+            let s = half(p, 0) * weight, z = half(p, 1) * weight
+            let n = min(group &- i0, dv &- c)
+            for i in 0..<n {
+                let bit = (i0 &+ i) &* bits
+                let code = (Int(p.load(fromByteOffset: 4 &+ bit >> 3, as: UInt8.self)) >> (bit & 7)) & mask
+                y[c &+ i] += s * Float(code) + z
+            }
+            c &+= n
+        }
+    }
+
     """
 
-    /// (parameter list, body, call arguments) of an op's kernel.
-    func kernel(_ op: ModelProgram.Op, attentionIndex: inout Int) -> (String, String, String) {
+    /// (parameter list, body) of an op's kernel; pointers come in operand, result order (then the
+    /// cache-manager state for decode attention).
+    func kernel(_ op: ModelProgram.Op, cache: ExecutionSchedule.KVCache?) -> (String, String) {
         let t = program.tensors
-        let o = layout.offsets
         let out = op.results[0]
-        let operands = op.operands.map { "a + \(o[$0])" }.joined(separator: ", ")
         let n = t[out].elementCount
+        let binary = "_ x: UnsafeMutablePointer<Float>, _ z: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>"
         switch op.kind {
-        case "embed":
-            let width = t[op.operands[0]].shape[1]
-            return ("_ table: UnsafePointer<Float>, _ ids: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>",
-                    "    for r in 0..<\(t[op.operands[1]].elementCount) {\n        let row = Int(ids[r])\n        (y + r * \(width)).update(from: table + row * \(width), count: \(width))\n    }\n",
-                    "\(operands), a + \(o[out])")
+        case "embed":  // the plan gathered the rows already: the lookup is their copy
+            return ("_ rows: UnsafeMutablePointer<Float>, _ ids: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>",
+                    "    y.update(from: rows, count: \(n))\n")
         case "matmul":
             let (rows, k) = (t[op.operands[1]].shape[0], t[op.operands[1]].shape[1])
             let m = t[op.operands[0]].elementCount / k
-            return ("_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>",
-                    "    for r in 0..<\(m) {\n        for j in 0..<\(rows) { y[r &* \(rows) &+ j] = dot(x + r &* \(k), w + j &* \(k), \(k)) }\n    }\n",
-                    "\(operands), a + \(o[out])")
+            return (binary, "    parallelRows(\(rows), work: \(m * rows * k)) { lo, hi in\n        for r in 0..<\(m) {\n"
+                    + "            for j in lo..<hi { y[r &* \(rows) &+ j] = dot(x + r &* \(k), z + j &* \(k), \(k)) }\n        }\n    }\n")
         case "add":
             let b = t[op.operands[1]].elementCount
-            return ("_ x: UnsafePointer<Float>, _ z: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>",
-                    "    for i in 0..<\(n) { y[i] = x[i] + z[i % \(b)] }\n", "\(operands), a + \(o[out])")
+            return (binary, "    for i in 0..<\(n) { y[i] = x[i] + z[i % \(b)] }\n")
         case "silu_mul":
-            return ("_ g: UnsafePointer<Float>, _ u: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>",
-                    "    for i in 0..<\(n) { let v = g[i]; y[i] = v / (1 + exp(-v)) * u[i] }\n", "\(operands), a + \(o[out])")
+            return (binary, "    for i in 0..<\(n) { let v = x[i]; y[i] = v / (1 + exp(-v)) * z[i] }\n")
         case "rmsnorm":
             let width = t[op.operands[0]].shape.last!
             let eps = op.double("eps") ?? 1e-6
-            return ("_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>",
-                    "    for r in 0..<\(n / width) {\n        let row = x + r &* \(width)\n        let ms = Double(dot(row, row, \(width))) / \(width).0\n"
-                    + "        let s = Float(1 / (ms + \(eps)).squareRoot())\n        for i in 0..<\(width) { y[r &* \(width) &+ i] = row[i] * s * w[i] }\n    }\n",
-                    "\(operands), a + \(o[out])")
+            return (binary, "    for r in 0..<\(n / width) {\n        let row = x + r &* \(width)\n        let ms = Double(dot(row, row, \(width))) / \(width).0\n"
+                    + "        let s = Float(1 / (ms + \(eps)).squareRoot())\n        for i in 0..<\(width) { y[r &* \(width) &+ i] = row[i] * s * z[i] }\n    }\n")
         case "rope":
             let width = t[op.operands[0]].shape.last!
             let heads = op.int("heads") ?? 1
             let d = width / heads
             let rotary = op.int("rotary_dim") ?? d
             let inv = RopeFrequencies.inverse(rotary: rotary, op: op).map { "\($0)" }.joined(separator: ", ")
-            return ("_ x: UnsafePointer<Float>, _ pos: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>",
-                    "    let inv: [Double] = [\(inv)]\n    (y).update(from: x, count: \(n))\n"
-                    + "    for r in 0..<\(n / width) {\n        let p = Double(pos[r % \(t[op.operands[1]].elementCount)])\n"
+            return (binary, "    let inv: [Double] = [\(inv)]\n    y.update(from: x, count: \(n))\n"
+                    + "    for r in 0..<\(n / width) {\n        let p = Double(z[r % \(t[op.operands[1]].elementCount)])\n"
                     + "        for h in 0..<\(heads) {\n            let base = r &* \(width) &+ h &* \(d)\n"
                     + "            for i in 0..<\(rotary / 2) {\n                let angle = p * inv[i]\n                let c = cos(angle), s = sin(angle)\n"
                     + "                let x1 = Double(x[base &+ i]), x2 = Double(x[base &+ i &+ \(rotary / 2)])\n"
                     + "                y[base &+ i] = Float(x1 * c - x2 * s)\n                y[base &+ i &+ \(rotary / 2)] = Float(x2 * c + x1 * s)\n"
-                    + "            }\n        }\n    }\n",
-                    "\(operands), a + \(o[out])")
-        default:  // decode attention over an f32 cache
-            let heads = op.int("heads") ?? 1
-            let kvHeads = op.int("kv_heads") ?? heads
-            let d = t[op.operands[0]].shape.last! / heads
-            let dv = t[op.operands[2]].shape.last! / kvHeads
-            let (batch, capacity) = (t[op.operands[3]].shape[0], t[op.operands[3]].shape[1])
-            let scale = op.double("scale") ?? 1 / Double(d).squareRoot()
-            let index = attentionIndex
-            attentionIndex += 1
-            let body = """
-                var scores = [Float](repeating: 0, count: \(capacity))
-                for b in 0..<\(batch) {
-                    let n = lengths[\(index) &* \(batch) &+ b]
-                    (kc + (b &* \(capacity) &+ n) &* \(kvHeads * d)).update(from: k + b &* \(kvHeads * d), count: \(kvHeads * d))
-                    (vc + (b &* \(capacity) &+ n) &* \(kvHeads * dv)).update(from: v + b &* \(kvHeads * dv), count: \(kvHeads * dv))
-                    lengths[\(index) &* \(batch) &+ b] = n &+ 1
-                    for h in 0..<\(heads) {
-                        let g = h / \(heads / kvHeads)
-                        let qh = q + (b &* \(heads * d) &+ h &* \(d))
-                        var m = -Float.infinity
-                        for t in 0...n {
-                            let s = dot(qh, kc + ((b &* \(capacity) &+ t) &* \(kvHeads) &+ g) &* \(d), \(d)) * \(Float(scale))
-                            scores[t] = s
-                            m = max(m, s)
-                        }
-                        var total: Float = 0
-                        for t in 0...n { scores[t] = exp(scores[t] - m); total += scores[t] }
-                        let yh = y + (b &* \(heads * dv) &+ h &* \(dv))
-                        for i in 0..<\(dv) { yh[i] = 0 }
-                        for t in 0...n {
-                            let w = scores[t] / total
-                            let vt = vc + ((b &* \(capacity) &+ t) &* \(kvHeads) &+ g) &* \(dv)
-                            for i in 0..<\(dv) { yh[i] += w * vt[i] }
-                        }
-                    }
-                }
-
-            """
-            return ("_ q: UnsafePointer<Float>, _ k: UnsafePointer<Float>, _ v: UnsafePointer<Float>, _ kc: UnsafeMutablePointer<Float>, "
-                    + "_ vc: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ lengths: UnsafeMutablePointer<Int>",
-                    body, "\(operands), a + \(o[out]), lengths")
+                    + "            }\n        }\n    }\n")
+        default:
+            return attentionKernel(op, cache: cache!)
         }
     }
 }

@@ -8,7 +8,14 @@ import KVArtifact
 /// fills as it would in serving), then `maxTokens` bytes are sampled: greedy at temperature 0,
 /// else from softmax(logits / T) with a seeded generator.
 public struct Generator {
-    public var interpreter: ReferenceInterpreter
+    /// What runs the steps: the reference interpreter, or else a compiled schedule.
+    public private(set) var interpreter: ReferenceInterpreter?
+    public let executor: ScheduleExecutor?
+    let program: ModelProgram
+    /// Called with (token, position) before each step (e.g. to run a reference alongside).
+    public var beforeStep: ((Int, Int) throws(RuntimeError) -> Void)?
+    /// Called with each op index after its generated kernel ran (compiled schedules only).
+    public var observe: ((Int) -> Void)?
     let tokenInput: Int
     let positionInput: Int?
     let logits: Int
@@ -16,8 +23,18 @@ public struct Generator {
 
     /// A generator over an interpreter whose program is a byte-level decoder with batch 1.
     public init(_ interpreter: ReferenceInterpreter) throws(RuntimeError) {
+        try self.init(interpreter: interpreter, executor: nil, program: interpreter.program)
+    }
+
+    /// A generator over a compiled schedule of a byte-level decoder with batch 1.
+    public init(_ executor: ScheduleExecutor) throws(RuntimeError) {
+        try self.init(interpreter: nil, executor: executor, program: executor.program)
+    }
+
+    init(interpreter: ReferenceInterpreter?, executor: ScheduleExecutor?, program p: ModelProgram) throws(RuntimeError) {
         self.interpreter = interpreter
-        let p = interpreter.program
+        self.executor = executor
+        self.program = p
         guard let embed = p.ops.first(where: { $0.kind == "embed" }), embed.operands.count == 2,
               p.tensors[embed.operands[1]].kind == "input" else {
             throw RuntimeError("'\(p.model)' has no embed op reading an input of token ids, so it cannot generate text")
@@ -39,10 +56,17 @@ public struct Generator {
 
     /// Runs one token at `position`; returns the logits.
     public mutating func feed(_ token: Int, position: Int) throws(RuntimeError) -> [Float] {
-        try interpreter.setInput(tokenInput, [Float(token)])
-        if let positionInput { try interpreter.setInput(positionInput, [Float(position)]) }
-        try interpreter.step()
-        return interpreter.values[logits]
+        try beforeStep?(token, position)
+        if let executor {
+            try executor.setInput(program.tensors[tokenInput].name, [Float(token)])
+            if let positionInput { try executor.setInput(program.tensors[positionInput].name, [Float(position)]) }
+            try executor.step(observe: observe)
+            return try executor.output(program.tensors[logits].name)
+        }
+        try interpreter!.setInput(tokenInput, [Float(token)])
+        if let positionInput { try interpreter!.setInput(positionInput, [Float(position)]) }
+        try interpreter!.step()
+        return interpreter!.values[logits]
     }
 
     /// The prompt's bytes followed by `maxTokens` sampled bytes (calls `emit` with each new byte).

@@ -1,4 +1,5 @@
 import Foundation
+import KVArtifact
 
 // Compiles generated Swift (Kernels.swift + Schedule.swift) into a shared library with swiftc and
 // loads it with dlopen. Flags as measured in REFERENCES §3: -O with -target-cpu haswell (AVX2 and
@@ -8,17 +9,23 @@ import Foundation
 
 /// A compiled and loaded generated schedule.
 public final class KernelLibrary {
-    public typealias Step = @convention(c) (UnsafeMutablePointer<Float>, UnsafeMutablePointer<Int>) -> Void
-    public typealias ArenaLength = @convention(c) () -> Int
+    /// kvplan_step(tiers, kv states, link byte counters, observe, context) — Docs/codegen.md.
+    public typealias Step = @convention(c) (UnsafePointer<UnsafeMutableRawPointer>, UnsafePointer<UnsafeMutableRawPointer>, UnsafeMutablePointer<Int>,
+                                            (@convention(c) (UnsafeMutableRawPointer?, Int) -> Void)?, UnsafeMutableRawPointer?) -> Void
+    public typealias ABI = @convention(c) () -> Int
+    typealias SetThreads = @convention(c) (Int) -> Void
 
     /// The library's path (in the cache).
     public let path: String
     /// True when this load compiled the sources (false: found in the cache).
     public let compiled: Bool
     private let handle: UnsafeMutableRawPointer
-    /// The generated step function and the arena length it expects.
+    /// The generated step function.
     public let step: Step
-    public let arenaLength: Int
+    private let threads: SetThreads
+
+    /// Splits large kernels over `n` threads (1: none).
+    public func setThreads(_ n: Int) { threads(max(1, n)) }
 
     /// Compiles (or finds in the cache) and loads `kernels` + `schedule`.
     public init(kernels: String, schedule: String, swiftc: String = ProcessInfo.processInfo.environment["SWIFTC"] ?? "swiftc") throws(RuntimeError) {
@@ -62,15 +69,20 @@ public final class KernelLibrary {
         guard let handle = dlopen(library, RTLD_NOW | RTLD_LOCAL) else {
             throw RuntimeError("dlopen '\(library)': \(String(cString: dlerror()))")
         }
-        guard let step = dlsym(handle, "kvplan_step"), let length = dlsym(handle, "kvplan_arena_length") else {
+        guard let step = dlsym(handle, "kvplan_step"), let abi = dlsym(handle, "kvplan_abi"), let threads = dlsym(handle, "kvplan_set_threads") else {
             dlclose(handle)
-            throw RuntimeError("'\(library)' lacks kvplan_step / kvplan_arena_length")
+            throw RuntimeError("'\(library)' lacks kvplan_step / kvplan_abi / kvplan_set_threads")
+        }
+        let version = unsafeBitCast(abi, to: ABI.self)()
+        guard version == ExecutionSchedule.abi else {
+            dlclose(handle)
+            throw RuntimeError("'\(library)' speaks calling convention \(version); this runtime speaks \(ExecutionSchedule.abi) (recompile the artifact)")
         }
         self.handle = handle
         self.path = library
         self.compiled = built
         self.step = unsafeBitCast(step, to: Step.self)
-        self.arenaLength = unsafeBitCast(length, to: ArenaLength.self)()
+        self.threads = unsafeBitCast(threads, to: SetThreads.self)
     }
 
     deinit { dlclose(handle) }

@@ -3,8 +3,13 @@ import KVArtifact
 import KVQuant
 
 // One layer's KV cache for one sequence, held in the packed layout of Docs/kv-layout.md and
-// nothing else: the byte arrays below are allocated once at the plan's capacity and their sizes
-// sum to exactly the layout's bytes (per sequence) — there is no f32 mirror.
+// nothing else: two byte regions (keys, values) of exactly the layout's bytes per sequence, either
+// owned or — in the runtime — the cache's home in a tier arena, which generated attention kernels
+// read after the plan copies it. There is no f32 mirror. Region layout: keys = fixed (sinks +
+// window, fp16) | high | low segment keys; values likewise (Docs/runtime.md).
+//
+// Per step the new token first takes part in attention at full precision (it is still in
+// registers), then is appended with the attention it received as its first score.
 //
 // Token flow (KIVI's residual, H2O's scores, MiKV's low-precision rest):
 //   * the first `sinkTokens` tokens stay in fp16 sink slots for good;
@@ -21,7 +26,7 @@ import KVQuant
 // not widen the range) and the group packed again — each group once per block.
 
 /// One layer's packed KV cache for one sequence.
-public struct PackedKVCache {
+public final class PackedKVCache {
     /// A segment of slots at one precision: keys and values as packed bytes.
     struct Segment {
         let capacity: Int
@@ -29,22 +34,30 @@ public struct PackedKVCache {
         let keyBits: KVBits
         let valueBits: KVBits
         let group: Int
-        var keys: [UInt8]
-        var values: [UInt8]
+        let keys: UnsafeMutableRawBufferPointer
+        let values: UnsafeMutableRawBufferPointer
         /// Token id per slot (-1 empty) and its score.
         var token: [Int]
         var score: [Double]
 
-        init(capacity: Int, channels: Int, keyBits: KVBits, valueBits: KVBits, group: Int) {
+        init(capacity: Int, channels: Int, keyBits: KVBits, valueBits: KVBits, group: Int,
+             keys: UnsafeMutableRawBufferPointer, values: UnsafeMutableRawBufferPointer) {
             self.capacity = capacity
             self.channels = channels
             self.keyBits = keyBits
             self.valueBits = valueBits
             self.group = group
-            keys = Array(repeating: 0, count: KVSegmentLayout(kind: .keys, tokens: capacity, channels: channels, bits: keyBits, group: group).bytes)
-            values = Array(repeating: 0, count: KVSegmentLayout(kind: .values, tokens: capacity, channels: channels, bits: valueBits, group: group).bytes)
+            self.keys = keys
+            self.values = values
             token = Array(repeating: -1, count: capacity)
             score = Array(repeating: 0, count: capacity)
+        }
+
+        static func keyBytes(_ capacity: Int, _ channels: Int, _ bits: KVBits, _ group: Int) -> Int {
+            KVSegmentLayout(kind: .keys, tokens: capacity, channels: channels, bits: bits, group: group).bytes
+        }
+        static func valueBytes(_ capacity: Int, _ channels: Int, _ bits: KVBits, _ group: Int) -> Int {
+            KVSegmentLayout(kind: .values, tokens: capacity, channels: channels, bits: bits, group: group).bytes
         }
 
         var bytes: Int { keys.count + values.count }
@@ -68,32 +81,37 @@ public struct PackedKVCache {
         /// Dequantised key and value of an occupied slot.
         func read(_ slot: Int) -> (key: [Float], value: [Float]) {
             let (slots, range) = keyGroup(slot)
-            let keys = KVPack.unpack(Array(self.keys[range]), KVSegmentLayout(kind: .keys, tokens: slots.count, channels: channels, bits: keyBits, group: group))
+            let keys = KVPack.unpack(Array(UnsafeRawBufferPointer(rebasing: self.keys[range])), KVSegmentLayout(kind: .keys, tokens: slots.count, channels: channels, bits: keyBits, group: group))
             let k = slot - slots.lowerBound
-            let value = KVPack.unpack(Array(values[valueRow(slot)]), KVSegmentLayout(kind: .values, tokens: 1, channels: channels, bits: valueBits, group: group))
+            let value = KVPack.unpack(Array(UnsafeRawBufferPointer(rebasing: values[valueRow(slot)])), KVSegmentLayout(kind: .values, tokens: 1, channels: channels, bits: valueBits, group: group))
             return (Array(keys[k * channels..<(k + 1) * channels]), value)
         }
 
         /// Writes tokens into slots (each key group re-packed once); `nil` rows clear a slot.
+        func store(_ bytes: [UInt8], _ region: UnsafeMutableRawBufferPointer, _ range: Range<Int>) {
+            precondition(bytes.count == range.count, "packed \(bytes.count) bytes for a \(range.count)-byte range")
+            UnsafeMutableRawBufferPointer(rebasing: region[range]).copyBytes(from: bytes)
+        }
+
         mutating func write(_ writes: [(slot: Int, token: Int, score: Double, key: [Float], value: [Float])]) {
             var groups: [Int: [(Int, [Float])]] = [:]
             for w in writes {
                 token[w.slot] = w.token
                 score[w.slot] = w.score
-                values.replaceSubrange(valueRow(w.slot), with: KVPack.pack(w.value, KVSegmentLayout(kind: .values, tokens: 1, channels: channels, bits: valueBits, group: group)))
+                store(KVPack.pack(w.value, KVSegmentLayout(kind: .values, tokens: 1, channels: channels, bits: valueBits, group: group)), values, valueRow(w.slot))
                 groups[keyGroup(w.slot).slots.lowerBound, default: []].append((w.slot, w.key))
             }
             for (first, rows) in groups.sorted(by: { $0.key < $1.key }) {
                 let (slots, range) = keyGroup(first)
                 let layout = KVSegmentLayout(kind: .keys, tokens: slots.count, channels: channels, bits: keyBits, group: group)
-                var x = KVPack.unpack(Array(keys[range]), layout)
+                var x = KVPack.unpack(Array(UnsafeRawBufferPointer(rebasing: keys[range])), layout)
                 for (slot, key) in rows { x.replaceSubrange((slot - first) * channels..<(slot - first + 1) * channels, with: key) }
                 // Empty slots copy an occupied row so they do not widen any channel's range.
                 if let filler = slots.first(where: { token[$0] >= 0 }) {
                     let row = Array(x[(filler - first) * channels..<(filler - first + 1) * channels])
                     for s in slots where token[s] < 0 { x.replaceSubrange((s - first) * channels..<(s - first + 1) * channels, with: row) }
                 }
-                keys.replaceSubrange(range, with: KVPack.pack(x, layout))
+                store(KVPack.pack(x, layout), keys, range)
             }
         }
 
@@ -120,17 +138,59 @@ public struct PackedKVCache {
     public private(set) var count = 0
     /// Tokens dropped so far.
     public private(set) var evicted = 0
+    /// Memory this cache allocated itself (nil when it lives in a caller's region).
+    private let owned: UnsafeMutableRawBufferPointer?
 
-    /// An empty cache for one sequence of a layer with `channels` = KV heads × head dim.
-    public init(layout: KVLayerLayout, channels: Int, group: Int = 32) {
+    /// Bytes of the key region and of the value region for one sequence of `layout`.
+    public static func regionBytes(layout: KVLayerLayout, channels: Int, group: Int = 32) -> (keys: Int, values: Int) {
+        let (f, hk, hv, lb) = bits(layout)
+        let fixed = layout.sinkTokens + layout.windowTokens, low = lb == nil ? 0 : layout.lowTokens
+        return (Segment.keyBytes(fixed, channels, f, group) + Segment.keyBytes(layout.highTokens, channels, hk, group)
+                    + Segment.keyBytes(low, channels, lb ?? .b2, group),
+                Segment.valueBytes(fixed, channels, f, group) + Segment.valueBytes(layout.highTokens, channels, hv, group)
+                    + Segment.valueBytes(low, channels, lb ?? .b2, group))
+    }
+
+    private static func bits(_ layout: KVLayerLayout) -> (KVBits, KVBits, KVBits, KVBits?) {
+        (.b16, KVBits(rawValue: layout.keyBitsHigh) ?? .b16, KVBits(rawValue: layout.valueBitsHigh) ?? .b16, KVBits(rawValue: layout.lowBits))
+    }
+
+    /// An empty cache for one sequence of a layer with `channels` = KV heads × head dim, holding
+    /// its bytes in `keys` and `values` (each exactly `regionBytes`) or, when nil, in memory of its own.
+    public init(layout: KVLayerLayout, channels: Int, group: Int = 32,
+                keys: UnsafeMutableRawBufferPointer? = nil, values: UnsafeMutableRawBufferPointer? = nil) {
+        let size = Self.regionBytes(layout: layout, channels: channels, group: group)
+        let keyRegion: UnsafeMutableRawBufferPointer, valueRegion: UnsafeMutableRawBufferPointer
+        if let keys, let values {
+            precondition(keys.count == size.keys && values.count == size.values,
+                         "KV regions of \(keys.count)/\(values.count) B for a layout of \(size.keys)/\(size.values) B")
+            (keyRegion, valueRegion, owned) = (keys, values, nil)
+        } else {
+            let memory = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, size.keys + size.values), alignment: 64)
+            (keyRegion, valueRegion, owned) = (UnsafeMutableRawBufferPointer(rebasing: memory[0..<size.keys]),
+                                               UnsafeMutableRawBufferPointer(rebasing: memory[size.keys..<size.keys + size.values]), memory)
+        }
+        keyRegion.initializeMemory(as: UInt8.self, repeating: 0)
+        valueRegion.initializeMemory(as: UInt8.self, repeating: 0)
         self.layout = layout
         self.channels = channels
-        fixed = Segment(capacity: layout.sinkTokens + layout.windowTokens, channels: channels, keyBits: .b16, valueBits: .b16, group: group)
-        high = Segment(capacity: layout.highTokens, channels: channels, keyBits: KVBits(rawValue: layout.keyBitsHigh) ?? .b16,
-                       valueBits: KVBits(rawValue: layout.valueBitsHigh) ?? .b16, group: group)
-        let lowBits = KVBits(rawValue: layout.lowBits)
-        low = Segment(capacity: lowBits == nil ? 0 : layout.lowTokens, channels: channels, keyBits: lowBits ?? .b2, valueBits: lowBits ?? .b2, group: group)
+        let (f, hk, hv, lb) = Self.bits(layout)
+        let capacities = [layout.sinkTokens + layout.windowTokens, layout.highTokens, lb == nil ? 0 : layout.lowTokens]
+        let bitsOf: [(KVBits, KVBits)] = [(f, f), (hk, hv), (lb ?? .b2, lb ?? .b2)]
+        var segments: [Segment] = []
+        var (k0, v0) = (0, 0)
+        for (capacity, (kb, vb)) in zip(capacities, bitsOf) {
+            let (kn, vn) = (Segment.keyBytes(capacity, channels, kb, group), Segment.valueBytes(capacity, channels, vb, group))
+            segments.append(Segment(capacity: capacity, channels: channels, keyBits: kb, valueBits: vb, group: group,
+                                    keys: UnsafeMutableRawBufferPointer(rebasing: keyRegion[k0..<k0 + kn]),
+                                    values: UnsafeMutableRawBufferPointer(rebasing: valueRegion[v0..<v0 + vn])))
+            k0 += kn
+            v0 += vn
+        }
+        (fixed, high, low) = (segments[0], segments[1], segments[2])
     }
+
+    deinit { owned?.deallocate() }
 
     /// Bytes held (all segments, keys and values) — equal to the layout's bytes per sequence.
     public var bytes: Int { fixed.bytes + high.bytes + low.bytes }
@@ -141,21 +201,33 @@ public struct PackedKVCache {
     /// Ids (append order, from 0) of the tokens held, sorted.
     public var heldTokens: [Int] { [fixed, high, low].flatMap { $0.token.filter { $0 >= 0 } }.sorted() }
 
-    /// Appends the new token's key and value (`channels` each).
-    public mutating func append(key: [Float], value: [Float]) {
+    /// The token id in every slot (fixed, then high, then low segment; -1 empty) — the occupancy
+    /// generated attention kernels read.
+    public var slotTokens: [Int] { fixed.token + high.token + low.token }
+
+    /// Adds attention received per slot (in `slotTokens` order) to the slots' scores.
+    public func addReceived(_ received: UnsafeBufferPointer<Float>) {
+        precondition(received.count >= fixed.capacity + high.capacity + low.capacity)
+        for s in 0..<fixed.capacity { fixed.score[s] += Double(received[s]) }
+        for s in 0..<high.capacity { high.score[s] += Double(received[fixed.capacity + s]) }
+        for s in 0..<low.capacity { low.score[s] += Double(received[fixed.capacity + high.capacity + s]) }
+    }
+
+    /// Appends the new token's key and value (`channels` each) with its first score.
+    public func append(key: [Float], value: [Float], score: Double = 0) {
         defer { count += 1 }
         let sinks = layout.sinkTokens
         if count < sinks {
-            fixed.write([(count, count, 0, key, value)])
+            fixed.write([(count, count, score, key, value)])
             return
         }
         let window = (sinks..<fixed.capacity)
         if window.isEmpty {
-            admit([Moving(token: count, score: 0, key: key, value: value)])
+            admit([Moving(token: count, score: score, key: key, value: value)])
             return
         }
         if let free = window.first(where: { fixed.token[$0] < 0 }) {
-            fixed.write([(free, count, 0, key, value)])
+            fixed.write([(free, count, score, key, value)])
             return
         }
         // The window is full: its oldest tokens leave — the whole window as one block (one key
@@ -169,11 +241,11 @@ public struct PackedKVCache {
         }
         for s in order.prefix(leavingCount) { fixed.clear(s) }
         admit(leaving)
-        fixed.write([(order[0], count, 0, key, value)])
+        fixed.write([(order[0], count, score, key, value)])
     }
 
     /// Admits tokens to the high segment; the worst-scored overflow goes to the low segment.
-    mutating func admit(_ incoming: [Moving]) {
+    func admit(_ incoming: [Moving]) {
         let demoted = place(incoming, into: &high)
         let dropped = place(demoted, into: &low)
         evicted += dropped.count
@@ -221,16 +293,17 @@ public struct PackedKVCache {
         return out
     }
 
-    /// Decode attention of `q` (heads × head dim) over every held token; adds each token's
-    /// attention, summed over heads, to its score. Returns heads × value head dim.
-    public mutating func attend(_ q: [Float], heads: Int, kvHeads: Int, scale: Double) -> [Float] {
-        let rows = held()
+    /// Decode attention of `q` (heads × head dim) over every held token and the new token's
+    /// `key`/`value` (full precision); adds each held token's attention, summed over heads, to its
+    /// score. Returns heads × value head dim and the attention the new token received (its first
+    /// score when it is appended next).
+    public func attend(_ q: [Float], key: [Float], value: [Float], heads: Int, kvHeads: Int, scale: Double) -> (out: [Float], newScore: Double) {
+        let rows = held() + [(key, value, -1, -1)]
         let d = q.count / heads
         let dv = channels / kvHeads
         let group = heads / kvHeads
         var out = [Float](repeating: 0, count: heads * dv)
         var received = [Double](repeating: 0, count: rows.count)
-        guard !rows.isEmpty else { return out }
         for h in 0..<heads {
             let g = h / group
             let head = ReferenceInterpreter.attendHead(tokens: 0...(rows.count - 1), d: d, dv: dv, scale: scale, query: { Double(q[h * d + $0]) },
@@ -242,9 +315,10 @@ public struct PackedKVCache {
             switch row.segment {
             case 0: fixed.score[row.slot] += received[n]
             case 1: high.score[row.slot] += received[n]
-            default: low.score[row.slot] += received[n]
+            case 2: low.score[row.slot] += received[n]
+            default: break
             }
         }
-        return out
+        return (out, received[rows.count - 1])
     }
 }

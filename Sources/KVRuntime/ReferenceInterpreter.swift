@@ -307,7 +307,7 @@ public struct ReferenceInterpreter {
         let dv = shapes[2].last! / kvHeads
         let scale = op.double("scale") ?? 1 / Double(d).squareRoot()
         if x.count == 5 {
-            // Decode: append, then attend over the cache.
+            // Decode: attend over the cache and the new token, then append it.
             let (kc, vc) = (op.operands[3], op.operands[4])
             let (batch, capacity) = (shapes[3][0], shapes[3][1])
             var out = [Float](repeating: 0, count: batch * heads * dv)
@@ -316,10 +316,11 @@ public struct ReferenceInterpreter {
                     guard packed[kc]![b].count < capacity else {
                         throw RuntimeError("'\(op.name)': the KV cache holds \(capacity) tokens and is full (sequence \(b))")
                     }
-                    packed[kc]![b].append(key: Array(x[1][b * kvHeads * d..<(b + 1) * kvHeads * d]),
-                                          value: Array(x[2][b * kvHeads * dv..<(b + 1) * kvHeads * dv]))
+                    let key = Array(x[1][b * kvHeads * d..<(b + 1) * kvHeads * d]), value = Array(x[2][b * kvHeads * dv..<(b + 1) * kvHeads * dv])
                     let q = Array(x[0][b * heads * d..<(b + 1) * heads * d])
-                    out.replaceSubrange(b * heads * dv..<(b + 1) * heads * dv, with: packed[kc]![b].attend(q, heads: heads, kvHeads: kvHeads, scale: scale))
+                    let (y, newScore) = packed[kc]![b].attend(q, key: key, value: value, heads: heads, kvHeads: kvHeads, scale: scale)
+                    out.replaceSubrange(b * heads * dv..<(b + 1) * heads * dv, with: y)
+                    packed[kc]![b].append(key: key, value: value, score: newScore)
                 }
                 return out
             }

@@ -141,16 +141,27 @@ struct Compile: ParsableCommand {
         }
         // program.json first: a directory with plan.json always has the program it was planned for.
         try writeAtomically(String(decoding: try ProgramExport.program(graph).encoded(), as: UTF8.self), to: "\(directory)/program.json")
-        // Generated kernels where the program has them (first slice: f32 decoders, Docs/codegen.md).
+        // The schedule on tier arenas and its generated kernels, where the program has them
+        // (Docs/codegen.md); stale ones from an earlier compile are removed when not.
+        let program = ProgramExport.program(graph)
         var codegenNote = ""
+        var schedule: ExecutionSchedule?
         do {
-            let (kernels, schedule) = try SwiftEmitter(program: ProgramExport.program(graph)).emit()
-            try writeAtomically(kernels, to: "\(directory)/Kernels.swift")
-            try writeAtomically(schedule, to: "\(directory)/Schedule.swift")
-            codegenNote = "codegen   Kernels.swift, Schedule.swift (f32 kernels on one arena; not yet used by kvplan run)\n"
+            let emitted = try SwiftEmitter.artifacts(program: program, plan: plan)
+            try writeAtomically(String(decoding: try emitted.schedule.encoded(), as: UTF8.self), to: "\(directory)/schedule.json")
+            try writeAtomically(emitted.kernels, to: "\(directory)/Kernels.swift")
+            try writeAtomically(emitted.step, to: "\(directory)/Schedule.swift")
+            schedule = emitted.schedule
+            let kernels = Set(emitted.step.split(separator: "\n").compactMap { $0.split(separator: "(").first?.trimmingCharacters(in: .whitespaces) }.filter { $0.hasPrefix("k") })
+            codegenNote = "codegen   Kernels.swift (\(kernels.count) kernels), Schedule.swift, schedule.json (\(emitted.schedule.actions.count) actions on \(emitted.schedule.arenas.count) tier arenas)\n"
         } catch let error as CodegenError {
+            for name in ["schedule.json", "Kernels.swift", "Schedule.swift"] { try? FileManager.default.removeItem(atPath: "\(directory)/\(name)") }
             codegenNote = "codegen   none: \(error.message)\n"
         }
+        try writeAtomically(String(decoding: try WeightsManifest(program: program, plan: plan, schedule: schedule).encoded(), as: UTF8.self),
+                            to: "\(directory)/weights.json")
+        let summary = Self.summary(plan, directory: directory, seconds: nil) + codegenNote
+        try writeAtomically(summary, to: "\(directory)/summary.txt")
         try writeAtomically(String(decoding: try plan.encoded(), as: UTF8.self), to: "\(directory)/plan.json")
         print(Self.summary(plan, directory: directory, seconds: (clock.now - started) / .seconds(1)) + codegenNote, terminator: "")
     }
@@ -300,10 +311,10 @@ struct Compile: ParsableCommand {
     }
 
     /// The human summary: per-tier peaks, bytes per link, time, traffic, solver, baselines.
-    static func summary(_ plan: Plan, directory: String, seconds: Double) -> String {
+    static func summary(_ plan: Plan, directory: String, seconds: Double?) -> String {
         var out = "\(plan.model) on \(plan.target.name): \(plan.steps.count) steps, \(plan.values.count) values → \(directory)/plan.json, program.json\n"
         let gap = plan.solver.gap.map { String(format: ", window gap %.2f%%", $0 * 100) } ?? ""
-        out += "solver    \(plan.solver.method) (\(plan.solver.status))\(gap), \(String(format: "%.3f", seconds)) s\n"
+        out += "solver    \(plan.solver.method) (\(plan.solver.status))\(gap)\(seconds.map { String(format: ", %.3f s", $0) } ?? "")\n"
         if let order = plan.solver.order { out += "order     \(order)\n" }
         if let kv = plan.kv { out += kvSummary(kv, target: plan.target) }
         for (t, tier) in plan.target.tiers.enumerated() {

@@ -8,13 +8,15 @@ struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Generate text with a compiled byte-level decoder (DIR from kvplan compile).",
         discussion: """
-        This build executes DIR/program.json with the reference interpreter (plain f32 ops); when \
-        the plan has KV layouts the KV cache is held packed in them (per-layer bytes printed), \
-        else in f32. The generated kernels and tier arenas are not used by run yet, and the \
-        output says so. --weights reads a Hugging Face safetensors checkpoint \
-        (tensor names mapped from the importer's, shapes checked); without it the weights are a \
-        deterministic seeded initialisation (announced), so the text is noise, but reproducible. \
-        Exit codes: 0 done, 1 bad input, 64 bad usage.
+        By default run executes the generated schedule: DIR/Kernels.swift + Schedule.swift are \
+        compiled with swiftc (cached by content hash), one arena per tier is allocated, every \
+        planned transfer is a real copy counted per link, and the KV cache is held in the plan's \
+        packed layout in its home arena. --interpreter runs the plain-f32 reference interpreter \
+        instead; --check runs both and compares every op's output and the logits at every step \
+        (tolerances in Docs/runtime.md) and the bytes per link against the plan. --weights reads \
+        a Hugging Face safetensors checkpoint (tensor names mapped, shapes checked); without it \
+        the weights are a deterministic seeded initialisation (announced), so the text is noise, \
+        but reproducible. Exit codes: 0 done, 1 bad input or a failed check, 64 bad usage.
         """
     )
 
@@ -39,6 +41,15 @@ struct Run: ParsableCommand {
     @Option(help: "Seed for sampling and for the seeded weights (default 0).")
     var seed: UInt64 = 0
 
+    @Option(help: "Threads for the generated kernels (default 1).")
+    var threads: Int = 1
+
+    @Flag(help: "Run the reference interpreter instead of the generated schedule.")
+    var interpreter = false
+
+    @Flag(help: "Run the generated schedule and the reference interpreter side by side and compare every op's output.")
+    var check = false
+
     func run() throws {
         do { try execute() } catch let error as UserError {
             printError("error: \(error.message)\n")
@@ -46,17 +57,26 @@ struct Run: ParsableCommand {
         }
     }
 
+    private func load<T: Decodable>(_ type: T.Type, _ name: String) throws -> T? {
+        let path = "\(directory)/\(name)"
+        guard let data = FileManager.default.contents(atPath: path) else { return nil }
+        do { return try JSONDecoder().decode(T.self, from: data) } catch { throw UserError("\(path): not valid (\(error))") }
+    }
+
+    private func source(_ name: String) throws -> String {
+        let path = "\(directory)/\(name)"
+        guard let data = FileManager.default.contents(atPath: path) else { throw UserError("cannot read '\(path)'") }
+        return String(decoding: data, as: UTF8.self)
+    }
+
     private func execute() throws {
         guard maxTokens >= 0, maxTokens <= 1_000_000 else { throw UserError("--max-tokens: expected 0...1000000, got \(maxTokens)") }
         guard temperature.isFinite, temperature >= 0 else { throw UserError("--temperature: expected a number ≥ 0, got \(temperature)") }
+        guard threads >= 1, threads <= 256 else { throw UserError("--threads: expected 1...256, got \(threads)") }
         guard prompt == nil || promptFile == nil else { throw UserError("give --prompt or --prompt-file, not both") }
-        let path = "\(directory)/program.json"
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw UserError("cannot read '\(path)': is '\(directory)' a directory written by kvplan compile?")
-        }
-        let program: ModelProgram
-        do { program = try JSONDecoder().decode(ModelProgram.self, from: data) } catch {
-            throw UserError("\(path): not a valid program (\(error))")
+        guard !(interpreter && check) else { throw UserError("give --interpreter or --check, not both") }
+        guard let program = try load(ModelProgram.self, "program.json") else {
+            throw UserError("cannot read '\(directory)/program.json': is '\(directory)' a directory written by kvplan compile?")
         }
         var text = Array((prompt ?? "").utf8)
         if let promptFile {
@@ -67,17 +87,14 @@ struct Run: ParsableCommand {
         guard max(1, text.count) + maxTokens <= capacity else {
             throw UserError("the prompt (\(text.count) bytes) and --max-tokens \(maxTokens) need \(max(1, text.count) + maxTokens) tokens; the KV cache holds \(capacity) (compile with a larger --context)")
         }
-        // The plan's KV layouts, when the compile chose them: the cache is then held packed.
-        var layouts: [KVLayerLayout]?
-        if let planData = FileManager.default.contents(atPath: "\(directory)/plan.json") {
-            do { layouts = try JSONDecoder().decode(Plan.self, from: planData).kv?.layers } catch {
-                throw UserError("\(directory)/plan.json: not a valid plan (\(error))")
-            }
+        let plan = try load(Plan.self, "plan.json")
+        let layouts = plan?.kv?.layers
+        let schedule = interpreter ? nil : try load(ExecutionSchedule.self, "schedule.json")
+        if !interpreter && schedule == nil {
+            if check { throw UserError("--check needs generated code, and '\(directory)' has no schedule.json (see the codegen line of kvplan compile)") }
+            printError("note: '\(directory)' has no generated schedule (see the codegen line of kvplan compile): running the reference interpreter\n")
         }
-        printError("note: reference interpreter (plain f32 ops); the generated kernels (Kernels.swift) are not used by run yet\n")
-        printError(layouts == nil ? "note: no KV layouts in the plan: full-precision f32 KV cache\n"
-                                  : "note: KV cache held packed in the plan's per-layer layouts\n")
-        let started = ContinuousClock.now
+        var passed = true
         do {
             let values: [String: [Float]]
             if let weights {
@@ -86,26 +103,62 @@ struct Run: ParsableCommand {
                 printError("note: no --weights: deterministic seeded weights (seed \(seed)), the text is noise\n")
                 values = SeededWeights.make(program, seed: seed)
             }
-            var generator = try Generator(try ReferenceInterpreter(program: program, weights: values, kvLayouts: layouts))
+            var generator: Generator
+            var reference: ReferenceInterpreter?
+            if let schedule {
+                let executor = try ScheduleExecutor(program: program, schedule: schedule, kernels: try source("Kernels.swift"),
+                                                    step: try source("Schedule.swift"), weights: values, threads: threads)
+                printError("note: generated schedule on \(schedule.arenas.count) tier arenas (\(executor.library.compiled ? "compiled now" : "compiled earlier, from the cache"))"
+                           + (layouts == nil ? "; f32 KV cache\n" : "; KV cache packed in the plan's layouts\n"))
+                generator = try Generator(executor)
+                if check { reference = try ReferenceInterpreter(program: program, weights: values, kvLayouts: layouts) }
+            } else {
+                printError("note: reference interpreter (plain f32 ops)" + (layouts == nil ? "; f32 KV cache\n" : "; KV cache packed in the plan's layouts\n"))
+                generator = try Generator(try ReferenceInterpreter(program: program, weights: values, kvLayouts: layouts))
+            }
+            let checker = reference.map { RunCheck(program: program, reference: $0, executor: generator.executor!) }
+            if let checker {
+                generator.beforeStep = { token, position throws(RuntimeError) in try checker.prepare(token: token, position: position) }
+                generator.observe = { op in checker.compare(op: op) }
+            }
+            let started = ContinuousClock.now
             FileHandle.standardOutput.write(Data(text))
             let out = try generator.generate(prompt: text, maxTokens: maxTokens, temperature: temperature, seed: seed) { byte in
                 FileHandle.standardOutput.write(Data([byte]))
             }
             let seconds = (ContinuousClock.now - started) / .seconds(1)
-            let tokens = max(1, text.count) + out.count
             print("")
-            printError(String(format: "%d tokens in %.3f s (%.1f ms/token, reference interpreter)\n", tokens, seconds, 1000 * seconds / Double(tokens)))
-            if let layouts {
-                let caches = generator.interpreter.packed.sorted { $0.key < $1.key }.map(\.value)
-                printError("layer  KV bytes planned  in use  tokens held  evicted\n")
-                for (layout, cache) in zip(layouts, caches) {
-                    let inUse = cache.reduce(0) { $0 + $1.bytes }
-                    printError(String(format: "%5d  %16d  %6d  %11d  %7d\n", layout.layer, layout.bytes, inUse,
-                                      cache.reduce(0) { $0 + $1.tokens }, cache.reduce(0) { $0 + $1.evicted }))
-                }
-            }
-        } catch {
+            let tokens = max(1, text.count) + out.count
+            report(tokens: tokens, seconds: seconds, generator: generator, plan: plan, layouts: layouts)
+            passed = checker?.finish(plan: plan) ?? true
+        } catch let error as RuntimeError {
             throw UserError("\(directory): \(error.message)")
+        }
+        if !passed { throw ExitCode(1) }
+    }
+
+    private func report(tokens: Int, seconds: Double, generator: Generator, plan: Plan?, layouts: [KVLayerLayout]?) {
+        let engine = generator.executor == nil ? "reference interpreter" : "generated schedule"
+        printError(String(format: "%d tokens in %.3f s: %.2f ms/token, %.1f tokens/s (%@%@)\n", tokens, seconds, 1000 * seconds / Double(tokens),
+                          Double(tokens) / max(seconds, 1e-9), engine, check ? ", with --check" : ""))
+        if let executor = generator.executor, let plan {
+            printError("link                      plan B/token  measured B/token\n")
+            for (i, link) in executor.schedule.links.enumerated() where executor.schedule.linkBytes[i] > 0 || executor.linkBytes[i] > 0 {
+                let measured = Double(executor.linkBytes[i]) / Double(max(1, executor.steps))
+                printError(String(format: "%-24@  %12d  %16.0f\n", link as NSString, plan.estimate.linkBytes[link] ?? 0, measured))
+            }
+        }
+        guard let layouts else { return }
+        let inUse: [Int], held: [Int]
+        if let executor = generator.executor {
+            (inUse, held) = (executor.kvBytesInUse, executor.kvTokensHeld)
+        } else {
+            let caches = generator.interpreter!.packed.sorted { $0.key < $1.key }.map(\.value)
+            (inUse, held) = (caches.map { $0.reduce(0) { $0 + $1.bytes } }, caches.map { $0.reduce(0) { $0 + $1.tokens } })
+        }
+        printError("layer  KV bytes planned  in use  tokens held\n")
+        for (n, layout) in layouts.enumerated() {
+            printError(String(format: "%5d  %16d  %6d  %11d\n", layout.layer, layout.bytes, inUse[n], held[n]))
         }
     }
 }

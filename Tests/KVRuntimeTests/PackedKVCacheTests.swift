@@ -11,6 +11,13 @@ struct PackedKVCacheTests {
                       lowTokens: low, lowBits: lowBits, bytes: 0, fidelity: 0)
     }
 
+    /// One decode step as the runtime does it: attend over the cache and the new token, then append it.
+    static func decode(_ cache: PackedKVCache, q: [Float], key: [Float], value: [Float], heads: Int, kvHeads: Int, scale: Double) -> [Float] {
+        let (out, score) = cache.attend(q, key: key, value: value, heads: heads, kvHeads: kvHeads, scale: scale)
+        cache.append(key: key, value: value, score: score)
+        return out
+    }
+
     /// Deterministic values in [-1, 1).
     static func noise(_ n: Int, seed: UInt64) -> [Float] {
         var state = seed
@@ -31,11 +38,11 @@ struct PackedKVCacheTests {
         }
         let expected = 2 * (36 * c * 2) + seg(.keys, high, keyBits) + seg(.values, high, valueBits)
             + (lowBits > 0 ? seg(.keys, low, lowBits) + seg(.values, low, lowBits) : 0)
-        var cache = PackedKVCache(layout: l, channels: c)
+        let cache = PackedKVCache(layout: l, channels: c)
         #expect(cache.bytes == expected)
         for t in 0..<(36 + high + low) {
-            cache.append(key: Self.noise(c, seed: UInt64(t)), value: Self.noise(c, seed: UInt64(t) + 999))
-            _ = cache.attend(Self.noise(2 * 32, seed: UInt64(t) + 7), heads: 2, kvHeads: 2, scale: 0.2)
+            _ = Self.decode(cache, q: Self.noise(2 * 32, seed: UInt64(t) + 7), key: Self.noise(c, seed: UInt64(t)),
+                            value: Self.noise(c, seed: UInt64(t) + 999), heads: 2, kvHeads: 2, scale: 0.2)
         }
         #expect(cache.bytes == expected)
         #expect(cache.tokens == 36 + high + (lowBits > 0 ? low : 0))
@@ -46,14 +53,13 @@ struct PackedKVCacheTests {
     func fp16MatchesReference() {
         let (heads, kvHeads, d) = (4, 2, 16)
         let c = kvHeads * d
-        var cache = PackedKVCache(layout: Self.layout(high: 90, keyBits: 16, valueBits: 16, low: 0, lowBits: 0), channels: c)
+        let cache = PackedKVCache(layout: Self.layout(high: 90, keyBits: 16, valueBits: 16, low: 0, lowBits: 0), channels: c)
         var keys: [[Float]] = [], values: [[Float]] = []
         for t in 0..<120 {
             keys.append(Self.noise(c, seed: UInt64(3 * t + 1)))
             values.append(Self.noise(c, seed: UInt64(3 * t + 2)))
-            cache.append(key: keys[t], value: values[t])
             let q = Self.noise(heads * d, seed: UInt64(3 * t + 3))
-            let out = cache.attend(q, heads: heads, kvHeads: kvHeads, scale: 0.25)
+            let out = Self.decode(cache, q: q, key: keys[t], value: values[t], heads: heads, kvHeads: kvHeads, scale: 0.25)
             // Reference: every token so far, f32.
             for h in 0..<heads {
                 let g = h / (heads / kvHeads)
@@ -73,14 +79,13 @@ struct PackedKVCacheTests {
     func scoresDecide() {
         let c = 8
         // 1 sink, window 2, 2 high slots, the rest evicted.
-        var cache = PackedKVCache(layout: Self.layout(sinks: 1, window: 2, high: 2, keyBits: 16, valueBits: 16, low: 30, lowBits: 0), channels: c)
+        let cache = PackedKVCache(layout: Self.layout(sinks: 1, window: 2, high: 2, keyBits: 16, valueBits: 16, low: 30, lowBits: 0), channels: c)
         var q = [Float](repeating: 0, count: c)
         q[0] = 1
         for t in 0..<20 {
             var key = [Float](repeating: 0, count: c)
             key[t == 3 ? 0 : 1] = t == 3 ? 8 : 1  // token 3 alone matches the query
-            cache.append(key: key, value: Self.noise(c, seed: UInt64(t)))
-            _ = cache.attend(q, heads: 1, kvHeads: 1, scale: 1)
+            _ = Self.decode(cache, q: q, key: key, value: Self.noise(c, seed: UInt64(t)), heads: 1, kvHeads: 1, scale: 1)
         }
         let held = cache.heldTokens
         #expect(held.contains(0) && held.contains(3), "\(held)")             // the sink and the heavy hitter
@@ -91,15 +96,14 @@ struct PackedKVCacheTests {
     /// Mean |packed − f32 reference| of attention outputs over 80 tokens with every token kept in the high segment at `bits`.
     static func meanError(bits: Int) -> Double {
         let (heads, d) = (2, 32)
-        var cache = PackedKVCache(layout: layout(sinks: 0, window: 0, high: 80, keyBits: bits, valueBits: bits, low: 0, lowBits: 0), channels: heads * d)
+        let cache = PackedKVCache(layout: layout(sinks: 0, window: 0, high: 80, keyBits: bits, valueBits: bits, low: 0, lowBits: 0), channels: heads * d)
         var keys: [[Float]] = [], values: [[Float]] = []
         var total = 0.0, n = 0
         for t in 0..<80 {
             keys.append(noise(heads * d, seed: UInt64(5 * t + 1)))
             values.append(noise(heads * d, seed: UInt64(5 * t + 2)))
-            cache.append(key: keys[t], value: values[t])
             let q = noise(heads * d, seed: UInt64(5 * t + 3))
-            let out = cache.attend(q, heads: heads, kvHeads: heads, scale: 0.3)
+            let out = decode(cache, q: q, key: keys[t], value: values[t], heads: heads, kvHeads: heads, scale: 0.3)
             for h in 0..<heads {
                 let s = keys.map { k in (0..<d).reduce(0.0) { $0 + Double(q[h * d + $1]) * Double(k[h * d + $1]) } * 0.3 }
                 let e = s.map { exp($0 - s.max()!) }

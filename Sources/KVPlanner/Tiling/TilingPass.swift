@@ -385,7 +385,6 @@ struct TilingPass {
     // MARK: Commit
 
     private mutating func commit(_ layout: Layout, op opID: Int) {
-        let op = graph.ops[opID]
         for (t, s) in layout.splits where splits[t] == nil && layout.tiles.count > 1 { cut(t, s) }
         // Parts are fixed now; whole items are resolved at the end (a later op may still cut them).
         func settle(_ refs: [Ref]) -> [Ref] {

@@ -1,0 +1,218 @@
+import Foundation
+
+/// A plan lowered to actions on tier arenas: exactly what the generated `Schedule.swift` does, as
+/// data (`schedule.json`).
+///
+/// One arena per tier: the compute tier (tier 0) at its capacity with the plan's scratchpad
+/// offsets; every other tier holds a static region per value that lives there (its home, a spill
+/// slot or a staging slot), laid out in value order at the tier's alignment. Actions run in plan
+/// order, slot by slot: staging hops, loads into tier 0, the slot's kernel, then copies out of
+/// tier 0 (stores and spills) — the order the plan verifier assumes. Docs/runtime.md.
+public struct ExecutionSchedule: Codable, Sendable, Equatable {
+    /// The schema version this build reads and writes.
+    public static let currentVersion = 1
+    /// The calling convention of the generated `kvplan_step` (emitter and runtime must agree).
+    public static let abi = 2
+
+    /// A byte position in one tier's arena.
+    public struct Location: Codable, Sendable, Equatable, Hashable {
+        public var tier: Int
+        public var offset: Int
+        public init(tier: Int, offset: Int) {
+            self.tier = tier
+            self.offset = offset
+        }
+    }
+
+    /// One tier's arena: its name and the bytes the runtime allocates for it.
+    public struct Arena: Codable, Sendable, Equatable {
+        public var name: String
+        public var bytes: Int
+        public init(name: String, bytes: Int) {
+            self.name = name
+            self.bytes = bytes
+        }
+    }
+
+    /// A tensor's bytes at a fixed place for the whole run (weights, inputs, outputs).
+    public struct Binding: Codable, Sendable, Equatable {
+        public var tensor: String
+        public var location: Location
+        public var bytes: Int
+        public init(tensor: String, location: Location, bytes: Int) {
+            self.tensor = tensor
+            self.location = location
+            self.bytes = bytes
+        }
+    }
+
+    /// One step of the schedule.
+    public struct Action: Codable, Sendable, Equatable {
+        /// `copy` (a planned transfer), `gather` (a planned transfer of the rows `ids` selects), or `kernel`.
+        public var kind: String
+        /// The plan slot the action belongs to.
+        public var slot: Int
+        /// copy/gather: the plan value moved, the link index (into `links`), bytes, source and destination.
+        public var value: Int?
+        public var link: Int?
+        public var bytes: Int?
+        public var from: Location?
+        public var to: Location?
+        /// gather: where the row indices are (f32 holding exact integers) and the bytes of one row.
+        public var ids: Location?
+        public var rowBytes: Int?
+        /// kernel: the program op, where its operands are read and its results written (tier 0).
+        public var op: Int?
+        public var operands: [Location]?
+        public var results: [Location]?
+
+        /// A planned copy between tiers.
+        public static func copy(slot: Int, value: Int, link: Int, bytes: Int, from: Location, to: Location) -> Action {
+            Action(kind: "copy", slot: slot, value: value, link: link, bytes: bytes, from: from, to: to)
+        }
+
+        /// A planned copy of table rows selected by indices.
+        public static func gather(slot: Int, value: Int, link: Int, bytes: Int, from: Location, to: Location, ids: Location, rowBytes: Int) -> Action {
+            Action(kind: "gather", slot: slot, value: value, link: link, bytes: bytes, from: from, to: to, ids: ids, rowBytes: rowBytes)
+        }
+
+        /// An op's kernel.
+        public static func kernel(slot: Int, op: Int, operands: [Location], results: [Location]) -> Action {
+            Action(kind: "kernel", slot: slot, op: op, operands: operands, results: results)
+        }
+
+        init(kind: String, slot: Int, value: Int? = nil, link: Int? = nil, bytes: Int? = nil, from: Location? = nil, to: Location? = nil,
+             ids: Location? = nil, rowBytes: Int? = nil, op: Int? = nil, operands: [Location]? = nil, results: [Location]? = nil) {
+            self.kind = kind
+            self.slot = slot
+            self.value = value
+            self.link = link
+            self.bytes = bytes
+            self.from = from
+            self.to = to
+            self.ids = ids
+            self.rowBytes = rowBytes
+            self.op = op
+            self.operands = operands
+            self.results = results
+        }
+    }
+
+    /// One decode-attention layer's cache: where its home regions are and how it is held.
+    public struct KVCache: Codable, Sendable, Equatable {
+        /// The attention op (program index).
+        public var op: Int
+        /// Home of the key and value caches, and of the new token's rows the attention writes.
+        public var keys: Location
+        public var values: Location
+        public var newKeys: Location
+        public var newValues: Location
+        /// Bytes of the key and value caches (all sequences), as planned.
+        public var keyBytes: Int
+        public var valueBytes: Int
+        public var batch: Int
+        /// Tokens the cache holds per sequence, and channels per token (KV heads × head dim).
+        public var capacity: Int
+        public var channels: Int
+        /// The packed layout (nil: a full-precision f32 cache `[batch, capacity, channels]`).
+        public var layout: KVLayerLayout?
+        public init(op: Int, keys: Location, values: Location, keyBytes: Int, valueBytes: Int, newKeys: Location, newValues: Location,
+                    batch: Int, capacity: Int, channels: Int, layout: KVLayerLayout?) {
+            self.op = op
+            self.keys = keys
+            self.values = values
+            self.keyBytes = keyBytes
+            self.valueBytes = valueBytes
+            self.newKeys = newKeys
+            self.newValues = newValues
+            self.batch = batch
+            self.capacity = capacity
+            self.channels = channels
+            self.layout = layout
+        }
+        /// Byte offsets of the state block a generated attention kernel shares with the runtime's
+        /// cache manager: Int32 occupancy per slot (token id, -1 empty; for an f32 cache one
+        /// length per sequence), f32 attention received per slot, f32 attention of the new token.
+        public var stateLayout: (occupancy: Int, received: Int, newScore: Int, total: Int) {
+            let n = batch * slots * 4
+            return (0, n, 2 * n, 2 * n + batch * 4)
+        }
+        /// Slots per sequence the generated kernel scans (the layout's tokens, or the capacity).
+        public var slots: Int {
+            guard let l = layout else { return capacity }
+            return l.sinkTokens + l.windowTokens + l.highTokens + (l.lowBits > 0 ? l.lowTokens : 0)
+        }
+    }
+
+    public var version: Int
+    public var model: String
+    public var target: String
+    public var arenas: [Arena]
+    /// Link names (`from->to`) in the order the runtime counts bytes.
+    public var links: [String]
+    /// Bytes the plan moves over each link per step (same order as `links`).
+    public var linkBytes: [Int]
+    public var weights: [Binding]
+    public var inputs: [Binding]
+    public var outputs: [Binding]
+    public var kv: [KVCache]
+    public var actions: [Action]
+
+    public init(model: String, target: String, arenas: [Arena], links: [String], linkBytes: [Int], weights: [Binding], inputs: [Binding],
+                outputs: [Binding], kv: [KVCache], actions: [Action]) {
+        version = Self.currentVersion
+        self.model = model
+        self.target = target
+        self.arenas = arenas
+        self.links = links
+        self.linkBytes = linkBytes
+        self.weights = weights
+        self.inputs = inputs
+        self.outputs = outputs
+        self.kv = kv
+        self.actions = actions
+    }
+
+    /// Deterministic JSON (sorted keys, pretty-printed).
+    public func encoded() throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        return try encoder.encode(self)
+    }
+
+    /// Every location inside its arena, every index in range, the version known.
+    public func validate(against program: ModelProgram) throws(ArtifactError) {
+        guard version == Self.currentVersion else { throw ArtifactError("schedule.json: version \(version), this build reads \(Self.currentVersion)") }
+        guard linkBytes.count == links.count else { throw ArtifactError("schedule.json: \(links.count) links but \(linkBytes.count) link totals") }
+        func check(_ l: Location, _ bytes: Int, _ what: @autoclosure () -> String) throws(ArtifactError) {
+            guard arenas.indices.contains(l.tier), l.offset >= 0, bytes >= 0, l.offset + bytes <= arenas[l.tier].bytes else {
+                throw ArtifactError("schedule.json: \(what()) at tier \(l.tier) offset \(l.offset) (\(bytes) B) is outside the arenas")
+            }
+        }
+        for b in weights + inputs + outputs { try check(b.location, b.bytes, "'\(b.tensor)'") }
+        for (i, a) in actions.enumerated() {
+            switch a.kind {
+            case "copy", "gather":
+                guard let from = a.from, let to = a.to, let bytes = a.bytes, let link = a.link, links.indices.contains(link) else {
+                    throw ArtifactError("schedule.json: actions[\(i)] (\(a.kind)) lacks from/to/bytes/link")
+                }
+                try check(to, bytes, "actions[\(i)] destination")
+                if a.kind == "copy" { try check(from, bytes, "actions[\(i)] source") }
+            case "kernel":
+                guard let op = a.op, program.ops.indices.contains(op), let operands = a.operands, let results = a.results else {
+                    throw ArtifactError("schedule.json: actions[\(i)] (kernel) lacks a valid op/operands/results")
+                }
+                for l in operands + results { try check(l, 0, "actions[\(i)] '\(program.ops[op].name)'") }
+            default:
+                throw ArtifactError("schedule.json: actions[\(i)] has unknown kind '\(a.kind)'")
+            }
+        }
+        for c in kv {
+            guard program.ops.indices.contains(c.op) else { throw ArtifactError("schedule.json: a KV cache names op \(c.op); the program has \(program.ops.count)") }
+            try check(c.keys, c.keyBytes, "the key cache of '\(program.ops[c.op].name)'")
+            try check(c.values, c.valueBytes, "the value cache of '\(program.ops[c.op].name)'")
+            try check(c.newKeys, c.batch * c.channels * 4, "the new keys of '\(program.ops[c.op].name)'")
+            try check(c.newValues, c.batch * c.channels * 4, "the new values of '\(program.ops[c.op].name)'")
+        }
+    }
+}
