@@ -58,5 +58,12 @@ let package = Package(
         // Compiles emitted kernels with swiftc and runs them against the reference interpreter.
         .testTarget(name: "KVCodegenTests", dependencies: ["KVCodegen", "KVRuntime", "KVArtifact", "KVPlanner", "KVGraph"]),
         .testTarget(name: "kvplanTests", dependencies: ["kvplan", "KVRuntime", "KVArtifact"]),
+        // The committed Generated/ kernels of tiny-llama on cpu, compiled as ordinary Swift sources,
+        // so `swift test` runs emitted code without swiftc-at-runtime or dlopen. (One artifact only:
+        // every schedule exports the same C symbols.)
+        .target(name: "GeneratedTinyLlamaCPU", path: "Generated/tiny-llama/cpu",
+                exclude: ["plan.json", "program.json", "schedule.json", "weights.json", "summary.txt"],
+                sources: ["Kernels.swift", "Schedule.swift"]),
+        .testTarget(name: "GeneratedCodeTests", dependencies: ["GeneratedTinyLlamaCPU", "KVRuntime", "KVArtifact"]),
     ]
 )

@@ -128,6 +128,9 @@ public struct SwiftEmitter {
         for t in usedTiers.sorted() { step += "    let t\(t) = tiers[\(t)]\n" }
         if schedule.kv.isEmpty { step += "    _ = kv\n" }
         step += calls.joined(separator: "\n") + "\n}\n"
+        step += "\n/// kvplan_step as a C function pointer, for code that links this schedule in as a Swift module.\n"
+            + "public let kvplanStep: @convention(c) (UnsafePointer<UnsafeMutableRawPointer>, UnsafePointer<UnsafeMutableRawPointer>, UnsafeMutablePointer<Int>,\n"
+            + "                                       (@convention(c) (UnsafeMutableRawPointer?, Int) -> Void)?, UnsafeMutableRawPointer?) -> Void = kvplan_step\n"
         step += "\n/// The calling convention of kvplan_step (the runtime refuses a library of another).\n@_cdecl(\"kvplan_abi\")\npublic func kvplan_abi() -> Int { \(ExecutionSchedule.abi) }\n"
         return (kernels, step)
     }
@@ -146,7 +149,10 @@ public struct SwiftEmitter {
     func parallelRows(_ n: Int, work: Int, _ body: (Int, Int) -> Void) {
         let parts = work >= 1 << 16 ? min(kvplanThreads, n) : 1
         if parts <= 1 { body(0, n); return }
-        DispatchQueue.concurrentPerform(iterations: parts) { p in body(n &* p / parts, n &* (p &+ 1) / parts) }
+        withoutActuallyEscaping(body) { body in
+            nonisolated(unsafe) let run = body  // the parts write disjoint rows
+            DispatchQueue.concurrentPerform(iterations: parts) { p in run(n &* p / parts, n &* (p &+ 1) / parts) }
+        }
     }
 
     @inline(__always)

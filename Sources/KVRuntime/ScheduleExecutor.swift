@@ -12,7 +12,9 @@ import KVArtifact
 public final class ScheduleExecutor {
     public let program: ModelProgram
     public let schedule: ExecutionSchedule
-    public let library: KernelLibrary
+    /// The compiled library the step function lives in (nil when the code was linked in).
+    public let library: KernelLibrary?
+    let stepFunction: KernelLibrary.Step
     /// One arena per tier (64-byte aligned, zeroed).
     let arenas: [UnsafeMutableRawBufferPointer]
     /// Per KV layer: the generated kernel's state (occupancy, attention received, new token's).
@@ -28,13 +30,22 @@ public final class ScheduleExecutor {
 
     /// Loads `kernels` + `step` (compiling them when not cached) for `schedule` over `program`,
     /// with `weights` (f32 by tensor name) copied into their homes; large kernels split over `threads`.
-    public init(program: ModelProgram, schedule: ExecutionSchedule, kernels: String, step: String,
-                weights: [String: [Float]], threads: Int = 1) throws(RuntimeError) {
+    public convenience init(program: ModelProgram, schedule: ExecutionSchedule, kernels: String, step: String,
+                            weights: [String: [Float]], threads: Int = 1) throws(RuntimeError) {
+        let library = try KernelLibrary(kernels: kernels, schedule: step)
+        library.setThreads(threads)
+        try self.init(program: program, schedule: schedule, step: library.step, library: library, weights: weights)
+    }
+
+    /// Runs `schedule` with a step function linked into the caller (Generated/ sources compiled
+    /// as part of a target) or from `library`.
+    public init(program: ModelProgram, schedule: ExecutionSchedule, step: KernelLibrary.Step, library: KernelLibrary? = nil,
+                weights: [String: [Float]]) throws(RuntimeError) {
         do { try program.validate(); try schedule.validate(against: program) } catch { throw RuntimeError(error.message) }
         self.program = program
         self.schedule = schedule
-        library = try KernelLibrary(kernels: kernels, schedule: step)
-        library.setThreads(threads)
+        self.library = library
+        stepFunction = step
         arenas = schedule.arenas.map { arena in
             let memory = UnsafeMutableRawBufferPointer.allocate(byteCount: max(64, arena.bytes), alignment: 4096)
             memory.initializeMemory(as: UInt8.self, repeating: 0)
@@ -135,7 +146,7 @@ public final class ScheduleExecutor {
         linkBytes.withUnsafeMutableBufferPointer { links in
             bases.withUnsafeMutableBufferPointer { tiers in
                 stateBases.withUnsafeMutableBufferPointer { kv in
-                    library.step(tiers.baseAddress!, kv.baseAddress!, links.baseAddress!, trampoline, context)
+                    stepFunction(tiers.baseAddress!, kv.baseAddress!, links.baseAddress!, trampoline, context)
                 }
             }
         }

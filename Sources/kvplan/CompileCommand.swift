@@ -160,7 +160,7 @@ struct Compile: ParsableCommand {
         }
         try writeAtomically(String(decoding: try WeightsManifest(program: program, plan: plan, schedule: schedule).encoded(), as: UTF8.self),
                             to: "\(directory)/weights.json")
-        let summary = Self.summary(plan, directory: directory, seconds: nil) + codegenNote
+        let summary = Self.summary(plan, directory: ".", seconds: nil) + codegenNote
         try writeAtomically(summary, to: "\(directory)/summary.txt")
         try writeAtomically(String(decoding: try plan.encoded(), as: UTF8.self), to: "\(directory)/plan.json")
         print(Self.summary(plan, directory: directory, seconds: (clock.now - started) / .seconds(1)) + codegenNote, terminator: "")

@@ -108,7 +108,7 @@ struct Run: ParsableCommand {
             if let schedule {
                 let executor = try ScheduleExecutor(program: program, schedule: schedule, kernels: try source("Kernels.swift"),
                                                     step: try source("Schedule.swift"), weights: values, threads: threads)
-                printError("note: generated schedule on \(schedule.arenas.count) tier arenas (\(executor.library.compiled ? "compiled now" : "compiled earlier, from the cache"))"
+                printError("note: generated schedule on \(schedule.arenas.count) tier arenas (\(executor.library?.compiled == true ? "compiled now" : "compiled earlier, from the cache"))"
                            + (layouts == nil ? "; f32 KV cache\n" : "; KV cache packed in the plan's layouts\n"))
                 generator = try Generator(executor)
                 if check { reference = try ReferenceInterpreter(program: program, weights: values, kvLayouts: layouts) }
@@ -127,7 +127,7 @@ struct Run: ParsableCommand {
                 FileHandle.standardOutput.write(Data([byte]))
             }
             let seconds = (ContinuousClock.now - started) / .seconds(1)
-            print("")
+            FileHandle.standardOutput.write(Data("\n".utf8))
             let tokens = max(1, text.count) + out.count
             report(tokens: tokens, seconds: seconds, generator: generator, plan: plan, layouts: layouts)
             passed = checker?.finish(plan: plan) ?? true
@@ -145,7 +145,8 @@ struct Run: ParsableCommand {
             printError("link                      plan B/token  measured B/token\n")
             for (i, link) in executor.schedule.links.enumerated() where executor.schedule.linkBytes[i] > 0 || executor.linkBytes[i] > 0 {
                 let measured = Double(executor.linkBytes[i]) / Double(max(1, executor.steps))
-                printError(String(format: "%-24@  %12d  %16.0f\n", link as NSString, plan.estimate.linkBytes[link] ?? 0, measured))
+                printError(link.padding(toLength: max(24, link.count), withPad: " ", startingAt: 0)
+                           + String(format: "  %12d  %16.0f\n", plan.estimate.linkBytes[link] ?? 0, measured))
             }
         }
         guard let layouts else { return }

@@ -15,7 +15,7 @@ struct RunCLITests {
         let first = try cli.run(["run", dir.path, "--prompt", "ab", "--max-tokens", "3"])
         #expect(first.status == 0, "\(first.stderr)")
         #expect(first.stdout.hasPrefix("ab") && first.stderr.contains("5 tokens in"), "\(first.stderr)")
-        #expect(first.stderr.contains("reference interpreter") && first.stderr.contains("seeded weights (seed 0)"))
+        #expect(first.stderr.contains("generated schedule on 3 tier arenas") && first.stderr.contains("seeded weights (seed 0)"), "\(first.stderr)")
         #expect(try cli.run(["run", dir.path, "--prompt", "ab", "--max-tokens", "3"]).stdout == first.stdout)
 
         // The seeded weights written as an HF checkpoint (HF names, f32) must give the same text.
@@ -33,6 +33,14 @@ struct RunCLITests {
         try SafetensorsFile.write(tensors.filter { $0.name != "model.norm.weight" }, to: checkpoint)
         let missing = try cli.run(["run", dir.path, "--weights", checkpoint])
         #expect(missing.status == 1 && missing.stderr.contains("no tensor for 'norm' (looked for model.norm.weight)"), "\(missing.stderr)")
+        // The f32-cache schedule agrees with the interpreter op by op, and moves the planned bytes.
+        let checked = try cli.run(["run", dir.path, "--prompt", "ab", "--max-tokens", "6", "--check"])
+        #expect(checked.status == 0 && checked.stderr.contains("check passed") && checked.stderr.contains("bytes per link: equal to the plan over 8 steps"),
+                "\(checked.stderr)")
+        let interpreted = try cli.run(["run", dir.path, "--prompt", "ab", "--max-tokens", "3", "--interpreter"])
+        #expect(interpreted.status == 0 && interpreted.stderr.contains("reference interpreter (plain f32 ops)"), "\(interpreted.stderr)")
+        #expect(try cli.run(["run", dir.path, "--threads", "0"]).stderr.contains("--threads: expected 1...256"))
+        #expect(try cli.run(["run", dir.path, "--check", "--interpreter"]).stderr.contains("give --interpreter or --check, not both"))
         let long = try cli.run(["run", dir.path, "--max-tokens", "5000"])
         #expect(long.status == 1 && long.stderr.contains("the KV cache holds 1024"), "\(long.stderr)")
         #expect(try cli.run(["run", dir.path + "/nothing"]).stderr.contains("is '\(dir.path)/nothing' a directory written by kvplan compile?"))
@@ -46,12 +54,15 @@ struct RunCLITests {
         #expect(try cli.run(["compile", tiny, "--solver", "msa", "--kv-ratio", "0.15", "-o", dir.path]).status == 0)
         let plan = try JSONDecoder().decode(Plan.self, from: Data(contentsOf: dir.appendingPathComponent("plan.json")))
         let layouts = try #require(plan.kv?.layers)
-        let r = try cli.run(["run", dir.path, "--max-tokens", "3"])
-        #expect(r.status == 0 && r.stderr.contains("KV cache held packed"), "\(r.stderr)")
-        for l in layouts {
-            // "layer  planned  in use  tokens held  evicted": planned = in use, 4 tokens held (1 prompt + 3).
-            let row = String(format: "%5d  %16d  %6d  %11d  %7d", l.layer, l.bytes, l.bytes, 4, 0)
-            #expect(r.stderr.contains(row), "\(row)\n\(r.stderr)")
+        for engine in ["--check", "--interpreter"] {
+            let r = try cli.run(["run", dir.path, "--max-tokens", "3", engine])
+            #expect(r.status == 0 && r.stderr.contains("KV cache packed in the plan's layouts"), "\(r.stderr)")
+            for l in layouts {
+                // "layer  planned  in use  tokens held": planned = in use, 4 tokens held (1 prompt + 3).
+                let row = String(format: "%5d  %16d  %6d  %11d", l.layer, l.bytes, l.bytes, 4)
+                #expect(r.stderr.contains(row), "\(row)\n\(r.stderr)")
+            }
+            if engine == "--check" { #expect(r.stderr.contains("check passed"), "\(r.stderr)") }
         }
     }
 
@@ -60,12 +71,41 @@ struct RunCLITests {
         let (a, b) = (try cli.temporaryDirectory(), try cli.temporaryDirectory())
         let tiny = CLITests.root.appendingPathComponent("Graphs/tiny-llama.graph").path
         for dir in [a, b] { #expect(try cli.run(["compile", tiny, "--solver", "msa", "-o", dir.path]).status == 0) }
-        for file in ["Kernels.swift", "Schedule.swift", "program.json", "plan.json"] {
+        for file in ["Kernels.swift", "Schedule.swift", "schedule.json", "weights.json", "summary.txt", "program.json", "plan.json"] {
             let first = try Data(contentsOf: a.appendingPathComponent(file)), second = try Data(contentsOf: b.appendingPathComponent(file))
             #expect(first == second, "\(file) differs between two compiles")
         }
         let source = try String(contentsOf: a.appendingPathComponent("Kernels.swift"), encoding: .utf8)
             + String(contentsOf: a.appendingPathComponent("Schedule.swift"), encoding: .utf8)
         for name in ["q_proj", "k_cache", "embed_tokens", "tiny-llama"] { #expect(!source.contains(name), "\(name) reached the source") }
+    }
+
+    @Test("Generated/tiny-llama/{cpu,edge-npu} are what kvplan compile writes today (re-record: scripts/regenerate.sh)", arguments: ["cpu", "edge-npu"])
+    func committedArtifacts(target: String) throws {
+        let dir = try cli.temporaryDirectory()
+        let tiny = CLITests.root.appendingPathComponent("Graphs/tiny-llama.graph").path
+        #expect(try cli.run(["compile", tiny, "--target", target, "--kv-ratio", "0.25", "-o", dir.path]).status == 0)
+        let committed = CLITests.root.appendingPathComponent("Generated/tiny-llama/\(target)")
+        for file in ["plan.json", "program.json", "schedule.json", "weights.json", "summary.txt", "Kernels.swift", "Schedule.swift"] {
+            let fresh = try Data(contentsOf: dir.appendingPathComponent(file)), old = try Data(contentsOf: committed.appendingPathComponent(file))
+            #expect(fresh == old, "Generated/tiny-llama/\(target)/\(file) is stale: run scripts/regenerate.sh")
+        }
+    }
+
+    @Test("names that are Swift keywords or generated identifiers never reach the source, and the schedule still checks out")
+    func hostileNames() throws {
+        let dir = try cli.temporaryDirectory()
+        var text = try String(contentsOf: CLITests.root.appendingPathComponent("Graphs/tiny-llama.graph"), encoding: .utf8)
+        let renames = ["q_proj": "func", "k_proj": "self", "v_proj": "return", "embed_tokens": "kvplan_step", "k_cache": "import", "down_proj": "deinit", "up_proj": "t0", "gate_proj": "k0"]
+        for (old, new) in renames { text = text.replacingOccurrences(of: old, with: new) }
+        let graph = dir.appendingPathComponent("hostile.graph")
+        try text.write(to: graph, atomically: true, encoding: .utf8)
+        let compiled = try cli.run(["compile", graph.path, "--solver", "msa", "--kv-ratio", "0.3", "-o", dir.path])
+        #expect(compiled.status == 0 && compiled.stdout.contains("codegen   Kernels.swift"), "\(compiled.stdout)\(compiled.stderr)")
+        let source = try String(contentsOf: dir.appendingPathComponent("Kernels.swift"), encoding: .utf8)
+            + String(contentsOf: dir.appendingPathComponent("Schedule.swift"), encoding: .utf8)
+        for name in ["deinit", "import[", "self[", "func["] { #expect(!source.contains(name), "\(name) reached the source") }
+        let r = try cli.run(["run", dir.path, "--max-tokens", "2", "--check"])
+        #expect(r.status == 0 && r.stderr.contains("check passed"), "\(r.stderr)")
     }
 }
