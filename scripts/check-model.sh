@@ -2,8 +2,9 @@
 # The main job on a bundled model: set-up, build, `kvplan check` of the model the
 # runtime will execute and of a real Hugging Face config, then `kvplan compile`
 # of the bundled model into out/tiny-llama.kvplan with a KV budget (25% of the fp16 cache), the
-# independent verifier on it, and `kvplan run` (reference interpreter, packed KV cache, seeded
-# weights until the trained checkpoint lands).
+# independent verifier on it, and `kvplan run --check` (the generated kernels on tier arenas with
+# the packed KV cache, every op compared with the reference interpreter; seeded weights until
+# the trained checkpoint lands).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -13,4 +14,4 @@ swift build -c release --product kvplan
 mkdir -p out
 .build/release/kvplan compile Graphs/tiny-llama.graph --kv-ratio 0.25 -o out/tiny-llama.kvplan
 .build/release/kvplan verify out/tiny-llama.kvplan
-.build/release/kvplan run out/tiny-llama.kvplan --prompt "Hello" --max-tokens 16
+.build/release/kvplan run out/tiny-llama.kvplan --prompt "Hello" --max-tokens 40 --check
