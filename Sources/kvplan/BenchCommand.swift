@@ -6,7 +6,7 @@ import KVAlloc
 struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmarks (build with -c release first).",
-        subcommands: [AllocateBench.self, PlannerBench.self, KVBench.self]
+        subcommands: [AllocateBench.self, PlannerBench.self, KVBench.self, KernelBench.self, RunBench.self]
     )
 }
 

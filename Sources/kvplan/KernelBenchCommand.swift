@@ -1,0 +1,359 @@
+import ArgumentParser
+import Foundation
+import KVArtifact
+import KVCodegen
+import KVQuant
+import KVRuntime
+
+// `kvplan bench kernels`: generated kernels against baselines measured in the same run — the
+// machine's copy bandwidth (memcpy of the same bytes), a plain scalar Swift loop, and for f32
+// GEMV OpenBLAS's cblas_sgemv single-threaded (loaded with dlopen from libopenblas-dev's
+// libopenblas.so.0; skipped and said so when absent). Each kernel is emitted by SwiftEmitter for a
+// one-op program, compiled by KernelLibrary exactly as `kvplan run` does, and timed through the
+// generated step function. Times: the best of 5 batches, each ≥ 50 ms.
+
+/// `kvplan bench kernels`.
+struct KernelBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "kernels",
+        abstract: "Generated GEMV and packed-KV attention kernels vs memcpy, a scalar loop and OpenBLAS (release build).",
+        discussion: """
+        Shapes: an L2-sized and a DRAM-sized instance per family. GB/s counts the bytes a kernel \
+        must read (weights; the packed cache) once; memcpy's GB/s counts the bytes copied (read \
+        once, written once), the usual 'copy bandwidth'.
+        """
+    )
+
+    @Option(name: .shortAndLong, help: "Write the Markdown report here (default: standard output).")
+    var output: String?
+
+    func run() throws {
+        var rows: [String] = []
+        rows.append("| kernel | shape | bytes read | generated GB/s | GFLOP/s | scalar loop GB/s | OpenBLAS GB/s | memcpy GB/s | generated / memcpy | generated / OpenBLAS |")
+        rows.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        let blas = OpenBLAS()
+        if blas == nil { printError("note: OpenBLAS not found (apt-get install libopenblas-dev): its column is empty\n") }
+        for (rowsN, k, label) in [(256, 512, "L2"), (4096, 4096, "DRAM")] {
+            printError("gemv \(rowsN)x\(k)…\n")
+            rows.append(try gemv(rows: rowsN, k: k, label: label, blas: blas))
+        }
+        for (ctx, kvHeads, label) in [(512, 2, "L2"), (32768, 8, "DRAM")] {
+            printError("attention ctx \(ctx), \(kvHeads) KV heads, 4-bit…\n")
+            rows.append(try attention(ctx: ctx, kvHeads: kvHeads, label: label))
+        }
+        let text = "kvplan bench kernels (\(Self.date()))\n\n" + rows.joined(separator: "\n") + "\n"
+        if let output { try writeAtomically(text, to: output) } else { print(text, terminator: "") }
+    }
+
+    static func date() -> String {
+        let f = DateFormatter()
+        f.dateFormat = "yyyy-MM-dd"
+        f.timeZone = TimeZone(identifier: "UTC")
+        return f.string(from: Date())
+    }
+
+    /// Seconds per call of `body`: the best of 5 batches, each long enough to time.
+    static func time(_ body: () -> Void) -> Double {
+        body()
+        var calls = 1
+        while true {
+            let start = ContinuousClock.now
+            for _ in 0..<calls { body() }
+            if (ContinuousClock.now - start) / .seconds(1) > 0.05 || calls >= 1 << 24 { break }
+            calls *= 2
+        }
+        var best = Double.infinity
+        for _ in 0..<5 {
+            let start = ContinuousClock.now
+            for _ in 0..<calls { body() }
+            best = min(best, (ContinuousClock.now - start) / .seconds(1) / Double(calls))
+        }
+        return best
+    }
+
+    typealias Copy = @convention(c) (UnsafeMutableRawPointer?, UnsafeRawPointer?, Int) -> UnsafeMutableRawPointer?
+
+    /// memcpy looked up at run time, so the optimiser cannot drop copies nobody reads.
+    static let opaqueMemcpy: Copy = unsafeBitCast(dlsym(UnsafeMutableRawPointer(bitPattern: 0), "memcpy")!, to: Copy.self)
+
+    /// memcpy of `bytes` between two fresh buffers: seconds per copy.
+    static func memcpySeconds(_ bytes: Int) -> Double {
+        let a = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64), b = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
+        defer { a.deallocate(); b.deallocate() }
+        memset(a, 1, bytes)
+        memset(b, 2, bytes)
+        let copy = opaqueMemcpy
+        return time { _ = copy(b, a, bytes) }
+    }
+
+    /// A one-op program and its schedule with everything in one arena (tier 0).
+    static func oneOp(_ tensors: [ModelProgram.Tensor], _ op: ModelProgram.Op, bytes: [Int], kv: [ExecutionSchedule.KVCache] = [],
+                      extraResults: [Int] = []) -> (ModelProgram, ExecutionSchedule, offsets: [Int]) {
+        var offsets: [Int] = [], at = 0
+        for b in bytes {
+            offsets.append(at)
+            at += (b + 63) / 64 * 64
+        }
+        let program = ModelProgram(model: "bench", dimensions: [:], tensors: tensors, ops: [op])
+        let location = { (i: Int) in ExecutionSchedule.Location(tier: 0, offset: offsets[i]) }
+        let action = ExecutionSchedule.Action.kernel(slot: 1, op: 0, operands: op.operands.map(location),
+                                                     results: (op.results + extraResults).map(location))
+        let schedule = ExecutionSchedule(model: "bench", target: "bench", arenas: [.init(name: "arena", bytes: at)], links: [], linkBytes: [],
+                                         weights: [], inputs: [], outputs: [], kv: kv, actions: [action])
+        return (program, schedule, offsets)
+    }
+
+    func gemv(rows: Int, k: Int, label: String, blas: OpenBLAS?) throws -> String {
+        let tensors = [ModelProgram.Tensor(name: "x", kind: "input", dtype: "f32", shape: [1, k]),
+                       ModelProgram.Tensor(name: "w", kind: "weight", dtype: "f32", shape: [rows, k]),
+                       ModelProgram.Tensor(name: "y", kind: "output", dtype: "f32", shape: [1, rows])]
+        let op = ModelProgram.Op(name: "y", kind: "matmul", operands: [0, 1], results: [2], updates: [], attributes: ["transpose_b": .bool(true)])
+        let (program, schedule, offsets) = Self.oneOp(tensors, op, bytes: [k * 4, rows * k * 4, rows * 4])
+        let (kernels, step) = try SwiftEmitter(program: program, schedule: schedule).emit()
+        let library = try KernelLibrary(kernels: kernels, schedule: step)
+        let arena = UnsafeMutableRawPointer.allocate(byteCount: schedule.arenas[0].bytes, alignment: 4096)
+        defer { arena.deallocate() }
+        let floats = arena.bindMemory(to: Float.self, capacity: schedule.arenas[0].bytes / 4)
+        for i in 0..<schedule.arenas[0].bytes / 4 { floats[i] = Float(i % 97) / 97 - 0.5 }
+        let x = floats + offsets[0] / 4, w = floats + offsets[1] / 4, y = floats + offsets[2] / 4
+        var tiers = [arena]
+        var state = [arena]
+        var links = [0]
+        let generated = Self.time {
+            tiers.withUnsafeBufferPointer { t in state.withUnsafeBufferPointer { s in library.step(t.baseAddress!, s.baseAddress!, &links, nil, nil) } }
+        }
+        let reference = Array(UnsafeBufferPointer(start: y, count: rows))
+        let scalar = Self.time {
+            for j in 0..<rows {
+                var s: Float = 0
+                let row = w + j * k
+                for i in 0..<k { s += row[i] * x[i] }
+                y[j] = s
+            }
+        }
+        let scalarOut = Array(UnsafeBufferPointer(start: y, count: rows))
+        var blasSeconds: Double?
+        if let blas {
+            blasSeconds = Self.time { blas.sgemv(rows, k, w, x, y) }
+            let d = zip(reference, UnsafeBufferPointer(start: y, count: rows)).map { abs($0 - $1) }.max() ?? 0
+            if d > 1e-2 { printError("warning: OpenBLAS and the generated GEMV differ by \(d)\n") }
+        }
+        let d = zip(reference, scalarOut).map { abs($0 - $1) }.max() ?? 0
+        if d > 1e-2 { printError("warning: the scalar loop and the generated GEMV differ by \(d)\n") }
+        let bytes = rows * k * 4
+        let copy = Self.memcpySeconds(bytes)
+        let gb = { (s: Double) in Double(bytes) / s / 1e9 }
+        return "| f32 GEMV (\(label)) | \(rows)×\(k) | \(Self.size(bytes)) | \(f2(gb(generated))) | \(f2(2 * Double(rows * k) / generated / 1e9)) | "
+            + "\(f2(gb(scalar))) | \(blasSeconds.map { f2(gb($0)) } ?? "–") | \(f2(gb(copy))) | \(f2(copy / generated)) | "
+            + "\(blasSeconds.map { f2($0 / generated) } ?? "–") |"
+    }
+
+    func attention(ctx: Int, kvHeads: Int, label: String) throws -> String {
+        let (heads, d) = (kvHeads * 4, 128)
+        let c = kvHeads * d
+        let layout = KVLayerLayout(layer: 0, sinkTokens: 0, windowTokens: 0, highTokens: ctx, keyBitsHigh: 4, valueBitsHigh: 4,
+                                   lowTokens: 0, lowBits: 0, bytes: 0, fidelity: 0)
+        let keyLayout = KVSegmentLayout(kind: .keys, tokens: ctx, channels: c, bits: .b4), valueLayout = KVSegmentLayout(kind: .values, tokens: ctx, channels: c, bits: .b4)
+        let tensors = [ModelProgram.Tensor(name: "q", kind: "activation", dtype: "f32", shape: [1, heads * d]),
+                       ModelProgram.Tensor(name: "k", kind: "activation", dtype: "f32", shape: [1, c]),
+                       ModelProgram.Tensor(name: "v", kind: "activation", dtype: "f32", shape: [1, c]),
+                       ModelProgram.Tensor(name: "kc", kind: "cache", dtype: "f32", shape: [1, ctx, kvHeads, d]),
+                       ModelProgram.Tensor(name: "vc", kind: "cache", dtype: "f32", shape: [1, ctx, kvHeads, d]),
+                       ModelProgram.Tensor(name: "y", kind: "activation", dtype: "f32", shape: [1, heads * d]),
+                       ModelProgram.Tensor(name: "kn", kind: "activation", dtype: "f32", shape: [1, c]),
+                       ModelProgram.Tensor(name: "vn", kind: "activation", dtype: "f32", shape: [1, c])]
+        let op = ModelProgram.Op(name: "a", kind: "attention", operands: [0, 1, 2, 3, 4], results: [5], updates: [3, 4],
+                                 attributes: ["heads": .int(heads), "kv_heads": .int(kvHeads)])
+        let bytes = [heads * d * 4, c * 4, c * 4, keyLayout.bytes, valueLayout.bytes, heads * d * 4, c * 4, c * 4]
+        var (program, schedule, offsets) = Self.oneOp(tensors, op, bytes: bytes, extraResults: [6, 7])
+        let at = { (i: Int) in ExecutionSchedule.Location(tier: 0, offset: offsets[i]) }
+        schedule.kv = [.init(op: 0, keys: at(3), values: at(4), keyBytes: bytes[3], valueBytes: bytes[4], newKeys: at(6), newValues: at(7),
+                             batch: 1, capacity: ctx, channels: c, layout: layout)]
+        program.ops[0].updates = [3, 4]
+        let (kernels, step) = try SwiftEmitter(program: program, schedule: schedule).emit()
+        let library = try KernelLibrary(kernels: kernels, schedule: step)
+        let arena = UnsafeMutableRawPointer.allocate(byteCount: schedule.arenas[0].bytes, alignment: 4096)
+        defer { arena.deallocate() }
+        // A full cache of packed noise, group by group (valid scales), and a random query.
+        var rng: UInt64 = 7
+        let noise = { (n: Int) in
+            (0..<n).map { _ in
+                rng = rng &* 6364136223846793005 &+ 1442695040888963407
+                return Float(rng >> 40) / Float(1 << 23) - 1
+            }
+        }
+        for g in stride(from: 0, to: ctx, by: 32) {
+            let keys = KVPack.pack(noise(32 * c), KVSegmentLayout(kind: .keys, tokens: 32, channels: c, bits: .b4))
+            keys.withUnsafeBytes { (arena + offsets[3] + g / 32 * keys.count).copyMemory(from: $0.baseAddress!, byteCount: keys.count) }
+            let values = KVPack.pack(noise(32 * c), KVSegmentLayout(kind: .values, tokens: 32, channels: c, bits: .b4))
+            values.withUnsafeBytes { (arena + offsets[4] + g / 32 * values.count).copyMemory(from: $0.baseAddress!, byteCount: values.count) }
+        }
+        for (i, value) in noise(heads * d + 2 * c).enumerated() { arena.storeBytes(of: value, toByteOffset: offsets[0] + 4 * i, as: Float.self) }
+        let stateBlock = UnsafeMutableRawPointer.allocate(byteCount: schedule.kv[0].stateLayout.total, alignment: 64)
+        defer { stateBlock.deallocate() }
+        memset(stateBlock, 0, schedule.kv[0].stateLayout.total)  // occupancy 0 everywhere: every slot held
+        var tiers = [arena], state = [stateBlock], links = [0]
+        let generated = Self.time {
+            tiers.withUnsafeBufferPointer { t in state.withUnsafeBufferPointer { s in library.step(t.baseAddress!, s.baseAddress!, &links, nil, nil) } }
+        }
+        // The scalar loop: dequantise every key and value code by code, then plain softmax.
+        let keyBase = UnsafeRawPointer(arena + offsets[3]), valueBase = UnsafeRawPointer(arena + offsets[4])
+        let q = UnsafePointer((arena + offsets[0]).assumingMemoryBound(to: Float.self))
+        var out = [Float](repeating: 0, count: heads * d)
+        let kNew = q + heads * d, vNew = q + heads * d + c
+        let scalar = Self.time {
+            Self.scalarAttention(q: q, keys: keyBase, values: valueBase, kNew: kNew, vNew: vNew, ctx: ctx, heads: heads, kvHeads: kvHeads, d: d, out: &out)
+        }
+        let y = UnsafePointer((arena + offsets[5]).assumingMemoryBound(to: Float.self))
+        let diff = (0..<heads * d).map { abs(out[$0] - y[$0]) }.max() ?? 0
+        if diff > 1e-3 { printError("warning: the scalar loop and the generated attention differ by \(diff)\n") }
+        let read = bytes[3] + bytes[4]
+        let copy = Self.memcpySeconds(read)
+        let gb = { (s: Double) in Double(read) / s / 1e9 }
+        let flops = 4 * Double(heads * ctx * d)
+        return "| attention, 4-bit K/V (\(label)) | ctx \(ctx), \(heads)/\(kvHeads) heads, d \(d) | \(Self.size(read)) | \(f2(gb(generated))) | "
+            + "\(f2(flops / generated / 1e9)) | \(f2(gb(scalar))) | – | \(f2(gb(copy))) | \(f2(copy / generated)) | – |"
+    }
+
+    /// Plain scalar decode attention over a fully occupied 4-bit KIVI segment and the new token (the baseline).
+    static func scalarAttention(q: UnsafePointer<Float>, keys: UnsafeRawPointer, values: UnsafeRawPointer, kNew: UnsafePointer<Float>,
+                                vNew: UnsafePointer<Float>, ctx: Int, heads: Int, kvHeads: Int, d: Int, out: inout [Float]) {
+        let c = kvHeads * d
+        func half(_ p: UnsafeRawPointer, _ o: Int) -> Float { Float(Float16(bitPattern: p.loadUnaligned(fromByteOffset: o, as: UInt16.self))) }
+        let keyGroupBytes = c * (4 + 16), valueRowBytes = c / 32 * (4 + 16)
+        var logits = [Float](repeating: 0, count: ctx + 1)
+        for h in 0..<heads {
+            let g = h / (heads / kvHeads)
+            var sNew: Float = 0
+            for i in 0..<d { sNew += q[h * d + i] * kNew[g * d + i] }
+            logits[ctx] = sNew / Float(d).squareRoot()
+            for t in 0..<ctx {
+                var s: Float = 0
+                for i in 0..<d {
+                    let p = keys + (t / 32) * keyGroupBytes + (g * d + i) * 20
+                    let byte = p.load(fromByteOffset: 4 + (t % 32) / 2, as: UInt8.self)
+                    let code = (t % 2 == 0) ? byte & 15 : byte >> 4
+                    s += q[h * d + i] * (Float(code) * half(p, 0) + half(p, 2))
+                }
+                logits[t] = s / Float(d).squareRoot()
+            }
+            let m = logits.max()!
+            var total: Float = 0
+            for t in 0...ctx { logits[t] = exp(logits[t] - m); total += logits[t] }
+            for i in 0..<d {
+                var acc: Float = logits[ctx] * vNew[g * d + i]
+                for t in 0..<ctx {
+                    let channel = g * d + i
+                    let p = values + t * valueRowBytes + (channel / 32) * 20
+                    let byte = p.load(fromByteOffset: 4 + (channel % 32) / 2, as: UInt8.self)
+                    let code = (channel % 2 == 0) ? byte & 15 : byte >> 4
+                    acc += logits[t] * (Float(code) * half(p, 0) + half(p, 2))
+                }
+                out[h * d + i] = acc / total
+            }
+        }
+    }
+
+    static func size(_ bytes: Int) -> String { bytes >= 1 << 20 ? String(format: "%.1f MiB", Double(bytes) / 1048576) : "\(bytes / 1024) KiB" }
+}
+
+private func f2(_ x: Double) -> String { String(format: "%.2f", x) }
+
+/// cblas_sgemv from libopenblas, loaded at run time so kvplan does not link it.
+struct OpenBLAS {
+    typealias SGEMV = @convention(c) (Int32, Int32, Int32, Int32, Float, UnsafePointer<Float>, Int32, UnsafePointer<Float>, Int32, Float,
+                                      UnsafeMutablePointer<Float>, Int32) -> Void
+    let gemv: SGEMV
+
+    init?() {
+        guard let handle = dlopen("libopenblas.so.0", RTLD_NOW) ?? dlopen("libopenblas.so", RTLD_NOW),
+              let f = dlsym(handle, "cblas_sgemv"), let threads = dlsym(handle, "openblas_set_num_threads") else { return nil }
+        unsafeBitCast(threads, to: (@convention(c) (Int32) -> Void).self)(1)
+        gemv = unsafeBitCast(f, to: SGEMV.self)
+    }
+
+    /// y = W x, W row-major rows × k.
+    func sgemv(_ rows: Int, _ k: Int, _ w: UnsafePointer<Float>, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>) {
+        gemv(101 /* CblasRowMajor */, 111 /* CblasNoTrans */, Int32(rows), Int32(k), 1, w, Int32(k), x, 1, 0, y, 1)
+    }
+}
+
+/// `kvplan bench run`: decode speed of a compiled artifact against its memory roofline.
+struct RunBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Decode ms/token of an artifact's generated schedule and its fraction of the memory roofline (release build).",
+        discussion: """
+        Roofline: the bytes the plan moves per token (every link, as counted by the run) divided by \
+        the machine's copy bandwidth, measured in the same run as memcpy of a 64 MiB buffer. The \
+        reference interpreter's ms/token on the same artifact is the baseline.
+        """
+    )
+
+    @Argument(help: "An artifact directory (default: Generated/tiny-llama/cpu).")
+    var directory: String = "Generated/tiny-llama/cpu"
+
+    @Option(help: "Decode steps timed (default 256).")
+    var tokens: Int = 256
+
+    @Option(help: "Threads for the generated kernels (default 1).")
+    var threads: Int = 1
+
+    func run() throws {
+        do { try execute() } catch let error as UserError {
+            printError("error: \(error.message)\n")
+            throw ExitCode(1)
+        }
+    }
+
+    private func execute() throws {
+        guard tokens >= 1, tokens <= 100_000 else { throw UserError("--tokens: expected 1...100000, got \(tokens)") }
+        func load<T: Decodable>(_ type: T.Type, _ name: String) throws -> T {
+            guard let data = FileManager.default.contents(atPath: "\(directory)/\(name)") else { throw UserError("cannot read '\(directory)/\(name)'") }
+            do { return try JSONDecoder().decode(T.self, from: data) } catch { throw UserError("\(directory)/\(name): not valid (\(error))") }
+        }
+        func text(_ name: String) throws -> String {
+            guard let data = FileManager.default.contents(atPath: "\(directory)/\(name)") else { throw UserError("cannot read '\(directory)/\(name)'") }
+            return String(decoding: data, as: UTF8.self)
+        }
+        let program = try load(ModelProgram.self, "program.json"), schedule = try load(ExecutionSchedule.self, "schedule.json")
+        let plan = try load(Plan.self, "plan.json")
+        let capacity = schedule.kv.map(\.capacity).min() ?? Int.max
+        guard tokens <= capacity else { throw UserError("--tokens \(tokens): the KV cache holds \(capacity)") }
+        let weights = SeededWeights.make(program, seed: 0)
+        do {
+            var generator = try Generator(try ScheduleExecutor(program: program, schedule: schedule, kernels: try text("Kernels.swift"),
+                                                               step: try text("Schedule.swift"), weights: weights, threads: threads))
+            var perToken: [Double] = []
+            for t in 0..<tokens {
+                let start = ContinuousClock.now
+                _ = try generator.feed((t * 31 + 7) % 256, position: t)
+                perToken.append((ContinuousClock.now - start) / .seconds(1))
+            }
+            let executor = generator.executor!
+            let bytesPerToken = executor.linkBytes.reduce(0, +) / executor.steps
+            var interpreter = try Generator(try ReferenceInterpreter(program: program, weights: weights, kvLayouts: plan.kv?.layers))
+            var interpreted: [Double] = []
+            for t in 0..<min(tokens, 32) {
+                let start = ContinuousClock.now
+                _ = try interpreter.feed((t * 31 + 7) % 256, position: t)
+                interpreted.append((ContinuousClock.now - start) / .seconds(1))
+            }
+            let copy = KernelBench.memcpySeconds(64 << 20) / Double(64 << 20)  // seconds per byte
+            let median = perToken.sorted()[perToken.count / 2], mean = perToken.reduce(0, +) / Double(perToken.count)
+            let roofline = Double(bytesPerToken) * copy
+            print("kvplan bench run \(directory) --tokens \(tokens) --threads \(threads) (\(KernelBench.date()))\n")
+            print("| measure | value |\n|---|---:|")
+            print(String(format: "| generated schedule, median ms/token | %.3f |", 1000 * median))
+            print(String(format: "| generated schedule, mean ms/token (tokens/s) | %.3f (%.0f) |", 1000 * mean, 1 / mean))
+            print(String(format: "| reference interpreter, median ms/token (first %d tokens) | %.3f |", interpreted.count, 1000 * interpreted.sorted()[interpreted.count / 2]))
+            print("| bytes moved per token (all links, counted) | \(bytesPerToken) |")
+            print(String(format: "| copy bandwidth (memcpy, 64 MiB) | %.2f GB/s |", 1 / copy / 1e9))
+            print(String(format: "| roofline ms/token (bytes ÷ copy bandwidth) | %.3f |", 1000 * roofline))
+            print(String(format: "| fraction of the roofline (median) | %.0f%% |", 100 * roofline / median))
+            if let kv = plan.kv { print("| KV cache | \(kv.policy), \(kv.bytes) B over \(kv.layers.count) layers |") }
+        } catch let error as RuntimeError {
+            throw UserError("\(directory): \(error.message)")
+        }
+    }
+}
