@@ -27,8 +27,10 @@ extension SwiftEmitter {
             let occupancy = (state + \(state.occupancy)).assumingMemoryBound(to: Int32.self)
             let received = (state + \(state.received)).assumingMemoryBound(to: Float.self)
             let newScore = (state + \(state.newScore)).assumingMemoryBound(to: Float.self)
-            let logits = UnsafeMutablePointer<Float>.allocate(capacity: \(slots + 1))
-            defer { logits.deallocate() }
+            let logits = UnsafeMutablePointer<Float>.allocate(capacity: \((heads / kvHeads) * (slots + 1)))
+            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: \(256 + 2 * (heads / kvHeads)))
+            defer { logits.deallocate(); scratch.deallocate() }
+            let codes = scratch, bias = scratch + 256, weights = scratch + \(256 + heads / kvHeads)
             for b in 0..<\(batch) {
                 (kn + b &* \(c)).update(from: k + b &* \(c), count: \(c))
                 (vn + b &* \(c)).update(from: v + b &* \(c), count: \(c))
@@ -60,52 +62,71 @@ extension SwiftEmitter {
 
             """
         }
+        if cache.layout != nil {
+            let groupSize = heads / kvHeads, stride = slots + 1
+            body += """
+                    for g in 0..<\(kvHeads) {
+                        let qg = q + (b &* \(heads) &+ g &* \(groupSize)) &* \(d)
+                        let yg = y + (b &* \(heads) &+ g &* \(groupSize)) &* \(dv)
+
+            """
+            for s in segments {
+                body += s.keyBits == 16
+                    ? "            for h in 0..<\(groupSize) { halfKeyLogits(qg + h &* \(d), keys + \(s.keys), tokens: \(s.count), channels: \(c), first: g &* \(d), d: \(d), scale: \(scale), logits + (h &* \(stride) &+ \(s.first))) }\n"
+                    : "            quantizedKeyLogits(qg, heads: \(groupSize), keys + \(s.keys), tokens: \(s.count), channels: \(c), first: g &* \(d), d: \(d), bits: \(s.keyBits), group: 32, scale: \(scale), logits + \(s.first), stride: \(stride), codes: codes, bias: bias)\n"
+            }
+            body += """
+                        let vNew = v + (b &* \(c) &+ g &* \(dv))
+                        for h in 0..<\(groupSize) {
+                            let lh = logits + h &* \(stride)
+                            let newLogit = dot(qg + h &* \(d), k + (b &* \(c) &+ g &* \(d)), \(d)) * \(scale)
+                            var m = newLogit
+                            for s in 0..<\(slots) where occ[s] >= 0 { m = max(m, lh[s]) }
+                            let eNew = exp(newLogit - m)
+                            var total = eNew
+                            for s in 0..<\(slots) {
+                                let e: Float = occ[s] >= 0 ? exp(lh[s] - m) : 0
+                                lh[s] = e
+                                total += e
+                            }
+                            let inv = 1 / total
+                            for s in 0..<\(slots) { lh[s] *= inv }
+                            let yh = yg + h &* \(dv)
+                            for i in 0..<\(dv) { yh[i] = eNew * inv * vNew[i] }
+                            newScore[b] += eNew * inv
+                        }
+
+            """
+            for s in segments {
+                let rowBytes = KVSegmentLayout(kind: .values, tokens: 1, channels: c, bits: KVBits(rawValue: s.valueBits) ?? .b16).bytes
+                let accumulate = s.valueBits == 16
+                    ? "halfValueAccumulate(values + (\(s.values) &+ s &* \(rowBytes)), first: g &* \(dv), dv: \(dv), heads: \(groupSize), weights: weights, yg)"
+                    : "quantizedValueAccumulate(values + (\(s.values) &+ s &* \(rowBytes)), first: g &* \(dv), dv: \(dv), bits: \(s.valueBits), group: 32, heads: \(groupSize), weights: weights, yg, codes: codes)"
+                body += """
+                            for s in 0..<\(s.count) where occ[\(s.first) &+ s] >= 0 {
+                                var received: Float = 0
+                                for h in 0..<\(groupSize) {
+                                    weights[h] = logits[h &* \(stride) &+ \(s.first) &+ s]
+                                    received += weights[h]
+                                }
+                                rec[\(s.first) &+ s] += received
+                                \(accumulate)
+                            }
+
+                """
+            }
+            body += "        }\n    }\n"
+            return (Self.attentionSignature, body)
+        }
         body += """
+                _ = (codes, bias, weights)
                 for h in 0..<\(heads) {
                     let g = h / \(heads / kvHeads)
                     let qh = q + (b &* \(heads) &+ h) &* \(d)
                     let yh = y + (b &* \(heads) &+ h) &* \(dv)
 
         """
-        if cache.layout != nil {
-            for s in segments {
-                body += s.keyBits == 16
-                    ? "            halfKeyLogits(qh, keys + \(s.keys), tokens: \(s.count), channels: \(c), first: g &* \(d), d: \(d), scale: \(scale), logits + \(s.first))\n"
-                    : "            quantizedKeyLogits(qh, keys + \(s.keys), tokens: \(s.count), channels: \(c), first: g &* \(d), d: \(d), bits: \(s.keyBits), group: 32, scale: \(scale), logits + \(s.first))\n"
-            }
-            body += """
-                        let newLogit = dot(qh, k + (b &* \(c) &+ g &* \(d)), \(d)) * \(scale)
-                        var m = newLogit
-                        for s in 0..<\(slots) where occ[s] >= 0 { m = max(m, logits[s]) }
-                        let eNew = exp(newLogit - m)
-                        var total = eNew
-                        for s in 0..<\(slots) {
-                            let e: Float = occ[s] >= 0 ? exp(logits[s] - m) : 0
-                            logits[s] = e
-                            total += e
-                        }
-                        let inv = 1 / total
-                        let vNew = v + (b &* \(c) &+ g &* \(dv))
-                        for i in 0..<\(dv) { yh[i] = eNew * inv * vNew[i] }
-                        newScore[b] += eNew * inv
-
-            """
-            for s in segments {
-                let rowBytes = KVSegmentLayout(kind: .values, tokens: 1, channels: c, bits: KVBits(rawValue: s.valueBits) ?? .b16).bytes
-                let accumulate = s.valueBits == 16
-                    ? "halfValueAccumulate(values + (\(s.values) &+ s &* \(rowBytes)), first: g &* \(dv), dv: \(dv), weight: w, yh)"
-                    : "quantizedValueAccumulate(values + (\(s.values) &+ s &* \(rowBytes)), first: g &* \(dv), dv: \(dv), bits: \(s.valueBits), group: 32, weight: w, yh)"
-                body += """
-                            for s in 0..<\(s.count) where occ[\(s.first) &+ s] >= 0 {
-                                let w = logits[\(s.first) &+ s] * inv
-                                rec[\(s.first) &+ s] += w
-                                \(accumulate)
-                            }
-
-                """
-            }
-        } else {
-            body += """
+        body += """
                         var m = -Float.infinity
                         for t in 0...n {
                             let row = t < n ? kc + ((b &* \(cache.capacity) &+ t) &* \(c) &+ g &* \(d)) : k + (b &* \(c) &+ g &* \(d))
@@ -123,7 +144,6 @@ extension SwiftEmitter {
                         }
 
             """
-        }
         body += "        }\n    }\n"
         return (Self.attentionSignature, body)
     }

@@ -191,60 +191,92 @@ public struct SwiftEmitter {
         }
     }
 
-    /// Scaled logits of one head against a quantised key segment (KIVI: per channel, groups of
-    /// `group` tokens, each channel's fp16 scale and zero then its codes LSB-first). Dequantisation
-    /// is folded into the dot product: Σ_c (q_c·s_c)·code_ct + Σ_c q_c·z_c.
+    /// The `n` codes of `bits` bits packed LSB-first at `p`, as f32.
     @inline(__always)
-    func quantizedKeyLogits(_ q: UnsafePointer<Float>, _ segment: UnsafeRawPointer, tokens: Int, channels: Int, first: Int, d: Int,
-                            bits: Int, group: Int, scale: Float, _ out: UnsafeMutablePointer<Float>) {
-        let mask = (1 &<< bits) &- 1
+    func unpackCodes(_ p: UnsafeRawPointer, count n: Int, bits: Int, _ out: UnsafeMutablePointer<Float>) {
+        let mask = (1 &<< bits) &- 1, perByte = 8 / bits
+        var t = 0, byte = 0
+        while t < n {
+            let b = Int(p.load(fromByteOffset: byte, as: UInt8.self))
+            var sub = 0
+            while sub < perByte && t < n {
+                out[t] = Float((b >> (sub &* bits)) & mask)
+                sub &+= 1
+                t &+= 1
+            }
+            byte &+= 1
+        }
+    }
+
+    /// Scaled logits of the `heads` query heads sharing one KV head (queries `d` apart, logits
+    /// `stride` apart) against a quantised key segment (KIVI: per channel, groups of `group`
+    /// tokens, each channel's fp16 scale and zero then its codes LSB-first). Each channel's codes
+    /// are unpacked once for all heads, and dequantisation is folded into the dot product:
+    /// Σ_c (q_c·s_c)·code_ct + Σ_c q_c·z_c.
+    @inline(__always)
+    func quantizedKeyLogits(_ q: UnsafePointer<Float>, heads: Int, _ segment: UnsafeRawPointer, tokens: Int, channels: Int, first: Int, d: Int,
+                            bits: Int, group: Int, scale: Float, _ out: UnsafeMutablePointer<Float>, stride: Int,
+                            codes: UnsafeMutablePointer<Float>, bias: UnsafeMutablePointer<Float>) {
         var t0 = 0, at = 0
         while t0 < tokens {
             let n = min(group, tokens &- t0)
-            let stride = 4 &+ (n &* bits &+ 7) >> 3
-            let o = out + t0
-            for t in 0..<n { o[t] = 0 }
-            var bias: Float = 0
+            let rowBytes = 4 &+ (n &* bits &+ 7) >> 3
+            for h in 0..<heads {
+                bias[h] = 0
+                let o = out + (h &* stride &+ t0)
+                for t in 0..<n { o[t] = 0 }
+            }
             for c in 0..<d {
-                let p = segment + (at &+ (first &+ c) &* stride)
-                let qc = q[c]
-                let qs = qc * half(p, 0)
-                bias += qc * half(p, 1)
-                for t in 0..<n {
-                    let bit = t &* bits
-                    let code = (Int(p.load(fromByteOffset: 4 &+ bit >> 3, as: UInt8.self)) >> (bit & 7)) & mask
-                    o[t] += qs * Float(code)
+                let p = segment + (at &+ (first &+ c) &* rowBytes)
+                let s = half(p, 0), z = half(p, 1)
+                unpackCodes(p + 4, count: n, bits: bits, codes)
+                for h in 0..<heads {
+                    let qc = q[h &* d &+ c]
+                    let qs = qc * s
+                    bias[h] += qc * z
+                    let o = out + (h &* stride &+ t0)
+                    for t in 0..<n { o[t] += qs * codes[t] }
                 }
             }
-            for t in 0..<n { o[t] = (o[t] + bias) * scale }
-            at &+= channels &* stride
+            for h in 0..<heads {
+                let o = out + (h &* stride &+ t0)
+                for t in 0..<n { o[t] = (o[t] + bias[h]) * scale }
+            }
+            at &+= channels &* rowBytes
             t0 &+= n
         }
     }
 
-    /// y[0..<dv] += weight × one fp16 value row's channels from `first`.
+    /// y_h[0..<dv] += weight_h × one fp16 value row's channels from `first`, for `heads` heads
+    /// (outputs `dv` apart, weights at `weights[h]`).
     @inline(__always)
-    func halfValueAccumulate(_ row: UnsafeRawPointer, first: Int, dv: Int, weight: Float, _ y: UnsafeMutablePointer<Float>) {
-        for i in 0..<dv { y[i] += weight * half(row, first &+ i) }
+    func halfValueAccumulate(_ row: UnsafeRawPointer, first: Int, dv: Int, heads: Int, weights: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>) {
+        for i in 0..<dv {
+            let v = half(row, first &+ i)
+            for h in 0..<heads { y[h &* dv &+ i] += weights[h] * v }
+        }
     }
 
-    /// y[0..<dv] += weight × one quantised value row's channels from `first` (per token, groups of
-    /// `group` channels, each group's fp16 scale and zero then its codes LSB-first).
+    /// y_h[0..<dv] += weight_h × one quantised value row's channels from `first` (per token,
+    /// groups of `group` channels, each group's fp16 scale and zero then its codes LSB-first);
+    /// each channel group's codes are unpacked once for all heads.
     @inline(__always)
-    func quantizedValueAccumulate(_ row: UnsafeRawPointer, first: Int, dv: Int, bits: Int, group: Int, weight: Float, _ y: UnsafeMutablePointer<Float>) {
-        let mask = (1 &<< bits) &- 1
+    func quantizedValueAccumulate(_ row: UnsafeRawPointer, first: Int, dv: Int, bits: Int, group: Int, heads: Int, weights: UnsafePointer<Float>,
+                                  _ y: UnsafeMutablePointer<Float>, codes: UnsafeMutablePointer<Float>) {
         let full = 4 &+ (group &* bits &+ 7) >> 3
         var c = 0
         while c < dv {
             let channel = first &+ c
             let i0 = channel % group
             let p = row + (channel / group) &* full
-            let s = half(p, 0) * weight, z = half(p, 1) * weight
+            let s = half(p, 0), z = half(p, 1)
             let n = min(group &- i0, dv &- c)
-            for i in 0..<n {
-                let bit = (i0 &+ i) &* bits
-                let code = (Int(p.load(fromByteOffset: 4 &+ bit >> 3, as: UInt8.self)) >> (bit & 7)) & mask
-                y[c &+ i] += s * Float(code) + z
+            unpackCodes(p + 4, count: i0 &+ n, bits: bits, codes)
+            for h in 0..<heads {
+                let w = weights[h], ws = w * s, wz = w * z
+                let yh = y + (h &* dv &+ c)
+                let code = codes + i0
+                for i in 0..<n { yh[i] += ws * code[i] + wz }
             }
             c &+= n
         }

@@ -55,60 +55,92 @@ func halfKeyLogits(_ q: UnsafePointer<Float>, _ keys: UnsafeRawPointer, tokens: 
     }
 }
 
-/// Scaled logits of one head against a quantised key segment (KIVI: per channel, groups of
-/// `group` tokens, each channel's fp16 scale and zero then its codes LSB-first). Dequantisation
-/// is folded into the dot product: Σ_c (q_c·s_c)·code_ct + Σ_c q_c·z_c.
+/// The `n` codes of `bits` bits packed LSB-first at `p`, as f32.
 @inline(__always)
-func quantizedKeyLogits(_ q: UnsafePointer<Float>, _ segment: UnsafeRawPointer, tokens: Int, channels: Int, first: Int, d: Int,
-                        bits: Int, group: Int, scale: Float, _ out: UnsafeMutablePointer<Float>) {
-    let mask = (1 &<< bits) &- 1
+func unpackCodes(_ p: UnsafeRawPointer, count n: Int, bits: Int, _ out: UnsafeMutablePointer<Float>) {
+    let mask = (1 &<< bits) &- 1, perByte = 8 / bits
+    var t = 0, byte = 0
+    while t < n {
+        let b = Int(p.load(fromByteOffset: byte, as: UInt8.self))
+        var sub = 0
+        while sub < perByte && t < n {
+            out[t] = Float((b >> (sub &* bits)) & mask)
+            sub &+= 1
+            t &+= 1
+        }
+        byte &+= 1
+    }
+}
+
+/// Scaled logits of the `heads` query heads sharing one KV head (queries `d` apart, logits
+/// `stride` apart) against a quantised key segment (KIVI: per channel, groups of `group`
+/// tokens, each channel's fp16 scale and zero then its codes LSB-first). Each channel's codes
+/// are unpacked once for all heads, and dequantisation is folded into the dot product:
+/// Σ_c (q_c·s_c)·code_ct + Σ_c q_c·z_c.
+@inline(__always)
+func quantizedKeyLogits(_ q: UnsafePointer<Float>, heads: Int, _ segment: UnsafeRawPointer, tokens: Int, channels: Int, first: Int, d: Int,
+                        bits: Int, group: Int, scale: Float, _ out: UnsafeMutablePointer<Float>, stride: Int,
+                        codes: UnsafeMutablePointer<Float>, bias: UnsafeMutablePointer<Float>) {
     var t0 = 0, at = 0
     while t0 < tokens {
         let n = min(group, tokens &- t0)
-        let stride = 4 &+ (n &* bits &+ 7) >> 3
-        let o = out + t0
-        for t in 0..<n { o[t] = 0 }
-        var bias: Float = 0
+        let rowBytes = 4 &+ (n &* bits &+ 7) >> 3
+        for h in 0..<heads {
+            bias[h] = 0
+            let o = out + (h &* stride &+ t0)
+            for t in 0..<n { o[t] = 0 }
+        }
         for c in 0..<d {
-            let p = segment + (at &+ (first &+ c) &* stride)
-            let qc = q[c]
-            let qs = qc * half(p, 0)
-            bias += qc * half(p, 1)
-            for t in 0..<n {
-                let bit = t &* bits
-                let code = (Int(p.load(fromByteOffset: 4 &+ bit >> 3, as: UInt8.self)) >> (bit & 7)) & mask
-                o[t] += qs * Float(code)
+            let p = segment + (at &+ (first &+ c) &* rowBytes)
+            let s = half(p, 0), z = half(p, 1)
+            unpackCodes(p + 4, count: n, bits: bits, codes)
+            for h in 0..<heads {
+                let qc = q[h &* d &+ c]
+                let qs = qc * s
+                bias[h] += qc * z
+                let o = out + (h &* stride &+ t0)
+                for t in 0..<n { o[t] += qs * codes[t] }
             }
         }
-        for t in 0..<n { o[t] = (o[t] + bias) * scale }
-        at &+= channels &* stride
+        for h in 0..<heads {
+            let o = out + (h &* stride &+ t0)
+            for t in 0..<n { o[t] = (o[t] + bias[h]) * scale }
+        }
+        at &+= channels &* rowBytes
         t0 &+= n
     }
 }
 
-/// y[0..<dv] += weight × one fp16 value row's channels from `first`.
+/// y_h[0..<dv] += weight_h × one fp16 value row's channels from `first`, for `heads` heads
+/// (outputs `dv` apart, weights at `weights[h]`).
 @inline(__always)
-func halfValueAccumulate(_ row: UnsafeRawPointer, first: Int, dv: Int, weight: Float, _ y: UnsafeMutablePointer<Float>) {
-    for i in 0..<dv { y[i] += weight * half(row, first &+ i) }
+func halfValueAccumulate(_ row: UnsafeRawPointer, first: Int, dv: Int, heads: Int, weights: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>) {
+    for i in 0..<dv {
+        let v = half(row, first &+ i)
+        for h in 0..<heads { y[h &* dv &+ i] += weights[h] * v }
+    }
 }
 
-/// y[0..<dv] += weight × one quantised value row's channels from `first` (per token, groups of
-/// `group` channels, each group's fp16 scale and zero then its codes LSB-first).
+/// y_h[0..<dv] += weight_h × one quantised value row's channels from `first` (per token,
+/// groups of `group` channels, each group's fp16 scale and zero then its codes LSB-first);
+/// each channel group's codes are unpacked once for all heads.
 @inline(__always)
-func quantizedValueAccumulate(_ row: UnsafeRawPointer, first: Int, dv: Int, bits: Int, group: Int, weight: Float, _ y: UnsafeMutablePointer<Float>) {
-    let mask = (1 &<< bits) &- 1
+func quantizedValueAccumulate(_ row: UnsafeRawPointer, first: Int, dv: Int, bits: Int, group: Int, heads: Int, weights: UnsafePointer<Float>,
+                              _ y: UnsafeMutablePointer<Float>, codes: UnsafeMutablePointer<Float>) {
     let full = 4 &+ (group &* bits &+ 7) >> 3
     var c = 0
     while c < dv {
         let channel = first &+ c
         let i0 = channel % group
         let p = row + (channel / group) &* full
-        let s = half(p, 0) * weight, z = half(p, 1) * weight
+        let s = half(p, 0), z = half(p, 1)
         let n = min(group &- i0, dv &- c)
-        for i in 0..<n {
-            let bit = (i0 &+ i) &* bits
-            let code = (Int(p.load(fromByteOffset: 4 &+ bit >> 3, as: UInt8.self)) >> (bit & 7)) & mask
-            y[c &+ i] += s * Float(code) + z
+        unpackCodes(p + 4, count: i0 &+ n, bits: bits, codes)
+        for h in 0..<heads {
+            let w = weights[h], ws = w * s, wz = w * z
+            let yh = y + (h &* dv &+ c)
+            let code = codes + i0
+            for i in 0..<n { yh[i] += ws * code[i] + wz }
         }
         c &+= n
     }
@@ -190,8 +222,10 @@ func k6(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v:
     let occupancy = (state + 0).assumingMemoryBound(to: Int32.self)
     let received = (state + 4096).assumingMemoryBound(to: Float.self)
     let newScore = (state + 8192).assumingMemoryBound(to: Float.self)
-    let logits = UnsafeMutablePointer<Float>.allocate(capacity: 1025)
-    defer { logits.deallocate() }
+    let logits = UnsafeMutablePointer<Float>.allocate(capacity: 4100)
+    let scratch = UnsafeMutablePointer<Float>.allocate(capacity: 264)
+    defer { logits.deallocate(); scratch.deallocate() }
+    let codes = scratch, bias = scratch + 256, weights = scratch + 260
     for b in 0..<1 {
         (kn + b &* 64).update(from: k + b &* 64, count: 64)
         (vn + b &* 64).update(from: v + b &* 64, count: 64)
@@ -200,41 +234,57 @@ func k6(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v:
         newScore[b] = 0
         let occ = occupancy + b &* 1024
         let keys = UnsafeRawPointer(kc) + b &* 42688, values = UnsafeRawPointer(vc) + b &* 28320
-        for h in 0..<8 {
-            let g = h / 4
-            let qh = q + (b &* 8 &+ h) &* 32
-            let yh = y + (b &* 8 &+ h) &* 32
-            halfKeyLogits(qh, keys + 0, tokens: 36, channels: 64, first: g &* 32, d: 32, scale: 0.17677669, logits + 0)
-            quantizedKeyLogits(qh, keys + 4608, tokens: 896, channels: 64, first: g &* 32, d: 32, bits: 4, group: 32, scale: 0.17677669, logits + 36)
-            quantizedKeyLogits(qh, keys + 40448, tokens: 92, channels: 64, first: g &* 32, d: 32, bits: 2, group: 32, scale: 0.17677669, logits + 932)
-            let newLogit = dot(qh, k + (b &* 64 &+ g &* 32), 32) * 0.17677669
-            var m = newLogit
-            for s in 0..<1024 where occ[s] >= 0 { m = max(m, logits[s]) }
-            let eNew = exp(newLogit - m)
-            var total = eNew
-            for s in 0..<1024 {
-                let e: Float = occ[s] >= 0 ? exp(logits[s] - m) : 0
-                logits[s] = e
-                total += e
-            }
-            let inv = 1 / total
+        for g in 0..<2 {
+            let qg = q + (b &* 8 &+ g &* 4) &* 32
+            let yg = y + (b &* 8 &+ g &* 4) &* 32
+            for h in 0..<4 { halfKeyLogits(qg + h &* 32, keys + 0, tokens: 36, channels: 64, first: g &* 32, d: 32, scale: 0.17677669, logits + (h &* 1025 &+ 0)) }
+            quantizedKeyLogits(qg, heads: 4, keys + 4608, tokens: 896, channels: 64, first: g &* 32, d: 32, bits: 4, group: 32, scale: 0.17677669, logits + 36, stride: 1025, codes: codes, bias: bias)
+            quantizedKeyLogits(qg, heads: 4, keys + 40448, tokens: 92, channels: 64, first: g &* 32, d: 32, bits: 2, group: 32, scale: 0.17677669, logits + 932, stride: 1025, codes: codes, bias: bias)
             let vNew = v + (b &* 64 &+ g &* 32)
-            for i in 0..<32 { yh[i] = eNew * inv * vNew[i] }
-            newScore[b] += eNew * inv
+            for h in 0..<4 {
+                let lh = logits + h &* 1025
+                let newLogit = dot(qg + h &* 32, k + (b &* 64 &+ g &* 32), 32) * 0.17677669
+                var m = newLogit
+                for s in 0..<1024 where occ[s] >= 0 { m = max(m, lh[s]) }
+                let eNew = exp(newLogit - m)
+                var total = eNew
+                for s in 0..<1024 {
+                    let e: Float = occ[s] >= 0 ? exp(lh[s] - m) : 0
+                    lh[s] = e
+                    total += e
+                }
+                let inv = 1 / total
+                for s in 0..<1024 { lh[s] *= inv }
+                let yh = yg + h &* 32
+                for i in 0..<32 { yh[i] = eNew * inv * vNew[i] }
+                newScore[b] += eNew * inv
+            }
             for s in 0..<36 where occ[0 &+ s] >= 0 {
-                let w = logits[0 &+ s] * inv
-                rec[0 &+ s] += w
-                halfValueAccumulate(values + (0 &+ s &* 128), first: g &* 32, dv: 32, weight: w, yh)
+                var received: Float = 0
+                for h in 0..<4 {
+                    weights[h] = logits[h &* 1025 &+ 0 &+ s]
+                    received += weights[h]
+                }
+                rec[0 &+ s] += received
+                halfValueAccumulate(values + (0 &+ s &* 128), first: g &* 32, dv: 32, heads: 4, weights: weights, yg)
             }
             for s in 0..<896 where occ[36 &+ s] >= 0 {
-                let w = logits[36 &+ s] * inv
-                rec[36 &+ s] += w
-                quantizedValueAccumulate(values + (4608 &+ s &* 24), first: g &* 32, dv: 32, bits: 2, group: 32, weight: w, yh)
+                var received: Float = 0
+                for h in 0..<4 {
+                    weights[h] = logits[h &* 1025 &+ 36 &+ s]
+                    received += weights[h]
+                }
+                rec[36 &+ s] += received
+                quantizedValueAccumulate(values + (4608 &+ s &* 24), first: g &* 32, dv: 32, bits: 2, group: 32, heads: 4, weights: weights, yg, codes: codes)
             }
             for s in 0..<92 where occ[932 &+ s] >= 0 {
-                let w = logits[932 &+ s] * inv
-                rec[932 &+ s] += w
-                quantizedValueAccumulate(values + (26112 &+ s &* 24), first: g &* 32, dv: 32, bits: 2, group: 32, weight: w, yh)
+                var received: Float = 0
+                for h in 0..<4 {
+                    weights[h] = logits[h &* 1025 &+ 932 &+ s]
+                    received += weights[h]
+                }
+                rec[932 &+ s] += received
+                quantizedValueAccumulate(values + (26112 &+ s &* 24), first: g &* 32, dv: 32, bits: 2, group: 32, heads: 4, weights: weights, yg, codes: codes)
             }
         }
     }
@@ -273,8 +323,10 @@ func k11(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v
     let occupancy = (state + 0).assumingMemoryBound(to: Int32.self)
     let received = (state + 4096).assumingMemoryBound(to: Float.self)
     let newScore = (state + 8192).assumingMemoryBound(to: Float.self)
-    let logits = UnsafeMutablePointer<Float>.allocate(capacity: 1025)
-    defer { logits.deallocate() }
+    let logits = UnsafeMutablePointer<Float>.allocate(capacity: 4100)
+    let scratch = UnsafeMutablePointer<Float>.allocate(capacity: 264)
+    defer { logits.deallocate(); scratch.deallocate() }
+    let codes = scratch, bias = scratch + 256, weights = scratch + 260
     for b in 0..<1 {
         (kn + b &* 64).update(from: k + b &* 64, count: 64)
         (vn + b &* 64).update(from: v + b &* 64, count: 64)
@@ -283,41 +335,57 @@ func k11(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v
         newScore[b] = 0
         let occ = occupancy + b &* 1024
         let keys = UnsafeRawPointer(kc) + b &* 30848, values = UnsafeRawPointer(vc) + b &* 30816
-        for h in 0..<8 {
-            let g = h / 4
-            let qh = q + (b &* 8 &+ h) &* 32
-            let yh = y + (b &* 8 &+ h) &* 32
-            halfKeyLogits(qh, keys + 0, tokens: 36, channels: 64, first: g &* 32, d: 32, scale: 0.17677669, logits + 0)
-            quantizedKeyLogits(qh, keys + 4608, tokens: 156, channels: 64, first: g &* 32, d: 32, bits: 4, group: 32, scale: 0.17677669, logits + 36)
-            quantizedKeyLogits(qh, keys + 10880, tokens: 832, channels: 64, first: g &* 32, d: 32, bits: 2, group: 32, scale: 0.17677669, logits + 192)
-            let newLogit = dot(qh, k + (b &* 64 &+ g &* 32), 32) * 0.17677669
-            var m = newLogit
-            for s in 0..<1024 where occ[s] >= 0 { m = max(m, logits[s]) }
-            let eNew = exp(newLogit - m)
-            var total = eNew
-            for s in 0..<1024 {
-                let e: Float = occ[s] >= 0 ? exp(logits[s] - m) : 0
-                logits[s] = e
-                total += e
-            }
-            let inv = 1 / total
+        for g in 0..<2 {
+            let qg = q + (b &* 8 &+ g &* 4) &* 32
+            let yg = y + (b &* 8 &+ g &* 4) &* 32
+            for h in 0..<4 { halfKeyLogits(qg + h &* 32, keys + 0, tokens: 36, channels: 64, first: g &* 32, d: 32, scale: 0.17677669, logits + (h &* 1025 &+ 0)) }
+            quantizedKeyLogits(qg, heads: 4, keys + 4608, tokens: 156, channels: 64, first: g &* 32, d: 32, bits: 4, group: 32, scale: 0.17677669, logits + 36, stride: 1025, codes: codes, bias: bias)
+            quantizedKeyLogits(qg, heads: 4, keys + 10880, tokens: 832, channels: 64, first: g &* 32, d: 32, bits: 2, group: 32, scale: 0.17677669, logits + 192, stride: 1025, codes: codes, bias: bias)
             let vNew = v + (b &* 64 &+ g &* 32)
-            for i in 0..<32 { yh[i] = eNew * inv * vNew[i] }
-            newScore[b] += eNew * inv
+            for h in 0..<4 {
+                let lh = logits + h &* 1025
+                let newLogit = dot(qg + h &* 32, k + (b &* 64 &+ g &* 32), 32) * 0.17677669
+                var m = newLogit
+                for s in 0..<1024 where occ[s] >= 0 { m = max(m, lh[s]) }
+                let eNew = exp(newLogit - m)
+                var total = eNew
+                for s in 0..<1024 {
+                    let e: Float = occ[s] >= 0 ? exp(lh[s] - m) : 0
+                    lh[s] = e
+                    total += e
+                }
+                let inv = 1 / total
+                for s in 0..<1024 { lh[s] *= inv }
+                let yh = yg + h &* 32
+                for i in 0..<32 { yh[i] = eNew * inv * vNew[i] }
+                newScore[b] += eNew * inv
+            }
             for s in 0..<36 where occ[0 &+ s] >= 0 {
-                let w = logits[0 &+ s] * inv
-                rec[0 &+ s] += w
-                halfValueAccumulate(values + (0 &+ s &* 128), first: g &* 32, dv: 32, weight: w, yh)
+                var received: Float = 0
+                for h in 0..<4 {
+                    weights[h] = logits[h &* 1025 &+ 0 &+ s]
+                    received += weights[h]
+                }
+                rec[0 &+ s] += received
+                halfValueAccumulate(values + (0 &+ s &* 128), first: g &* 32, dv: 32, heads: 4, weights: weights, yg)
             }
             for s in 0..<156 where occ[36 &+ s] >= 0 {
-                let w = logits[36 &+ s] * inv
-                rec[36 &+ s] += w
-                quantizedValueAccumulate(values + (4608 &+ s &* 40), first: g &* 32, dv: 32, bits: 4, group: 32, weight: w, yh)
+                var received: Float = 0
+                for h in 0..<4 {
+                    weights[h] = logits[h &* 1025 &+ 36 &+ s]
+                    received += weights[h]
+                }
+                rec[36 &+ s] += received
+                quantizedValueAccumulate(values + (4608 &+ s &* 40), first: g &* 32, dv: 32, bits: 4, group: 32, heads: 4, weights: weights, yg, codes: codes)
             }
             for s in 0..<832 where occ[192 &+ s] >= 0 {
-                let w = logits[192 &+ s] * inv
-                rec[192 &+ s] += w
-                quantizedValueAccumulate(values + (10848 &+ s &* 24), first: g &* 32, dv: 32, bits: 2, group: 32, weight: w, yh)
+                var received: Float = 0
+                for h in 0..<4 {
+                    weights[h] = logits[h &* 1025 &+ 192 &+ s]
+                    received += weights[h]
+                }
+                rec[192 &+ s] += received
+                quantizedValueAccumulate(values + (10848 &+ s &* 24), first: g &* 32, dv: 32, bits: 2, group: 32, heads: 4, weights: weights, yg, codes: codes)
             }
         }
     }
@@ -328,8 +396,10 @@ func k12(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v
     let occupancy = (state + 0).assumingMemoryBound(to: Int32.self)
     let received = (state + 4096).assumingMemoryBound(to: Float.self)
     let newScore = (state + 8192).assumingMemoryBound(to: Float.self)
-    let logits = UnsafeMutablePointer<Float>.allocate(capacity: 1025)
-    defer { logits.deallocate() }
+    let logits = UnsafeMutablePointer<Float>.allocate(capacity: 4100)
+    let scratch = UnsafeMutablePointer<Float>.allocate(capacity: 264)
+    defer { logits.deallocate(); scratch.deallocate() }
+    let codes = scratch, bias = scratch + 256, weights = scratch + 260
     for b in 0..<1 {
         (kn + b &* 64).update(from: k + b &* 64, count: 64)
         (vn + b &* 64).update(from: v + b &* 64, count: 64)
@@ -338,41 +408,57 @@ func k12(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v
         newScore[b] = 0
         let occ = occupancy + b &* 1024
         let keys = UnsafeRawPointer(kc) + b &* 39424, values = UnsafeRawPointer(vc) + b &* 28320
-        for h in 0..<8 {
-            let g = h / 4
-            let qh = q + (b &* 8 &+ h) &* 32
-            let yh = y + (b &* 8 &+ h) &* 32
-            halfKeyLogits(qh, keys + 0, tokens: 36, channels: 64, first: g &* 32, d: 32, scale: 0.17677669, logits + 0)
-            quantizedKeyLogits(qh, keys + 4608, tokens: 673, channels: 64, first: g &* 32, d: 32, bits: 4, group: 32, scale: 0.17677669, logits + 36)
-            quantizedKeyLogits(qh, keys + 31808, tokens: 315, channels: 64, first: g &* 32, d: 32, bits: 2, group: 32, scale: 0.17677669, logits + 709)
-            let newLogit = dot(qh, k + (b &* 64 &+ g &* 32), 32) * 0.17677669
-            var m = newLogit
-            for s in 0..<1024 where occ[s] >= 0 { m = max(m, logits[s]) }
-            let eNew = exp(newLogit - m)
-            var total = eNew
-            for s in 0..<1024 {
-                let e: Float = occ[s] >= 0 ? exp(logits[s] - m) : 0
-                logits[s] = e
-                total += e
-            }
-            let inv = 1 / total
+        for g in 0..<2 {
+            let qg = q + (b &* 8 &+ g &* 4) &* 32
+            let yg = y + (b &* 8 &+ g &* 4) &* 32
+            for h in 0..<4 { halfKeyLogits(qg + h &* 32, keys + 0, tokens: 36, channels: 64, first: g &* 32, d: 32, scale: 0.17677669, logits + (h &* 1025 &+ 0)) }
+            quantizedKeyLogits(qg, heads: 4, keys + 4608, tokens: 673, channels: 64, first: g &* 32, d: 32, bits: 4, group: 32, scale: 0.17677669, logits + 36, stride: 1025, codes: codes, bias: bias)
+            quantizedKeyLogits(qg, heads: 4, keys + 31808, tokens: 315, channels: 64, first: g &* 32, d: 32, bits: 2, group: 32, scale: 0.17677669, logits + 709, stride: 1025, codes: codes, bias: bias)
             let vNew = v + (b &* 64 &+ g &* 32)
-            for i in 0..<32 { yh[i] = eNew * inv * vNew[i] }
-            newScore[b] += eNew * inv
+            for h in 0..<4 {
+                let lh = logits + h &* 1025
+                let newLogit = dot(qg + h &* 32, k + (b &* 64 &+ g &* 32), 32) * 0.17677669
+                var m = newLogit
+                for s in 0..<1024 where occ[s] >= 0 { m = max(m, lh[s]) }
+                let eNew = exp(newLogit - m)
+                var total = eNew
+                for s in 0..<1024 {
+                    let e: Float = occ[s] >= 0 ? exp(lh[s] - m) : 0
+                    lh[s] = e
+                    total += e
+                }
+                let inv = 1 / total
+                for s in 0..<1024 { lh[s] *= inv }
+                let yh = yg + h &* 32
+                for i in 0..<32 { yh[i] = eNew * inv * vNew[i] }
+                newScore[b] += eNew * inv
+            }
             for s in 0..<36 where occ[0 &+ s] >= 0 {
-                let w = logits[0 &+ s] * inv
-                rec[0 &+ s] += w
-                halfValueAccumulate(values + (0 &+ s &* 128), first: g &* 32, dv: 32, weight: w, yh)
+                var received: Float = 0
+                for h in 0..<4 {
+                    weights[h] = logits[h &* 1025 &+ 0 &+ s]
+                    received += weights[h]
+                }
+                rec[0 &+ s] += received
+                halfValueAccumulate(values + (0 &+ s &* 128), first: g &* 32, dv: 32, heads: 4, weights: weights, yg)
             }
             for s in 0..<673 where occ[36 &+ s] >= 0 {
-                let w = logits[36 &+ s] * inv
-                rec[36 &+ s] += w
-                quantizedValueAccumulate(values + (4608 &+ s &* 24), first: g &* 32, dv: 32, bits: 2, group: 32, weight: w, yh)
+                var received: Float = 0
+                for h in 0..<4 {
+                    weights[h] = logits[h &* 1025 &+ 36 &+ s]
+                    received += weights[h]
+                }
+                rec[36 &+ s] += received
+                quantizedValueAccumulate(values + (4608 &+ s &* 24), first: g &* 32, dv: 32, bits: 2, group: 32, heads: 4, weights: weights, yg, codes: codes)
             }
             for s in 0..<315 where occ[709 &+ s] >= 0 {
-                let w = logits[709 &+ s] * inv
-                rec[709 &+ s] += w
-                quantizedValueAccumulate(values + (20760 &+ s &* 24), first: g &* 32, dv: 32, bits: 2, group: 32, weight: w, yh)
+                var received: Float = 0
+                for h in 0..<4 {
+                    weights[h] = logits[h &* 1025 &+ 709 &+ s]
+                    received += weights[h]
+                }
+                rec[709 &+ s] += received
+                quantizedValueAccumulate(values + (20760 &+ s &* 24), first: g &* 32, dv: 32, bits: 2, group: 32, heads: 4, weights: weights, yg, codes: codes)
             }
         }
     }
