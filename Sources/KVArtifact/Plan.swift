@@ -56,9 +56,7 @@ public struct Plan: Codable, Sendable, Equatable {
 
     /// Deterministic JSON (sorted keys, two-space indentation, trailing newline).
     public func encoded() throws -> Data {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        var data = try encoder.encode(self)
+        var data = try ArtifactJSON.encode(self)
         data.append(0x0A)
         return data
     }

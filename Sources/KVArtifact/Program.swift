@@ -114,9 +114,7 @@ public struct ModelProgram: Codable, Sendable, Equatable {
 
     /// Deterministic JSON (sorted keys, pretty-printed).
     public func encoded() throws -> Data {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        return try encoder.encode(self)
+        try ArtifactJSON.encode(self)
     }
 
     /// Index checks: every tensor index in range, shapes non-negative, the version known.

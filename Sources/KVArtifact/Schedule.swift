@@ -175,9 +175,7 @@ public struct ExecutionSchedule: Codable, Sendable, Equatable {
 
     /// Deterministic JSON (sorted keys, pretty-printed).
     public func encoded() throws -> Data {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        return try encoder.encode(self)
+        try ArtifactJSON.encode(self)
     }
 
     /// Every location inside its arena, every index in range, the version known.

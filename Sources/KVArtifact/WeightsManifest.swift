@@ -41,8 +41,6 @@ public struct WeightsManifest: Codable, Sendable, Equatable {
 
     /// Deterministic JSON (sorted keys, pretty-printed).
     public func encoded() throws -> Data {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        return try encoder.encode(self)
+        try ArtifactJSON.encode(self)
     }
 }

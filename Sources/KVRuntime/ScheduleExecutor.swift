@@ -129,15 +129,13 @@ public final class ScheduleExecutor {
 
     /// Runs one decode step; `observe` sees each op index after its kernel ran (then `read` its results).
     public func step(observe: ((Int) -> Void)? = nil) throws(RuntimeError) {
-        for (n, cache) in schedule.kv.enumerated() {
-            let held = cache.layout == nil ? lengths[n].max() ?? 0 : packed[n].map(\.count).max() ?? 0
-            if cache.layout == nil, held >= cache.capacity {
-                throw RuntimeError("'\(program.ops[cache.op].name)': the KV cache holds \(cache.capacity) tokens and is full")
-            }
+        // An f32 cache appends one row per step; a packed one evicts instead of filling up.
+        for (n, cache) in schedule.kv.enumerated() where cache.layout == nil && (lengths[n].max() ?? 0) >= cache.capacity {
+            throw RuntimeError("'\(program.ops[cache.op].name)': the KV cache holds \(cache.capacity) tokens and is full")
         }
         var bases = arenas.map { $0.baseAddress! }
         var stateBases = states.map { $0.baseAddress! }
-        if stateBases.isEmpty { stateBases = [bases[0]] }
+        if stateBases.isEmpty { stateBases = [bases[0]] }  // no attention layers: any valid pointer (never read)
         let box = observe.map { Observer($0) }
         let context = box.map { Unmanaged.passUnretained($0).toOpaque() }
         let trampoline: (@convention(c) (UnsafeMutableRawPointer?, Int) -> Void)? = box == nil ? nil : { context, op in

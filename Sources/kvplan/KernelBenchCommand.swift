@@ -116,8 +116,8 @@ struct KernelBench: ParsableCommand {
         let floats = arena.bindMemory(to: Float.self, capacity: schedule.arenas[0].bytes / 4)
         for i in 0..<schedule.arenas[0].bytes / 4 { floats[i] = Float(i % 97) / 97 - 0.5 }
         let x = floats + offsets[0] / 4, w = floats + offsets[1] / 4, y = floats + offsets[2] / 4
-        var tiers = [arena]
-        var state = [arena]
+        let tiers = [arena]
+        let state = [arena]
         var links = [0]
         let generated = Self.time {
             tiers.withUnsafeBufferPointer { t in state.withUnsafeBufferPointer { s in library.step(t.baseAddress!, s.baseAddress!, &links, nil, nil) } }
@@ -192,7 +192,8 @@ struct KernelBench: ParsableCommand {
         let stateBlock = UnsafeMutableRawPointer.allocate(byteCount: schedule.kv[0].stateLayout.total, alignment: 64)
         defer { stateBlock.deallocate() }
         memset(stateBlock, 0, schedule.kv[0].stateLayout.total)  // occupancy 0 everywhere: every slot held
-        var tiers = [arena], state = [stateBlock], links = [0]
+        let tiers = [arena], state = [stateBlock]
+        var links = [0]
         let generated = Self.time {
             tiers.withUnsafeBufferPointer { t in state.withUnsafeBufferPointer { s in library.step(t.baseAddress!, s.baseAddress!, &links, nil, nil) } }
         }
@@ -308,22 +309,15 @@ struct RunBench: ParsableCommand {
 
     private func execute() throws {
         guard tokens >= 1, tokens <= 100_000 else { throw UserError("--tokens: expected 1...100000, got \(tokens)") }
-        func load<T: Decodable>(_ type: T.Type, _ name: String) throws -> T {
-            guard let data = FileManager.default.contents(atPath: "\(directory)/\(name)") else { throw UserError("cannot read '\(directory)/\(name)'") }
-            do { return try JSONDecoder().decode(T.self, from: data) } catch { throw UserError("\(directory)/\(name): not valid (\(error))") }
-        }
-        func text(_ name: String) throws -> String {
-            guard let data = FileManager.default.contents(atPath: "\(directory)/\(name)") else { throw UserError("cannot read '\(directory)/\(name)'") }
-            return String(decoding: data, as: UTF8.self)
-        }
-        let program = try load(ModelProgram.self, "program.json"), schedule = try load(ExecutionSchedule.self, "schedule.json")
-        let plan = try load(Plan.self, "plan.json")
+        let artifact = ArtifactDirectory(path: directory)
+        let program = try artifact.decode(ModelProgram.self, "program.json"), schedule = try artifact.decode(ExecutionSchedule.self, "schedule.json")
+        let plan = try artifact.decode(Plan.self, "plan.json")
         let capacity = schedule.kv.map(\.capacity).min() ?? Int.max
         guard tokens <= capacity else { throw UserError("--tokens \(tokens): the KV cache holds \(capacity)") }
         let weights = SeededWeights.make(program, seed: 0)
         do {
-            var generator = try Generator(try ScheduleExecutor(program: program, schedule: schedule, kernels: try text("Kernels.swift"),
-                                                               step: try text("Schedule.swift"), weights: weights, threads: threads))
+            var generator = try Generator(try ScheduleExecutor(program: program, schedule: schedule, kernels: try artifact.text("Kernels.swift"),
+                                                               step: try artifact.text("Schedule.swift"), weights: weights, threads: threads))
             var perToken: [Double] = []
             for t in 0..<tokens {
                 let start = ContinuousClock.now

@@ -23,6 +23,8 @@ final class RunCheck {
     let executor: ScheduleExecutor
     let kernelOf: [Int: ExecutionSchedule.Action]
     let packedOps: Set<Int>
+    /// Input tensors a rope reads (positions); every other input takes the token id.
+    let positionInputs: Set<Int>
     /// Worst |Δ| per op kind and where it was.
     var worst: [String: (difference: Float, op: String, step: Int)] = [:]
     var failures: [String] = []
@@ -35,12 +37,12 @@ final class RunCheck {
         self.executor = executor
         kernelOf = Dictionary(executor.schedule.actions.filter { $0.kind == "kernel" }.map { ($0.op!, $0) }, uniquingKeysWith: { a, _ in a })
         packedOps = Set(executor.schedule.kv.filter { $0.layout != nil }.map(\.op))
+        positionInputs = Set(program.ops.filter { $0.kind == "rope" && $0.operands.count == 2 }.map { $0.operands[1] })
     }
 
     func prepare(token: Int, position: Int) throws(RuntimeError) {
         for (i, t) in program.tensors.enumerated() where t.kind == "input" {
-            let isPosition = program.ops.contains { $0.kind == "rope" && $0.operands.count == 2 && $0.operands[1] == i }
-            try reference.setInput(i, Array(repeating: Float(isPosition ? position : token), count: t.elementCount))
+            try reference.setInput(i, Array(repeating: Float(positionInputs.contains(i) ? position : token), count: t.elementCount))
         }
         try reference.step()
         steps += 1

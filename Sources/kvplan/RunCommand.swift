@@ -57,25 +57,14 @@ struct Run: ParsableCommand {
         }
     }
 
-    private func load<T: Decodable>(_ type: T.Type, _ name: String) throws -> T? {
-        let path = "\(directory)/\(name)"
-        guard let data = FileManager.default.contents(atPath: path) else { return nil }
-        do { return try JSONDecoder().decode(T.self, from: data) } catch { throw UserError("\(path): not valid (\(error))") }
-    }
-
-    private func source(_ name: String) throws -> String {
-        let path = "\(directory)/\(name)"
-        guard let data = FileManager.default.contents(atPath: path) else { throw UserError("cannot read '\(path)'") }
-        return String(decoding: data, as: UTF8.self)
-    }
-
     private func execute() throws {
         guard maxTokens >= 0, maxTokens <= 1_000_000 else { throw UserError("--max-tokens: expected 0...1000000, got \(maxTokens)") }
         guard temperature.isFinite, temperature >= 0 else { throw UserError("--temperature: expected a number ≥ 0, got \(temperature)") }
         guard threads >= 1, threads <= 256 else { throw UserError("--threads: expected 1...256, got \(threads)") }
         guard prompt == nil || promptFile == nil else { throw UserError("give --prompt or --prompt-file, not both") }
         guard !(interpreter && check) else { throw UserError("give --interpreter or --check, not both") }
-        guard let program = try load(ModelProgram.self, "program.json") else {
+        let artifact = ArtifactDirectory(path: directory)
+        guard let program = try artifact.decodeIfPresent(ModelProgram.self, "program.json") else {
             throw UserError("cannot read '\(directory)/program.json': is '\(directory)' a directory written by kvplan compile?")
         }
         var text = Array((prompt ?? "").utf8)
@@ -87,9 +76,9 @@ struct Run: ParsableCommand {
         guard max(1, text.count) + maxTokens <= capacity else {
             throw UserError("the prompt (\(text.count) bytes) and --max-tokens \(maxTokens) need \(max(1, text.count) + maxTokens) tokens; the KV cache holds \(capacity) (compile with a larger --context)")
         }
-        let plan = try load(Plan.self, "plan.json")
+        let plan = try artifact.decodeIfPresent(Plan.self, "plan.json")
         let layouts = plan?.kv?.layers
-        let schedule = interpreter ? nil : try load(ExecutionSchedule.self, "schedule.json")
+        let schedule = interpreter ? nil : try artifact.decodeIfPresent(ExecutionSchedule.self, "schedule.json")
         if !interpreter && schedule == nil {
             if check { throw UserError("--check needs generated code, and '\(directory)' has no schedule.json (see the codegen line of kvplan compile)") }
             printError("note: '\(directory)' has no generated schedule (see the codegen line of kvplan compile): running the reference interpreter\n")
@@ -106,8 +95,8 @@ struct Run: ParsableCommand {
             var generator: Generator
             var reference: ReferenceInterpreter?
             if let schedule {
-                let executor = try ScheduleExecutor(program: program, schedule: schedule, kernels: try source("Kernels.swift"),
-                                                    step: try source("Schedule.swift"), weights: values, threads: threads)
+                let executor = try ScheduleExecutor(program: program, schedule: schedule, kernels: try artifact.text("Kernels.swift"),
+                                                    step: try artifact.text("Schedule.swift"), weights: values, threads: threads)
                 printError("note: generated schedule on \(schedule.arenas.count) tier arenas (\(executor.library?.compiled == true ? "compiled now" : "compiled earlier, from the cache"))"
                            + (layouts == nil ? "; f32 KV cache\n" : "; KV cache packed in the plan's layouts\n"))
                 generator = try Generator(executor)
