@@ -56,7 +56,7 @@ let package = Package(
         .testTarget(name: "KVQuantTests", dependencies: ["KVQuant"]),
         .testTarget(name: "KVRuntimeTests", dependencies: ["KVRuntime", "KVArtifact"]),
         // Compiles emitted kernels with swiftc and runs them against the reference interpreter.
-        .testTarget(name: "KVCodegenTests", dependencies: ["KVCodegen", "KVRuntime", "KVArtifact", "KVPlanner", "KVGraph"]),
+        .testTarget(name: "KVCodegenTests", dependencies: ["KVCodegen", "KVRuntime", "KVArtifact", "KVPlanner", "KVGraph", "KVQuant"], exclude: ["Fixtures"]),
         .testTarget(name: "kvplanTests", dependencies: ["kvplan", "KVRuntime", "KVArtifact"]),
         // The committed Generated/ kernels of tiny-llama on cpu, compiled as ordinary Swift sources,
         // so `swift test` runs emitted code without swiftc-at-runtime or dlopen. (One artifact only:

@@ -37,10 +37,13 @@ public struct ExecutionSchedule: Codable, Sendable, Equatable {
     /// A tensor's bytes at a fixed place for the whole run (weights, inputs, outputs).
     public struct Binding: Codable, Sendable, Equatable {
         public var tensor: String
+        /// Storage format of the bytes (weights: f32, f16, bf16, q8_0 or q4_0; inputs and outputs f32).
+        public var dtype: String
         public var location: Location
         public var bytes: Int
-        public init(tensor: String, location: Location, bytes: Int) {
+        public init(tensor: String, dtype: String = "f32", location: Location, bytes: Int) {
             self.tensor = tensor
+            self.dtype = dtype
             self.location = location
             self.bytes = bytes
         }

@@ -83,8 +83,11 @@ public enum ScheduleLowering {
                 }
                 let t = program.tensors[table]
                 let rowBytes = values[v].bytes / max(1, program.tensors[op.operands[1]].elementCount)
-                guard t.shape.count == 2, rowBytes == t.shape[1] * 4 else {
-                    throw CodegenError("'\(values[v].name)': rows of \(rowBytes) B do not match table '\(t.name)' \(t.shape) in f32")
+                guard let format = WeightFormat(rawValue: t.dtype), format.blockElements == 1 else {
+                    throw CodegenError("embedding table '\(t.name)' is \(t.dtype); lookups are emitted for f32, f16 and bf16 tables")
+                }
+                guard t.shape.count == 2, rowBytes == format.bytes(count: t.shape[1]) else {
+                    throw CodegenError("'\(values[v].name)': rows of \(rowBytes) B do not match table '\(t.name)' \(t.shape) in \(t.dtype)")
                 }
                 selectionIds[v] = (op.operands[1], rowBytes)
             }
@@ -164,10 +167,13 @@ public enum ScheduleLowering {
         var weights: [ExecutionSchedule.Binding] = [], inputs: [ExecutionSchedule.Binding] = [], outputs: [ExecutionSchedule.Binding] = []
         for t in program.tensors where ["weight", "input", "output"].contains(t.kind) {
             let (v, location) = try home(t.name)
-            guard values[v].bytes == t.elementCount * 4 else {
-                throw CodegenError("'\(t.name)' is \(t.dtype) (\(values[v].bytes) B); only f32 tensors are emitted yet")
+            // Weights in any storage format the runtime quantises to; inputs (i32 ids as exact
+            // floats) and outputs in f32.
+            let format = t.kind == "weight" ? WeightFormat(rawValue: t.dtype) : .f32
+            guard let format, values[v].bytes == format.bytes(count: t.elementCount), t.elementCount % format.blockElements == 0 else {
+                throw CodegenError("'\(t.name)' is \(t.dtype) (\(values[v].bytes) B); emitted: weights as \(WeightFormat.allCases.map(\.rawValue).joined(separator: ", ")), inputs and outputs as 4-byte values")
             }
-            let binding = ExecutionSchedule.Binding(tensor: t.name, location: location, bytes: values[v].bytes)
+            let binding = ExecutionSchedule.Binding(tensor: t.name, dtype: format.rawValue, location: location, bytes: values[v].bytes)
             switch t.kind {
             case "weight": weights.append(binding)
             case "input": inputs.append(binding)

@@ -26,23 +26,62 @@ public struct SwiftEmitter {
     public let schedule: ExecutionSchedule
 
     /// Ops the emitter has kernels for.
-    public static let supported: Set<String> = ["embed", "matmul", "add", "rmsnorm", "rope", "attention", "silu_mul"]
+    public static let supported: Set<String> = ["embed", "matmul", "add", "mul", "rmsnorm", "layernorm", "rope", "attention", "softmax",
+                                                "silu", "gelu", "relu", "silu_mul", "reshape", "split", "concat"]
 
     /// An emitter for `schedule` over `program`, or an error naming the first op it cannot emit.
     public init(program: ModelProgram, schedule: ExecutionSchedule) throws(CodegenError) {
         self.program = program
         self.schedule = schedule
-        for op in program.ops where !Self.supported.contains(op.kind) {
-            throw CodegenError("op '\(op.name)' (\(op.kind)) has no generated kernel yet; emitted: \(Self.supported.sorted().joined(separator: ", "))")
-        }
-        for op in program.ops where op.kind == "matmul" {
-            let b = program.tensors[op.operands[1]].shape
-            guard op.bool("transpose_b") == true, b.count == 2, op.operands.count == 2 else {
-                throw CodegenError("op '\(op.name)': only linear (a × bᵀ, no bias) has a generated kernel yet")
+        let t = program.tensors
+        for op in program.ops {
+            guard Self.supported.contains(op.kind) else {
+                throw CodegenError("op '\(op.name)' (\(op.kind)) has no generated kernel yet; emitted: \(Self.supported.sorted().joined(separator: ", "))")
             }
-        }
-        for op in program.ops where op.kind == "attention" && op.operands.count != 5 {
-            throw CodegenError("op '\(op.name)': only decode attention has a generated kernel yet")
+            // Activations are f32; a weight operand may be f32, f16 or bf16 (block formats only
+            // as the weight of a linear layer, checked below).
+            for (i, o) in op.operands.enumerated() {
+                let tensor = t[o]
+                let isLinearWeight = op.kind == "matmul" && i == 1 && op.bool("transpose_b") == true
+                let allowed: Set<String> = tensor.kind == "weight" ? (isLinearWeight ? ["f32", "f16", "bf16", "q8_0", "q4_0"] : ["f32", "f16", "bf16"]) : ["f32", "i32"]
+                guard allowed.contains(tensor.dtype) else {
+                    throw CodegenError("op '\(op.name)': operand '\(tensor.name)' is \(tensor.dtype); kernels read \(allowed.sorted().joined(separator: ", ")) here")
+                }
+                if tensor.kind == "weight" && !isLinearWeight && tensor.dtype != "f32" && !["embed", "add", "mul", "rmsnorm", "layernorm", "matmul"].contains(op.kind) {
+                    throw CodegenError("op '\(op.name)' (\(op.kind)) reads \(tensor.dtype) weight '\(tensor.name)'; only f32 is emitted there")
+                }
+            }
+            for r in op.results where t[r].dtype != "f32" {
+                throw CodegenError("op '\(op.name)' produces \(t[r].dtype) '\(t[r].name)'; generated kernels compute in f32")
+            }
+            switch op.kind {
+            case "matmul":
+                let w = t[op.operands[1]]
+                guard w.shape.count == 2, op.operands.count <= 3 else {
+                    throw CodegenError("op '\(op.name)': only products with a 2-D weight have a generated kernel yet")
+                }
+                if op.bool("transpose_b") == true {
+                    if (w.dtype == "q8_0" || w.dtype == "q4_0") && w.shape[1] % 32 != 0 {
+                        throw CodegenError("op '\(op.name)': \(w.dtype) rows of \(w.shape[1]) values are not whole blocks of 32")
+                    }
+                } else if w.dtype != "f32" {
+                    throw CodegenError("op '\(op.name)': a [K, N] weight is emitted in f32 only (\(w.dtype) given)")
+                }
+            case "add", "mul":
+                let a = t[op.operands[0]].shape, b = t[op.operands[1]].shape
+                guard a == t[op.results[0]].shape, b.count <= a.count, Array(a.suffix(b.count)) == b else {
+                    throw CodegenError("op '\(op.name)': \(a) \(op.kind) \(b) broadcasts other than over leading axes; not emitted")
+                }
+            case "softmax":
+                let axis = op.int("axis") ?? -1
+                guard axis == -1 || axis == t[op.operands[0]].shape.count - 1 else {
+                    throw CodegenError("op '\(op.name)': softmax over axis \(axis); only the last axis is emitted")
+                }
+            case "attention":
+                guard op.operands.count == 5 else { throw CodegenError("op '\(op.name)': only decode attention has a generated kernel yet") }
+            default:
+                break
+            }
         }
         for c in schedule.kv {
             let op = program.ops[c.op]
@@ -136,197 +175,6 @@ public struct SwiftEmitter {
     }
 
     static let header = "// Generated by kvplan (KVCodegen). Do not edit: regenerate with `kvplan compile`.\n\n"
-
-    static let helpers = """
-    /// Threads large kernels are split over (set by the runtime through kvplan_set_threads).
-    nonisolated(unsafe) var kvplanThreads = 1
-
-    @_cdecl("kvplan_set_threads")
-    public func kvplan_set_threads(_ n: Int) { kvplanThreads = max(1, n) }
-
-    /// Runs body(lo, hi) over 0..<n, split in contiguous parts over kvplanThreads when the work is large.
-    @inline(__always)
-    func parallelRows(_ n: Int, work: Int, _ body: (Int, Int) -> Void) {
-        let parts = work >= 1 << 16 ? min(kvplanThreads, n) : 1
-        if parts <= 1 { body(0, n); return }
-        withoutActuallyEscaping(body) { body in
-            nonisolated(unsafe) let run = body  // the parts write disjoint rows
-            DispatchQueue.concurrentPerform(iterations: parts) { p in run(n &* p / parts, n &* (p &+ 1) / parts) }
-        }
-    }
-
-    /// Not inlined on purpose: with the length a literal at the call site, LLVM unrolls this loop
-    /// completely and re-vectorises it into 128-bit shuffles — 10× slower (measured: 8 vs 72 GB/s).
-    @inline(never)
-    func dot(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ n: Int) -> Float {
-        var s0 = SIMD8<Float>(), s1 = SIMD8<Float>(), s2 = SIMD8<Float>(), s3 = SIMD8<Float>()
-        var i = 0
-        while i &+ 32 <= n {
-            s0.addProduct(UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<Float>.self), UnsafeRawPointer(y + i).loadUnaligned(as: SIMD8<Float>.self))
-            s1.addProduct(UnsafeRawPointer(x + (i &+ 8)).loadUnaligned(as: SIMD8<Float>.self), UnsafeRawPointer(y + (i &+ 8)).loadUnaligned(as: SIMD8<Float>.self))
-            s2.addProduct(UnsafeRawPointer(x + (i &+ 16)).loadUnaligned(as: SIMD8<Float>.self), UnsafeRawPointer(y + (i &+ 16)).loadUnaligned(as: SIMD8<Float>.self))
-            s3.addProduct(UnsafeRawPointer(x + (i &+ 24)).loadUnaligned(as: SIMD8<Float>.self), UnsafeRawPointer(y + (i &+ 24)).loadUnaligned(as: SIMD8<Float>.self))
-            i &+= 32
-        }
-        var s = ((s0 + s1) + (s2 + s3)).sum()
-        while i < n { s += x[i] * y[i]; i &+= 1 }
-        return s
-    }
-
-    /// Element `i` of an fp16 array at `p`, as f32.
-    @inline(__always)
-    func half(_ p: UnsafeRawPointer, _ i: Int) -> Float {
-        Float(Float16(bitPattern: p.loadUnaligned(fromByteOffset: i &<< 1, as: UInt16.self)))
-    }
-
-    /// Scaled logits of one head against `tokens` fp16 key rows of `channels` (the head's `d` from `first`).
-    @inline(__always)
-    func halfKeyLogits(_ q: UnsafePointer<Float>, _ keys: UnsafeRawPointer, tokens: Int, channels: Int, first: Int, d: Int, scale: Float,
-                       _ out: UnsafeMutablePointer<Float>) {
-        for t in 0..<tokens {
-            let row = t &* channels &+ first
-            var s: Float = 0
-            for c in 0..<d { s += q[c] * half(keys, row &+ c) }
-            out[t] = s * scale
-        }
-    }
-
-    /// The `n` codes of `bits` bits packed LSB-first at `p`, as f32.
-    @inline(__always)
-    func unpackCodes(_ p: UnsafeRawPointer, count n: Int, bits: Int, _ out: UnsafeMutablePointer<Float>) {
-        let mask = (1 &<< bits) &- 1, perByte = 8 / bits
-        var t = 0, byte = 0
-        while t < n {
-            let b = Int(p.load(fromByteOffset: byte, as: UInt8.self))
-            var sub = 0
-            while sub < perByte && t < n {
-                out[t] = Float((b >> (sub &* bits)) & mask)
-                sub &+= 1
-                t &+= 1
-            }
-            byte &+= 1
-        }
-    }
-
-    /// Scaled logits of the `heads` query heads sharing one KV head (queries `d` apart, logits
-    /// `stride` apart) against a quantised key segment (KIVI: per channel, groups of `group`
-    /// tokens, each channel's fp16 scale and zero then its codes LSB-first). Each channel's codes
-    /// are unpacked once for all heads, and dequantisation is folded into the dot product:
-    /// Σ_c (q_c·s_c)·code_ct + Σ_c q_c·z_c.
-    @inline(__always)
-    func quantizedKeyLogits(_ q: UnsafePointer<Float>, heads: Int, _ segment: UnsafeRawPointer, tokens: Int, channels: Int, first: Int, d: Int,
-                            bits: Int, group: Int, scale: Float, _ out: UnsafeMutablePointer<Float>, stride: Int,
-                            codes: UnsafeMutablePointer<Float>, bias: UnsafeMutablePointer<Float>) {
-        var t0 = 0, at = 0
-        while t0 < tokens {
-            let n = min(group, tokens &- t0)
-            let rowBytes = 4 &+ (n &* bits &+ 7) >> 3
-            for h in 0..<heads {
-                bias[h] = 0
-                let o = out + (h &* stride &+ t0)
-                for t in 0..<n { o[t] = 0 }
-            }
-            for c in 0..<d {
-                let p = segment + (at &+ (first &+ c) &* rowBytes)
-                let s = half(p, 0), z = half(p, 1)
-                unpackCodes(p + 4, count: n, bits: bits, codes)
-                for h in 0..<heads {
-                    let qc = q[h &* d &+ c]
-                    let qs = qc * s
-                    bias[h] += qc * z
-                    let o = out + (h &* stride &+ t0)
-                    for t in 0..<n { o[t] += qs * codes[t] }
-                }
-            }
-            for h in 0..<heads {
-                let o = out + (h &* stride &+ t0)
-                for t in 0..<n { o[t] = (o[t] + bias[h]) * scale }
-            }
-            at &+= channels &* rowBytes
-            t0 &+= n
-        }
-    }
-
-    /// y_h[0..<dv] += weight_h × one fp16 value row's channels from `first`, for `heads` heads
-    /// (outputs `dv` apart, weights at `weights[h]`).
-    @inline(__always)
-    func halfValueAccumulate(_ row: UnsafeRawPointer, first: Int, dv: Int, heads: Int, weights: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>) {
-        for i in 0..<dv {
-            let v = half(row, first &+ i)
-            for h in 0..<heads { y[h &* dv &+ i] += weights[h] * v }
-        }
-    }
-
-    /// y_h[0..<dv] += weight_h × one quantised value row's channels from `first` (per token,
-    /// groups of `group` channels, each group's fp16 scale and zero then its codes LSB-first);
-    /// each channel group's codes are unpacked once for all heads.
-    @inline(__always)
-    func quantizedValueAccumulate(_ row: UnsafeRawPointer, first: Int, dv: Int, bits: Int, group: Int, heads: Int, weights: UnsafePointer<Float>,
-                                  _ y: UnsafeMutablePointer<Float>, codes: UnsafeMutablePointer<Float>) {
-        let full = 4 &+ (group &* bits &+ 7) >> 3
-        var c = 0
-        while c < dv {
-            let channel = first &+ c
-            let i0 = channel % group
-            let p = row + (channel / group) &* full
-            let s = half(p, 0), z = half(p, 1)
-            let n = min(group &- i0, dv &- c)
-            unpackCodes(p + 4, count: i0 &+ n, bits: bits, codes)
-            for h in 0..<heads {
-                let w = weights[h], ws = w * s, wz = w * z
-                let yh = y + (h &* dv &+ c)
-                let code = codes + i0
-                for i in 0..<n { yh[i] += ws * code[i] + wz }
-            }
-            c &+= n
-        }
-    }
-
-    """
-
-    /// (parameter list, body) of an op's kernel; pointers come in operand, result order (then the
-    /// cache-manager state for decode attention).
-    func kernel(_ op: ModelProgram.Op, cache: ExecutionSchedule.KVCache?) -> (String, String) {
-        let t = program.tensors
-        let out = op.results[0]
-        let n = t[out].elementCount
-        let binary = "_ x: UnsafeMutablePointer<Float>, _ z: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>"
-        switch op.kind {
-        case "embed":  // the plan gathered the rows already: the lookup is their copy
-            return ("_ rows: UnsafeMutablePointer<Float>, _ ids: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>",
-                    "    y.update(from: rows, count: \(n))\n")
-        case "matmul":
-            let (rows, k) = (t[op.operands[1]].shape[0], t[op.operands[1]].shape[1])
-            let m = t[op.operands[0]].elementCount / k
-            return (binary, "    parallelRows(\(rows), work: \(m * rows * k)) { lo, hi in\n        for r in 0..<\(m) {\n"
-                    + "            for j in lo..<hi { y[r &* \(rows) &+ j] = dot(x + r &* \(k), z + j &* \(k), \(k)) }\n        }\n    }\n")
-        case "add":
-            let b = t[op.operands[1]].elementCount
-            return (binary, "    for i in 0..<\(n) { y[i] = x[i] + z[i % \(b)] }\n")
-        case "silu_mul":
-            return (binary, "    for i in 0..<\(n) { let v = x[i]; y[i] = v / (1 + exp(-v)) * z[i] }\n")
-        case "rmsnorm":
-            let width = t[op.operands[0]].shape.last!
-            let eps = op.double("eps") ?? 1e-6
-            return (binary, "    for r in 0..<\(n / width) {\n        let row = x + r &* \(width)\n        let ms = Double(dot(row, row, \(width))) / \(width).0\n"
-                    + "        let s = Float(1 / (ms + \(eps)).squareRoot())\n        for i in 0..<\(width) { y[r &* \(width) &+ i] = row[i] * s * z[i] }\n    }\n")
-        case "rope":
-            let width = t[op.operands[0]].shape.last!
-            let heads = op.int("heads") ?? 1
-            let d = width / heads
-            let rotary = op.int("rotary_dim") ?? d
-            let inv = RopeFrequencies.inverse(rotary: rotary, op: op).map { "\($0)" }.joined(separator: ", ")
-            return (binary, "    let inv: [Double] = [\(inv)]\n    y.update(from: x, count: \(n))\n"
-                    + "    for r in 0..<\(n / width) {\n        let p = Double(z[r % \(t[op.operands[1]].elementCount)])\n"
-                    + "        for h in 0..<\(heads) {\n            let base = r &* \(width) &+ h &* \(d)\n"
-                    + "            for i in 0..<\(rotary / 2) {\n                let angle = p * inv[i]\n                let c = cos(angle), s = sin(angle)\n"
-                    + "                let x1 = Double(x[base &+ i]), x2 = Double(x[base &+ i &+ \(rotary / 2)])\n"
-                    + "                y[base &+ i] = Float(x1 * c - x2 * s)\n                y[base &+ i &+ \(rotary / 2)] = Float(x2 * c + x1 * s)\n"
-                    + "            }\n        }\n    }\n")
-        default:
-            return attentionKernel(op, cache: cache!)
-        }
-    }
 }
 
 /// A program the emitter cannot generate code for, with why.

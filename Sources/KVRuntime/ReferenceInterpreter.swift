@@ -1,5 +1,6 @@
 import Foundation
 import KVArtifact
+import KVQuant
 
 // The reference interpreter: a plain f32 implementation of every runnable op of a ModelProgram,
 // independent of the plan, its tiers and tiles, and of generated code. It is what generated
@@ -35,7 +36,15 @@ public struct ReferenceInterpreter {
                 guard w.count == t.elementCount else {
                     throw RuntimeError("weights for '\(t.name)' have \(w.count) elements; its shape \(t.shape) has \(t.elementCount)")
                 }
-                values[i] = w
+                // Computed with exactly the values the program stores (f16, bf16, q8_0, q4_0 round trip).
+                if let format = WeightFormat(rawValue: t.dtype), format != .f32 {
+                    guard let stored = format.roundTrip(w) else {
+                        throw RuntimeError("'\(t.name)' (\(t.elementCount) values) is not whole \(t.dtype) blocks of \(format.blockElements)")
+                    }
+                    values[i] = stored
+                } else {
+                    values[i] = w
+                }
             case "cache":
                 values[i] = Array(repeating: 0, count: t.elementCount)
                 lengths[i] = Array(repeating: 0, count: t.shape.first ?? 1)

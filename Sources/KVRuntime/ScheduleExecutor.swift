@@ -1,5 +1,6 @@
 import Foundation
 import KVArtifact
+import KVQuant
 
 // Runs an artifact's generated schedule: one arena per tier (tier 0 at its capacity, the others
 // at the bytes the schedule lays out), weights copied into their homes once, inputs written to
@@ -29,7 +30,7 @@ public final class ScheduleExecutor {
     public private(set) var steps = 0
 
     /// Loads `kernels` + `step` (compiling them when not cached) for `schedule` over `program`,
-    /// with `weights` (f32 by tensor name) copied into their homes; large kernels split over `threads`.
+    /// with `weights` (f32 by tensor name) stored in their homes in each weight's dtype (quantised at load); large kernels split over `threads`.
     public convenience init(program: ModelProgram, schedule: ExecutionSchedule, kernels: String, step: String,
                             weights: [String: [Float]], threads: Int = 1) throws(RuntimeError) {
         let library = try KernelLibrary(kernels: kernels, schedule: step)
@@ -59,11 +60,16 @@ public final class ScheduleExecutor {
         linkBytes = Array(repeating: 0, count: schedule.links.count)
         let tensors = Dictionary(program.tensors.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         for binding in schedule.weights {
-            guard let w = weights[binding.tensor] else { throw RuntimeError("no weights for '\(binding.tensor)'") }
-            guard w.count * 4 == binding.bytes else {
-                throw RuntimeError("weights for '\(binding.tensor)' have \(w.count) elements; its shape \(tensors[binding.tensor]?.shape ?? []) has \(binding.bytes / 4)")
+            guard let w = weights[binding.tensor], let t = tensors[binding.tensor] else { throw RuntimeError("no weights for '\(binding.tensor)'") }
+            guard w.count == t.elementCount else {
+                throw RuntimeError("weights for '\(binding.tensor)' have \(w.count) elements; its shape \(t.shape) has \(t.elementCount)")
             }
-            write(w, at: binding.location)
+            // Quantisation at load: the bytes of the program's storage format for this weight.
+            guard let format = WeightFormat(rawValue: t.dtype), let stored = format.encode(w), stored.count == binding.bytes else {
+                throw RuntimeError("'\(binding.tensor)' is \(t.dtype) in \(binding.bytes) B; the runtime stores weights as \(WeightFormat.allCases.map(\.rawValue).joined(separator: ", ")) in whole blocks")
+            }
+            let base = arenas[binding.location.tier].baseAddress! + binding.location.offset
+            stored.withUnsafeBytes { base.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
         }
         try resetCaches()
     }

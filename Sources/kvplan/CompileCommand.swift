@@ -43,6 +43,9 @@ struct Compile: ParsableCommand {
     @Option(help: "How the ILP decides scratchpad offsets: packed (default) or joint.")
     var addresses: String = "packed"
 
+    @Option(name: .customLong("weight-dtype"), help: "Store the weights of linear layers as f32, f16, bf16, q8_0 or q4_0 (ggml blocks); the runtime quantises at load. Default: as declared.")
+    var weightDtype: String?
+
     @Option(name: .customLong("kv-policy"), help: "KV layout per layer: exact (default when a KV flag is given), uniform, pyramid, prefixkv, cake, kivi2, kivi4, kvtuner.")
     var kvPolicy: String?
 
@@ -100,7 +103,20 @@ struct Compile: ParsableCommand {
         guard case let .graph(lowered, _) = try loadInput(model, dimensions: values, flagNames: flags) else {
             throw UserError("'\(model)' is a target, not a model")
         }
-        let graph = lowered.graph
+        var graph = lowered.graph
+        var weightNote = ""
+        if let weightDtype {
+            guard let dtype = DType(rawValue: weightDtype), WeightQuantization.formats.contains(dtype) else {
+                throw UserError("--weight-dtype: expected \(WeightQuantization.formats.map(\.rawValue).joined(separator: ", ")), got '\(weightDtype)'")
+            }
+            do {
+                let outcome = try WeightQuantization.apply(to: &graph, dtype: dtype)
+                weightNote = "weights   \(outcome.converted.count) linear weights as \(dtype.rawValue): \(bytes(outcome.bytesBefore)) -> \(bytes(outcome.bytesAfter))"
+                    + (outcome.kept.isEmpty ? "" : "; kept: \(outcome.kept.joined(separator: ", "))") + "\n"
+            } catch {
+                throw UserError("\(model)\(error.location.map { ":\($0)" } ?? ""): --weight-dtype \(weightDtype): \(error.message)")
+            }
+        }
         let kv = try kvRequest()
         var plan: Plan
         let clock = ContinuousClock()
@@ -160,10 +176,10 @@ struct Compile: ParsableCommand {
         }
         try writeAtomically(String(decoding: try WeightsManifest(program: program, plan: plan, schedule: schedule).encoded(), as: UTF8.self),
                             to: "\(directory)/weights.json")
-        let summary = Self.summary(plan, directory: ".", seconds: nil) + codegenNote
+        let summary = Self.summary(plan, directory: ".", seconds: nil) + weightNote + codegenNote
         try writeAtomically(summary, to: "\(directory)/summary.txt")
         try writeAtomically(String(decoding: try plan.encoded(), as: UTF8.self), to: "\(directory)/plan.json")
-        print(Self.summary(plan, directory: directory, seconds: (clock.now - started) / .seconds(1)) + codegenNote, terminator: "")
+        print(Self.summary(plan, directory: directory, seconds: (clock.now - started) / .seconds(1)) + weightNote + codegenNote, terminator: "")
     }
 
     /// The KV budget pass's policy, budget source and profile, when any KV flag is given.

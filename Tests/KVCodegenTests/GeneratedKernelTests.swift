@@ -72,11 +72,15 @@ struct GeneratedKernelTests {
     @Test("ops without a generated kernel and tiled plans are refused by name")
     func refusals() throws {
         let p = ModelProgram(model: "t", dimensions: [:], tensors: [ModelProgram.Tensor(name: "x", kind: "input", dtype: "f32", shape: [2])],
-                             ops: [ModelProgram.Op(name: "s", kind: "softmax", operands: [0], results: [0], updates: [], attributes: [:])])
+                             ops: [ModelProgram.Op(name: "s", kind: "maxpool", operands: [0], results: [0], updates: [], attributes: [:])])
         let schedule = ExecutionSchedule(model: "t", target: "t", arenas: [], links: [], linkBytes: [], weights: [], inputs: [], outputs: [], kv: [], actions: [])
-        #expect(throws: CodegenError("op 's' (softmax) has no generated kernel yet; emitted: add, attention, embed, matmul, rmsnorm, rope, silu_mul")) {
+        #expect(throws: CodegenError("op 's' (maxpool) has no generated kernel yet; emitted: add, attention, concat, embed, gelu, layernorm, matmul, mul, relu, reshape, rmsnorm, rope, silu, silu_mul, softmax, split")) {
             try SwiftEmitter(program: p, schedule: schedule)
         }
+        let half = ModelProgram(model: "t", dimensions: [:], tensors: [ModelProgram.Tensor(name: "x", kind: "input", dtype: "f32", shape: [2]),
+                                                                        ModelProgram.Tensor(name: "y", kind: "output", dtype: "f16", shape: [2])],
+                                ops: [ModelProgram.Op(name: "r", kind: "relu", operands: [0], results: [1], updates: [], attributes: [:])])
+        #expect(throws: CodegenError("op 'r' produces f16 'y'; generated kernels compute in f32")) { try SwiftEmitter(program: half, schedule: schedule) }
         var plan = try Self.load(Plan.self, "cpu", "plan.json")
         plan.steps[2].tile = 0
         plan.steps[2].tiles = 2

@@ -66,6 +66,35 @@ struct RunCLITests {
         }
     }
 
+    @Test("--weight-dtype: linear weights stored as f16, bf16, q8_0 or q4_0 take exactly their bytes in weights.json, and --check passes",
+          arguments: [("f16", 2), ("bf16", 2), ("q8_0", 34), ("q4_0", 18)])
+    func weightFormats(dtype: String, blockBytes: Int) throws {
+        let dir = try cli.temporaryDirectory()
+        let tiny = CLITests.root.appendingPathComponent("Graphs/tiny-llama.graph").path
+        let compiled = try cli.run(["compile", tiny, "--solver", "msa", "--weight-dtype", dtype, "--kv-ratio", "0.25", "-o", dir.path])
+        #expect(compiled.status == 0 && compiled.stdout.contains("29 linear weights as \(dtype)"), "\(compiled.stdout)\(compiled.stderr)")
+        let manifest = try JSONDecoder().decode(WeightsManifest.self, from: Data(contentsOf: dir.appendingPathComponent("weights.json")))
+        let q = try #require(manifest.tensors.first { $0.name == "q_proj[0]" })
+        #expect(q.dtype == dtype && q.bytes == 256 * 256 / (blockBytes > 2 ? 32 : 1) * blockBytes)
+        #expect(manifest.tensors.first { $0.name == "embed_tokens" }?.dtype == "f32")
+        let checked = try cli.run(["run", dir.path, "--prompt", "Hi", "--max-tokens", "5", "--check"])
+        #expect(checked.status == 0 && checked.stderr.contains("check passed"), "\(checked.stderr)")
+    }
+
+    @Test("--weight-dtype refuses unknown formats and rows that are not whole blocks, writing nothing")
+    func weightFormatRefusals() throws {
+        let dir = try cli.temporaryDirectory()
+        let tiny = CLITests.root.appendingPathComponent("Graphs/tiny-llama.graph").path
+        let unknown = try cli.run(["compile", tiny, "--weight-dtype", "i4", "-o", dir.appendingPathComponent("a").path])
+        #expect(unknown.status == 1 && unknown.stderr.contains("--weight-dtype: expected f32, f16, bf16, q8_0, q4_0, got 'i4'"), "\(unknown.stderr)")
+        let graph = dir.appendingPathComponent("odd.graph")
+        try "input x: f32[1, 48]\nweight w: f32[8, 48]\noutput y = linear(x, w)\n".write(to: graph, atomically: true, encoding: .utf8)
+        let odd = try cli.run(["compile", graph.path, "--weight-dtype", "q4_0", "-o", dir.appendingPathComponent("b").path])
+        #expect(odd.status == 1 && odd.stderr.contains("odd.graph:2:8: --weight-dtype q4_0: 'w' has rows of 48 values; q4_0 stores whole blocks of 32"), "\(odd.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("a").path))
+        #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("b").path))
+    }
+
     @Test("compile writes Kernels.swift and Schedule.swift, byte-identical on a second compile, with no model names in them")
     func generatedSources() throws {
         let (a, b) = (try cli.temporaryDirectory(), try cli.temporaryDirectory())

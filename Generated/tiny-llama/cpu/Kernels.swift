@@ -37,6 +37,115 @@ func dot(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ n: Int) -> Floa
     return s
 }
 
+/// Weight rows stored as f16: x·row over `n` values (F16C converts 8 at a time).
+@inline(never)
+func dotF16(_ x: UnsafePointer<Float>, _ w: UnsafeRawPointer, _ n: Int) -> Float {
+    var s0 = SIMD8<Float>(), s1 = SIMD8<Float>(), s2 = SIMD8<Float>(), s3 = SIMD8<Float>()
+    @inline(__always) func wv(_ j: Int) -> SIMD8<Float> { SIMD8<Float>(w.loadUnaligned(fromByteOffset: j &* 2, as: SIMD8<Float16>.self)) }
+    @inline(__always) func xv(_ j: Int) -> SIMD8<Float> { UnsafeRawPointer(x + j).loadUnaligned(as: SIMD8<Float>.self) }
+    var i = 0
+    while i &+ 32 <= n {
+        s0.addProduct(xv(i), wv(i)); s1.addProduct(xv(i &+ 8), wv(i &+ 8))
+        s2.addProduct(xv(i &+ 16), wv(i &+ 16)); s3.addProduct(xv(i &+ 24), wv(i &+ 24))
+        i &+= 32
+    }
+    var s = ((s0 + s1) + (s2 + s3)).sum()
+    while i < n { s += x[i] * half(w, i); i &+= 1 }
+    return s
+}
+
+/// Weight rows stored as bf16: x·row over `n` values (a bf16 is the top half of an f32).
+@inline(never)
+func dotBF16(_ x: UnsafePointer<Float>, _ w: UnsafeRawPointer, _ n: Int) -> Float {
+    var s0 = SIMD8<Float>(), s1 = SIMD8<Float>(), s2 = SIMD8<Float>(), s3 = SIMD8<Float>()
+    @inline(__always) func wv(_ j: Int) -> SIMD8<Float> {
+        unsafeBitCast(SIMD8<UInt32>(truncatingIfNeeded: w.loadUnaligned(fromByteOffset: j &* 2, as: SIMD8<UInt16>.self)) &<< 16, to: SIMD8<Float>.self)
+    }
+    @inline(__always) func xv(_ j: Int) -> SIMD8<Float> { UnsafeRawPointer(x + j).loadUnaligned(as: SIMD8<Float>.self) }
+    var i = 0
+    while i &+ 32 <= n {
+        s0.addProduct(xv(i), wv(i)); s1.addProduct(xv(i &+ 8), wv(i &+ 8))
+        s2.addProduct(xv(i &+ 16), wv(i &+ 16)); s3.addProduct(xv(i &+ 24), wv(i &+ 24))
+        i &+= 32
+    }
+    var s = ((s0 + s1) + (s2 + s3)).sum()
+    while i < n { s += x[i] * bfloat(w, i); i &+= 1 }
+    return s
+}
+
+/// An fp16 block scale as f32, converted with integer operations: the scalar x86 conversion
+/// (vpinsrw + vcvtph2ps) merges into a live register and chained every block to the previous
+/// block's accumulator (measured: 7.8 vs 15 GB/s).
+@inline(__always)
+func blockScale(_ p: UnsafeRawPointer) -> Float {
+    let h = UInt32(p.loadUnaligned(as: UInt16.self))
+    let magnitude = Float(bitPattern: (h & 0x7FFF) &<< 13) * 0x1p112
+    return Float(bitPattern: magnitude.bitPattern | ((h & 0x8000) &<< 16))
+}
+
+/// Weight rows stored as ggml q8_0 blocks (fp16 d, 32 int8 codes): x·row over `n` values,
+/// a multiple of 32; x is scaled by d so the codes go straight into the FMAs.
+@inline(never)
+func dotQ8(_ x: UnsafePointer<Float>, _ w: UnsafeRawPointer, _ n: Int) -> Float {
+    var s0 = SIMD8<Float>(), s1 = SIMD8<Float>(), s2 = SIMD8<Float>(), s3 = SIMD8<Float>()
+    @inline(__always) func codes(_ p: UnsafeRawPointer) -> SIMD8<Float> {
+        SIMD8<Float>(SIMD8<Int32>(truncatingIfNeeded: p.loadUnaligned(as: SIMD8<Int8>.self)))
+    }
+    var i = 0, p = w
+    while i < n {
+        let d = SIMD8<Float>(repeating: blockScale(p))
+        let xb = UnsafeRawPointer(x + i)
+        s0.addProduct(xb.loadUnaligned(as: SIMD8<Float>.self) * d, codes(p + 2))
+        s1.addProduct(xb.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self) * d, codes(p + 10))
+        s2.addProduct(xb.loadUnaligned(fromByteOffset: 64, as: SIMD8<Float>.self) * d, codes(p + 18))
+        s3.addProduct(xb.loadUnaligned(fromByteOffset: 96, as: SIMD8<Float>.self) * d, codes(p + 26))
+        p += 34
+        i &+= 32
+    }
+    return ((s0 + s1) + (s2 + s3)).sum()
+}
+
+/// Weight rows stored as ggml q4_0 blocks (fp16 d, 16 bytes: values 0–15 in the low nibbles,
+/// 16–31 in the high): x·row over `n` values, a multiple of 32; value = (nibble − 8)·d.
+@inline(never)
+func dotQ4(_ x: UnsafePointer<Float>, _ w: UnsafeRawPointer, _ n: Int) -> Float {
+    var s0 = SIMD8<Float>(), s1 = SIMD8<Float>(), s2 = SIMD8<Float>(), s3 = SIMD8<Float>()
+    @inline(__always) func codes(_ v: SIMD8<UInt8>) -> SIMD8<Float> { SIMD8<Float>(SIMD8<Int32>(truncatingIfNeeded: v & 15) &- 8) }
+    var i = 0, p = w
+    while i < n {
+        let d = SIMD8<Float>(repeating: blockScale(p))
+        let xb = UnsafeRawPointer(x + i)
+        let a = (p + 2).loadUnaligned(as: SIMD8<UInt8>.self), b = (p + 10).loadUnaligned(as: SIMD8<UInt8>.self)
+        s0.addProduct(xb.loadUnaligned(as: SIMD8<Float>.self) * d, codes(a))
+        s1.addProduct(xb.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self) * d, codes(b))
+        s2.addProduct(xb.loadUnaligned(fromByteOffset: 64, as: SIMD8<Float>.self) * d, codes(a &>> 4))
+        s3.addProduct(xb.loadUnaligned(fromByteOffset: 96, as: SIMD8<Float>.self) * d, codes(b &>> 4))
+        p += 18
+        i &+= 32
+    }
+    return ((s0 + s1) + (s2 + s3)).sum()
+}
+
+/// y[0..<n] += a × x[0..<n] (a row of a [K, N] weight into the output; not inlined, as dot).
+@inline(never)
+func axpy(_ a: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
+    let av = SIMD8<Float>(repeating: a)
+    var i = 0
+    while i &+ 8 <= n {
+        var v = UnsafeRawPointer(y + i).loadUnaligned(as: SIMD8<Float>.self)
+        v.addProduct(av, UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<Float>.self))
+        UnsafeMutableRawPointer(y + i).storeBytes(of: v, as: SIMD8<Float>.self)
+        i &+= 8
+    }
+    while i < n { y[i] += a * x[i]; i &+= 1 }
+}
+
+/// Element `i` of a bf16 array at `p`, as f32.
+@inline(__always)
+func bfloat(_ p: UnsafeRawPointer, _ i: Int) -> Float {
+    Float(bitPattern: UInt32(p.loadUnaligned(fromByteOffset: i &<< 1, as: UInt16.self)) &<< 16)
+}
+
 /// Element `i` of an fp16 array at `p`, as f32.
 @inline(__always)
 func half(_ p: UnsafeRawPointer, _ i: Int) -> Float {
@@ -147,8 +256,8 @@ func quantizedValueAccumulate(_ row: UnsafeRawPointer, first: Int, dv: Int, bits
 }
 
 @inline(never)
-func k0(_ rows: UnsafeMutablePointer<Float>, _ ids: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>) {
-    y.update(from: rows, count: 256)
+func k0(_ x: UnsafeMutablePointer<Float>, _ z: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>) {
+    y.update(from: x, count: 256)
 }
 
 @inline(never)
@@ -292,7 +401,7 @@ func k6(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v:
 
 @inline(never)
 func k7(_ x: UnsafeMutablePointer<Float>, _ z: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>) {
-    for i in 0..<256 { y[i] = x[i] + z[i % 256] }
+    for i in 0..<256 { y[i] = x[i] + z[i] }
 }
 
 @inline(never)

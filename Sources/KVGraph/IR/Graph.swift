@@ -3,23 +3,43 @@
 /// Element types of tensors.
 public enum DType: String, Sendable, CaseIterable, Codable, Comparable {
     case f32, f16, bf16, i32, i8, i4, i2
+    /// ggml's block formats for weights: 32 values share one fp16 scale (q8_0: 34 bytes per
+    /// block, q4_0: 18). Their rows must be whole blocks.
+    case q8_0, q4_0
 
-    /// Bits per element.
+    /// Bits per element (of the codes, for the block formats).
     public var bits: Int {
         switch self {
         case .f32, .i32: return 32
         case .f16, .bf16: return 16
-        case .i8: return 8
-        case .i4: return 4
+        case .i8, .q8_0: return 8
+        case .i4, .q4_0: return 4
         case .i2: return 2
+        }
+    }
+
+    /// Values per block of a block format, nil for plain element types.
+    public var blockElements: Int? { self == .q8_0 || self == .q4_0 ? 32 : nil }
+
+    /// Bytes per block of a block format (an fp16 scale and the codes), nil for plain element types.
+    public var blockBytes: Int? {
+        switch self {
+        case .q8_0: return 34
+        case .q4_0: return 18
+        default: return nil
         }
     }
 
     /// True for f32, f16 and bf16.
     public var isFloatingPoint: Bool { self == .f32 || self == .f16 || self == .bf16 }
 
-    /// Exact bytes of `elements` elements, sub-byte types packed (rounded up to a whole byte).
+    /// Exact bytes of `elements` elements: sub-byte types packed (rounded up to a whole byte), block
+    /// formats in whole blocks.
     public func bytes(forElements elements: Int) -> Int? {
+        if let block = blockElements, let blockBytes {
+            let (bytes, overflow) = ((elements + block - 1) / block).multipliedReportingOverflow(by: blockBytes)
+            return overflow ? nil : bytes
+        }
         let (bits, overflow) = elements.multipliedReportingOverflow(by: self.bits)
         if overflow { return nil }
         return (bits + 7) / 8

@@ -43,11 +43,13 @@ public struct Target: Sendable, Equatable, Codable {
     /// The link from `a` to `b`, if the target has one.
     public func link(from a: String, to b: String) -> MemoryLink? { links.first { $0.from == a && $0.to == b } }
 
-    /// Operations per second for `dtype`, falling back to the closest wider type listed.
+    /// Operations per second for `dtype`, falling back to the closest wider type listed (block
+    /// formats to f32: their codes are dequantised and multiplied in f32).
     public func throughput(for dtype: DType) -> Double? {
         if let t = compute[dtype] { return t }
         let fallbacks: [DType: [DType]] = [.bf16: [.f16, .f32], .f16: [.bf16, .f32], .i4: [.i8, .f16, .f32],
-                                           .i2: [.i4, .i8, .f16, .f32], .i8: [.f16, .f32], .i32: [.f32], .f32: []]
+                                           .i2: [.i4, .i8, .f16, .f32], .i8: [.f16, .f32], .i32: [.f32], .f32: [],
+                                           .q8_0: [.f32], .q4_0: [.f32]]
         return fallbacks[dtype]?.lazy.compactMap { compute[$0] }.first
     }
 }

@@ -1,0 +1,267 @@
+// The helpers every Kernels.swift starts with: thread splitting, the dot products over each
+// weight storage format, and the packed-KV building blocks decode attention uses. They are
+// written in the habits REFERENCES §3 measured on this machine, plus two found here: dot products
+// are not inlined (a literal length makes LLVM unroll them into 128-bit shuffles), and fp16 block
+// scales are converted with integer operations (the scalar conversion's false dependency chained
+// every block to the last one). q8_0 and q4_0 dequantise in f32 (x scaled by d, codes converted
+// and FMA'd): compute-bound at 15 and 6 GB/s of weights in L2 on this machine
+// (Docs/benchmarks.md); an integer dot product (x quantised to q8 per GEMV, as ggml does) is the
+// known way past that.
+
+extension SwiftEmitter {
+    static let helpers = """
+    /// Threads large kernels are split over (set by the runtime through kvplan_set_threads).
+    nonisolated(unsafe) var kvplanThreads = 1
+
+    @_cdecl("kvplan_set_threads")
+    public func kvplan_set_threads(_ n: Int) { kvplanThreads = max(1, n) }
+
+    /// Runs body(lo, hi) over 0..<n, split in contiguous parts over kvplanThreads when the work is large.
+    @inline(__always)
+    func parallelRows(_ n: Int, work: Int, _ body: (Int, Int) -> Void) {
+        let parts = work >= 1 << 16 ? min(kvplanThreads, n) : 1
+        if parts <= 1 { body(0, n); return }
+        withoutActuallyEscaping(body) { body in
+            nonisolated(unsafe) let run = body  // the parts write disjoint rows
+            DispatchQueue.concurrentPerform(iterations: parts) { p in run(n &* p / parts, n &* (p &+ 1) / parts) }
+        }
+    }
+
+    /// Not inlined on purpose: with the length a literal at the call site, LLVM unrolls this loop
+    /// completely and re-vectorises it into 128-bit shuffles — 10× slower (measured: 8 vs 72 GB/s).
+    @inline(never)
+    func dot(_ x: UnsafePointer<Float>, _ y: UnsafePointer<Float>, _ n: Int) -> Float {
+        var s0 = SIMD8<Float>(), s1 = SIMD8<Float>(), s2 = SIMD8<Float>(), s3 = SIMD8<Float>()
+        var i = 0
+        while i &+ 32 <= n {
+            s0.addProduct(UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<Float>.self), UnsafeRawPointer(y + i).loadUnaligned(as: SIMD8<Float>.self))
+            s1.addProduct(UnsafeRawPointer(x + (i &+ 8)).loadUnaligned(as: SIMD8<Float>.self), UnsafeRawPointer(y + (i &+ 8)).loadUnaligned(as: SIMD8<Float>.self))
+            s2.addProduct(UnsafeRawPointer(x + (i &+ 16)).loadUnaligned(as: SIMD8<Float>.self), UnsafeRawPointer(y + (i &+ 16)).loadUnaligned(as: SIMD8<Float>.self))
+            s3.addProduct(UnsafeRawPointer(x + (i &+ 24)).loadUnaligned(as: SIMD8<Float>.self), UnsafeRawPointer(y + (i &+ 24)).loadUnaligned(as: SIMD8<Float>.self))
+            i &+= 32
+        }
+        var s = ((s0 + s1) + (s2 + s3)).sum()
+        while i < n { s += x[i] * y[i]; i &+= 1 }
+        return s
+    }
+
+    /// Weight rows stored as f16: x·row over `n` values (F16C converts 8 at a time).
+    @inline(never)
+    func dotF16(_ x: UnsafePointer<Float>, _ w: UnsafeRawPointer, _ n: Int) -> Float {
+        var s0 = SIMD8<Float>(), s1 = SIMD8<Float>(), s2 = SIMD8<Float>(), s3 = SIMD8<Float>()
+        @inline(__always) func wv(_ j: Int) -> SIMD8<Float> { SIMD8<Float>(w.loadUnaligned(fromByteOffset: j &* 2, as: SIMD8<Float16>.self)) }
+        @inline(__always) func xv(_ j: Int) -> SIMD8<Float> { UnsafeRawPointer(x + j).loadUnaligned(as: SIMD8<Float>.self) }
+        var i = 0
+        while i &+ 32 <= n {
+            s0.addProduct(xv(i), wv(i)); s1.addProduct(xv(i &+ 8), wv(i &+ 8))
+            s2.addProduct(xv(i &+ 16), wv(i &+ 16)); s3.addProduct(xv(i &+ 24), wv(i &+ 24))
+            i &+= 32
+        }
+        var s = ((s0 + s1) + (s2 + s3)).sum()
+        while i < n { s += x[i] * half(w, i); i &+= 1 }
+        return s
+    }
+
+    /// Weight rows stored as bf16: x·row over `n` values (a bf16 is the top half of an f32).
+    @inline(never)
+    func dotBF16(_ x: UnsafePointer<Float>, _ w: UnsafeRawPointer, _ n: Int) -> Float {
+        var s0 = SIMD8<Float>(), s1 = SIMD8<Float>(), s2 = SIMD8<Float>(), s3 = SIMD8<Float>()
+        @inline(__always) func wv(_ j: Int) -> SIMD8<Float> {
+            unsafeBitCast(SIMD8<UInt32>(truncatingIfNeeded: w.loadUnaligned(fromByteOffset: j &* 2, as: SIMD8<UInt16>.self)) &<< 16, to: SIMD8<Float>.self)
+        }
+        @inline(__always) func xv(_ j: Int) -> SIMD8<Float> { UnsafeRawPointer(x + j).loadUnaligned(as: SIMD8<Float>.self) }
+        var i = 0
+        while i &+ 32 <= n {
+            s0.addProduct(xv(i), wv(i)); s1.addProduct(xv(i &+ 8), wv(i &+ 8))
+            s2.addProduct(xv(i &+ 16), wv(i &+ 16)); s3.addProduct(xv(i &+ 24), wv(i &+ 24))
+            i &+= 32
+        }
+        var s = ((s0 + s1) + (s2 + s3)).sum()
+        while i < n { s += x[i] * bfloat(w, i); i &+= 1 }
+        return s
+    }
+
+    /// An fp16 block scale as f32, converted with integer operations: the scalar x86 conversion
+    /// (vpinsrw + vcvtph2ps) merges into a live register and chained every block to the previous
+    /// block's accumulator (measured: 7.8 vs 15 GB/s).
+    @inline(__always)
+    func blockScale(_ p: UnsafeRawPointer) -> Float {
+        let h = UInt32(p.loadUnaligned(as: UInt16.self))
+        let magnitude = Float(bitPattern: (h & 0x7FFF) &<< 13) * 0x1p112
+        return Float(bitPattern: magnitude.bitPattern | ((h & 0x8000) &<< 16))
+    }
+
+    /// Weight rows stored as ggml q8_0 blocks (fp16 d, 32 int8 codes): x·row over `n` values,
+    /// a multiple of 32; x is scaled by d so the codes go straight into the FMAs.
+    @inline(never)
+    func dotQ8(_ x: UnsafePointer<Float>, _ w: UnsafeRawPointer, _ n: Int) -> Float {
+        var s0 = SIMD8<Float>(), s1 = SIMD8<Float>(), s2 = SIMD8<Float>(), s3 = SIMD8<Float>()
+        @inline(__always) func codes(_ p: UnsafeRawPointer) -> SIMD8<Float> {
+            SIMD8<Float>(SIMD8<Int32>(truncatingIfNeeded: p.loadUnaligned(as: SIMD8<Int8>.self)))
+        }
+        var i = 0, p = w
+        while i < n {
+            let d = SIMD8<Float>(repeating: blockScale(p))
+            let xb = UnsafeRawPointer(x + i)
+            s0.addProduct(xb.loadUnaligned(as: SIMD8<Float>.self) * d, codes(p + 2))
+            s1.addProduct(xb.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self) * d, codes(p + 10))
+            s2.addProduct(xb.loadUnaligned(fromByteOffset: 64, as: SIMD8<Float>.self) * d, codes(p + 18))
+            s3.addProduct(xb.loadUnaligned(fromByteOffset: 96, as: SIMD8<Float>.self) * d, codes(p + 26))
+            p += 34
+            i &+= 32
+        }
+        return ((s0 + s1) + (s2 + s3)).sum()
+    }
+
+    /// Weight rows stored as ggml q4_0 blocks (fp16 d, 16 bytes: values 0–15 in the low nibbles,
+    /// 16–31 in the high): x·row over `n` values, a multiple of 32; value = (nibble − 8)·d.
+    @inline(never)
+    func dotQ4(_ x: UnsafePointer<Float>, _ w: UnsafeRawPointer, _ n: Int) -> Float {
+        var s0 = SIMD8<Float>(), s1 = SIMD8<Float>(), s2 = SIMD8<Float>(), s3 = SIMD8<Float>()
+        @inline(__always) func codes(_ v: SIMD8<UInt8>) -> SIMD8<Float> { SIMD8<Float>(SIMD8<Int32>(truncatingIfNeeded: v & 15) &- 8) }
+        var i = 0, p = w
+        while i < n {
+            let d = SIMD8<Float>(repeating: blockScale(p))
+            let xb = UnsafeRawPointer(x + i)
+            let a = (p + 2).loadUnaligned(as: SIMD8<UInt8>.self), b = (p + 10).loadUnaligned(as: SIMD8<UInt8>.self)
+            s0.addProduct(xb.loadUnaligned(as: SIMD8<Float>.self) * d, codes(a))
+            s1.addProduct(xb.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self) * d, codes(b))
+            s2.addProduct(xb.loadUnaligned(fromByteOffset: 64, as: SIMD8<Float>.self) * d, codes(a &>> 4))
+            s3.addProduct(xb.loadUnaligned(fromByteOffset: 96, as: SIMD8<Float>.self) * d, codes(b &>> 4))
+            p += 18
+            i &+= 32
+        }
+        return ((s0 + s1) + (s2 + s3)).sum()
+    }
+
+    /// y[0..<n] += a × x[0..<n] (a row of a [K, N] weight into the output; not inlined, as dot).
+    @inline(never)
+    func axpy(_ a: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
+        let av = SIMD8<Float>(repeating: a)
+        var i = 0
+        while i &+ 8 <= n {
+            var v = UnsafeRawPointer(y + i).loadUnaligned(as: SIMD8<Float>.self)
+            v.addProduct(av, UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<Float>.self))
+            UnsafeMutableRawPointer(y + i).storeBytes(of: v, as: SIMD8<Float>.self)
+            i &+= 8
+        }
+        while i < n { y[i] += a * x[i]; i &+= 1 }
+    }
+
+    /// Element `i` of a bf16 array at `p`, as f32.
+    @inline(__always)
+    func bfloat(_ p: UnsafeRawPointer, _ i: Int) -> Float {
+        Float(bitPattern: UInt32(p.loadUnaligned(fromByteOffset: i &<< 1, as: UInt16.self)) &<< 16)
+    }
+
+    /// Element `i` of an fp16 array at `p`, as f32.
+    @inline(__always)
+    func half(_ p: UnsafeRawPointer, _ i: Int) -> Float {
+        Float(Float16(bitPattern: p.loadUnaligned(fromByteOffset: i &<< 1, as: UInt16.self)))
+    }
+
+    /// Scaled logits of one head against `tokens` fp16 key rows of `channels` (the head's `d` from `first`).
+    @inline(__always)
+    func halfKeyLogits(_ q: UnsafePointer<Float>, _ keys: UnsafeRawPointer, tokens: Int, channels: Int, first: Int, d: Int, scale: Float,
+                       _ out: UnsafeMutablePointer<Float>) {
+        for t in 0..<tokens {
+            let row = t &* channels &+ first
+            var s: Float = 0
+            for c in 0..<d { s += q[c] * half(keys, row &+ c) }
+            out[t] = s * scale
+        }
+    }
+
+    /// The `n` codes of `bits` bits packed LSB-first at `p`, as f32.
+    @inline(__always)
+    func unpackCodes(_ p: UnsafeRawPointer, count n: Int, bits: Int, _ out: UnsafeMutablePointer<Float>) {
+        let mask = (1 &<< bits) &- 1, perByte = 8 / bits
+        var t = 0, byte = 0
+        while t < n {
+            let b = Int(p.load(fromByteOffset: byte, as: UInt8.self))
+            var sub = 0
+            while sub < perByte && t < n {
+                out[t] = Float((b >> (sub &* bits)) & mask)
+                sub &+= 1
+                t &+= 1
+            }
+            byte &+= 1
+        }
+    }
+
+    /// Scaled logits of the `heads` query heads sharing one KV head (queries `d` apart, logits
+    /// `stride` apart) against a quantised key segment (KIVI: per channel, groups of `group`
+    /// tokens, each channel's fp16 scale and zero then its codes LSB-first). Each channel's codes
+    /// are unpacked once for all heads, and dequantisation is folded into the dot product:
+    /// Σ_c (q_c·s_c)·code_ct + Σ_c q_c·z_c.
+    @inline(__always)
+    func quantizedKeyLogits(_ q: UnsafePointer<Float>, heads: Int, _ segment: UnsafeRawPointer, tokens: Int, channels: Int, first: Int, d: Int,
+                            bits: Int, group: Int, scale: Float, _ out: UnsafeMutablePointer<Float>, stride: Int,
+                            codes: UnsafeMutablePointer<Float>, bias: UnsafeMutablePointer<Float>) {
+        var t0 = 0, at = 0
+        while t0 < tokens {
+            let n = min(group, tokens &- t0)
+            let rowBytes = 4 &+ (n &* bits &+ 7) >> 3
+            for h in 0..<heads {
+                bias[h] = 0
+                let o = out + (h &* stride &+ t0)
+                for t in 0..<n { o[t] = 0 }
+            }
+            for c in 0..<d {
+                let p = segment + (at &+ (first &+ c) &* rowBytes)
+                let s = half(p, 0), z = half(p, 1)
+                unpackCodes(p + 4, count: n, bits: bits, codes)
+                for h in 0..<heads {
+                    let qc = q[h &* d &+ c]
+                    let qs = qc * s
+                    bias[h] += qc * z
+                    let o = out + (h &* stride &+ t0)
+                    for t in 0..<n { o[t] += qs * codes[t] }
+                }
+            }
+            for h in 0..<heads {
+                let o = out + (h &* stride &+ t0)
+                for t in 0..<n { o[t] = (o[t] + bias[h]) * scale }
+            }
+            at &+= channels &* rowBytes
+            t0 &+= n
+        }
+    }
+
+    /// y_h[0..<dv] += weight_h × one fp16 value row's channels from `first`, for `heads` heads
+    /// (outputs `dv` apart, weights at `weights[h]`).
+    @inline(__always)
+    func halfValueAccumulate(_ row: UnsafeRawPointer, first: Int, dv: Int, heads: Int, weights: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>) {
+        for i in 0..<dv {
+            let v = half(row, first &+ i)
+            for h in 0..<heads { y[h &* dv &+ i] += weights[h] * v }
+        }
+    }
+
+    /// y_h[0..<dv] += weight_h × one quantised value row's channels from `first` (per token,
+    /// groups of `group` channels, each group's fp16 scale and zero then its codes LSB-first);
+    /// each channel group's codes are unpacked once for all heads.
+    @inline(__always)
+    func quantizedValueAccumulate(_ row: UnsafeRawPointer, first: Int, dv: Int, bits: Int, group: Int, heads: Int, weights: UnsafePointer<Float>,
+                                  _ y: UnsafeMutablePointer<Float>, codes: UnsafeMutablePointer<Float>) {
+        let full = 4 &+ (group &* bits &+ 7) >> 3
+        var c = 0
+        while c < dv {
+            let channel = first &+ c
+            let i0 = channel % group
+            let p = row + (channel / group) &* full
+            let s = half(p, 0), z = half(p, 1)
+            let n = min(group &- i0, dv &- c)
+            unpackCodes(p + 4, count: i0 &+ n, bits: bits, codes)
+            for h in 0..<heads {
+                let w = weights[h], ws = w * s, wz = w * z
+                let yh = y + (h &* dv &+ c)
+                let code = codes + i0
+                for i in 0..<n { yh[i] += ws * code[i] + wz }
+            }
+            c &+= n
+        }
+    }
+
+    """
+}

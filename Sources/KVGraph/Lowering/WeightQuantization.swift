@@ -1,0 +1,69 @@
+// Weight quantisation: store the weights of linear layers in another dtype (f16, bf16, or ggml's
+// q8_0 / q4_0 blocks), as llama.cpp does for its model files — the planner then places, moves and
+// budgets the bytes that format really takes, and the runtime quantises at load.
+//
+// Only the weight operand of a `linear` (matmul with transpose_b, a 2-D weight) changes: its rows
+// are the dot products' reduction axis, so a block never straddles two outputs. Every other weight
+// (embeddings, norms, biases, convolutions) keeps its dtype, and so does a weight that anything
+// but a linear reads (a tied embedding table), which the result lists as kept. Block formats need
+// rows of whole blocks (32 values); the refusal names the first weight whose rows are not.
+
+/// Rewrites the dtype of the weights of linear layers.
+public enum WeightQuantization {
+    /// What the pass changed and what it kept.
+    public struct Outcome: Sendable, Equatable {
+        /// Weights now stored in the requested dtype.
+        public var converted: [String]
+        /// Linear weights left as they were, each with why.
+        public var kept: [String]
+        /// Bytes of all weights before and after.
+        public var bytesBefore: Int
+        public var bytesAfter: Int
+    }
+
+    /// Why the pass refused, at the weight's declaration when there is one.
+    public struct Refusal: Error, Sendable {
+        public var location: SourceLocation?
+        public var message: String
+    }
+
+    /// Dtypes the pass stores linear weights in.
+    public static let formats: [DType] = [.f32, .f16, .bf16, .q8_0, .q4_0]
+
+    /// Stores every linear weight of `graph` as `dtype`.
+    public static func apply(to graph: inout Graph, dtype: DType) throws(Refusal) -> Outcome {
+        guard formats.contains(dtype) else {
+            throw Refusal(location: nil, message: "weights cannot be stored as \(dtype.rawValue); expected \(formats.map(\.rawValue).joined(separator: ", "))")
+        }
+        let weightBytes = graph.tensors.filter { $0.kind == .weight }.reduce(0) { $0 + $1.byteSize }
+        var linear = Set<TensorID>(), other = Set<TensorID>()
+        for op in graph.ops {
+            for (i, t) in op.operands.enumerated() where graph.tensors[t].kind == .weight {
+                let isLinearWeight = op.kind == .matmul && i == 1 && op.attribute("transpose_b") == .bool(true) && graph.tensors[t].shape.count == 2
+                if isLinearWeight { linear.insert(t) } else { other.insert(t) }
+            }
+        }
+        var converted: [String] = [], kept: [String] = []
+        for t in linear.sorted() {
+            let tensor = graph.tensors[t]
+            if other.contains(t) {
+                kept.append("\(tensor.name) (also read by an op other than a linear layer)")
+                continue
+            }
+            if let block = dtype.blockElements, tensor.shape[1].size % block != 0 {
+                throw Refusal(location: tensor.location,
+                              message: "'\(tensor.name)' has rows of \(tensor.shape[1].size) values; \(dtype.rawValue) stores whole blocks of \(block)")
+            }
+            guard tensor.dtype != dtype else { continue }
+            graph.tensors[t].dtype = dtype
+            converted.append(tensor.name)
+            let delta = graph.tensors[t].byteSize - tensor.byteSize
+            for o in graph.ops.indices {
+                let reads = graph.ops[o].operands.filter { $0 == t }.count
+                graph.ops[o].bytesTouched += reads * delta
+            }
+        }
+        let after = graph.tensors.filter { $0.kind == .weight }.reduce(0) { $0 + $1.byteSize }
+        return Outcome(converted: converted, kept: kept, bytesBefore: weightBytes, bytesAfter: after)
+    }
+}
