@@ -16,7 +16,7 @@ import KVRuntime
 struct KernelBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kernels",
-        abstract: "Generated GEMV and packed-KV attention kernels vs memcpy, a scalar loop and OpenBLAS (release build).",
+        abstract: "Generated GEMV (f32, f16, bf16, q8_0, q4_0 weights) and packed-KV attention kernels vs memcpy, a scalar loop and OpenBLAS (release build).",
         discussion: """
         Shapes: an L2-sized and a DRAM-sized instance per family. GB/s counts the bytes a kernel \
         must read (weights; the packed cache) once; memcpy's GB/s counts the bytes copied (read \
@@ -33,9 +33,12 @@ struct KernelBench: ParsableCommand {
         rows.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         let blas = OpenBLAS()
         if blas == nil { printError("note: OpenBLAS not found (apt-get install libopenblas-dev): its column is empty\n") }
-        for (rowsN, k, label) in [(256, 512, "L2"), (4096, 4096, "DRAM")] {
-            printError("gemv \(rowsN)x\(k)…\n")
-            rows.append(try gemv(rows: rowsN, k: k, label: label, blas: blas))
+        for format in WeightFormat.allCases {
+            // L2: 256 rows of 512 (≤ 512 KiB in every format); DRAM: rows of 4096 making 64 MiB in the format.
+            for (rowsN, k, label) in [(256, 512, "L2"), ((64 << 20) / format.bytes(count: 4096), 4096, "DRAM")] {
+                printError("\(format.rawValue) gemv \(rowsN)x\(k)…\n")
+                rows.append(try gemv(rows: rowsN, k: k, label: label, blas: blas, format: format))
+            }
         }
         for (ctx, kvHeads, label) in [(512, 2, "L2"), (32768, 8, "DRAM")] {
             printError("attention ctx \(ctx), \(kvHeads) KV heads, 4-bit…\n")
@@ -103,19 +106,26 @@ struct KernelBench: ParsableCommand {
         return (program, schedule, offsets)
     }
 
-    func gemv(rows: Int, k: Int, label: String, blas: OpenBLAS?) throws -> String {
+    func gemv(rows: Int, k: Int, label: String, blas: OpenBLAS?, format: WeightFormat = .f32) throws -> String {
+        let weightBytes = rows * format.bytes(count: k)
         let tensors = [ModelProgram.Tensor(name: "x", kind: "input", dtype: "f32", shape: [1, k]),
-                       ModelProgram.Tensor(name: "w", kind: "weight", dtype: "f32", shape: [rows, k]),
+                       ModelProgram.Tensor(name: "w", kind: "weight", dtype: format.rawValue, shape: [rows, k]),
                        ModelProgram.Tensor(name: "y", kind: "output", dtype: "f32", shape: [1, rows])]
         let op = ModelProgram.Op(name: "y", kind: "matmul", operands: [0, 1], results: [2], updates: [], attributes: ["transpose_b": .bool(true)])
-        let (program, schedule, offsets) = Self.oneOp(tensors, op, bytes: [k * 4, rows * k * 4, rows * 4])
+        let (program, schedule, offsets) = Self.oneOp(tensors, op, bytes: [k * 4, weightBytes, rows * 4])
         let (kernels, step) = try SwiftEmitter(program: program, schedule: schedule).emit()
         let library = try KernelLibrary(kernels: kernels, schedule: step)
         let arena = UnsafeMutableRawPointer.allocate(byteCount: schedule.arenas[0].bytes, alignment: 4096)
         defer { arena.deallocate() }
         let floats = arena.bindMemory(to: Float.self, capacity: schedule.arenas[0].bytes / 4)
         for i in 0..<schedule.arenas[0].bytes / 4 { floats[i] = Float(i % 97) / 97 - 0.5 }
-        let x = floats + offsets[0] / 4, w = floats + offsets[1] / 4, y = floats + offsets[2] / 4
+        let x = floats + offsets[0] / 4, y = floats + offsets[2] / 4
+        let w = UnsafeMutableRawPointer(floats + offsets[1] / 4)
+        if format != .f32 {  // the weights in their storage format, row by row
+            let row = (0..<k).map { Float($0 % 89) / 89 - 0.5 }
+            let encoded = format.encode(row)!
+            for j in 0..<rows { encoded.withUnsafeBytes { (w + j * encoded.count).copyMemory(from: $0.baseAddress!, byteCount: encoded.count) } }
+        }
         let tiers = [arena]
         let state = [arena]
         var links = [0]
@@ -123,29 +133,53 @@ struct KernelBench: ParsableCommand {
             tiers.withUnsafeBufferPointer { t in state.withUnsafeBufferPointer { s in library.step(t.baseAddress!, s.baseAddress!, &links, nil, nil) } }
         }
         let reference = Array(UnsafeBufferPointer(start: y, count: rows))
+        let rowBytes = format.bytes(count: k)
         let scalar = Self.time {
-            for j in 0..<rows {
-                var s: Float = 0
-                let row = w + j * k
-                for i in 0..<k { s += row[i] * x[i] }
-                y[j] = s
-            }
+            for j in 0..<rows { y[j] = Self.scalarDot(x, w + j * rowBytes, k, format) }
         }
         let scalarOut = Array(UnsafeBufferPointer(start: y, count: rows))
         var blasSeconds: Double?
-        if let blas {
-            blasSeconds = Self.time { blas.sgemv(rows, k, w, x, y) }
+        if let blas, format == .f32 {
+            let wf = w.assumingMemoryBound(to: Float.self)
+            blasSeconds = Self.time { blas.sgemv(rows, k, wf, x, y) }
             let d = zip(reference, UnsafeBufferPointer(start: y, count: rows)).map { abs($0 - $1) }.max() ?? 0
             if d > 1e-2 { printError("warning: OpenBLAS and the generated GEMV differ by \(d)\n") }
         }
         let d = zip(reference, scalarOut).map { abs($0 - $1) }.max() ?? 0
-        if d > 1e-2 { printError("warning: the scalar loop and the generated GEMV differ by \(d)\n") }
-        let bytes = rows * k * 4
-        let copy = Self.memcpySeconds(bytes)
-        let gb = { (s: Double) in Double(bytes) / s / 1e9 }
-        return "| f32 GEMV (\(label)) | \(rows)×\(k) | \(Self.size(bytes)) | \(f2(gb(generated))) | \(f2(2 * Double(rows * k) / generated / 1e9)) | "
+        if d > 1e-2 { printError("warning: the scalar loop and the generated \(format.rawValue) GEMV differ by \(d)\n") }
+        let copy = Self.memcpySeconds(weightBytes)
+        let gb = { (s: Double) in Double(weightBytes) / s / 1e9 }
+        return "| \(format.rawValue) GEMV (\(label)) | \(rows)×\(k) | \(Self.size(weightBytes)) | \(f2(gb(generated))) | \(f2(2 * Double(rows * k) / generated / 1e9)) | "
             + "\(f2(gb(scalar))) | \(blasSeconds.map { f2(gb($0)) } ?? "–") | \(f2(gb(copy))) | \(f2(copy / generated)) | "
             + "\(blasSeconds.map { f2($0 / generated) } ?? "–") |"
+    }
+
+    /// The plain loop a GEMV row is measured against: element by element, decoding the format inline.
+    static func scalarDot(_ x: UnsafePointer<Float>, _ row: UnsafeRawPointer, _ k: Int, _ format: WeightFormat) -> Float {
+        var s: Float = 0
+        switch format {
+        case .f32:
+            let r = row.assumingMemoryBound(to: Float.self)
+            for i in 0..<k { s += r[i] * x[i] }
+        case .f16:
+            for i in 0..<k { s += Float(Float16(bitPattern: row.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))) * x[i] }
+        case .bf16:
+            for i in 0..<k { s += Float(bitPattern: UInt32(row.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)) << 16) * x[i] }
+        case .q8_0:
+            for b in 0..<k / 32 {
+                let d = Float(Float16(bitPattern: row.loadUnaligned(fromByteOffset: 34 * b, as: UInt16.self)))
+                for i in 0..<32 { s += Float(row.load(fromByteOffset: 34 * b + 2 + i, as: Int8.self)) * d * x[32 * b + i] }
+            }
+        case .q4_0:
+            for b in 0..<k / 32 {
+                let d = Float(Float16(bitPattern: row.loadUnaligned(fromByteOffset: 18 * b, as: UInt16.self)))
+                for i in 0..<16 {
+                    let byte = row.load(fromByteOffset: 18 * b + 2 + i, as: UInt8.self)
+                    s += Float(Int(byte & 15) - 8) * d * x[32 * b + i] + Float(Int(byte >> 4) - 8) * d * x[32 * b + 16 + i]
+                }
+            }
+        }
+        return s
     }
 
     func attention(ctx: Int, kvHeads: Int, label: String) throws -> String {
