@@ -86,6 +86,23 @@ public struct ReferenceInterpreter {
         values[index] = data
     }
 
+    /// Sets any input or computed tensor (by index), e.g. to another executor's value of it, so the
+    /// next `run(op:)` reads it (differential checking op by op). Weights and caches are refused.
+    public mutating func setValue(_ index: Int, _ data: [Float]) throws(RuntimeError) {
+        let t = program.tensors[index]
+        guard t.kind != "weight" && t.kind != "cache" else { throw RuntimeError("'\(t.name)' is a \(t.kind); only inputs and computed tensors can be set") }
+        guard data.count == t.elementCount else { throw RuntimeError("'\(t.name)' takes \(t.elementCount) values, got \(data.count)") }
+        values[index] = data
+    }
+
+    /// Runs op `index` alone on the current values of its operands, storing its results (and
+    /// appending to its caches, for decode attention).
+    public mutating func run(op index: Int) throws(RuntimeError) {
+        let op = program.ops[index]
+        let out = try run(op)
+        for (r, data) in zip(op.results, out) { values[r] = data }
+    }
+
     /// Runs every op once; `observe` sees each op's index and its first result after it ran.
     public mutating func step(observe: ((Int, [Float]) -> Void)? = nil) throws(RuntimeError) {
         for (i, op) in program.ops.enumerated() {

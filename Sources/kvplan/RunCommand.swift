@@ -93,19 +93,22 @@ struct Run: ParsableCommand {
                 values = SeededWeights.make(program, seed: seed)
             }
             var generator: Generator
-            var reference: ReferenceInterpreter?
+            var reference: (ReferenceInterpreter, ReferenceInterpreter)?
             if let schedule {
                 let executor = try ScheduleExecutor(program: program, schedule: schedule, kernels: try artifact.text("Kernels.swift"),
                                                     step: try artifact.text("Schedule.swift"), weights: values, threads: threads)
                 printError("note: generated schedule on \(schedule.arenas.count) tier arenas (\(executor.library?.compiled == true ? "compiled now" : "compiled earlier, from the cache"))"
                            + (layouts == nil ? "; f32 KV cache\n" : "; KV cache packed in the plan's layouts\n"))
                 generator = try Generator(executor)
-                if check { reference = try ReferenceInterpreter(program: program, weights: values, kvLayouts: layouts) }
+                if check {
+                    reference = (try ReferenceInterpreter(program: program, weights: values, kvLayouts: layouts),
+                                 try ReferenceInterpreter(program: program, weights: values, kvLayouts: layouts))
+                }
             } else {
                 printError("note: reference interpreter (plain f32 ops)" + (layouts == nil ? "; f32 KV cache\n" : "; KV cache packed in the plan's layouts\n"))
                 generator = try Generator(try ReferenceInterpreter(program: program, weights: values, kvLayouts: layouts))
             }
-            let checker = reference.map { RunCheck(program: program, reference: $0, executor: generator.executor!) }
+            let checker = reference.map { RunCheck(program: program, reference: $0.0, independent: $0.1, executor: generator.executor!) }
             if let checker {
                 generator.beforeStep = { token, position throws(RuntimeError) in try checker.prepare(token: token, position: position) }
                 generator.observe = { op in checker.compare(op: op) }

@@ -66,6 +66,19 @@ struct RunCLITests {
         }
     }
 
+    @Test("--check passes op by op for KV policies that evict (cake), quantise every token (kivi2) and mix bit widths (exact), past the window",
+          arguments: ["cake", "kivi2", "exact"])
+    func everyPolicyChecks(policy: String) throws {
+        let dir = try cli.temporaryDirectory()
+        let tiny = CLITests.root.appendingPathComponent("Graphs/tiny-llama.graph").path
+        let compiled = try cli.run(["compile", tiny, "--solver", "msa", "--kv-policy", policy, "--kv-ratio", "0.4", "--context", "160", "-o", dir.path])
+        #expect(compiled.status == 0, "\(compiled.stderr)")
+        // 75 steps: the sinks and window (36 tokens) fill, then tokens are evicted, quantised or demoted.
+        let checked = try cli.run(["run", dir.path, "--prompt", "Hello", "--max-tokens", "70", "--check"])
+        #expect(checked.status == 0 && checked.stderr.contains("check passed")
+                && checked.stderr.contains("greedy token equal in 75 of 75 steps"), "\(checked.stderr)")
+    }
+
     @Test("--weight-dtype: linear weights stored as f16, bf16, q8_0 or q4_0 take exactly their bytes in weights.json, and --check passes",
           arguments: [("f16", 2), ("bf16", 2), ("q8_0", 34), ("q4_0", 18)])
     func weightFormats(dtype: String, blockBytes: Int) throws {
