@@ -91,7 +91,7 @@ struct TargetParserTests {
             "3:17: invalid capacity 'lots' (a number with a unit: B, KiB, MiB, GiB, TiB, KB, MB, GB, TB)",
             "4:6: tier 'a' is already defined",
             "5:11: link to unknown tier 'c'",
-            "6:9: expected dtype=throughput such as f16=100TFLOP/s (dtypes: f32, f16, bf16, i32, i8, i4, i2)",
+            "6:9: expected dtype=throughput such as f16=100TFLOP/s (dtypes: f32, f16, bf16, i32, i8, i4, i2, q8_0, q4_0)",
             "7:1: unknown statement 'frobnicate' (expected target, tier, link or compute)",
         ])
         #expect(errors("target t\ntier a capacity=1MiB bandwidth=1GB/s\ntier b capacity=1GiB bandwidth=1GB/s\ncompute f32=1GFLOP/s") == [
