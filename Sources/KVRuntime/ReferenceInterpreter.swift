@@ -106,9 +106,8 @@ public struct ReferenceInterpreter {
     /// Runs every op once; `observe` sees each op's index and its first result after it ran.
     public mutating func step(observe: ((Int, [Float]) -> Void)? = nil) throws(RuntimeError) {
         for (i, op) in program.ops.enumerated() {
-            let out = try run(op)
-            for (r, data) in zip(op.results, out) { values[r] = data }
-            observe?(i, out.first ?? [])
+            try run(op: i)
+            observe?(i, op.results.first.map { values[$0] } ?? [])
         }
     }
 
