@@ -10,9 +10,9 @@ import Foundation
 /// tier 0 (stores and spills) — the order the plan verifier assumes. Docs/runtime.md.
 public struct ExecutionSchedule: Codable, Sendable, Equatable {
     /// The schema version this build reads and writes.
-    public static let currentVersion = 1
+    public static let currentVersion = 2
     /// The calling convention of the generated `kvplan_step` (emitter and runtime must agree).
-    public static let abi = 2
+    public static let abi = 3
 
     /// A byte position in one tier's arena.
     public struct Location: Codable, Sendable, Equatable, Hashable {
@@ -117,10 +117,12 @@ public struct ExecutionSchedule: Codable, Sendable, Equatable {
         /// Tokens the cache holds per sequence, and channels per token (KV heads × head dim).
         public var capacity: Int
         public var channels: Int
+        /// KV heads (channels = kvHeads × head dim); a packed cache selects tokens per KV head.
+        public var kvHeads: Int
         /// The packed layout (nil: a full-precision f32 cache `[batch, capacity, channels]`).
         public var layout: KVLayerLayout?
         public init(op: Int, keys: Location, values: Location, keyBytes: Int, valueBytes: Int, newKeys: Location, newValues: Location,
-                    batch: Int, capacity: Int, channels: Int, layout: KVLayerLayout?) {
+                    batch: Int, capacity: Int, channels: Int, kvHeads: Int, layout: KVLayerLayout?) {
             self.op = op
             self.keys = keys
             self.values = values
@@ -131,14 +133,16 @@ public struct ExecutionSchedule: Codable, Sendable, Equatable {
             self.batch = batch
             self.capacity = capacity
             self.channels = channels
+            self.kvHeads = kvHeads
             self.layout = layout
         }
         /// Byte offsets of the state block a generated attention kernel shares with the runtime's
-        /// cache manager: Int32 occupancy per slot (token id, -1 empty; for an f32 cache one
-        /// length per sequence), f32 attention received per slot, f32 attention of the new token.
+        /// cache manager, each array [batch][kvHeads][…]: Int32 occupancy per slot (token id, -1
+        /// empty; for an f32 cache one length per sequence, at [b][0][0]), f32 attention received
+        /// per slot (summed over the KV head's query heads), f32 attention of the new token.
         public var stateLayout: (occupancy: Int, received: Int, newScore: Int, total: Int) {
-            let n = batch * slots * 4
-            return (0, n, 2 * n, 2 * n + batch * 4)
+            let n = batch * kvHeads * slots * 4
+            return (0, n, 2 * n, 2 * n + batch * kvHeads * 4)
         }
         /// Slots per sequence the generated kernel scans (the layout's tokens, or the capacity).
         public var slots: Int {

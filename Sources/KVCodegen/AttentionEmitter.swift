@@ -4,11 +4,20 @@ import KVQuant
 // Decode attention kernels, specialised per layer: heads, GQA grouping, head dims, scale, batch
 // and — for a packed cache — every segment's slot count, bit widths and byte offset are constants.
 //
-// Softmax is computed in two passes over a logit buffer rather than online: the cache manager
-// needs every slot's normalised weight (H2O scores), so the logits are kept anyway and the
-// second pass both accumulates values and reports the weights. Slots whose occupancy is -1 (not
-// yet filled, or freed) are masked; the new token takes part at full precision and its rows are
+// Per sequence and KV head g (each KV head has its own slot table: the cache manager selects
+// tokens per KV head), the kernel computes the logits of g's query heads against every slot,
+// a masked softmax (slots whose occupancy is -1 weigh 0), the weighted values, and the attention
+// each slot received summed over g's query heads (H2O scores). Softmax takes two passes over a
+// logit buffer rather than running online: the manager needs every slot's normalised weight, so
+// the logits are kept anyway. The new token takes part at full precision and its rows are
 // written to the planned place for the manager to append.
+//
+// Quantised segments are read by blocked kernels (AttentionHelpers): keys 16 tokens × up to 4
+// heads of accumulators per pass over a head's channels, values 16 channels × up to 4 heads per
+// pass over the tokens (32 × 2 at 2 bits); the dequantisation is folded into per-channel query scales (keys: Σ_c
+// (q_c·s_c)·code_ct + Σ_c q_c·z_c) and per-token weights (values: Σ_t (w_t·s_t)·code_t +
+// Σ_t w_t·z_t). Partial key groups (a segment's last, when its size is not a multiple of 32) and
+// value groups split between heads (head_dim % 32 ≠ 0) take the scalar path.
 
 extension SwiftEmitter {
     /// Parameters of every attention kernel: q, k, v, key cache, value cache, y, new keys, new values, state.
@@ -16,117 +25,40 @@ extension SwiftEmitter {
         + "_ kc: UnsafeMutablePointer<Float>, _ vc: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>, "
         + "_ kn: UnsafeMutablePointer<Float>, _ vn: UnsafeMutablePointer<Float>, _ state: UnsafeMutableRawPointer"
 
+    /// A segment of a packed layout as the kernel addresses it.
+    struct KVSegment {
+        var first: Int, count: Int, keys: Int, values: Int, keyBits: Int, valueBits: Int
+    }
+
     func attentionKernel(_ op: ModelProgram.Op, cache: ExecutionSchedule.KVCache) -> (String, String) {
         let heads = op.int("heads") ?? 1
         let kvHeads = op.int("kv_heads") ?? heads
         let d = program.tensors[op.operands[0]].shape.last! / heads
         let c = cache.channels, dv = c / kvHeads, batch = cache.batch, slots = cache.slots
         let scale = Float(op.double("scale") ?? 1 / Double(d).squareRoot())
+        let groupSize = heads / kvHeads
         let state = cache.stateLayout
         var body = """
             let occupancy = (state + \(state.occupancy)).assumingMemoryBound(to: Int32.self)
             let received = (state + \(state.received)).assumingMemoryBound(to: Float.self)
             let newScore = (state + \(state.newScore)).assumingMemoryBound(to: Float.self)
-            let logits = UnsafeMutablePointer<Float>.allocate(capacity: \((heads / kvHeads) * (slots + 1)))
-            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: \(256 + 2 * (heads / kvHeads)))
+            let logits = UnsafeMutablePointer<Float>.allocate(capacity: \(heads * (slots + 1)))
+            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: \(256 + 2 * groupSize + groupSize * max(d, slots)))
             defer { logits.deallocate(); scratch.deallocate() }
-            let codes = scratch, bias = scratch + 256, weights = scratch + \(256 + heads / kvHeads)
+            let codes = scratch, bias = scratch + 256, weights = scratch + \(256 + groupSize), scaled = scratch + \(256 + 2 * groupSize)
+            _ = (codes, bias, weights, scaled)
             for b in 0..<\(batch) {
                 (kn + b &* \(c)).update(from: k + b &* \(c), count: \(c))
                 (vn + b &* \(c)).update(from: v + b &* \(c), count: \(c))
-                let rec = received + b &* \(slots)
-                for s in 0..<\(slots) { rec[s] = 0 }
-                newScore[b] = 0
 
         """
-        // Per segment: (first slot, slots, key byte offset, value byte offset, key bits, value bits).
-        var segments: [(first: Int, count: Int, keys: Int, values: Int, keyBits: Int, valueBits: Int)] = []
-        if let l = cache.layout {
-            let fixed = l.sinkTokens + l.windowTokens, low = l.lowBits > 0 ? l.lowTokens : 0
-            let spec = [(fixed, 16, 16), (l.highTokens, l.keyBitsHigh, l.valueBitsHigh), (low, l.lowBits, l.lowBits)]
-            var (slot, keys, values) = (0, 0, 0)
-            for (count, kb, vb) in spec {
-                if count > 0 { segments.append((slot, count, keys, values, kb, vb)) }
-                slot += count
-                keys += KVSegmentLayout(kind: .keys, tokens: count, channels: c, bits: KVBits(rawValue: kb) ?? .b16).bytes
-                values += KVSegmentLayout(kind: .values, tokens: count, channels: c, bits: KVBits(rawValue: vb) ?? .b16).bytes
-            }
+        guard let l = cache.layout else {
             body += """
-                    let occ = occupancy + b &* \(slots)
-                    let keys = UnsafeRawPointer(kc) + b &* \(cache.keyBytes / batch), values = UnsafeRawPointer(vc) + b &* \(cache.valueBytes / batch)
-
-            """
-        } else {
-            body += """
-                    let n = Int(occupancy[b])
-
-            """
-        }
-        if cache.layout != nil {
-            let groupSize = heads / kvHeads, stride = slots + 1
-            body += """
-                    for g in 0..<\(kvHeads) {
-                        let qg = q + (b &* \(heads) &+ g &* \(groupSize)) &* \(d)
-                        let yg = y + (b &* \(heads) &+ g &* \(groupSize)) &* \(dv)
-
-            """
-            for s in segments {
-                body += s.keyBits == 16
-                    ? "            for h in 0..<\(groupSize) { halfKeyLogits(qg + h &* \(d), keys + \(s.keys), tokens: \(s.count), channels: \(c), first: g &* \(d), d: \(d), scale: \(scale), logits + (h &* \(stride) &+ \(s.first))) }\n"
-                    : "            quantizedKeyLogits(qg, heads: \(groupSize), keys + \(s.keys), tokens: \(s.count), channels: \(c), first: g &* \(d), d: \(d), bits: \(s.keyBits), group: 32, scale: \(scale), logits + \(s.first), stride: \(stride), codes: codes, bias: bias)\n"
-            }
-            body += """
-                        let vNew = v + (b &* \(c) &+ g &* \(dv))
-                        for h in 0..<\(groupSize) {
-                            let lh = logits + h &* \(stride)
-                            let newLogit = dot(qg + h &* \(d), k + (b &* \(c) &+ g &* \(d)), \(d)) * \(scale)
-                            var m = newLogit
-                            for s in 0..<\(slots) where occ[s] >= 0 { m = max(m, lh[s]) }
-                            let eNew = exp(newLogit - m)
-                            var total = eNew
-                            for s in 0..<\(slots) {
-                                let e: Float = occ[s] >= 0 ? exp(lh[s] - m) : 0
-                                lh[s] = e
-                                total += e
-                            }
-                            let inv = 1 / total
-                            for s in 0..<\(slots) { lh[s] *= inv }
-                            let yh = yg + h &* \(dv)
-                            for i in 0..<\(dv) { yh[i] = eNew * inv * vNew[i] }
-                            newScore[b] += eNew * inv
-                        }
-
-            """
-            for s in segments {
-                let rowBytes = KVSegmentLayout(kind: .values, tokens: 1, channels: c, bits: KVBits(rawValue: s.valueBits) ?? .b16).bytes
-                let accumulate = s.valueBits == 16
-                    ? "halfValueAccumulate(values + (\(s.values) &+ s &* \(rowBytes)), first: g &* \(dv), dv: \(dv), heads: \(groupSize), weights: weights, yg)"
-                    : "quantizedValueAccumulate(values + (\(s.values) &+ s &* \(rowBytes)), first: g &* \(dv), dv: \(dv), bits: \(s.valueBits), group: 32, heads: \(groupSize), weights: weights, yg, codes: codes)"
-                body += """
-                            for s in 0..<\(s.count) where occ[\(s.first) &+ s] >= 0 {
-                                var received: Float = 0
-                                for h in 0..<\(groupSize) {
-                                    weights[h] = logits[h &* \(stride) &+ \(s.first) &+ s]
-                                    received += weights[h]
-                                }
-                                rec[\(s.first) &+ s] += received
-                                \(accumulate)
-                            }
-
-                """
-            }
-            body += "        }\n    }\n"
-            return (Self.attentionSignature, body)
-        }
-        body += """
-                _ = (codes, bias, weights)
-                for h in 0..<\(heads) {
-                    let g = h / \(heads / kvHeads)
-                    let qh = q + (b &* \(heads) &+ h) &* \(d)
-                    let yh = y + (b &* \(heads) &+ h) &* \(dv)
-
-        """
-        body += """
+                    let n = Int(occupancy[b &* \(kvHeads * slots)])
+                    for h in 0..<\(heads) {
+                        let g = h / \(groupSize)
+                        let qh = q + (b &* \(heads) &+ h) &* \(d)
+                        let yh = y + (b &* \(heads) &+ h) &* \(dv)
                         var m = -Float.infinity
                         for t in 0...n {
                             let row = t < n ? kc + ((b &* \(cache.capacity) &+ t) &* \(c) &+ g &* \(d)) : k + (b &* \(c) &+ g &* \(d))
@@ -142,9 +74,130 @@ extension SwiftEmitter {
                             let row = t < n ? vc + ((b &* \(cache.capacity) &+ t) &* \(c) &+ g &* \(dv)) : v + (b &* \(c) &+ g &* \(dv))
                             for i in 0..<\(dv) { yh[i] += w * row[i] }
                         }
+                    }
+                }
 
             """
-        body += "        }\n    }\n"
+            return (Self.attentionSignature, body)
+        }
+        // Segments: fixed (sinks + window, fp16), high, low — each with its slot range and byte offsets.
+        var segments: [KVSegment] = []
+        let fixed = l.sinkTokens + l.windowTokens, low = l.lowBits > 0 ? l.lowTokens : 0
+        var (slot, keys, values) = (0, 0, 0)
+        for (count, kb, vb) in [(fixed, 16, 16), (l.highTokens, l.keyBitsHigh, l.valueBitsHigh), (low, l.lowBits, l.lowBits)] {
+            if count > 0 { segments.append(KVSegment(first: slot, count: count, keys: keys, values: values, keyBits: kb, valueBits: vb)) }
+            slot += count
+            keys += KVSegmentLayout(kind: .keys, tokens: count, channels: c, bits: KVBits(rawValue: kb) ?? .b16).bytes
+            values += KVSegmentLayout(kind: .values, tokens: count, channels: c, bits: KVBits(rawValue: vb) ?? .b16).bytes
+        }
+        let stride = slots + 1
+        body += """
+                let keys = UnsafeRawPointer(kc) + b &* \(cache.keyBytes / batch), values = UnsafeRawPointer(vc) + b &* \(cache.valueBytes / batch)
+
+        """
+        // Phases run over every KV head in turn, so the cache is read front to back (a quantised
+        // key group or a block of value rows holds every head's channels): keys, softmax, values.
+        let scope = Self.headScope(kvHeads: kvHeads, heads: heads, groupSize: groupSize, d: d, dv: dv, slots: slots, stride: stride)
+        for s in segments { body += keyLogits(s, heads: groupSize, channels: c, d: d, scale: scale, stride: stride, scope: scope) }
+        body += scope("""
+                    let kNew = k + (b &* \(c) &+ g &* \(d)), vNew = v + (b &* \(c) &+ g &* \(dv))
+                    var newWeight: Float = 0
+                    for h in 0..<\(groupSize) {
+                        let wNew = slotSoftmax(lg + h &* \(stride), occ, \(slots), newLogit: dot(qg + h &* \(d), kNew, \(d)) * \(scale))
+                        let yh = yg + h &* \(dv)
+                        for i in 0..<\(dv) { yh[i] = wNew * vNew[i] }
+                        newWeight += wNew
+                    }
+                    newScore[b &* \(kvHeads) &+ g] = newWeight
+                    let rec = received + (b &* \(kvHeads) &+ g) &* \(slots)
+                    for s in 0..<\(slots) {
+                        var r: Float = 0
+                        for h in 0..<\(groupSize) { r += lg[h &* \(stride) &+ s] }
+                        rec[s] = r
+                    }
+
+        """, 0)
+        for s in segments { body += valueAccumulation(s, heads: groupSize, channels: c, dv: dv, stride: stride, scope: scope) }
+        body += "    }\n"
         return (Self.attentionSignature, body)
+    }
+
+    /// A wrapper putting code in a loop over KV heads g (extra indentation `indent` levels), with
+    /// g's occupancy `occ`, queries `qg`, outputs `yg` and logits `lg` (h·stride + slot) in scope.
+    static func headScope(kvHeads: Int, heads: Int, groupSize: Int, d: Int, dv: Int, slots: Int, stride: Int) -> (String, Int) -> String {
+        { inner, indent in
+            let pad = String(repeating: "    ", count: indent)
+            let head = """
+                    for g in 0..<\(kvHeads) {
+                        let occ = occupancy + (b &* \(kvHeads) &+ g) &* \(slots), lg = logits + g &* \(groupSize * stride)
+                        let qg = q + (b &* \(heads) &+ g &* \(groupSize)) &* \(d), yg = y + (b &* \(heads) &+ g &* \(groupSize)) &* \(dv)
+                        _ = (occ, lg, qg, yg)
+
+            """
+            let lines = (head + inner).split(separator: "\n", omittingEmptySubsequences: false).map { $0.isEmpty ? "" : pad + $0 }
+            return lines.joined(separator: "\n") + pad + "        }\n"
+        }
+    }
+
+    /// Code filling `lg[h·stride + slot]` (h < heads) with the scaled logits of segment `s`.
+    private func keyLogits(_ s: KVSegment, heads: Int, channels c: Int, d: Int, scale: Float, stride: Int, scope: (String, Int) -> String) -> String {
+        if s.keyBits == 16 {
+            return scope("            for h in 0..<\(heads) { halfKeyLogits(qg + h &* \(d), keys + \(s.keys), tokens: \(s.count), channels: \(c), first: g &* \(d), d: \(d), scale: \(scale), lg + (h &* \(stride) &+ \(s.first))) }\n", 0)
+        }
+        let full = s.count / 32, rest = s.count % 32
+        let rowBytes = 4 + 32 * s.keyBits / 8
+        var code = ""
+        if full > 0 {
+            var inner = """
+                        let group = keys + (\(s.keys) &+ grp &* \(c * rowBytes) &+ g &* \(d * rowBytes))
+                        scaleQueries(qg, heads: \(heads), group, rowBytes: \(rowBytes), d: \(d), scaled, bias)
+
+            """
+            var h0 = 0
+            while h0 < heads {
+                let n = min(Self.headsPerBlock(bits: s.keyBits), heads - h0)
+                inner += "            keyGroupLogitsB\(s.keyBits)H\(n)(scaled + \(h0 * d), group, rowBytes: \(rowBytes), d: \(d), bias + \(h0), scale: \(scale), lg + (\(h0 * stride + s.first) &+ grp &* 32), stride: \(stride), codes)\n"
+                h0 += n
+            }
+            code += "        for grp in 0..<\(full) {\n" + scope(inner, 1) + "        }\n"
+        }
+        if rest > 0 {
+            code += scope("            quantizedKeyLogits(qg, heads: \(heads), keys + (\(s.keys + full * c * rowBytes)), tokens: \(rest), channels: \(c), first: g &* \(d), d: \(d), bits: \(s.keyBits), group: 32, scale: \(scale), lg + \(s.first + full * 32), stride: \(stride), codes: codes, bias: bias)\n", 0)
+        }
+        return code
+    }
+
+    /// Code adding segment `s`'s weighted values into every head's output.
+    private func valueAccumulation(_ s: KVSegment, heads: Int, channels c: Int, dv: Int, stride: Int, scope: (String, Int) -> String) -> String {
+        let rowBytes = KVSegmentLayout(kind: .values, tokens: 1, channels: c, bits: KVBits(rawValue: s.valueBits) ?? .b16).bytes
+        if s.valueBits == 16 || dv % 32 != 0 {
+            let accumulate = s.valueBits == 16
+                ? "halfValueAccumulate(values + (\(s.values) &+ s &* \(rowBytes)), first: g &* \(dv), dv: \(dv), heads: \(heads), weights: weights, yg)"
+                : "quantizedValueAccumulate(values + (\(s.values) &+ s &* \(rowBytes)), first: g &* \(dv), dv: \(dv), bits: \(s.valueBits), group: 32, heads: \(heads), weights: weights, yg, codes: codes)"
+            return scope("""
+                        for s in 0..<\(s.count) where occ[\(s.first) &+ s] >= 0 {
+                            for h in 0..<\(heads) { weights[h] = lg[h &* \(stride) &+ \(s.first) &+ s] }
+                            \(accumulate)
+                        }
+
+            """, 0)
+        }
+        // Blocks of 256 tokens, every KV head and channel group of a block while its rows are in
+        // cache: the rows are read front to back once (a sweep per group re-read each row 3×).
+        let groupBytes = 4 + 32 * s.valueBits / 8
+        var inner = """
+                    for j in 0..<\(dv / 32) {
+                        let rows = values + (\(s.values) &+ t0 &* \(rowBytes) &+ (g &* \(dv / 32) &+ j) &* \(groupBytes))
+                        scaleWeights(lg + (\(s.first) &+ t0), stride: \(stride), occ + (\(s.first) &+ t0), heads: \(heads), rows, rowBytes: \(rowBytes), tokens: n, scaled, bias)
+
+        """
+        var h0 = 0
+        while h0 < heads {
+            let n = min(Self.headsPerBlock(bits: s.valueBits), heads - h0)
+            inner += "                valueGroupAccumulateB\(s.valueBits)H\(n)(scaled + \(h0) &* n, tokens: n, rows, rowBytes: \(rowBytes), bias + \(h0), yg + (\(h0 * dv) &+ j &* 32), dv: \(dv), codes)\n"
+            h0 += n
+        }
+        inner += "            }\n"
+        return "        for t0 in stride(from: 0, to: \(s.count), by: 256) {\n            let n = min(256, \(s.count) &- t0)\n" + scope(inner, 1) + "        }\n"
     }
 }

@@ -1,5 +1,5 @@
-// The helpers every Kernels.swift starts with: thread splitting, the dot products over each
-// weight storage format, and the packed-KV building blocks decode attention uses. They are
+// The helpers every Kernels.swift starts with: thread splitting and the dot products over each
+// weight storage format (decode attention's building blocks: AttentionHelpers.swift). They are
 // written in the habits REFERENCES §3 measured on this machine, plus two found here: dot products
 // are not inlined (a literal length makes LLVM unroll them into 128-bit shuffles), and fp16 block
 // scales are converted with integer operations (the scalar conversion's false dependency chained
@@ -158,109 +158,6 @@ extension SwiftEmitter {
     @inline(__always)
     func half(_ p: UnsafeRawPointer, _ i: Int) -> Float {
         Float(Float16(bitPattern: p.loadUnaligned(fromByteOffset: i &<< 1, as: UInt16.self)))
-    }
-
-    /// Scaled logits of one head against `tokens` fp16 key rows of `channels` (the head's `d` from `first`).
-    @inline(__always)
-    func halfKeyLogits(_ q: UnsafePointer<Float>, _ keys: UnsafeRawPointer, tokens: Int, channels: Int, first: Int, d: Int, scale: Float,
-                       _ out: UnsafeMutablePointer<Float>) {
-        for t in 0..<tokens {
-            let row = t &* channels &+ first
-            var s: Float = 0
-            for c in 0..<d { s += q[c] * half(keys, row &+ c) }
-            out[t] = s * scale
-        }
-    }
-
-    /// The `n` codes of `bits` bits packed LSB-first at `p`, as f32.
-    @inline(__always)
-    func unpackCodes(_ p: UnsafeRawPointer, count n: Int, bits: Int, _ out: UnsafeMutablePointer<Float>) {
-        let mask = (1 &<< bits) &- 1, perByte = 8 / bits
-        var t = 0, byte = 0
-        while t < n {
-            let b = Int(p.load(fromByteOffset: byte, as: UInt8.self))
-            var sub = 0
-            while sub < perByte && t < n {
-                out[t] = Float((b >> (sub &* bits)) & mask)
-                sub &+= 1
-                t &+= 1
-            }
-            byte &+= 1
-        }
-    }
-
-    /// Scaled logits of the `heads` query heads sharing one KV head (queries `d` apart, logits
-    /// `stride` apart) against a quantised key segment (KIVI: per channel, groups of `group`
-    /// tokens, each channel's fp16 scale and zero then its codes LSB-first). Each channel's codes
-    /// are unpacked once for all heads, and dequantisation is folded into the dot product:
-    /// Σ_c (q_c·s_c)·code_ct + Σ_c q_c·z_c.
-    @inline(__always)
-    func quantizedKeyLogits(_ q: UnsafePointer<Float>, heads: Int, _ segment: UnsafeRawPointer, tokens: Int, channels: Int, first: Int, d: Int,
-                            bits: Int, group: Int, scale: Float, _ out: UnsafeMutablePointer<Float>, stride: Int,
-                            codes: UnsafeMutablePointer<Float>, bias: UnsafeMutablePointer<Float>) {
-        var t0 = 0, at = 0
-        while t0 < tokens {
-            let n = min(group, tokens &- t0)
-            let rowBytes = 4 &+ (n &* bits &+ 7) >> 3
-            for h in 0..<heads {
-                bias[h] = 0
-                let o = out + (h &* stride &+ t0)
-                for t in 0..<n { o[t] = 0 }
-            }
-            for c in 0..<d {
-                let p = segment + (at &+ (first &+ c) &* rowBytes)
-                let s = half(p, 0), z = half(p, 1)
-                unpackCodes(p + 4, count: n, bits: bits, codes)
-                for h in 0..<heads {
-                    let qc = q[h &* d &+ c]
-                    let qs = qc * s
-                    bias[h] += qc * z
-                    let o = out + (h &* stride &+ t0)
-                    for t in 0..<n { o[t] += qs * codes[t] }
-                }
-            }
-            for h in 0..<heads {
-                let o = out + (h &* stride &+ t0)
-                for t in 0..<n { o[t] = (o[t] + bias[h]) * scale }
-            }
-            at &+= channels &* rowBytes
-            t0 &+= n
-        }
-    }
-
-    /// y_h[0..<dv] += weight_h × one fp16 value row's channels from `first`, for `heads` heads
-    /// (outputs `dv` apart, weights at `weights[h]`).
-    @inline(__always)
-    func halfValueAccumulate(_ row: UnsafeRawPointer, first: Int, dv: Int, heads: Int, weights: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>) {
-        for i in 0..<dv {
-            let v = half(row, first &+ i)
-            for h in 0..<heads { y[h &* dv &+ i] += weights[h] * v }
-        }
-    }
-
-    /// y_h[0..<dv] += weight_h × one quantised value row's channels from `first` (per token,
-    /// groups of `group` channels, each group's fp16 scale and zero then its codes LSB-first);
-    /// each channel group's codes are unpacked once for all heads.
-    @inline(__always)
-    func quantizedValueAccumulate(_ row: UnsafeRawPointer, first: Int, dv: Int, bits: Int, group: Int, heads: Int, weights: UnsafePointer<Float>,
-                                  _ y: UnsafeMutablePointer<Float>, codes: UnsafeMutablePointer<Float>) {
-        let full = 4 &+ (group &* bits &+ 7) >> 3
-        var c = 0
-        while c < dv {
-            let channel = first &+ c
-            let i0 = channel % group
-            let p = row + (channel / group) &* full
-            let s = half(p, 0), z = half(p, 1)
-            let n = min(group &- i0, dv &- c)
-            unpackCodes(p + 4, count: i0 &+ n, bits: bits, codes)
-            for h in 0..<heads {
-                let w = weights[h], ws = w * s, wz = w * z
-                let yh = y + (h &* dv &+ c)
-                let code = codes + i0
-                for i in 0..<n { yh[i] += ws * code[i] + wz }
-            }
-            c &+= n
-        }
     }
 
     """

@@ -162,7 +162,7 @@ public enum ScheduleLowering {
             let (kv, kLocation) = try home(kc.name), (vv, vLocation) = try home(vc.name)
             caches.append(.init(op: i, keys: kLocation, values: vLocation, keyBytes: values[kv].bytes, valueBytes: values[vv].bytes,
                                 newKeys: try home(kc.name + "[new]").location, newValues: try home(vc.name + "[new]").location,
-                                batch: kc.shape[0], capacity: kc.shape[1], channels: kc.shape[2] * kc.shape[3], layout: layouts?[n]))
+                                batch: kc.shape[0], capacity: kc.shape[1], channels: kc.shape[2] * kc.shape[3], kvHeads: kc.shape[2], layout: layouts?[n]))
         }
         var weights: [ExecutionSchedule.Binding] = [], inputs: [ExecutionSchedule.Binding] = [], outputs: [ExecutionSchedule.Binding] = []
         for t in program.tensors where ["weight", "input", "output"].contains(t.kind) {

@@ -1,8 +1,5 @@
 import Foundation
 import KVArtifact
-
-import Foundation
-import KVArtifact
 import KVQuant
 
 // Emits Swift source for a lowered schedule: one kernel per distinct (op, shapes, attributes, KV
@@ -101,7 +98,7 @@ public struct SwiftEmitter {
 
     /// Kernels.swift and Schedule.swift.
     public func emit() -> (kernels: String, schedule: String) {
-        var kernels = Self.header + "import Foundation\n\n" + Self.helpers
+        var kernels = ""
         var bodies: [String: String] = [:]
         var calls: [String] = []
         var usedTiers = Set<Int>()
@@ -135,6 +132,7 @@ public struct SwiftEmitter {
                 calls.append("    observe?(context, \(action.op!))")
             }
         }
+        kernels = Self.header + "import Foundation\n\n" + Self.helpers + Self.attentionHelpers(for: kernels) + kernels
         var step = Self.header
         step += """
         @inline(__always)

@@ -11,7 +11,12 @@ import KVQuant
 // Per step the new token first takes part in attention at full precision (it is still in
 // registers), then is appended with the attention it received as its first score.
 //
-// Token flow (KIVI's residual, H2O's scores, MiKV's low-precision rest):
+// Selection is per KV head (H2O and SnapKV score per head; the heads of a GQA group share one KV
+// head, so their attention is summed): every KV head has its own slot table and scores, and slot s
+// of head g may hold a different token than slot s of head g'. The bytes do not change — a slot is
+// a row of every head's channels; each head writes only its own channels.
+//
+// Token flow per KV head (KIVI's residual, H2O's scores, MiKV's low-precision rest):
 //   * the first `sinkTokens` tokens stay in fp16 sink slots for good;
 //   * later tokens enter the fp16 recent window; when it is full, its tokens leave together as
 //     one block (with W = G = 32 a whole key group, quantised once, as KIVI does) while the high
@@ -20,37 +25,46 @@ import KVQuant
 //     the `highTokens` best-scored stay, the rest are demoted to the low segment (re-quantised at
 //     `lowBits`), or evicted when the layout keeps no low tokens; the low segment likewise keeps
 //     its best-scored tokens when it overflows (only when the context is exceeded);
-//   * every token's score is the attention it has received, summed over heads and steps (H2O).
+//   * a token's score under head g is the attention the query heads of g's group gave it, summed
+//     over those heads and over steps (H2O).
 // Keys are quantised per channel over groups of G slots, so writing a slot re-quantises its
-// group: the group is unpacked, the slot set, empty slots filled with an occupied row (they must
-// not widen the range) and the group packed again — each group once per block.
+// group's rows of the writing head's channels: those rows are unpacked, the slot set, empty slots
+// filled with an occupied row of the same head (they must not widen the range) and packed again —
+// each group once per block. Values are quantised per token over groups of G channels; when a
+// head's channels are not whole groups (head_dim % 32 ≠ 0), a group shared with the neighbouring
+// head is re-packed from its dequantised values (idempotent up to fp16 rounding of the scale).
 
 /// One layer's packed KV cache for one sequence.
 public final class PackedKVCache {
+    /// A slot write of one KV head: the head's key and value channels.
+    typealias Write = (slot: Int, token: Int, score: Double, key: [Float], value: [Float])
+
     /// A segment of slots at one precision: keys and values as packed bytes.
     struct Segment {
         let capacity: Int
         let channels: Int
+        let heads: Int
         let keyBits: KVBits
         let valueBits: KVBits
         let group: Int
         let keys: UnsafeMutableRawBufferPointer
         let values: UnsafeMutableRawBufferPointer
-        /// Token id per slot (-1 empty) and its score.
-        var token: [Int]
-        var score: [Double]
+        /// Token id per KV head and slot (-1 empty) and its score.
+        var token: [[Int]]
+        var score: [[Double]]
 
-        init(capacity: Int, channels: Int, keyBits: KVBits, valueBits: KVBits, group: Int,
+        init(capacity: Int, channels: Int, heads: Int, keyBits: KVBits, valueBits: KVBits, group: Int,
              keys: UnsafeMutableRawBufferPointer, values: UnsafeMutableRawBufferPointer) {
             self.capacity = capacity
             self.channels = channels
+            self.heads = heads
             self.keyBits = keyBits
             self.valueBits = valueBits
             self.group = group
             self.keys = keys
             self.values = values
-            token = Array(repeating: -1, count: capacity)
-            score = Array(repeating: 0, count: capacity)
+            token = Array(repeating: Array(repeating: -1, count: capacity), count: heads)
+            score = Array(repeating: Array(repeating: 0, count: capacity), count: heads)
         }
 
         static func keyBytes(_ capacity: Int, _ channels: Int, _ bits: KVBits, _ group: Int) -> Int {
@@ -61,67 +75,111 @@ public final class PackedKVCache {
         }
 
         var bytes: Int { keys.count + values.count }
-        var freeSlots: [Int] { token.indices.filter { token[$0] < 0 } }
+        /// Channels of one KV head.
+        var headChannels: Int { channels / heads }
+        func freeSlots(_ h: Int) -> [Int] { token[h].indices.filter { token[h][$0] < 0 } }
 
-        /// Slot range and byte range of the key group holding `slot`.
-        func keyGroup(_ slot: Int) -> (slots: Range<Int>, bytes: Range<Int>) {
-            guard keyBits.isQuantised else { return (slot..<slot + 1, slot * channels * 2..<(slot + 1) * channels * 2) }
+        /// Slots of the key group holding `slot`, and the bytes and layout of head `h`'s part of it
+        /// (quantised: the head's channel rows of the group; fp16: the head's channels of the slot).
+        func headKeys(_ slot: Int, _ h: Int) -> (slots: Range<Int>, bytes: Range<Int>, layout: KVSegmentLayout) {
+            let d = headChannels
+            guard keyBits.isQuantised else {
+                let start = (slot * channels + h * d) * 2
+                return (slot..<slot + 1, start..<start + d * 2, KVSegmentLayout(kind: .keys, tokens: 1, channels: d, bits: .b16, group: group))
+            }
             let g = slot / group
             let first = g * group, count = min(group, capacity - first)
             let full = KVSegmentLayout(kind: .keys, tokens: group, channels: channels, bits: keyBits, group: group).bytes
-            let start = g * full
-            return (first..<first + count, start..<start + KVSegmentLayout(kind: .keys, tokens: count, channels: channels, bits: keyBits, group: group).bytes)
+            let rowBytes = KVSegmentLayout.groupHeaderBytes + KVSegmentLayout.packedBytes(count, bits: keyBits.bits)
+            let start = g * full + h * d * rowBytes
+            return (first..<first + count, start..<start + d * rowBytes,
+                    KVSegmentLayout(kind: .keys, tokens: count, channels: d, bits: keyBits, group: group))
         }
 
+        /// Bytes of `slot`'s value row (every head's channels).
         func valueRow(_ slot: Int) -> Range<Int> {
             let row = KVSegmentLayout(kind: .values, tokens: 1, channels: channels, bits: valueBits, group: group).bytes
             return slot * row..<(slot + 1) * row
         }
 
-        /// Dequantised key and value of an occupied slot.
-        func read(_ slot: Int) -> (key: [Float], value: [Float]) {
-            let (slots, range) = keyGroup(slot)
-            let keys = KVPack.unpack(Array(UnsafeRawBufferPointer(rebasing: self.keys[range])), KVSegmentLayout(kind: .keys, tokens: slots.count, channels: channels, bits: keyBits, group: group))
-            let k = slot - slots.lowerBound
-            let value = KVPack.unpack(Array(UnsafeRawBufferPointer(rebasing: values[valueRow(slot)])), KVSegmentLayout(kind: .values, tokens: 1, channels: channels, bits: valueBits, group: group))
-            return (Array(keys[k * channels..<(k + 1) * channels]), value)
+        /// Bytes and layout of head `h`'s channels in `slot`'s value row when they are whole
+        /// groups (or fp16); nil when a quantisation group spans two heads.
+        func headValues(_ slot: Int, _ h: Int) -> (bytes: Range<Int>, layout: KVSegmentLayout)? {
+            let d = headChannels, row = valueRow(slot)
+            let layout = KVSegmentLayout(kind: .values, tokens: 1, channels: d, bits: valueBits, group: group)
+            guard valueBits.isQuantised else { return (row.lowerBound + h * d * 2..<row.lowerBound + (h + 1) * d * 2, layout) }
+            guard d % group == 0 else { return nil }
+            let start = row.lowerBound + h * layout.bytes
+            return (start..<start + layout.bytes, layout)
         }
 
-        /// Writes tokens into slots (each key group re-packed once); `nil` rows clear a slot.
+        func load(_ region: UnsafeMutableRawBufferPointer, _ range: Range<Int>) -> [UInt8] {
+            Array(UnsafeRawBufferPointer(rebasing: region[range]))
+        }
+
         func store(_ bytes: [UInt8], _ region: UnsafeMutableRawBufferPointer, _ range: Range<Int>) {
             precondition(bytes.count == range.count, "packed \(bytes.count) bytes for a \(range.count)-byte range")
             UnsafeMutableRawBufferPointer(rebasing: region[range]).copyBytes(from: bytes)
         }
 
-        mutating func write(_ writes: [(slot: Int, token: Int, score: Double, key: [Float], value: [Float])]) {
+        /// Dequantised key and value channels of head `h` in an occupied slot.
+        func read(_ slot: Int, _ h: Int) -> (key: [Float], value: [Float]) {
+            let d = headChannels
+            let (slots, range, layout) = headKeys(slot, h)
+            let keys = KVPack.unpack(load(self.keys, range), layout)
+            let k = slot - slots.lowerBound
+            let value: [Float]
+            if let (bytes, layout) = headValues(slot, h) {
+                value = KVPack.unpack(load(values, bytes), layout)
+            } else {
+                let row = KVPack.unpack(load(values, valueRow(slot)), KVSegmentLayout(kind: .values, tokens: 1, channels: channels, bits: valueBits, group: group))
+                value = Array(row[h * d..<(h + 1) * d])
+            }
+            return (Array(keys[k * d..<(k + 1) * d]), value)
+        }
+
+        /// Writes tokens into head `h`'s part of slots (each key group re-packed once).
+        mutating func write(_ writes: [Write], head h: Int) {
+            let d = headChannels
             var groups: [Int: [(Int, [Float])]] = [:]
             for w in writes {
-                token[w.slot] = w.token
-                score[w.slot] = w.score
-                store(KVPack.pack(w.value, KVSegmentLayout(kind: .values, tokens: 1, channels: channels, bits: valueBits, group: group)), values, valueRow(w.slot))
-                groups[keyGroup(w.slot).slots.lowerBound, default: []].append((w.slot, w.key))
+                token[h][w.slot] = w.token
+                score[h][w.slot] = w.score
+                if let (bytes, layout) = headValues(w.slot, h) {
+                    store(KVPack.pack(w.value, layout), values, bytes)
+                } else {
+                    // A group spans two heads: re-pack the row and store the groups holding h's channels.
+                    let full = KVSegmentLayout(kind: .values, tokens: 1, channels: channels, bits: valueBits, group: group)
+                    let rowRange = valueRow(w.slot)
+                    var row = KVPack.unpack(load(values, rowRange), full)
+                    row.replaceSubrange(h * d..<(h + 1) * d, with: w.value)
+                    let packed = KVPack.pack(row, full)
+                    let groupBytes = KVSegmentLayout.groupHeaderBytes + KVSegmentLayout.packedBytes(group, bits: valueBits.bits)
+                    let from = (h * d / group) * groupBytes, to = min(packed.count, ((h + 1) * d + group - 1) / group * groupBytes)
+                    store(Array(packed[from..<to]), values, rowRange.lowerBound + from..<rowRange.lowerBound + to)
+                }
+                groups[headKeys(w.slot, h).slots.lowerBound, default: []].append((w.slot, w.key))
             }
             for (first, rows) in groups.sorted(by: { $0.key < $1.key }) {
-                let (slots, range) = keyGroup(first)
-                let layout = KVSegmentLayout(kind: .keys, tokens: slots.count, channels: channels, bits: keyBits, group: group)
-                var x = KVPack.unpack(Array(UnsafeRawBufferPointer(rebasing: keys[range])), layout)
-                for (slot, key) in rows { x.replaceSubrange((slot - first) * channels..<(slot - first + 1) * channels, with: key) }
+                let (slots, range, layout) = headKeys(first, h)
+                var x = KVPack.unpack(load(keys, range), layout)
+                for (slot, key) in rows { x.replaceSubrange((slot - first) * d..<(slot - first + 1) * d, with: key) }
                 // Empty slots copy an occupied row so they do not widen any channel's range.
-                if let filler = slots.first(where: { token[$0] >= 0 }) {
-                    let row = Array(x[(filler - first) * channels..<(filler - first + 1) * channels])
-                    for s in slots where token[s] < 0 { x.replaceSubrange((s - first) * channels..<(s - first + 1) * channels, with: row) }
+                if let filler = slots.first(where: { token[h][$0] >= 0 }) {
+                    let row = Array(x[(filler - first) * d..<(filler - first + 1) * d])
+                    for s in slots where token[h][s] < 0 { x.replaceSubrange((s - first) * d..<(s - first + 1) * d, with: row) }
                 }
                 store(KVPack.pack(x, layout), keys, range)
             }
         }
 
-        mutating func clear(_ slot: Int) {
-            token[slot] = -1
-            score[slot] = 0
+        mutating func clear(_ slot: Int, head h: Int) {
+            token[h][slot] = -1
+            score[h][slot] = 0
         }
     }
 
-    /// A token on its way between segments.
+    /// A token on its way between segments (one KV head's channels).
     struct Moving {
         var token: Int
         var score: Double
@@ -131,12 +189,14 @@ public final class PackedKVCache {
 
     public let layout: KVLayerLayout
     let channels: Int
+    /// KV heads, each selecting its own tokens.
+    public let kvHeads: Int
     var fixed: Segment
     var high: Segment
     var low: Segment
     /// Tokens appended so far (the next token's id).
     public private(set) var count = 0
-    /// Tokens dropped so far.
+    /// Tokens dropped so far, per KV head (every head drops as many; which ones differ).
     public private(set) var evicted = 0
     /// Memory this cache allocated itself (nil when it lives in a caller's region).
     private let owned: UnsafeMutableRawBufferPointer?
@@ -157,8 +217,9 @@ public final class PackedKVCache {
 
     /// An empty cache for one sequence of a layer with `channels` = KV heads × head dim, holding
     /// its bytes in `keys` and `values` (each exactly `regionBytes`) or, when nil, in memory of its own.
-    public init(layout: KVLayerLayout, channels: Int, group: Int = 32,
+    public init(layout: KVLayerLayout, channels: Int, kvHeads: Int = 1, group: Int = 32,
                 keys: UnsafeMutableRawBufferPointer? = nil, values: UnsafeMutableRawBufferPointer? = nil) {
+        precondition(kvHeads >= 1 && channels % kvHeads == 0, "\(channels) channels do not split over \(kvHeads) KV heads")
         let size = Self.regionBytes(layout: layout, channels: channels, group: group)
         let keyRegion: UnsafeMutableRawBufferPointer, valueRegion: UnsafeMutableRawBufferPointer
         if let keys, let values {
@@ -174,6 +235,7 @@ public final class PackedKVCache {
         valueRegion.initializeMemory(as: UInt8.self, repeating: 0)
         self.layout = layout
         self.channels = channels
+        self.kvHeads = kvHeads
         let (f, hk, hv, lb) = Self.bits(layout)
         let capacities = [layout.sinkTokens + layout.windowTokens, layout.highTokens, lb == nil ? 0 : layout.lowTokens]
         let bitsOf: [(KVBits, KVBits)] = [(f, f), (hk, hv), (lb ?? .b2, lb ?? .b2)]
@@ -181,7 +243,7 @@ public final class PackedKVCache {
         var (k0, v0) = (0, 0)
         for (capacity, (kb, vb)) in zip(capacities, bitsOf) {
             let (kn, vn) = (Segment.keyBytes(capacity, channels, kb, group), Segment.valueBytes(capacity, channels, vb, group))
-            segments.append(Segment(capacity: capacity, channels: channels, keyBits: kb, valueBits: vb, group: group,
+            segments.append(Segment(capacity: capacity, channels: channels, heads: kvHeads, keyBits: kb, valueBits: vb, group: group,
                                     keys: UnsafeMutableRawBufferPointer(rebasing: keyRegion[k0..<k0 + kn]),
                                     values: UnsafeMutableRawBufferPointer(rebasing: valueRegion[v0..<v0 + vn])))
             k0 += kn
@@ -195,67 +257,88 @@ public final class PackedKVCache {
     /// Bytes held (all segments, keys and values) — equal to the layout's bytes per sequence.
     public var bytes: Int { fixed.bytes + high.bytes + low.bytes }
 
-    /// Tokens held (not evicted).
-    public var tokens: Int { heldTokens.count }
+    /// Slots per KV head (fixed, high and low segments).
+    public var slots: Int { fixed.capacity + high.capacity + low.capacity }
 
-    /// Ids (append order, from 0) of the tokens held, sorted.
-    public var heldTokens: [Int] { [fixed, high, low].flatMap { $0.token.filter { $0 >= 0 } }.sorted() }
+    /// Tokens held per KV head (every head holds as many; which ones may differ).
+    public var tokens: Int { heldTokens(head: 0).count }
 
-    /// The token id in every slot (fixed, then high, then low segment; -1 empty) — the occupancy
-    /// generated attention kernels read.
-    public var slotTokens: [Int] { fixed.token + high.token + low.token }
+    /// Ids (append order, from 0) of the tokens KV head `head` holds, sorted.
+    public func heldTokens(head: Int) -> [Int] { [fixed, high, low].flatMap { $0.token[head].filter { $0 >= 0 } }.sorted() }
 
-    /// Adds attention received per slot (in `slotTokens` order) to the slots' scores.
+    /// The token id in every slot of KV head `head` (fixed, then high, then low segment; -1
+    /// empty) — the occupancy generated attention kernels read.
+    public func slotTokens(head: Int) -> [Int] { fixed.token[head] + high.token[head] + low.token[head] }
+
+    /// Adds attention received per KV head and slot (head-major, `slots` per head) to the scores.
     public func addReceived(_ received: UnsafeBufferPointer<Float>) {
-        precondition(received.count >= fixed.capacity + high.capacity + low.capacity)
-        for s in 0..<fixed.capacity { fixed.score[s] += Double(received[s]) }
-        for s in 0..<high.capacity { high.score[s] += Double(received[fixed.capacity + s]) }
-        for s in 0..<low.capacity { low.score[s] += Double(received[fixed.capacity + high.capacity + s]) }
+        precondition(received.count >= kvHeads * slots)
+        for h in 0..<kvHeads {
+            let r = h * slots
+            for s in 0..<fixed.capacity { fixed.score[h][s] += Double(received[r + s]) }
+            for s in 0..<high.capacity { high.score[h][s] += Double(received[r + fixed.capacity + s]) }
+            for s in 0..<low.capacity { low.score[h][s] += Double(received[r + fixed.capacity + high.capacity + s]) }
+        }
     }
 
-    /// Appends the new token's key and value (`channels` each) with its first score.
-    public func append(key: [Float], value: [Float], score: Double = 0) {
-        defer { count += 1 }
+    /// Appends the new token's key and value (`channels` each) with its first score per KV head.
+    public func append(key: [Float], value: [Float], scores: [Double]) {
+        precondition(key.count == channels && value.count == channels && scores.count == kvHeads)
+        let d = channels / kvHeads
+        var dropped = 0
+        for h in 0..<kvHeads {
+            let before = evicted
+            append(head: h, Moving(token: count, score: scores[h], key: Array(key[h * d..<(h + 1) * d]), value: Array(value[h * d..<(h + 1) * d])))
+            dropped = max(dropped, evicted - before)
+            evicted = before
+        }
+        evicted += dropped
+        count += 1
+    }
+
+    /// One KV head's part of `append`.
+    private func append(head h: Int, _ new: Moving) {
         let sinks = layout.sinkTokens
         if count < sinks {
-            fixed.write([(count, count, score, key, value)])
+            fixed.write([(count, count, new.score, new.key, new.value)], head: h)
             return
         }
         let window = (sinks..<fixed.capacity)
         if window.isEmpty {
-            admit([Moving(token: count, score: score, key: key, value: value)])
+            admit([new], head: h)
             return
         }
-        if let free = window.first(where: { fixed.token[$0] < 0 }) {
-            fixed.write([(free, count, score, key, value)])
+        if let free = window.first(where: { fixed.token[h][$0] < 0 }) {
+            fixed.write([(free, count, new.score, new.key, new.value)], head: h)
             return
         }
         // The window is full: its oldest tokens leave — the whole window as one block (one key
         // group, quantised once) while the high segment has room for it, else just the oldest
         // token, so no token is dropped while the layout still has room — then the new one enters.
-        let order = window.sorted { fixed.token[$0] < fixed.token[$1] }
-        let leavingCount = high.freeSlots.count >= order.count ? order.count : 1
+        let order = window.sorted { fixed.token[h][$0] < fixed.token[h][$1] }
+        let leavingCount = high.freeSlots(h).count >= order.count ? order.count : 1
         let leaving = order.prefix(leavingCount).map { s -> Moving in
-            let (k, v) = fixed.read(s)
-            return Moving(token: fixed.token[s], score: fixed.score[s], key: k, value: v)
+            let (k, v) = fixed.read(s, h)
+            return Moving(token: fixed.token[h][s], score: fixed.score[h][s], key: k, value: v)
         }
-        for s in order.prefix(leavingCount) { fixed.clear(s) }
-        admit(leaving)
-        fixed.write([(order[0], count, score, key, value)])
+        for s in order.prefix(leavingCount) { fixed.clear(s, head: h) }
+        admit(leaving, head: h)
+        fixed.write([(order[0], count, new.score, new.key, new.value)], head: h)
     }
 
-    /// Admits tokens to the high segment; the worst-scored overflow goes to the low segment.
-    func admit(_ incoming: [Moving]) {
-        let demoted = place(incoming, into: &high)
-        let dropped = place(demoted, into: &low)
+    /// Admits tokens to head `h`'s high segment; the worst-scored overflow goes to the low segment.
+    func admit(_ incoming: [Moving], head h: Int) {
+        let demoted = place(incoming, into: &high, head: h)
+        let dropped = place(demoted, into: &low, head: h)
         evicted += dropped.count
     }
 
-    /// Keeps the best-scored of `segment`'s tokens and `incoming` (ties: the newer token); returns the rest.
-    func place(_ incoming: [Moving], into segment: inout Segment) -> [Moving] {
+    /// Keeps the best-scored of head `h`'s tokens in `segment` and `incoming` (ties: the newer
+    /// token); returns the rest.
+    func place(_ incoming: [Moving], into segment: inout Segment, head h: Int) -> [Moving] {
         guard !incoming.isEmpty else { return [] }
-        let resident = segment.token.indices.filter { segment.token[$0] >= 0 }
-        let candidates = resident.map { (score: segment.score[$0], token: segment.token[$0], slot: Optional($0), moving: -1) }
+        let resident = segment.token[h].indices.filter { segment.token[h][$0] >= 0 }
+        let candidates = resident.map { (score: segment.score[h][$0], token: segment.token[h][$0], slot: Optional($0), moving: -1) }
             + incoming.enumerated().map { (score: $1.score, token: $1.token, slot: Optional<Int>.none, moving: $0) }
         let ranked = candidates.sorted { ($0.score, $0.token) > ($1.score, $1.token) }
         let kept = ranked.prefix(segment.capacity)
@@ -263,62 +346,67 @@ public final class PackedKVCache {
         var freed: [Int] = []
         for c in ranked.dropFirst(segment.capacity) {
             if let slot = c.slot {
-                let (k, v) = segment.read(slot)
+                let (k, v) = segment.read(slot, h)
                 out.append(Moving(token: c.token, score: c.score, key: k, value: v))
                 freed.append(slot)
             } else {
                 out.append(incoming[c.moving])
             }
         }
-        for slot in freed { segment.clear(slot) }
-        var free = segment.freeSlots
-        var writes: [(slot: Int, token: Int, score: Double, key: [Float], value: [Float])] = []
+        for slot in freed { segment.clear(slot, head: h) }
+        var free = segment.freeSlots(h)
+        var writes: [Write] = []
         for c in kept where c.slot == nil {
             let m = incoming[c.moving]
             writes.append((free.removeFirst(), m.token, m.score, m.key, m.value))
         }
-        segment.write(writes)
+        segment.write(writes, head: h)
         return out
     }
 
-    /// Every held token: its dequantised key and value, and where it lives (segment, slot).
-    func held() -> [(key: [Float], value: [Float], segment: Int, slot: Int)] {
+    /// Every token KV head `h` holds: its dequantised key and value channels, and where it lives (segment, slot).
+    func held(head h: Int) -> [(key: [Float], value: [Float], segment: Int, slot: Int)] {
         var out: [(key: [Float], value: [Float], segment: Int, slot: Int)] = []
         for (i, s) in [fixed, high, low].enumerated() {
-            for slot in s.token.indices where s.token[slot] >= 0 {
-                let (k, v) = s.read(slot)
+            for slot in s.token[h].indices where s.token[h][slot] >= 0 {
+                let (k, v) = s.read(slot, h)
                 out.append((k, v, i, slot))
             }
         }
         return out
     }
 
-    /// Decode attention of `q` (heads × head dim) over every held token and the new token's
-    /// `key`/`value` (full precision); adds each held token's attention, summed over heads, to its
-    /// score. Returns heads × value head dim and the attention the new token received (its first
-    /// score when it is appended next).
-    public func attend(_ q: [Float], key: [Float], value: [Float], heads: Int, kvHeads: Int, scale: Double) -> (out: [Float], newScore: Double) {
-        let rows = held() + [(key, value, -1, -1)]
+    /// Decode attention of `q` (heads × head dim) over the tokens each KV head holds and the new
+    /// token's `key`/`value` (full precision); adds each held token's attention, summed over the
+    /// query heads of its KV head's group, to its score under that KV head. Returns heads × value
+    /// head dim and the attention the new token received per KV head (its first scores when it is
+    /// appended next).
+    public func attend(_ q: [Float], key: [Float], value: [Float], heads: Int, kvHeads: Int, scale: Double) -> (out: [Float], newScores: [Double]) {
+        precondition(kvHeads == self.kvHeads, "a cache of \(self.kvHeads) KV heads attended with \(kvHeads)")
         let d = q.count / heads
         let dv = channels / kvHeads
         let group = heads / kvHeads
         var out = [Float](repeating: 0, count: heads * dv)
-        var received = [Double](repeating: 0, count: rows.count)
-        for h in 0..<heads {
-            let g = h / group
-            let head = ReferenceInterpreter.attendHead(tokens: 0...(rows.count - 1), d: d, dv: dv, scale: scale, query: { Double(q[h * d + $0]) },
-                                                       key: { Double(rows[$0].key[g * d + $1]) }, value: { Double(rows[$0].value[g * dv + $1]) })
-            for i in 0..<dv { out[h * dv + i] = Float(head.out[i]) }
-            for n in rows.indices { received[n] += head.weights[n] }
-        }
-        for (n, row) in rows.enumerated() {
-            switch row.segment {
-            case 0: fixed.score[row.slot] += received[n]
-            case 1: high.score[row.slot] += received[n]
-            case 2: low.score[row.slot] += received[n]
-            default: break
+        var newScores = [Double](repeating: 0, count: kvHeads)
+        for g in 0..<kvHeads {
+            let rows = held(head: g) + [(Array(key[g * dv..<(g + 1) * dv]), Array(value[g * dv..<(g + 1) * dv]), -1, -1)]
+            var received = [Double](repeating: 0, count: rows.count)
+            for h in g * group..<(g + 1) * group {
+                let head = ReferenceInterpreter.attendHead(tokens: 0...(rows.count - 1), d: d, dv: dv, scale: scale, query: { Double(q[h * d + $0]) },
+                                                           key: { Double(rows[$0].key[$1]) }, value: { Double(rows[$0].value[$1]) })
+                for i in 0..<dv { out[h * dv + i] = Float(head.out[i]) }
+                for n in rows.indices { received[n] += head.weights[n] }
             }
+            for (n, row) in rows.enumerated() {
+                switch row.segment {
+                case 0: fixed.score[g][row.slot] += received[n]
+                case 1: high.score[g][row.slot] += received[n]
+                case 2: low.score[g][row.slot] += received[n]
+                default: break
+                }
+            }
+            newScores[g] = received[rows.count - 1]
         }
-        return (out, received[rows.count - 1])
+        return (out, newScores)
     }
 }

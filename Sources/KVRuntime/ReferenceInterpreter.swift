@@ -63,7 +63,7 @@ public struct ReferenceInterpreter {
                 guard cache.shape.count == 4, capacity == cache.shape[1] else {
                     throw RuntimeError("KV layout of layer \(layout.layer) holds \(capacity) tokens; cache '\(cache.name)' is \(cache.shape)")
                 }
-                packed[op.operands[3]] = (0..<cache.shape[0]).map { _ in PackedKVCache(layout: layout, channels: cache.shape[2] * cache.shape[3]) }
+                packed[op.operands[3]] = (0..<cache.shape[0]).map { _ in PackedKVCache(layout: layout, channels: cache.shape[2] * cache.shape[3], kvHeads: cache.shape[2]) }
             }
         }
     }
@@ -113,7 +113,7 @@ public struct ReferenceInterpreter {
 
     /// Forgets every cache's contents (a new sequence).
     public mutating func reset() {
-        for (k, caches) in packed { packed[k] = caches.map { PackedKVCache(layout: $0.layout, channels: $0.channels) } }
+        for (k, caches) in packed { packed[k] = caches.map { PackedKVCache(layout: $0.layout, channels: $0.channels, kvHeads: $0.kvHeads) } }
         for (i, t) in program.tensors.enumerated() where t.kind == "cache" {
             values[i] = Array(repeating: 0, count: t.elementCount)
             lengths[i] = Array(repeating: 0, count: t.shape.first ?? 1)
@@ -343,9 +343,9 @@ public struct ReferenceInterpreter {
                     }
                     let key = Array(x[1][b * kvHeads * d..<(b + 1) * kvHeads * d]), value = Array(x[2][b * kvHeads * dv..<(b + 1) * kvHeads * dv])
                     let q = Array(x[0][b * heads * d..<(b + 1) * heads * d])
-                    let (y, newScore) = packed[kc]![b].attend(q, key: key, value: value, heads: heads, kvHeads: kvHeads, scale: scale)
+                    let (y, newScores) = packed[kc]![b].attend(q, key: key, value: value, heads: heads, kvHeads: kvHeads, scale: scale)
                     out.replaceSubrange(b * heads * dv..<(b + 1) * heads * dv, with: y)
-                    packed[kc]![b].append(key: key, value: value, score: newScore)
+                    packed[kc]![b].append(key: key, value: value, scores: newScores)
                 }
                 return out
             }

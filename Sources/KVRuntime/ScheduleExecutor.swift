@@ -97,7 +97,7 @@ public final class ScheduleExecutor {
             }
             let keys = region(cache.keys, cache.keyBytes), values = region(cache.values, cache.valueBytes)
             packed.append((0..<cache.batch).map { b in
-                PackedKVCache(layout: layout, channels: cache.channels,
+                PackedKVCache(layout: layout, channels: cache.channels, kvHeads: cache.kvHeads,
                               keys: UnsafeMutableRawBufferPointer(rebasing: keys[b * per.keys..<(b + 1) * per.keys]),
                               values: UnsafeMutableRawBufferPointer(rebasing: values[b * per.values..<(b + 1) * per.values]))
             })
@@ -176,10 +176,11 @@ public final class ScheduleExecutor {
         }
         let s = states[n]
         for b in 0..<cache.batch {
-            let received = UnsafeBufferPointer(start: (s.baseAddress! + state.received).assumingMemoryBound(to: Float.self) + b * cache.slots, count: cache.slots)
+            let perSequence = cache.kvHeads * cache.slots
+            let received = UnsafeBufferPointer(start: (s.baseAddress! + state.received).assumingMemoryBound(to: Float.self) + b * perSequence, count: perSequence)
             packed[n][b].addReceived(received)
-            let score = s.load(fromByteOffset: state.newScore + 4 * b, as: Float.self)
-            packed[n][b].append(key: Array(newKeys[b * c..<(b + 1) * c]), value: Array(newValues[b * c..<(b + 1) * c]), score: Double(score))
+            let scores = (0..<cache.kvHeads).map { g in Double(s.load(fromByteOffset: state.newScore + 4 * (b * cache.kvHeads + g), as: Float.self)) }
+            packed[n][b].append(key: Array(newKeys[b * c..<(b + 1) * c]), value: Array(newValues[b * c..<(b + 1) * c]), scores: scores)
         }
         publishOccupancy(n)
     }
@@ -189,11 +190,14 @@ public final class ScheduleExecutor {
         let cache = schedule.kv[n]
         let occupancy = states[n].baseAddress!.assumingMemoryBound(to: Int32.self)
         if cache.layout == nil {
-            for b in 0..<cache.batch { occupancy[b] = Int32(lengths[n][b]) }
+            for b in 0..<cache.batch { occupancy[b * cache.kvHeads * cache.slots] = Int32(lengths[n][b]) }
             return
         }
         for b in 0..<cache.batch {
-            for (s, token) in packed[n][b].slotTokens.enumerated() { occupancy[b * cache.slots + s] = Int32(token) }
+            for g in 0..<cache.kvHeads {
+                let base = (b * cache.kvHeads + g) * cache.slots
+                for (s, token) in packed[n][b].slotTokens(head: g).enumerated() { occupancy[base + s] = Int32(token) }
+            }
         }
     }
 

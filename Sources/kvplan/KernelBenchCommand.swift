@@ -202,7 +202,7 @@ struct KernelBench: ParsableCommand {
         var (program, schedule, offsets) = Self.oneOp(tensors, op, bytes: bytes, extraResults: [6, 7])
         let at = { (i: Int) in ExecutionSchedule.Location(tier: 0, offset: offsets[i]) }
         schedule.kv = [.init(op: 0, keys: at(3), values: at(4), keyBytes: bytes[3], valueBytes: bytes[4], newKeys: at(6), newValues: at(7),
-                             batch: 1, capacity: ctx, channels: c, layout: layout)]
+                             batch: 1, capacity: ctx, channels: c, kvHeads: kvHeads, layout: layout)]
         program.ops[0].updates = [3, 4]
         let (kernels, step) = try SwiftEmitter(program: program, schedule: schedule).emit()
         let library = try KernelLibrary(kernels: kernels, schedule: step)

@@ -13,8 +13,8 @@ struct PackedKVCacheTests {
 
     /// One decode step as the runtime does it: attend over the cache and the new token, then append it.
     static func decode(_ cache: PackedKVCache, q: [Float], key: [Float], value: [Float], heads: Int, kvHeads: Int, scale: Double) -> [Float] {
-        let (out, score) = cache.attend(q, key: key, value: value, heads: heads, kvHeads: kvHeads, scale: scale)
-        cache.append(key: key, value: value, score: score)
+        let (out, scores) = cache.attend(q, key: key, value: value, heads: heads, kvHeads: kvHeads, scale: scale)
+        cache.append(key: key, value: value, scores: scores)
         return out
     }
 
@@ -38,7 +38,7 @@ struct PackedKVCacheTests {
         }
         let expected = 2 * (36 * c * 2) + seg(.keys, high, keyBits) + seg(.values, high, valueBits)
             + (lowBits > 0 ? seg(.keys, low, lowBits) + seg(.values, low, lowBits) : 0)
-        let cache = PackedKVCache(layout: l, channels: c)
+        let cache = PackedKVCache(layout: l, channels: c, kvHeads: 2)
         #expect(cache.bytes == expected)
         for t in 0..<(36 + high + low) {
             _ = Self.decode(cache, q: Self.noise(2 * 32, seed: UInt64(t) + 7), key: Self.noise(c, seed: UInt64(t)),
@@ -53,7 +53,7 @@ struct PackedKVCacheTests {
     func fp16MatchesReference() {
         let (heads, kvHeads, d) = (4, 2, 16)
         let c = kvHeads * d
-        let cache = PackedKVCache(layout: Self.layout(high: 90, keyBits: 16, valueBits: 16, low: 0, lowBits: 0), channels: c)
+        let cache = PackedKVCache(layout: Self.layout(high: 90, keyBits: 16, valueBits: 16, low: 0, lowBits: 0), channels: c, kvHeads: kvHeads)
         var keys: [[Float]] = [], values: [[Float]] = []
         for t in 0..<120 {
             keys.append(Self.noise(c, seed: UInt64(3 * t + 1)))
@@ -87,16 +87,68 @@ struct PackedKVCacheTests {
             key[t == 3 ? 0 : 1] = t == 3 ? 8 : 1  // token 3 alone matches the query
             _ = Self.decode(cache, q: q, key: key, value: Self.noise(c, seed: UInt64(t)), heads: 1, kvHeads: 1, scale: 1)
         }
-        let held = cache.heldTokens
+        let held = cache.heldTokens(head: 0)
         #expect(held.contains(0) && held.contains(3), "\(held)")             // the sink and the heavy hitter
         #expect(held.contains(19) && held.count == 5, "\(held)")             // the newest token is in the window
         #expect(cache.evicted == 15)
     }
 
+    @Test("selection is per KV head: each head keeps the token its own queries attend to", arguments: [(16, 2), (8, 4)])
+    func perHeadSelection(keyBits: Int, lowBits: Int) {
+        // 2 KV heads of 32 channels (whole value groups) and 2 query heads each; 1 sink, window 2,
+        // 2 high slots and — with lowBits 4 — 2 low slots; 30 tokens, so most are evicted.
+        let (heads, kvHeads, d) = (4, 2, 32)
+        let c = kvHeads * d
+        let layout = Self.layout(sinks: 1, window: 2, high: 2, keyBits: keyBits, valueBits: keyBits, low: 2, lowBits: lowBits)
+        let cache = PackedKVCache(layout: layout, channels: c, kvHeads: kvHeads)
+        // Head 0's queries look along channel 0, head 1's along channel 1 of their own KV head;
+        // token 5 alone matches head 0, token 9 alone head 1.
+        var q = [Float](repeating: 0, count: heads * d)
+        for h in 0..<heads { q[h * d + h / 2] = 1 }
+        for t in 0..<30 {
+            var key = [Float](repeating: 0.1, count: c)
+            if t == 5 { key[0] = 6 }
+            if t == 9 { key[d + 1] = 6 }
+            _ = Self.decode(cache, q: q, key: key, value: Self.noise(c, seed: UInt64(t)), heads: heads, kvHeads: kvHeads, scale: 1)
+        }
+        let (held0, held1) = (cache.heldTokens(head: 0), cache.heldTokens(head: 1))
+        #expect(held0.contains(5) && !held0.contains(9), "\(held0)")
+        #expect(held1.contains(9) && !held1.contains(5), "\(held1)")
+        #expect(held0.count == held1.count && cache.tokens == held0.count)
+        #expect(cache.evicted == 30 - held0.count)
+        // The bytes are the layout's regardless of which tokens each head keeps.
+        #expect(cache.bytes == PackedKVCache.regionBytes(layout: layout, channels: c).keys + PackedKVCache.regionBytes(layout: layout, channels: c).values)
+    }
+
+    @Test("a head's writes leave the other head's bytes alone, also when value groups span heads (head_dim 48)")
+    func headWritesAreDisjoint() {
+        // 2 KV heads of 48 channels: value groups of 32 straddle the heads at channels 32..<64.
+        let (kvHeads, d) = (2, 48)
+        let c = kvHeads * d
+        let cache = PackedKVCache(layout: Self.layout(sinks: 0, window: 0, high: 40, keyBits: 4, valueBits: 4, low: 0, lowBits: 0), channels: c, kvHeads: kvHeads)
+        var keys: [[Float]] = [], values: [[Float]] = []
+        for t in 0..<40 {
+            keys.append(Self.noise(c, seed: UInt64(2 * t + 11)))
+            values.append(Self.noise(c, seed: UInt64(2 * t + 12)))
+            cache.append(key: keys[t], value: values[t], scores: [0, 0])
+        }
+        // Every token is held by both heads; each head reads back its own channels within the
+        // 4-bit step of its group (range ≤ 2 → step ≤ 2/15, error ≤ half a step + fp16 rounding).
+        #expect(cache.heldTokens(head: 0) == Array(0..<40) && cache.heldTokens(head: 1) == Array(0..<40))
+        let (out, _) = cache.attend([Float](repeating: 0, count: 2 * d), key: keys[0], value: values[0], heads: 2, kvHeads: 2, scale: 1)
+        // Zero queries: uniform weights, so each head's output is the mean of its held values (+ the new one).
+        for g in 0..<kvHeads {
+            for i in 0..<d {
+                let mean = (values.reduce(0.0) { $0 + Double($1[g * d + i]) } + Double(values[0][g * d + i])) / 41
+                #expect(abs(Double(out[g * d + i]) - mean) < 0.07, "head \(g) channel \(i)")
+            }
+        }
+    }
+
     /// Mean |packed − f32 reference| of attention outputs over 80 tokens with every token kept in the high segment at `bits`.
     static func meanError(bits: Int) -> Double {
         let (heads, d) = (2, 32)
-        let cache = PackedKVCache(layout: layout(sinks: 0, window: 0, high: 80, keyBits: bits, valueBits: bits, low: 0, lowBits: 0), channels: heads * d)
+        let cache = PackedKVCache(layout: layout(sinks: 0, window: 0, high: 80, keyBits: bits, valueBits: bits, low: 0, lowBits: 0), channels: heads * d, kvHeads: heads)
         var keys: [[Float]] = [], values: [[Float]] = []
         var total = 0.0, n = 0
         for t in 0..<80 {

@@ -238,4 +238,4 @@ public let kvplanStep: @convention(c) (UnsafePointer<UnsafeMutableRawPointer>, U
 
 /// The calling convention of kvplan_step (the runtime refuses a library of another).
 @_cdecl("kvplan_abi")
-public func kvplan_abi() -> Int { 2 }
+public func kvplan_abi() -> Int { 3 }

@@ -151,17 +151,105 @@ func bfloat(_ p: UnsafeRawPointer, _ i: Int) -> Float {
 func half(_ p: UnsafeRawPointer, _ i: Int) -> Float {
     Float(Float16(bitPattern: p.loadUnaligned(fromByteOffset: i &<< 1, as: UInt16.self)))
 }
+/// e^x lane by lane (Cephes expf; x clamped to [-87, 88]).
+@inline(__always)
+func expv(_ x: SIMD8<Float>) -> SIMD8<Float> {
+    let x = pointwiseMin(pointwiseMax(x, SIMD8<Float>(repeating: -87)), SIMD8<Float>(repeating: 88))
+    let t = x * 1.44269504 + 12_582_912  // 1.5·2^23: x·log2(e) rounded lands in the low mantissa bits
+    let n = t - 12_582_912
+    let r = (x - n * 0.693359375) + n * 2.12194440e-4
+    var p = SIMD8<Float>(repeating: 1.9875691500e-4)
+    p = SIMD8<Float>(repeating: 1.3981999507e-3).addingProduct(p, r)
+    p = SIMD8<Float>(repeating: 8.3334519073e-3).addingProduct(p, r)
+    p = SIMD8<Float>(repeating: 4.1665795894e-2).addingProduct(p, r)
+    p = SIMD8<Float>(repeating: 1.6666665459e-1).addingProduct(p, r)
+    p = SIMD8<Float>(repeating: 5.0000001201e-1).addingProduct(p, r)
+    let e = (r + 1).addingProduct(p, r * r)
+    let exponent = (unsafeBitCast(t, to: SIMD8<Int32>.self) &- 0x4B40_0000 &+ 127) &<< 23
+    return e * unsafeBitCast(exponent, to: SIMD8<Float>.self)
+}
+
+/// Softmax over `n` slot logits at `l` (slots with negative occupancy weigh 0) and the new
+/// token's logit: normalises `l` in place and returns the new token's weight. Masks are bit
+/// patterns (occupancy's sign smeared over the lane): SIMDMask selects compiled lane by lane
+/// through the stack (measured: 85% of the kernel's time).
+@inline(never)
+func slotSoftmax(_ l: UnsafeMutablePointer<Float>, _ occ: UnsafePointer<Int32>, _ n: Int, newLogit: Float) -> Float {
+    @inline(__always) func empty(_ i: Int) -> SIMD8<Int32> { UnsafeRawPointer(occ + i).loadUnaligned(as: SIMD8<Int32>.self) &>> 31 }
+    @inline(__always) func logit(_ i: Int) -> SIMD8<Float> { UnsafeRawPointer(l + i).loadUnaligned(as: SIMD8<Float>.self) }
+    @inline(__always) func bits(_ x: SIMD8<Float>) -> SIMD8<Int32> { unsafeBitCast(x, to: SIMD8<Int32>.self) }
+    let negativeInfinity = bits(SIMD8<Float>(repeating: -.infinity))
+    var mv = SIMD8<Float>(repeating: newLogit)
+    var i = 0
+    while i &+ 8 <= n {
+        let e = empty(i)
+        mv = pointwiseMax(mv, unsafeBitCast((bits(logit(i)) & ~e) | (negativeInfinity & e), to: SIMD8<Float>.self))
+        i &+= 8
+    }
+    var m = mv.max()
+    while i < n { if occ[i] >= 0 { m = max(m, l[i]) }; i &+= 1 }
+    var tv = SIMD8<Float>()
+    i = 0
+    while i &+ 8 <= n {
+        let e = unsafeBitCast(bits(expv(logit(i) - m)) & ~empty(i), to: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(l + i).storeBytes(of: e, as: SIMD8<Float>.self)
+        tv += e
+        i &+= 8
+    }
+    var total = tv.sum()
+    while i < n { l[i] = occ[i] >= 0 ? exp(l[i] - m) : 0; total += l[i]; i &+= 1 }
+    let eNew = exp(newLogit - m)
+    let inv = 1 / (total + eNew)
+    i = 0
+    while i &+ 8 <= n { UnsafeMutableRawPointer(l + i).storeBytes(of: logit(i) * inv, as: SIMD8<Float>.self); i &+= 8 }
+    while i < n { l[i] *= inv; i &+= 1 }
+    return eNew * inv
+}
+
+/// For one key group of a head's `d` channel rows (each: fp16 scale, fp16 zero, codes):
+/// scaled[h·d + c] = q_h[c]·scale_c and bias[h] = Σ_c q_h[c]·zero_c, for `heads` heads.
+@inline(__always)
+func scaleQueries(_ q: UnsafePointer<Float>, heads: Int, _ group: UnsafeRawPointer, rowBytes: Int, d: Int,
+                  _ scaled: UnsafeMutablePointer<Float>, _ bias: UnsafeMutablePointer<Float>) {
+    for h in 0..<heads { bias[h] = 0 }
+    for c in 0..<d {
+        let p = group + c &* rowBytes
+        let s = blockScale(p), z = blockScale(p + 2)
+        for h in 0..<heads {
+            let qc = q[h &* d &+ c]
+            scaled[h &* d &+ c] = qc * s
+            bias[h] += qc * z
+        }
+    }
+}
+
+/// For one value channel group over `tokens` rows (each: fp16 scale, fp16 zero, codes):
+/// scaled[h·tokens + t] = w_h[t]·scale_t and bias[h] = Σ_t w_h[t]·zero_t, with w_h[t] the
+/// normalised weight at `weights[h·stride + t]` (0 where occupancy is negative).
+@inline(__always)
+func scaleWeights(_ weights: UnsafePointer<Float>, stride: Int, _ occ: UnsafePointer<Int32>, heads: Int, _ rows: UnsafeRawPointer,
+                  rowBytes: Int, tokens: Int, _ scaled: UnsafeMutablePointer<Float>, _ bias: UnsafeMutablePointer<Float>) {
+    for h in 0..<heads { bias[h] = 0 }
+    for t in 0..<tokens {
+        guard occ[t] >= 0 else {
+            for h in 0..<heads { scaled[h &* tokens &+ t] = 0 }
+            continue
+        }
+        let p = rows + t &* rowBytes
+        let s = blockScale(p), z = blockScale(p + 2)
+        for h in 0..<heads {
+            let w = weights[h &* stride &+ t]
+            scaled[h &* tokens &+ t] = w * s
+            bias[h] += w * z
+        }
+    }
+}
 
 /// Scaled logits of one head against `tokens` fp16 key rows of `channels` (the head's `d` from `first`).
 @inline(__always)
 func halfKeyLogits(_ q: UnsafePointer<Float>, _ keys: UnsafeRawPointer, tokens: Int, channels: Int, first: Int, d: Int, scale: Float,
                    _ out: UnsafeMutablePointer<Float>) {
-    for t in 0..<tokens {
-        let row = t &* channels &+ first
-        var s: Float = 0
-        for c in 0..<d { s += q[c] * half(keys, row &+ c) }
-        out[t] = s * scale
-    }
+    for t in 0..<tokens { out[t] = dotF16(q, keys + (t &* channels &+ first) &* 2, d) * scale }
 }
 
 /// The `n` codes of `bits` bits packed LSB-first at `p`, as f32.
@@ -224,9 +312,19 @@ func quantizedKeyLogits(_ q: UnsafePointer<Float>, heads: Int, _ segment: Unsafe
 /// (outputs `dv` apart, weights at `weights[h]`).
 @inline(__always)
 func halfValueAccumulate(_ row: UnsafeRawPointer, first: Int, dv: Int, heads: Int, weights: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>) {
-    for i in 0..<dv {
+    var i = 0
+    while i &+ 8 <= dv {
+        let v = SIMD8<Float>(row.loadUnaligned(fromByteOffset: (first &+ i) &* 2, as: SIMD8<Float16>.self))
+        for h in 0..<heads {
+            let yh = UnsafeMutableRawPointer(y + (h &* dv &+ i))
+            yh.storeBytes(of: yh.loadUnaligned(as: SIMD8<Float>.self).addingProduct(SIMD8<Float>(repeating: weights[h]), v), as: SIMD8<Float>.self)
+        }
+        i &+= 8
+    }
+    while i < dv {
         let v = half(row, first &+ i)
         for h in 0..<heads { y[h &* dv &+ i] += weights[h] * v }
+        i &+= 1
     }
 }
 
@@ -252,6 +350,256 @@ func quantizedValueAccumulate(_ row: UnsafeRawPointer, first: Int, dv: Int, bits
             for i in 0..<n { yh[i] += ws * code[i] + wz }
         }
         c &+= n
+    }
+}
+
+/// Scaled logits of 2 head(s) over one full 2-bit key group of 32 tokens:
+/// out[h·stride + t] = (Σ_c scaled[h·d + c]·code_ct + bias[h])·scale, channel rows `rowBytes`
+/// apart (codes after the 4-byte scale and zero); unpacked once for all heads.
+@inline(__always)
+func keyGroupLogitsB2H2(_ scaled: UnsafePointer<Float>, _ group: UnsafeRawPointer, rowBytes: Int, d: Int,
+                            _ bias: UnsafePointer<Float>, scale: Float, _ out: UnsafeMutablePointer<Float>, stride: Int,
+                            _ tmp: UnsafeMutablePointer<Float>) {
+    do {
+        var a0s0 = SIMD8<Float>(), a0s1 = SIMD8<Float>(), a0s2 = SIMD8<Float>(), a0s3 = SIMD8<Float>(), a1s0 = SIMD8<Float>(), a1s1 = SIMD8<Float>(), a1s2 = SIMD8<Float>(), a1s3 = SIMD8<Float>()
+        for c in 0..<d {
+            let p = group + (c &* rowBytes &+ 4)
+            let r0 = SIMD8<Int32>(truncatingIfNeeded: (p + 0).loadUnaligned(as: SIMD8<UInt8>.self))
+            let c0 = SIMD8<Float>((r0 & 3))
+            let c1 = SIMD8<Float>(((r0 &>> 2) & 3))
+            let c2 = SIMD8<Float>(((r0 &>> 4) & 3))
+            let c3 = SIMD8<Float>(((r0 &>> 6) & 3))
+            let w0 = SIMD8<Float>(repeating: scaled[c])
+            a0s0.addProduct(w0, c0); a0s1.addProduct(w0, c1); a0s2.addProduct(w0, c2); a0s3.addProduct(w0, c3)
+            let w1 = SIMD8<Float>(repeating: scaled[d &* 1 &+ c])
+            a1s0.addProduct(w1, c0); a1s1.addProduct(w1, c1); a1s2.addProduct(w1, c2); a1s3.addProduct(w1, c3)
+        }
+        UnsafeMutableRawPointer(tmp + 0).storeBytes(of: a0s0, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(tmp + 8).storeBytes(of: a0s1, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(tmp + 16).storeBytes(of: a0s2, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(tmp + 24).storeBytes(of: a0s3, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(tmp + 32).storeBytes(of: a1s0, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(tmp + 40).storeBytes(of: a1s1, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(tmp + 48).storeBytes(of: a1s2, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(tmp + 56).storeBytes(of: a1s3, as: SIMD8<Float>.self)
+        let o0 = out + 0, b0 = bias[0]
+        for i in 0..<8 { o0[0 &+ i &* 4] = (tmp[0 &+ i] + b0) * scale }
+        for i in 0..<8 { o0[1 &+ i &* 4] = (tmp[8 &+ i] + b0) * scale }
+        for i in 0..<8 { o0[2 &+ i &* 4] = (tmp[16 &+ i] + b0) * scale }
+        for i in 0..<8 { o0[3 &+ i &* 4] = (tmp[24 &+ i] + b0) * scale }
+        let o1 = out + stride &* 1, b1 = bias[1]
+        for i in 0..<8 { o1[0 &+ i &* 4] = (tmp[32 &+ i] + b1) * scale }
+        for i in 0..<8 { o1[1 &+ i &* 4] = (tmp[40 &+ i] + b1) * scale }
+        for i in 0..<8 { o1[2 &+ i &* 4] = (tmp[48 &+ i] + b1) * scale }
+        for i in 0..<8 { o1[3 &+ i &* 4] = (tmp[56 &+ i] + b1) * scale }
+    }
+}
+
+/// Scaled logits of 4 head(s) over one full 4-bit key group of 32 tokens:
+/// out[h·stride + t] = (Σ_c scaled[h·d + c]·code_ct + bias[h])·scale, channel rows `rowBytes`
+/// apart (codes after the 4-byte scale and zero); unpacked once for all heads.
+@inline(__always)
+func keyGroupLogitsB4H4(_ scaled: UnsafePointer<Float>, _ group: UnsafeRawPointer, rowBytes: Int, d: Int,
+                            _ bias: UnsafePointer<Float>, scale: Float, _ out: UnsafeMutablePointer<Float>, stride: Int,
+                            _ tmp: UnsafeMutablePointer<Float>) {
+    do {
+        var a0s0 = SIMD8<Float>(), a0s1 = SIMD8<Float>(), a1s0 = SIMD8<Float>(), a1s1 = SIMD8<Float>(), a2s0 = SIMD8<Float>(), a2s1 = SIMD8<Float>(), a3s0 = SIMD8<Float>(), a3s1 = SIMD8<Float>()
+        for c in 0..<d {
+            let p = group + (c &* rowBytes &+ 4)
+            let r0 = SIMD8<Int32>(truncatingIfNeeded: (p + 0).loadUnaligned(as: SIMD8<UInt8>.self))
+            let c0 = SIMD8<Float>((r0 & 15))
+            let c1 = SIMD8<Float>(((r0 &>> 4) & 15))
+            let w0 = SIMD8<Float>(repeating: scaled[c])
+            a0s0.addProduct(w0, c0); a0s1.addProduct(w0, c1)
+            let w1 = SIMD8<Float>(repeating: scaled[d &* 1 &+ c])
+            a1s0.addProduct(w1, c0); a1s1.addProduct(w1, c1)
+            let w2 = SIMD8<Float>(repeating: scaled[d &* 2 &+ c])
+            a2s0.addProduct(w2, c0); a2s1.addProduct(w2, c1)
+            let w3 = SIMD8<Float>(repeating: scaled[d &* 3 &+ c])
+            a3s0.addProduct(w3, c0); a3s1.addProduct(w3, c1)
+        }
+        UnsafeMutableRawPointer(tmp + 0).storeBytes(of: a0s0, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(tmp + 8).storeBytes(of: a0s1, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(tmp + 16).storeBytes(of: a1s0, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(tmp + 24).storeBytes(of: a1s1, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(tmp + 32).storeBytes(of: a2s0, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(tmp + 40).storeBytes(of: a2s1, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(tmp + 48).storeBytes(of: a3s0, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(tmp + 56).storeBytes(of: a3s1, as: SIMD8<Float>.self)
+        let o0 = out + 0, b0 = bias[0]
+        for i in 0..<8 { o0[0 &+ i &* 2] = (tmp[0 &+ i] + b0) * scale }
+        for i in 0..<8 { o0[1 &+ i &* 2] = (tmp[8 &+ i] + b0) * scale }
+        let o1 = out + stride &* 1, b1 = bias[1]
+        for i in 0..<8 { o1[0 &+ i &* 2] = (tmp[16 &+ i] + b1) * scale }
+        for i in 0..<8 { o1[1 &+ i &* 2] = (tmp[24 &+ i] + b1) * scale }
+        let o2 = out + stride &* 2, b2 = bias[2]
+        for i in 0..<8 { o2[0 &+ i &* 2] = (tmp[32 &+ i] + b2) * scale }
+        for i in 0..<8 { o2[1 &+ i &* 2] = (tmp[40 &+ i] + b2) * scale }
+        let o3 = out + stride &* 3, b3 = bias[3]
+        for i in 0..<8 { o3[0 &+ i &* 2] = (tmp[48 &+ i] + b3) * scale }
+        for i in 0..<8 { o3[1 &+ i &* 2] = (tmp[56 &+ i] + b3) * scale }
+    }
+    do {
+        var a0s2 = SIMD8<Float>(), a0s3 = SIMD8<Float>(), a1s2 = SIMD8<Float>(), a1s3 = SIMD8<Float>(), a2s2 = SIMD8<Float>(), a2s3 = SIMD8<Float>(), a3s2 = SIMD8<Float>(), a3s3 = SIMD8<Float>()
+        for c in 0..<d {
+            let p = group + (c &* rowBytes &+ 4)
+            let r1 = SIMD8<Int32>(truncatingIfNeeded: (p + 8).loadUnaligned(as: SIMD8<UInt8>.self))
+            let c2 = SIMD8<Float>((r1 & 15))
+            let c3 = SIMD8<Float>(((r1 &>> 4) & 15))
+            let w0 = SIMD8<Float>(repeating: scaled[c])
+            a0s2.addProduct(w0, c2); a0s3.addProduct(w0, c3)
+            let w1 = SIMD8<Float>(repeating: scaled[d &* 1 &+ c])
+            a1s2.addProduct(w1, c2); a1s3.addProduct(w1, c3)
+            let w2 = SIMD8<Float>(repeating: scaled[d &* 2 &+ c])
+            a2s2.addProduct(w2, c2); a2s3.addProduct(w2, c3)
+            let w3 = SIMD8<Float>(repeating: scaled[d &* 3 &+ c])
+            a3s2.addProduct(w3, c2); a3s3.addProduct(w3, c3)
+        }
+        UnsafeMutableRawPointer(tmp + 0).storeBytes(of: a0s2, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(tmp + 8).storeBytes(of: a0s3, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(tmp + 16).storeBytes(of: a1s2, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(tmp + 24).storeBytes(of: a1s3, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(tmp + 32).storeBytes(of: a2s2, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(tmp + 40).storeBytes(of: a2s3, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(tmp + 48).storeBytes(of: a3s2, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(tmp + 56).storeBytes(of: a3s3, as: SIMD8<Float>.self)
+        let o0 = out + 0, b0 = bias[0]
+        for i in 0..<8 { o0[16 &+ i &* 2] = (tmp[0 &+ i] + b0) * scale }
+        for i in 0..<8 { o0[17 &+ i &* 2] = (tmp[8 &+ i] + b0) * scale }
+        let o1 = out + stride &* 1, b1 = bias[1]
+        for i in 0..<8 { o1[16 &+ i &* 2] = (tmp[16 &+ i] + b1) * scale }
+        for i in 0..<8 { o1[17 &+ i &* 2] = (tmp[24 &+ i] + b1) * scale }
+        let o2 = out + stride &* 2, b2 = bias[2]
+        for i in 0..<8 { o2[16 &+ i &* 2] = (tmp[32 &+ i] + b2) * scale }
+        for i in 0..<8 { o2[17 &+ i &* 2] = (tmp[40 &+ i] + b2) * scale }
+        let o3 = out + stride &* 3, b3 = bias[3]
+        for i in 0..<8 { o3[16 &+ i &* 2] = (tmp[48 &+ i] + b3) * scale }
+        for i in 0..<8 { o3[17 &+ i &* 2] = (tmp[56 &+ i] + b3) * scale }
+    }
+}
+
+/// y_h[0..<32] += Σ_t scaled[h·tokens + t]·code_t + bias[h] for 2 head(s) over one
+/// 2-bit value channel group of `tokens` rows (`rowBytes` apart, codes after the 4-byte
+/// scale and zero), outputs `dv` apart; unpacked once for all heads.
+@inline(__always)
+func valueGroupAccumulateB2H2(_ scaled: UnsafePointer<Float>, tokens: Int, _ rows: UnsafeRawPointer, rowBytes: Int,
+                                  _ bias: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, dv: Int,
+                                  _ tmp: UnsafeMutablePointer<Float>) {
+    do {
+        var a0s0 = SIMD8<Float>(), a0s1 = SIMD8<Float>(), a0s2 = SIMD8<Float>(), a0s3 = SIMD8<Float>(), a1s0 = SIMD8<Float>(), a1s1 = SIMD8<Float>(), a1s2 = SIMD8<Float>(), a1s3 = SIMD8<Float>()
+        for t in 0..<tokens {
+            let p = rows + (t &* rowBytes &+ 4)
+            let r0 = SIMD8<Int32>(truncatingIfNeeded: (p + 0).loadUnaligned(as: SIMD8<UInt8>.self))
+            let c0 = SIMD8<Float>((r0 & 3))
+            let c1 = SIMD8<Float>(((r0 &>> 2) & 3))
+            let c2 = SIMD8<Float>(((r0 &>> 4) & 3))
+            let c3 = SIMD8<Float>(((r0 &>> 6) & 3))
+            let w0 = SIMD8<Float>(repeating: scaled[t])
+            a0s0.addProduct(w0, c0); a0s1.addProduct(w0, c1); a0s2.addProduct(w0, c2); a0s3.addProduct(w0, c3)
+            let w1 = SIMD8<Float>(repeating: scaled[tokens &* 1 &+ t])
+            a1s0.addProduct(w1, c0); a1s1.addProduct(w1, c1); a1s2.addProduct(w1, c2); a1s3.addProduct(w1, c3)
+        }
+        UnsafeMutableRawPointer(tmp + 0).storeBytes(of: a0s0, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(tmp + 8).storeBytes(of: a0s1, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(tmp + 16).storeBytes(of: a0s2, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(tmp + 24).storeBytes(of: a0s3, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(tmp + 32).storeBytes(of: a1s0, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(tmp + 40).storeBytes(of: a1s1, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(tmp + 48).storeBytes(of: a1s2, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(tmp + 56).storeBytes(of: a1s3, as: SIMD8<Float>.self)
+        let y0 = y + 0, b0 = bias[0]
+        for i in 0..<8 { y0[0 &+ i &* 4] += tmp[0 &+ i] + b0 }
+        for i in 0..<8 { y0[1 &+ i &* 4] += tmp[8 &+ i] + b0 }
+        for i in 0..<8 { y0[2 &+ i &* 4] += tmp[16 &+ i] + b0 }
+        for i in 0..<8 { y0[3 &+ i &* 4] += tmp[24 &+ i] + b0 }
+        let y1 = y + dv &* 1, b1 = bias[1]
+        for i in 0..<8 { y1[0 &+ i &* 4] += tmp[32 &+ i] + b1 }
+        for i in 0..<8 { y1[1 &+ i &* 4] += tmp[40 &+ i] + b1 }
+        for i in 0..<8 { y1[2 &+ i &* 4] += tmp[48 &+ i] + b1 }
+        for i in 0..<8 { y1[3 &+ i &* 4] += tmp[56 &+ i] + b1 }
+    }
+}
+
+/// y_h[0..<32] += Σ_t scaled[h·tokens + t]·code_t + bias[h] for 4 head(s) over one
+/// 4-bit value channel group of `tokens` rows (`rowBytes` apart, codes after the 4-byte
+/// scale and zero), outputs `dv` apart; unpacked once for all heads.
+@inline(__always)
+func valueGroupAccumulateB4H4(_ scaled: UnsafePointer<Float>, tokens: Int, _ rows: UnsafeRawPointer, rowBytes: Int,
+                                  _ bias: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, dv: Int,
+                                  _ tmp: UnsafeMutablePointer<Float>) {
+    do {
+        var a0s0 = SIMD8<Float>(), a0s1 = SIMD8<Float>(), a1s0 = SIMD8<Float>(), a1s1 = SIMD8<Float>(), a2s0 = SIMD8<Float>(), a2s1 = SIMD8<Float>(), a3s0 = SIMD8<Float>(), a3s1 = SIMD8<Float>()
+        for t in 0..<tokens {
+            let p = rows + (t &* rowBytes &+ 4)
+            let r0 = SIMD8<Int32>(truncatingIfNeeded: (p + 0).loadUnaligned(as: SIMD8<UInt8>.self))
+            let c0 = SIMD8<Float>((r0 & 15))
+            let c1 = SIMD8<Float>(((r0 &>> 4) & 15))
+            let w0 = SIMD8<Float>(repeating: scaled[t])
+            a0s0.addProduct(w0, c0); a0s1.addProduct(w0, c1)
+            let w1 = SIMD8<Float>(repeating: scaled[tokens &* 1 &+ t])
+            a1s0.addProduct(w1, c0); a1s1.addProduct(w1, c1)
+            let w2 = SIMD8<Float>(repeating: scaled[tokens &* 2 &+ t])
+            a2s0.addProduct(w2, c0); a2s1.addProduct(w2, c1)
+            let w3 = SIMD8<Float>(repeating: scaled[tokens &* 3 &+ t])
+            a3s0.addProduct(w3, c0); a3s1.addProduct(w3, c1)
+        }
+        UnsafeMutableRawPointer(tmp + 0).storeBytes(of: a0s0, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(tmp + 8).storeBytes(of: a0s1, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(tmp + 16).storeBytes(of: a1s0, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(tmp + 24).storeBytes(of: a1s1, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(tmp + 32).storeBytes(of: a2s0, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(tmp + 40).storeBytes(of: a2s1, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(tmp + 48).storeBytes(of: a3s0, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(tmp + 56).storeBytes(of: a3s1, as: SIMD8<Float>.self)
+        let y0 = y + 0, b0 = bias[0]
+        for i in 0..<8 { y0[0 &+ i &* 2] += tmp[0 &+ i] + b0 }
+        for i in 0..<8 { y0[1 &+ i &* 2] += tmp[8 &+ i] + b0 }
+        let y1 = y + dv &* 1, b1 = bias[1]
+        for i in 0..<8 { y1[0 &+ i &* 2] += tmp[16 &+ i] + b1 }
+        for i in 0..<8 { y1[1 &+ i &* 2] += tmp[24 &+ i] + b1 }
+        let y2 = y + dv &* 2, b2 = bias[2]
+        for i in 0..<8 { y2[0 &+ i &* 2] += tmp[32 &+ i] + b2 }
+        for i in 0..<8 { y2[1 &+ i &* 2] += tmp[40 &+ i] + b2 }
+        let y3 = y + dv &* 3, b3 = bias[3]
+        for i in 0..<8 { y3[0 &+ i &* 2] += tmp[48 &+ i] + b3 }
+        for i in 0..<8 { y3[1 &+ i &* 2] += tmp[56 &+ i] + b3 }
+    }
+    do {
+        var a0s2 = SIMD8<Float>(), a0s3 = SIMD8<Float>(), a1s2 = SIMD8<Float>(), a1s3 = SIMD8<Float>(), a2s2 = SIMD8<Float>(), a2s3 = SIMD8<Float>(), a3s2 = SIMD8<Float>(), a3s3 = SIMD8<Float>()
+        for t in 0..<tokens {
+            let p = rows + (t &* rowBytes &+ 4)
+            let r1 = SIMD8<Int32>(truncatingIfNeeded: (p + 8).loadUnaligned(as: SIMD8<UInt8>.self))
+            let c2 = SIMD8<Float>((r1 & 15))
+            let c3 = SIMD8<Float>(((r1 &>> 4) & 15))
+            let w0 = SIMD8<Float>(repeating: scaled[t])
+            a0s2.addProduct(w0, c2); a0s3.addProduct(w0, c3)
+            let w1 = SIMD8<Float>(repeating: scaled[tokens &* 1 &+ t])
+            a1s2.addProduct(w1, c2); a1s3.addProduct(w1, c3)
+            let w2 = SIMD8<Float>(repeating: scaled[tokens &* 2 &+ t])
+            a2s2.addProduct(w2, c2); a2s3.addProduct(w2, c3)
+            let w3 = SIMD8<Float>(repeating: scaled[tokens &* 3 &+ t])
+            a3s2.addProduct(w3, c2); a3s3.addProduct(w3, c3)
+        }
+        UnsafeMutableRawPointer(tmp + 0).storeBytes(of: a0s2, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(tmp + 8).storeBytes(of: a0s3, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(tmp + 16).storeBytes(of: a1s2, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(tmp + 24).storeBytes(of: a1s3, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(tmp + 32).storeBytes(of: a2s2, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(tmp + 40).storeBytes(of: a2s3, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(tmp + 48).storeBytes(of: a3s2, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(tmp + 56).storeBytes(of: a3s3, as: SIMD8<Float>.self)
+        let y0 = y + 0, b0 = bias[0]
+        for i in 0..<8 { y0[16 &+ i &* 2] += tmp[0 &+ i] + b0 }
+        for i in 0..<8 { y0[17 &+ i &* 2] += tmp[8 &+ i] + b0 }
+        let y1 = y + dv &* 1, b1 = bias[1]
+        for i in 0..<8 { y1[16 &+ i &* 2] += tmp[16 &+ i] + b1 }
+        for i in 0..<8 { y1[17 &+ i &* 2] += tmp[24 &+ i] + b1 }
+        let y2 = y + dv &* 2, b2 = bias[2]
+        for i in 0..<8 { y2[16 &+ i &* 2] += tmp[32 &+ i] + b2 }
+        for i in 0..<8 { y2[17 &+ i &* 2] += tmp[40 &+ i] + b2 }
+        let y3 = y + dv &* 3, b3 = bias[3]
+        for i in 0..<8 { y3[16 &+ i &* 2] += tmp[48 &+ i] + b3 }
+        for i in 0..<8 { y3[17 &+ i &* 2] += tmp[56 &+ i] + b3 }
     }
 }
 
@@ -329,71 +677,105 @@ func k5(_ x: UnsafeMutablePointer<Float>, _ z: UnsafeMutablePointer<Float>, _ y:
 @inline(never)
 func k6(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v: UnsafeMutablePointer<Float>, _ kc: UnsafeMutablePointer<Float>, _ vc: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ kn: UnsafeMutablePointer<Float>, _ vn: UnsafeMutablePointer<Float>, _ state: UnsafeMutableRawPointer) {
     let occupancy = (state + 0).assumingMemoryBound(to: Int32.self)
-    let received = (state + 4096).assumingMemoryBound(to: Float.self)
-    let newScore = (state + 8192).assumingMemoryBound(to: Float.self)
-    let logits = UnsafeMutablePointer<Float>.allocate(capacity: 4100)
-    let scratch = UnsafeMutablePointer<Float>.allocate(capacity: 264)
+    let received = (state + 8192).assumingMemoryBound(to: Float.self)
+    let newScore = (state + 16384).assumingMemoryBound(to: Float.self)
+    let logits = UnsafeMutablePointer<Float>.allocate(capacity: 8200)
+    let scratch = UnsafeMutablePointer<Float>.allocate(capacity: 4360)
     defer { logits.deallocate(); scratch.deallocate() }
-    let codes = scratch, bias = scratch + 256, weights = scratch + 260
+    let codes = scratch, bias = scratch + 256, weights = scratch + 260, scaled = scratch + 264
+    _ = (codes, bias, weights, scaled)
     for b in 0..<1 {
         (kn + b &* 64).update(from: k + b &* 64, count: 64)
         (vn + b &* 64).update(from: v + b &* 64, count: 64)
-        let rec = received + b &* 1024
-        for s in 0..<1024 { rec[s] = 0 }
-        newScore[b] = 0
-        let occ = occupancy + b &* 1024
         let keys = UnsafeRawPointer(kc) + b &* 42688, values = UnsafeRawPointer(vc) + b &* 28320
         for g in 0..<2 {
-            let qg = q + (b &* 8 &+ g &* 4) &* 32
-            let yg = y + (b &* 8 &+ g &* 4) &* 32
-            for h in 0..<4 { halfKeyLogits(qg + h &* 32, keys + 0, tokens: 36, channels: 64, first: g &* 32, d: 32, scale: 0.17677669, logits + (h &* 1025 &+ 0)) }
-            quantizedKeyLogits(qg, heads: 4, keys + 4608, tokens: 896, channels: 64, first: g &* 32, d: 32, bits: 4, group: 32, scale: 0.17677669, logits + 36, stride: 1025, codes: codes, bias: bias)
-            quantizedKeyLogits(qg, heads: 4, keys + 40448, tokens: 92, channels: 64, first: g &* 32, d: 32, bits: 2, group: 32, scale: 0.17677669, logits + 932, stride: 1025, codes: codes, bias: bias)
-            let vNew = v + (b &* 64 &+ g &* 32)
-            for h in 0..<4 {
-                let lh = logits + h &* 1025
-                let newLogit = dot(qg + h &* 32, k + (b &* 64 &+ g &* 32), 32) * 0.17677669
-                var m = newLogit
-                for s in 0..<1024 where occ[s] >= 0 { m = max(m, lh[s]) }
-                let eNew = exp(newLogit - m)
-                var total = eNew
-                for s in 0..<1024 {
-                    let e: Float = occ[s] >= 0 ? exp(lh[s] - m) : 0
-                    lh[s] = e
-                    total += e
-                }
-                let inv = 1 / total
-                for s in 0..<1024 { lh[s] *= inv }
-                let yh = yg + h &* 32
-                for i in 0..<32 { yh[i] = eNew * inv * vNew[i] }
-                newScore[b] += eNew * inv
+            let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
+            let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
+            _ = (occ, lg, qg, yg)
+            for h in 0..<4 { halfKeyLogits(qg + h &* 32, keys + 0, tokens: 36, channels: 64, first: g &* 32, d: 32, scale: 0.17677669, lg + (h &* 1025 &+ 0)) }
+        }
+        for grp in 0..<28 {
+            for g in 0..<2 {
+                let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
+                let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
+                _ = (occ, lg, qg, yg)
+                let group = keys + (4608 &+ grp &* 1280 &+ g &* 640)
+                scaleQueries(qg, heads: 4, group, rowBytes: 20, d: 32, scaled, bias)
+                keyGroupLogitsB4H4(scaled + 0, group, rowBytes: 20, d: 32, bias + 0, scale: 0.17677669, lg + (36 &+ grp &* 32), stride: 1025, codes)
             }
+        }
+        for grp in 0..<2 {
+            for g in 0..<2 {
+                let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
+                let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
+                _ = (occ, lg, qg, yg)
+                let group = keys + (40448 &+ grp &* 768 &+ g &* 384)
+                scaleQueries(qg, heads: 4, group, rowBytes: 12, d: 32, scaled, bias)
+                keyGroupLogitsB2H2(scaled + 0, group, rowBytes: 12, d: 32, bias + 0, scale: 0.17677669, lg + (932 &+ grp &* 32), stride: 1025, codes)
+                keyGroupLogitsB2H2(scaled + 64, group, rowBytes: 12, d: 32, bias + 2, scale: 0.17677669, lg + (2982 &+ grp &* 32), stride: 1025, codes)
+            }
+        }
+        for g in 0..<2 {
+            let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
+            let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
+            _ = (occ, lg, qg, yg)
+            quantizedKeyLogits(qg, heads: 4, keys + (41984), tokens: 28, channels: 64, first: g &* 32, d: 32, bits: 2, group: 32, scale: 0.17677669, lg + 996, stride: 1025, codes: codes, bias: bias)
+        }
+        for g in 0..<2 {
+            let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
+            let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
+            _ = (occ, lg, qg, yg)
+            let kNew = k + (b &* 64 &+ g &* 32), vNew = v + (b &* 64 &+ g &* 32)
+            var newWeight: Float = 0
+            for h in 0..<4 {
+                let wNew = slotSoftmax(lg + h &* 1025, occ, 1024, newLogit: dot(qg + h &* 32, kNew, 32) * 0.17677669)
+                let yh = yg + h &* 32
+                for i in 0..<32 { yh[i] = wNew * vNew[i] }
+                newWeight += wNew
+            }
+            newScore[b &* 2 &+ g] = newWeight
+            let rec = received + (b &* 2 &+ g) &* 1024
+            for s in 0..<1024 {
+                var r: Float = 0
+                for h in 0..<4 { r += lg[h &* 1025 &+ s] }
+                rec[s] = r
+            }
+        }
+        for g in 0..<2 {
+            let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
+            let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
+            _ = (occ, lg, qg, yg)
             for s in 0..<36 where occ[0 &+ s] >= 0 {
-                var received: Float = 0
-                for h in 0..<4 {
-                    weights[h] = logits[h &* 1025 &+ 0 &+ s]
-                    received += weights[h]
-                }
-                rec[0 &+ s] += received
+                for h in 0..<4 { weights[h] = lg[h &* 1025 &+ 0 &+ s] }
                 halfValueAccumulate(values + (0 &+ s &* 128), first: g &* 32, dv: 32, heads: 4, weights: weights, yg)
             }
-            for s in 0..<896 where occ[36 &+ s] >= 0 {
-                var received: Float = 0
-                for h in 0..<4 {
-                    weights[h] = logits[h &* 1025 &+ 36 &+ s]
-                    received += weights[h]
+        }
+        for t0 in stride(from: 0, to: 896, by: 256) {
+            let n = min(256, 896 &- t0)
+            for g in 0..<2 {
+                let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
+                let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
+                _ = (occ, lg, qg, yg)
+                for j in 0..<1 {
+                    let rows = values + (4608 &+ t0 &* 24 &+ (g &* 1 &+ j) &* 12)
+                    scaleWeights(lg + (36 &+ t0), stride: 1025, occ + (36 &+ t0), heads: 4, rows, rowBytes: 24, tokens: n, scaled, bias)
+                    valueGroupAccumulateB2H2(scaled + 0 &* n, tokens: n, rows, rowBytes: 24, bias + 0, yg + (0 &+ j &* 32), dv: 32, codes)
+                    valueGroupAccumulateB2H2(scaled + 2 &* n, tokens: n, rows, rowBytes: 24, bias + 2, yg + (64 &+ j &* 32), dv: 32, codes)
                 }
-                rec[36 &+ s] += received
-                quantizedValueAccumulate(values + (4608 &+ s &* 24), first: g &* 32, dv: 32, bits: 2, group: 32, heads: 4, weights: weights, yg, codes: codes)
             }
-            for s in 0..<92 where occ[932 &+ s] >= 0 {
-                var received: Float = 0
-                for h in 0..<4 {
-                    weights[h] = logits[h &* 1025 &+ 932 &+ s]
-                    received += weights[h]
+        }
+        for t0 in stride(from: 0, to: 92, by: 256) {
+            let n = min(256, 92 &- t0)
+            for g in 0..<2 {
+                let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
+                let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
+                _ = (occ, lg, qg, yg)
+                for j in 0..<1 {
+                    let rows = values + (26112 &+ t0 &* 24 &+ (g &* 1 &+ j) &* 12)
+                    scaleWeights(lg + (932 &+ t0), stride: 1025, occ + (932 &+ t0), heads: 4, rows, rowBytes: 24, tokens: n, scaled, bias)
+                    valueGroupAccumulateB2H2(scaled + 0 &* n, tokens: n, rows, rowBytes: 24, bias + 0, yg + (0 &+ j &* 32), dv: 32, codes)
+                    valueGroupAccumulateB2H2(scaled + 2 &* n, tokens: n, rows, rowBytes: 24, bias + 2, yg + (64 &+ j &* 32), dv: 32, codes)
                 }
-                rec[932 &+ s] += received
-                quantizedValueAccumulate(values + (26112 &+ s &* 24), first: g &* 32, dv: 32, bits: 2, group: 32, heads: 4, weights: weights, yg, codes: codes)
             }
         }
     }
@@ -430,71 +812,104 @@ func k10(_ x: UnsafeMutablePointer<Float>, _ z: UnsafeMutablePointer<Float>, _ y
 @inline(never)
 func k11(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v: UnsafeMutablePointer<Float>, _ kc: UnsafeMutablePointer<Float>, _ vc: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ kn: UnsafeMutablePointer<Float>, _ vn: UnsafeMutablePointer<Float>, _ state: UnsafeMutableRawPointer) {
     let occupancy = (state + 0).assumingMemoryBound(to: Int32.self)
-    let received = (state + 4096).assumingMemoryBound(to: Float.self)
-    let newScore = (state + 8192).assumingMemoryBound(to: Float.self)
-    let logits = UnsafeMutablePointer<Float>.allocate(capacity: 4100)
-    let scratch = UnsafeMutablePointer<Float>.allocate(capacity: 264)
+    let received = (state + 8192).assumingMemoryBound(to: Float.self)
+    let newScore = (state + 16384).assumingMemoryBound(to: Float.self)
+    let logits = UnsafeMutablePointer<Float>.allocate(capacity: 8200)
+    let scratch = UnsafeMutablePointer<Float>.allocate(capacity: 4360)
     defer { logits.deallocate(); scratch.deallocate() }
-    let codes = scratch, bias = scratch + 256, weights = scratch + 260
+    let codes = scratch, bias = scratch + 256, weights = scratch + 260, scaled = scratch + 264
+    _ = (codes, bias, weights, scaled)
     for b in 0..<1 {
         (kn + b &* 64).update(from: k + b &* 64, count: 64)
         (vn + b &* 64).update(from: v + b &* 64, count: 64)
-        let rec = received + b &* 1024
-        for s in 0..<1024 { rec[s] = 0 }
-        newScore[b] = 0
-        let occ = occupancy + b &* 1024
         let keys = UnsafeRawPointer(kc) + b &* 30848, values = UnsafeRawPointer(vc) + b &* 30816
         for g in 0..<2 {
-            let qg = q + (b &* 8 &+ g &* 4) &* 32
-            let yg = y + (b &* 8 &+ g &* 4) &* 32
-            for h in 0..<4 { halfKeyLogits(qg + h &* 32, keys + 0, tokens: 36, channels: 64, first: g &* 32, d: 32, scale: 0.17677669, logits + (h &* 1025 &+ 0)) }
-            quantizedKeyLogits(qg, heads: 4, keys + 4608, tokens: 156, channels: 64, first: g &* 32, d: 32, bits: 4, group: 32, scale: 0.17677669, logits + 36, stride: 1025, codes: codes, bias: bias)
-            quantizedKeyLogits(qg, heads: 4, keys + 10880, tokens: 832, channels: 64, first: g &* 32, d: 32, bits: 2, group: 32, scale: 0.17677669, logits + 192, stride: 1025, codes: codes, bias: bias)
-            let vNew = v + (b &* 64 &+ g &* 32)
-            for h in 0..<4 {
-                let lh = logits + h &* 1025
-                let newLogit = dot(qg + h &* 32, k + (b &* 64 &+ g &* 32), 32) * 0.17677669
-                var m = newLogit
-                for s in 0..<1024 where occ[s] >= 0 { m = max(m, lh[s]) }
-                let eNew = exp(newLogit - m)
-                var total = eNew
-                for s in 0..<1024 {
-                    let e: Float = occ[s] >= 0 ? exp(lh[s] - m) : 0
-                    lh[s] = e
-                    total += e
-                }
-                let inv = 1 / total
-                for s in 0..<1024 { lh[s] *= inv }
-                let yh = yg + h &* 32
-                for i in 0..<32 { yh[i] = eNew * inv * vNew[i] }
-                newScore[b] += eNew * inv
+            let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
+            let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
+            _ = (occ, lg, qg, yg)
+            for h in 0..<4 { halfKeyLogits(qg + h &* 32, keys + 0, tokens: 36, channels: 64, first: g &* 32, d: 32, scale: 0.17677669, lg + (h &* 1025 &+ 0)) }
+        }
+        for grp in 0..<4 {
+            for g in 0..<2 {
+                let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
+                let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
+                _ = (occ, lg, qg, yg)
+                let group = keys + (4608 &+ grp &* 1280 &+ g &* 640)
+                scaleQueries(qg, heads: 4, group, rowBytes: 20, d: 32, scaled, bias)
+                keyGroupLogitsB4H4(scaled + 0, group, rowBytes: 20, d: 32, bias + 0, scale: 0.17677669, lg + (36 &+ grp &* 32), stride: 1025, codes)
             }
+        }
+        for g in 0..<2 {
+            let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
+            let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
+            _ = (occ, lg, qg, yg)
+            quantizedKeyLogits(qg, heads: 4, keys + (9728), tokens: 28, channels: 64, first: g &* 32, d: 32, bits: 4, group: 32, scale: 0.17677669, lg + 164, stride: 1025, codes: codes, bias: bias)
+        }
+        for grp in 0..<26 {
+            for g in 0..<2 {
+                let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
+                let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
+                _ = (occ, lg, qg, yg)
+                let group = keys + (10880 &+ grp &* 768 &+ g &* 384)
+                scaleQueries(qg, heads: 4, group, rowBytes: 12, d: 32, scaled, bias)
+                keyGroupLogitsB2H2(scaled + 0, group, rowBytes: 12, d: 32, bias + 0, scale: 0.17677669, lg + (192 &+ grp &* 32), stride: 1025, codes)
+                keyGroupLogitsB2H2(scaled + 64, group, rowBytes: 12, d: 32, bias + 2, scale: 0.17677669, lg + (2242 &+ grp &* 32), stride: 1025, codes)
+            }
+        }
+        for g in 0..<2 {
+            let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
+            let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
+            _ = (occ, lg, qg, yg)
+            let kNew = k + (b &* 64 &+ g &* 32), vNew = v + (b &* 64 &+ g &* 32)
+            var newWeight: Float = 0
+            for h in 0..<4 {
+                let wNew = slotSoftmax(lg + h &* 1025, occ, 1024, newLogit: dot(qg + h &* 32, kNew, 32) * 0.17677669)
+                let yh = yg + h &* 32
+                for i in 0..<32 { yh[i] = wNew * vNew[i] }
+                newWeight += wNew
+            }
+            newScore[b &* 2 &+ g] = newWeight
+            let rec = received + (b &* 2 &+ g) &* 1024
+            for s in 0..<1024 {
+                var r: Float = 0
+                for h in 0..<4 { r += lg[h &* 1025 &+ s] }
+                rec[s] = r
+            }
+        }
+        for g in 0..<2 {
+            let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
+            let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
+            _ = (occ, lg, qg, yg)
             for s in 0..<36 where occ[0 &+ s] >= 0 {
-                var received: Float = 0
-                for h in 0..<4 {
-                    weights[h] = logits[h &* 1025 &+ 0 &+ s]
-                    received += weights[h]
-                }
-                rec[0 &+ s] += received
+                for h in 0..<4 { weights[h] = lg[h &* 1025 &+ 0 &+ s] }
                 halfValueAccumulate(values + (0 &+ s &* 128), first: g &* 32, dv: 32, heads: 4, weights: weights, yg)
             }
-            for s in 0..<156 where occ[36 &+ s] >= 0 {
-                var received: Float = 0
-                for h in 0..<4 {
-                    weights[h] = logits[h &* 1025 &+ 36 &+ s]
-                    received += weights[h]
+        }
+        for t0 in stride(from: 0, to: 156, by: 256) {
+            let n = min(256, 156 &- t0)
+            for g in 0..<2 {
+                let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
+                let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
+                _ = (occ, lg, qg, yg)
+                for j in 0..<1 {
+                    let rows = values + (4608 &+ t0 &* 40 &+ (g &* 1 &+ j) &* 20)
+                    scaleWeights(lg + (36 &+ t0), stride: 1025, occ + (36 &+ t0), heads: 4, rows, rowBytes: 40, tokens: n, scaled, bias)
+                    valueGroupAccumulateB4H4(scaled + 0 &* n, tokens: n, rows, rowBytes: 40, bias + 0, yg + (0 &+ j &* 32), dv: 32, codes)
                 }
-                rec[36 &+ s] += received
-                quantizedValueAccumulate(values + (4608 &+ s &* 40), first: g &* 32, dv: 32, bits: 4, group: 32, heads: 4, weights: weights, yg, codes: codes)
             }
-            for s in 0..<832 where occ[192 &+ s] >= 0 {
-                var received: Float = 0
-                for h in 0..<4 {
-                    weights[h] = logits[h &* 1025 &+ 192 &+ s]
-                    received += weights[h]
+        }
+        for t0 in stride(from: 0, to: 832, by: 256) {
+            let n = min(256, 832 &- t0)
+            for g in 0..<2 {
+                let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
+                let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
+                _ = (occ, lg, qg, yg)
+                for j in 0..<1 {
+                    let rows = values + (10848 &+ t0 &* 24 &+ (g &* 1 &+ j) &* 12)
+                    scaleWeights(lg + (192 &+ t0), stride: 1025, occ + (192 &+ t0), heads: 4, rows, rowBytes: 24, tokens: n, scaled, bias)
+                    valueGroupAccumulateB2H2(scaled + 0 &* n, tokens: n, rows, rowBytes: 24, bias + 0, yg + (0 &+ j &* 32), dv: 32, codes)
+                    valueGroupAccumulateB2H2(scaled + 2 &* n, tokens: n, rows, rowBytes: 24, bias + 2, yg + (64 &+ j &* 32), dv: 32, codes)
                 }
-                rec[192 &+ s] += received
-                quantizedValueAccumulate(values + (10848 &+ s &* 24), first: g &* 32, dv: 32, bits: 2, group: 32, heads: 4, weights: weights, yg, codes: codes)
             }
         }
     }
@@ -503,71 +918,111 @@ func k11(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v
 @inline(never)
 func k12(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v: UnsafeMutablePointer<Float>, _ kc: UnsafeMutablePointer<Float>, _ vc: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ kn: UnsafeMutablePointer<Float>, _ vn: UnsafeMutablePointer<Float>, _ state: UnsafeMutableRawPointer) {
     let occupancy = (state + 0).assumingMemoryBound(to: Int32.self)
-    let received = (state + 4096).assumingMemoryBound(to: Float.self)
-    let newScore = (state + 8192).assumingMemoryBound(to: Float.self)
-    let logits = UnsafeMutablePointer<Float>.allocate(capacity: 4100)
-    let scratch = UnsafeMutablePointer<Float>.allocate(capacity: 264)
+    let received = (state + 8192).assumingMemoryBound(to: Float.self)
+    let newScore = (state + 16384).assumingMemoryBound(to: Float.self)
+    let logits = UnsafeMutablePointer<Float>.allocate(capacity: 8200)
+    let scratch = UnsafeMutablePointer<Float>.allocate(capacity: 4360)
     defer { logits.deallocate(); scratch.deallocate() }
-    let codes = scratch, bias = scratch + 256, weights = scratch + 260
+    let codes = scratch, bias = scratch + 256, weights = scratch + 260, scaled = scratch + 264
+    _ = (codes, bias, weights, scaled)
     for b in 0..<1 {
         (kn + b &* 64).update(from: k + b &* 64, count: 64)
         (vn + b &* 64).update(from: v + b &* 64, count: 64)
-        let rec = received + b &* 1024
-        for s in 0..<1024 { rec[s] = 0 }
-        newScore[b] = 0
-        let occ = occupancy + b &* 1024
         let keys = UnsafeRawPointer(kc) + b &* 39424, values = UnsafeRawPointer(vc) + b &* 28320
         for g in 0..<2 {
-            let qg = q + (b &* 8 &+ g &* 4) &* 32
-            let yg = y + (b &* 8 &+ g &* 4) &* 32
-            for h in 0..<4 { halfKeyLogits(qg + h &* 32, keys + 0, tokens: 36, channels: 64, first: g &* 32, d: 32, scale: 0.17677669, logits + (h &* 1025 &+ 0)) }
-            quantizedKeyLogits(qg, heads: 4, keys + 4608, tokens: 673, channels: 64, first: g &* 32, d: 32, bits: 4, group: 32, scale: 0.17677669, logits + 36, stride: 1025, codes: codes, bias: bias)
-            quantizedKeyLogits(qg, heads: 4, keys + 31808, tokens: 315, channels: 64, first: g &* 32, d: 32, bits: 2, group: 32, scale: 0.17677669, logits + 709, stride: 1025, codes: codes, bias: bias)
-            let vNew = v + (b &* 64 &+ g &* 32)
-            for h in 0..<4 {
-                let lh = logits + h &* 1025
-                let newLogit = dot(qg + h &* 32, k + (b &* 64 &+ g &* 32), 32) * 0.17677669
-                var m = newLogit
-                for s in 0..<1024 where occ[s] >= 0 { m = max(m, lh[s]) }
-                let eNew = exp(newLogit - m)
-                var total = eNew
-                for s in 0..<1024 {
-                    let e: Float = occ[s] >= 0 ? exp(lh[s] - m) : 0
-                    lh[s] = e
-                    total += e
-                }
-                let inv = 1 / total
-                for s in 0..<1024 { lh[s] *= inv }
-                let yh = yg + h &* 32
-                for i in 0..<32 { yh[i] = eNew * inv * vNew[i] }
-                newScore[b] += eNew * inv
+            let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
+            let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
+            _ = (occ, lg, qg, yg)
+            for h in 0..<4 { halfKeyLogits(qg + h &* 32, keys + 0, tokens: 36, channels: 64, first: g &* 32, d: 32, scale: 0.17677669, lg + (h &* 1025 &+ 0)) }
+        }
+        for grp in 0..<21 {
+            for g in 0..<2 {
+                let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
+                let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
+                _ = (occ, lg, qg, yg)
+                let group = keys + (4608 &+ grp &* 1280 &+ g &* 640)
+                scaleQueries(qg, heads: 4, group, rowBytes: 20, d: 32, scaled, bias)
+                keyGroupLogitsB4H4(scaled + 0, group, rowBytes: 20, d: 32, bias + 0, scale: 0.17677669, lg + (36 &+ grp &* 32), stride: 1025, codes)
             }
+        }
+        for g in 0..<2 {
+            let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
+            let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
+            _ = (occ, lg, qg, yg)
+            quantizedKeyLogits(qg, heads: 4, keys + (31488), tokens: 1, channels: 64, first: g &* 32, d: 32, bits: 4, group: 32, scale: 0.17677669, lg + 708, stride: 1025, codes: codes, bias: bias)
+        }
+        for grp in 0..<9 {
+            for g in 0..<2 {
+                let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
+                let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
+                _ = (occ, lg, qg, yg)
+                let group = keys + (31808 &+ grp &* 768 &+ g &* 384)
+                scaleQueries(qg, heads: 4, group, rowBytes: 12, d: 32, scaled, bias)
+                keyGroupLogitsB2H2(scaled + 0, group, rowBytes: 12, d: 32, bias + 0, scale: 0.17677669, lg + (709 &+ grp &* 32), stride: 1025, codes)
+                keyGroupLogitsB2H2(scaled + 64, group, rowBytes: 12, d: 32, bias + 2, scale: 0.17677669, lg + (2759 &+ grp &* 32), stride: 1025, codes)
+            }
+        }
+        for g in 0..<2 {
+            let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
+            let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
+            _ = (occ, lg, qg, yg)
+            quantizedKeyLogits(qg, heads: 4, keys + (38720), tokens: 27, channels: 64, first: g &* 32, d: 32, bits: 2, group: 32, scale: 0.17677669, lg + 997, stride: 1025, codes: codes, bias: bias)
+        }
+        for g in 0..<2 {
+            let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
+            let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
+            _ = (occ, lg, qg, yg)
+            let kNew = k + (b &* 64 &+ g &* 32), vNew = v + (b &* 64 &+ g &* 32)
+            var newWeight: Float = 0
+            for h in 0..<4 {
+                let wNew = slotSoftmax(lg + h &* 1025, occ, 1024, newLogit: dot(qg + h &* 32, kNew, 32) * 0.17677669)
+                let yh = yg + h &* 32
+                for i in 0..<32 { yh[i] = wNew * vNew[i] }
+                newWeight += wNew
+            }
+            newScore[b &* 2 &+ g] = newWeight
+            let rec = received + (b &* 2 &+ g) &* 1024
+            for s in 0..<1024 {
+                var r: Float = 0
+                for h in 0..<4 { r += lg[h &* 1025 &+ s] }
+                rec[s] = r
+            }
+        }
+        for g in 0..<2 {
+            let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
+            let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
+            _ = (occ, lg, qg, yg)
             for s in 0..<36 where occ[0 &+ s] >= 0 {
-                var received: Float = 0
-                for h in 0..<4 {
-                    weights[h] = logits[h &* 1025 &+ 0 &+ s]
-                    received += weights[h]
-                }
-                rec[0 &+ s] += received
+                for h in 0..<4 { weights[h] = lg[h &* 1025 &+ 0 &+ s] }
                 halfValueAccumulate(values + (0 &+ s &* 128), first: g &* 32, dv: 32, heads: 4, weights: weights, yg)
             }
-            for s in 0..<673 where occ[36 &+ s] >= 0 {
-                var received: Float = 0
-                for h in 0..<4 {
-                    weights[h] = logits[h &* 1025 &+ 36 &+ s]
-                    received += weights[h]
+        }
+        for t0 in stride(from: 0, to: 673, by: 256) {
+            let n = min(256, 673 &- t0)
+            for g in 0..<2 {
+                let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
+                let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
+                _ = (occ, lg, qg, yg)
+                for j in 0..<1 {
+                    let rows = values + (4608 &+ t0 &* 24 &+ (g &* 1 &+ j) &* 12)
+                    scaleWeights(lg + (36 &+ t0), stride: 1025, occ + (36 &+ t0), heads: 4, rows, rowBytes: 24, tokens: n, scaled, bias)
+                    valueGroupAccumulateB2H2(scaled + 0 &* n, tokens: n, rows, rowBytes: 24, bias + 0, yg + (0 &+ j &* 32), dv: 32, codes)
+                    valueGroupAccumulateB2H2(scaled + 2 &* n, tokens: n, rows, rowBytes: 24, bias + 2, yg + (64 &+ j &* 32), dv: 32, codes)
                 }
-                rec[36 &+ s] += received
-                quantizedValueAccumulate(values + (4608 &+ s &* 24), first: g &* 32, dv: 32, bits: 2, group: 32, heads: 4, weights: weights, yg, codes: codes)
             }
-            for s in 0..<315 where occ[709 &+ s] >= 0 {
-                var received: Float = 0
-                for h in 0..<4 {
-                    weights[h] = logits[h &* 1025 &+ 709 &+ s]
-                    received += weights[h]
+        }
+        for t0 in stride(from: 0, to: 315, by: 256) {
+            let n = min(256, 315 &- t0)
+            for g in 0..<2 {
+                let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
+                let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
+                _ = (occ, lg, qg, yg)
+                for j in 0..<1 {
+                    let rows = values + (20760 &+ t0 &* 24 &+ (g &* 1 &+ j) &* 12)
+                    scaleWeights(lg + (709 &+ t0), stride: 1025, occ + (709 &+ t0), heads: 4, rows, rowBytes: 24, tokens: n, scaled, bias)
+                    valueGroupAccumulateB2H2(scaled + 0 &* n, tokens: n, rows, rowBytes: 24, bias + 0, yg + (0 &+ j &* 32), dv: 32, codes)
+                    valueGroupAccumulateB2H2(scaled + 2 &* n, tokens: n, rows, rowBytes: 24, bias + 2, yg + (64 &+ j &* 32), dv: 32, codes)
                 }
-                rec[709 &+ s] += received
-                quantizedValueAccumulate(values + (20760 &+ s &* 24), first: g &* 32, dv: 32, bits: 2, group: 32, heads: 4, weights: weights, yg, codes: codes)
             }
         }
     }

@@ -1,0 +1,361 @@
+// Decode attention's building blocks in every Kernels.swift: code unpacking, a vectorised exp
+// and masked slot softmax, and blocked kernels over quantised KV segments.
+//
+// A quantised segment is compute-bound, not memory-bound, once GQA shares it between heads: at 4
+// bits and 4 query heads per KV head every byte feeds 8 FMAs per side. So the blocked kernels
+// keep register accumulators for up to 4 heads × 16 lanes (tokens for keys, channels for values;
+// 2 heads × 32 at 2 bits), unpack each 8-byte chunk of codes once for all of them (widened to
+// 32-bit lanes, then a constant shift and mask per lane set, then converted), and move
+// dequantisation out of the inner loop into per-channel query scales (keys) and per-token weights
+// (values), computed once per group. Lane set L of a group holds codes L%k, L%k + k, … of a chunk
+// (k codes per byte), so accumulators are stored whole to a scratch buffer and scattered from
+// there: scattering lanes straight from registers let LLVM interleave the accumulators inside the
+// loop (4× slower, measured). Kernels are generated per (bits, heads) with their accumulators as
+// named variables, and only the variants a schedule calls are emitted.
+//
+// expv is Cephes' expf polynomial (degree 5 on [−ln2/2, ln2/2], ≤ 2 ulp) with the exponent built
+// from the rounding constant's bits; inputs are clamped to [−87, 88].
+
+extension SwiftEmitter {
+    /// The attention helpers, with the blocked kernels `kernels` calls (named
+    /// `keyGroupLogitsB<bits>H<heads>` / `valueGroupAccumulateB<bits>H<heads>`).
+    static func attentionHelpers(for kernels: String) -> String {
+        var text = fixedAttentionHelpers
+        var used = Set<String>()
+        for kind in ["keyGroupLogits", "valueGroupAccumulate"] {
+            var rest = kernels[...]
+            while let r = rest.range(of: kind + "B") {
+                let digits = rest[r.upperBound...].prefix { $0.isNumber || $0 == "H" }
+                used.insert(kind + "B" + digits)
+                rest = rest[r.upperBound...]
+            }
+        }
+        for name in used.sorted() {
+            let parts = name.split(separator: "B").last!.split(separator: "H").map { Int($0)! }
+            text += name.hasPrefix("key") ? keyGroupKernel(bits: parts[0], heads: parts[1]) : valueGroupKernel(bits: parts[0], heads: parts[1])
+        }
+        return text
+    }
+
+    /// Heads one blocked kernel serves at `bits`: 2 accumulators per head per pass for 4 and 8
+    /// bits (4 heads), 4 for 2 bits (2 heads) — at most 8 accumulator registers.
+    static func headsPerBlock(bits: Int) -> Int { bits == 2 ? 2 : 4 }
+
+    static let fixedAttentionHelpers = """
+    /// e^x lane by lane (Cephes expf; x clamped to [-87, 88]).
+    @inline(__always)
+    func expv(_ x: SIMD8<Float>) -> SIMD8<Float> {
+        let x = pointwiseMin(pointwiseMax(x, SIMD8<Float>(repeating: -87)), SIMD8<Float>(repeating: 88))
+        let t = x * 1.44269504 + 12_582_912  // 1.5·2^23: x·log2(e) rounded lands in the low mantissa bits
+        let n = t - 12_582_912
+        let r = (x - n * 0.693359375) + n * 2.12194440e-4
+        var p = SIMD8<Float>(repeating: 1.9875691500e-4)
+        p = SIMD8<Float>(repeating: 1.3981999507e-3).addingProduct(p, r)
+        p = SIMD8<Float>(repeating: 8.3334519073e-3).addingProduct(p, r)
+        p = SIMD8<Float>(repeating: 4.1665795894e-2).addingProduct(p, r)
+        p = SIMD8<Float>(repeating: 1.6666665459e-1).addingProduct(p, r)
+        p = SIMD8<Float>(repeating: 5.0000001201e-1).addingProduct(p, r)
+        let e = (r + 1).addingProduct(p, r * r)
+        let exponent = (unsafeBitCast(t, to: SIMD8<Int32>.self) &- 0x4B40_0000 &+ 127) &<< 23
+        return e * unsafeBitCast(exponent, to: SIMD8<Float>.self)
+    }
+
+    /// Softmax over `n` slot logits at `l` (slots with negative occupancy weigh 0) and the new
+    /// token's logit: normalises `l` in place and returns the new token's weight. Masks are bit
+    /// patterns (occupancy's sign smeared over the lane): SIMDMask selects compiled lane by lane
+    /// through the stack (measured: 85% of the kernel's time).
+    @inline(never)
+    func slotSoftmax(_ l: UnsafeMutablePointer<Float>, _ occ: UnsafePointer<Int32>, _ n: Int, newLogit: Float) -> Float {
+        @inline(__always) func empty(_ i: Int) -> SIMD8<Int32> { UnsafeRawPointer(occ + i).loadUnaligned(as: SIMD8<Int32>.self) &>> 31 }
+        @inline(__always) func logit(_ i: Int) -> SIMD8<Float> { UnsafeRawPointer(l + i).loadUnaligned(as: SIMD8<Float>.self) }
+        @inline(__always) func bits(_ x: SIMD8<Float>) -> SIMD8<Int32> { unsafeBitCast(x, to: SIMD8<Int32>.self) }
+        let negativeInfinity = bits(SIMD8<Float>(repeating: -.infinity))
+        var mv = SIMD8<Float>(repeating: newLogit)
+        var i = 0
+        while i &+ 8 <= n {
+            let e = empty(i)
+            mv = pointwiseMax(mv, unsafeBitCast((bits(logit(i)) & ~e) | (negativeInfinity & e), to: SIMD8<Float>.self))
+            i &+= 8
+        }
+        var m = mv.max()
+        while i < n { if occ[i] >= 0 { m = max(m, l[i]) }; i &+= 1 }
+        var tv = SIMD8<Float>()
+        i = 0
+        while i &+ 8 <= n {
+            let e = unsafeBitCast(bits(expv(logit(i) - m)) & ~empty(i), to: SIMD8<Float>.self)
+            UnsafeMutableRawPointer(l + i).storeBytes(of: e, as: SIMD8<Float>.self)
+            tv += e
+            i &+= 8
+        }
+        var total = tv.sum()
+        while i < n { l[i] = occ[i] >= 0 ? exp(l[i] - m) : 0; total += l[i]; i &+= 1 }
+        let eNew = exp(newLogit - m)
+        let inv = 1 / (total + eNew)
+        i = 0
+        while i &+ 8 <= n { UnsafeMutableRawPointer(l + i).storeBytes(of: logit(i) * inv, as: SIMD8<Float>.self); i &+= 8 }
+        while i < n { l[i] *= inv; i &+= 1 }
+        return eNew * inv
+    }
+
+    /// For one key group of a head's `d` channel rows (each: fp16 scale, fp16 zero, codes):
+    /// scaled[h·d + c] = q_h[c]·scale_c and bias[h] = Σ_c q_h[c]·zero_c, for `heads` heads.
+    @inline(__always)
+    func scaleQueries(_ q: UnsafePointer<Float>, heads: Int, _ group: UnsafeRawPointer, rowBytes: Int, d: Int,
+                      _ scaled: UnsafeMutablePointer<Float>, _ bias: UnsafeMutablePointer<Float>) {
+        for h in 0..<heads { bias[h] = 0 }
+        for c in 0..<d {
+            let p = group + c &* rowBytes
+            let s = blockScale(p), z = blockScale(p + 2)
+            for h in 0..<heads {
+                let qc = q[h &* d &+ c]
+                scaled[h &* d &+ c] = qc * s
+                bias[h] += qc * z
+            }
+        }
+    }
+
+    /// For one value channel group over `tokens` rows (each: fp16 scale, fp16 zero, codes):
+    /// scaled[h·tokens + t] = w_h[t]·scale_t and bias[h] = Σ_t w_h[t]·zero_t, with w_h[t] the
+    /// normalised weight at `weights[h·stride + t]` (0 where occupancy is negative).
+    @inline(__always)
+    func scaleWeights(_ weights: UnsafePointer<Float>, stride: Int, _ occ: UnsafePointer<Int32>, heads: Int, _ rows: UnsafeRawPointer,
+                      rowBytes: Int, tokens: Int, _ scaled: UnsafeMutablePointer<Float>, _ bias: UnsafeMutablePointer<Float>) {
+        for h in 0..<heads { bias[h] = 0 }
+        for t in 0..<tokens {
+            guard occ[t] >= 0 else {
+                for h in 0..<heads { scaled[h &* tokens &+ t] = 0 }
+                continue
+            }
+            let p = rows + t &* rowBytes
+            let s = blockScale(p), z = blockScale(p + 2)
+            for h in 0..<heads {
+                let w = weights[h &* stride &+ t]
+                scaled[h &* tokens &+ t] = w * s
+                bias[h] += w * z
+            }
+        }
+    }
+
+    /// Scaled logits of one head against `tokens` fp16 key rows of `channels` (the head's `d` from `first`).
+    @inline(__always)
+    func halfKeyLogits(_ q: UnsafePointer<Float>, _ keys: UnsafeRawPointer, tokens: Int, channels: Int, first: Int, d: Int, scale: Float,
+                       _ out: UnsafeMutablePointer<Float>) {
+        for t in 0..<tokens { out[t] = dotF16(q, keys + (t &* channels &+ first) &* 2, d) * scale }
+    }
+
+    /// The `n` codes of `bits` bits packed LSB-first at `p`, as f32.
+    @inline(__always)
+    func unpackCodes(_ p: UnsafeRawPointer, count n: Int, bits: Int, _ out: UnsafeMutablePointer<Float>) {
+        let mask = (1 &<< bits) &- 1, perByte = 8 / bits
+        var t = 0, byte = 0
+        while t < n {
+            let b = Int(p.load(fromByteOffset: byte, as: UInt8.self))
+            var sub = 0
+            while sub < perByte && t < n {
+                out[t] = Float((b >> (sub &* bits)) & mask)
+                sub &+= 1
+                t &+= 1
+            }
+            byte &+= 1
+        }
+    }
+
+    /// Scaled logits of the `heads` query heads sharing one KV head (queries `d` apart, logits
+    /// `stride` apart) against a quantised key segment (KIVI: per channel, groups of `group`
+    /// tokens, each channel's fp16 scale and zero then its codes LSB-first). Each channel's codes
+    /// are unpacked once for all heads, and dequantisation is folded into the dot product:
+    /// Σ_c (q_c·s_c)·code_ct + Σ_c q_c·z_c.
+    @inline(__always)
+    func quantizedKeyLogits(_ q: UnsafePointer<Float>, heads: Int, _ segment: UnsafeRawPointer, tokens: Int, channels: Int, first: Int, d: Int,
+                            bits: Int, group: Int, scale: Float, _ out: UnsafeMutablePointer<Float>, stride: Int,
+                            codes: UnsafeMutablePointer<Float>, bias: UnsafeMutablePointer<Float>) {
+        var t0 = 0, at = 0
+        while t0 < tokens {
+            let n = min(group, tokens &- t0)
+            let rowBytes = 4 &+ (n &* bits &+ 7) >> 3
+            for h in 0..<heads {
+                bias[h] = 0
+                let o = out + (h &* stride &+ t0)
+                for t in 0..<n { o[t] = 0 }
+            }
+            for c in 0..<d {
+                let p = segment + (at &+ (first &+ c) &* rowBytes)
+                let s = half(p, 0), z = half(p, 1)
+                unpackCodes(p + 4, count: n, bits: bits, codes)
+                for h in 0..<heads {
+                    let qc = q[h &* d &+ c]
+                    let qs = qc * s
+                    bias[h] += qc * z
+                    let o = out + (h &* stride &+ t0)
+                    for t in 0..<n { o[t] += qs * codes[t] }
+                }
+            }
+            for h in 0..<heads {
+                let o = out + (h &* stride &+ t0)
+                for t in 0..<n { o[t] = (o[t] + bias[h]) * scale }
+            }
+            at &+= channels &* rowBytes
+            t0 &+= n
+        }
+    }
+
+    /// y_h[0..<dv] += weight_h × one fp16 value row's channels from `first`, for `heads` heads
+    /// (outputs `dv` apart, weights at `weights[h]`).
+    @inline(__always)
+    func halfValueAccumulate(_ row: UnsafeRawPointer, first: Int, dv: Int, heads: Int, weights: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>) {
+        var i = 0
+        while i &+ 8 <= dv {
+            let v = SIMD8<Float>(row.loadUnaligned(fromByteOffset: (first &+ i) &* 2, as: SIMD8<Float16>.self))
+            for h in 0..<heads {
+                let yh = UnsafeMutableRawPointer(y + (h &* dv &+ i))
+                yh.storeBytes(of: yh.loadUnaligned(as: SIMD8<Float>.self).addingProduct(SIMD8<Float>(repeating: weights[h]), v), as: SIMD8<Float>.self)
+            }
+            i &+= 8
+        }
+        while i < dv {
+            let v = half(row, first &+ i)
+            for h in 0..<heads { y[h &* dv &+ i] += weights[h] * v }
+            i &+= 1
+        }
+    }
+
+    /// y_h[0..<dv] += weight_h × one quantised value row's channels from `first` (per token,
+    /// groups of `group` channels, each group's fp16 scale and zero then its codes LSB-first);
+    /// each channel group's codes are unpacked once for all heads.
+    @inline(__always)
+    func quantizedValueAccumulate(_ row: UnsafeRawPointer, first: Int, dv: Int, bits: Int, group: Int, heads: Int, weights: UnsafePointer<Float>,
+                                  _ y: UnsafeMutablePointer<Float>, codes: UnsafeMutablePointer<Float>) {
+        let full = 4 &+ (group &* bits &+ 7) >> 3
+        var c = 0
+        while c < dv {
+            let channel = first &+ c
+            let i0 = channel % group
+            let p = row + (channel / group) &* full
+            let s = half(p, 0), z = half(p, 1)
+            let n = min(group &- i0, dv &- c)
+            unpackCodes(p + 4, count: i0 &+ n, bits: bits, codes)
+            for h in 0..<heads {
+                let w = weights[h], ws = w * s, wz = w * z
+                let yh = y + (h &* dv &+ c)
+                let code = codes + i0
+                for i in 0..<n { yh[i] += ws * code[i] + wz }
+            }
+            c &+= n
+        }
+    }
+
+    """
+
+    /// Lanes of a group of 32 codes at `bits`: 4 sets of 8 lanes. Set L reads the 8-byte chunk
+    /// `chunk`, shifted right by `shift` and masked; lane i of it is code `index(i)` of the group.
+    struct CodeSet {
+        let chunk: Int, shift: Int, mask: Int, perByte: Int, first: Int
+        init(_ set: Int, bits: Int) {
+            perByte = 8 / bits
+            chunk = set / perByte
+            shift = (set % perByte) * bits
+            mask = (1 << bits) - 1
+            first = chunk * 8 * perByte + set % perByte
+        }
+        /// Swift for the set's 8 codes as f32 from the widened chunk `r<chunk>`.
+        var load: String {
+            var v = "r\(chunk)"
+            if shift > 0 { v = "(\(v) &>> \(shift))" }
+            if mask != 255 { v = "(\(v) & \(mask))" }
+            return "SIMD8<Float>(\(v))"
+        }
+    }
+
+    /// Swift widening the 8-byte chunks `sets` read at `p` to 32-bit lanes (`r<chunk>`).
+    static func widen(_ sets: [Int], bits: Int, _ p: String) -> String {
+        let chunks = Set(sets.map { CodeSet($0, bits: bits).chunk }).sorted()
+        return chunks.map { "            let r\($0) = SIMD8<Int32>(truncatingIfNeeded: (\(p) + \($0 * 8)).loadUnaligned(as: SIMD8<UInt8>.self))\n" }.joined()
+    }
+
+    /// Passes over a group: sets per pass (2, or 4 at 2 bits — one 8-byte chunk's lanes).
+    static func passes(bits: Int) -> [[Int]] { bits == 2 ? [[0, 1, 2, 3]] : [[0, 1], [2, 3]] }
+
+    /// A blocked key kernel at `bits` for `heads` heads over one full group of 32 tokens.
+    static func keyGroupKernel(bits: Int, heads: Int) -> String {
+        var s = """
+
+        /// Scaled logits of \(heads) head(s) over one full \(bits)-bit key group of 32 tokens:
+        /// out[h·stride + t] = (Σ_c scaled[h·d + c]·code_ct + bias[h])·scale, channel rows `rowBytes`
+        /// apart (codes after the 4-byte scale and zero); unpacked once for all heads.
+        @inline(__always)
+        func keyGroupLogitsB\(bits)H\(heads)(_ scaled: UnsafePointer<Float>, _ group: UnsafeRawPointer, rowBytes: Int, d: Int,
+                                    _ bias: UnsafePointer<Float>, scale: Float, _ out: UnsafeMutablePointer<Float>, stride: Int,
+                                    _ tmp: UnsafeMutablePointer<Float>) {
+
+        """
+        for sets in passes(bits: bits) {
+            s += "    do {\n"
+            s += "        var " + (0..<heads).flatMap { h in sets.map { "a\(h)s\($0) = SIMD8<Float>()" } }.joined(separator: ", ") + "\n"
+            s += "        for c in 0..<d {\n            let p = group + (c &* rowBytes &+ 4)\n" + widen(sets, bits: bits, "p")
+            for set in sets { s += "            let c\(set) = \(CodeSet(set, bits: bits).load)\n" }
+            for h in 0..<heads {
+                s += "            let w\(h) = SIMD8<Float>(repeating: scaled[\(h == 0 ? "" : "d &* \(h) &+ ")c])\n"
+                s += "            " + sets.map { "a\(h)s\($0).addProduct(w\(h), c\($0))" }.joined(separator: "; ") + "\n"
+            }
+            s += "        }\n"
+            s += storeAccumulators(heads: heads, sets: sets)
+            for h in 0..<heads {
+                s += "        let o\(h) = out + \(h == 0 ? "0" : "stride &* \(h)"), b\(h) = bias[\(h)]\n"
+                for (k, set) in sets.enumerated() {
+                    let cs = CodeSet(set, bits: bits)
+                    s += "        for i in 0..<8 { o\(h)[\(cs.first) &+ i &* \(cs.perByte)] = (tmp[\((h * sets.count + k) * 8) &+ i] + b\(h)) * scale }\n"
+                }
+            }
+            s += "    }\n"
+        }
+        return s + "}\n"
+    }
+
+    /// Swift storing every accumulator, in order, to `tmp` — whole vectors: scattering lanes
+    /// straight from registers let LLVM interleave the accumulators inside the loop (4× slower).
+    static func storeAccumulators(heads: Int, sets: [Int]) -> String {
+        var s = ""
+        for h in 0..<heads {
+            for (k, set) in sets.enumerated() {
+                s += "        UnsafeMutableRawPointer(tmp + \((h * sets.count + k) * 8)).storeBytes(of: a\(h)s\(set), as: SIMD8<Float>.self)\n"
+            }
+        }
+        return s
+    }
+
+    /// A blocked value kernel at `bits` for `heads` heads over one channel group of 32.
+    static func valueGroupKernel(bits: Int, heads: Int) -> String {
+        var s = """
+
+        /// y_h[0..<32] += Σ_t scaled[h·tokens + t]·code_t + bias[h] for \(heads) head(s) over one
+        /// \(bits)-bit value channel group of `tokens` rows (`rowBytes` apart, codes after the 4-byte
+        /// scale and zero), outputs `dv` apart; unpacked once for all heads.
+        @inline(__always)
+        func valueGroupAccumulateB\(bits)H\(heads)(_ scaled: UnsafePointer<Float>, tokens: Int, _ rows: UnsafeRawPointer, rowBytes: Int,
+                                          _ bias: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, dv: Int,
+                                          _ tmp: UnsafeMutablePointer<Float>) {
+
+        """
+        for sets in passes(bits: bits) {
+            s += "    do {\n"
+            s += "        var " + (0..<heads).flatMap { h in sets.map { "a\(h)s\($0) = SIMD8<Float>()" } }.joined(separator: ", ") + "\n"
+            s += "        for t in 0..<tokens {\n            let p = rows + (t &* rowBytes &+ 4)\n" + widen(sets, bits: bits, "p")
+            for set in sets { s += "            let c\(set) = \(CodeSet(set, bits: bits).load)\n" }
+            for h in 0..<heads {
+                s += "            let w\(h) = SIMD8<Float>(repeating: scaled[\(h == 0 ? "" : "tokens &* \(h) &+ ")t])\n"
+                s += "            " + sets.map { "a\(h)s\($0).addProduct(w\(h), c\($0))" }.joined(separator: "; ") + "\n"
+            }
+            s += "        }\n"
+            s += storeAccumulators(heads: heads, sets: sets)
+            for h in 0..<heads {
+                s += "        let y\(h) = y + \(h == 0 ? "0" : "dv &* \(h)"), b\(h) = bias[\(h)]\n"
+                for (k, set) in sets.enumerated() {
+                    let cs = CodeSet(set, bits: bits)
+                    s += "        for i in 0..<8 { y\(h)[\(cs.first) &+ i &* \(cs.perByte)] += tmp[\((h * sets.count + k) * 8) &+ i] + b\(h) }\n"
+                }
+            }
+            s += "    }\n"
+        }
+        return s + "}\n"
+    }
+}

@@ -1,0 +1,115 @@
+import Foundation
+import KVArtifact
+import KVCodegen
+import KVQuant
+import KVRuntime
+import Testing
+
+/// The generated decode-attention kernel over a packed cache against the cache manager's scalar
+/// attention (PackedKVCache.attend: every held token dequantised, softmax in Double), on layouts
+/// chosen to reach every path: GQA groups of 1, 3 and 5 (blocked kernels for 1–4 heads), 2-, 4-
+/// and 8-bit segments, partial key groups, empty slots, per-head selection after eviction, and
+/// head_dim 48 (value groups straddling heads: the scalar value path).
+@Suite("Generated packed-KV attention vs the scalar reference")
+struct PackedAttentionKernelTests {
+    /// |generated − reference| allowed on outputs and new-token weights: f32 sums in another
+    /// order than the reference's Double ones (measured ≤ 3e-7 on these cases).
+    static let tolerance: Float = 1e-5
+
+    struct Case: CustomTestStringConvertible, Sendable {
+        var heads: Int, kvHeads: Int, d: Int
+        var sinks: Int, window: Int, high: Int, keyBits: Int, valueBits: Int, low: Int, lowBits: Int
+        var tokens: Int
+        var testDescription: String {
+            "\(heads)/\(kvHeads) heads d \(d), \(sinks)+\(window) fp16, \(high) at K\(keyBits)V\(valueBits), \(low) at \(lowBits), \(tokens) tokens"
+        }
+    }
+
+    static let cases: [Case] = [
+        Case(heads: 4, kvHeads: 4, d: 32, sinks: 2, window: 8, high: 40, keyBits: 4, valueBits: 4, low: 20, lowBits: 2, tokens: 60),
+        Case(heads: 6, kvHeads: 2, d: 32, sinks: 0, window: 0, high: 64, keyBits: 8, valueBits: 4, low: 0, lowBits: 0, tokens: 50),
+        Case(heads: 10, kvHeads: 2, d: 32, sinks: 4, window: 4, high: 32, keyBits: 2, valueBits: 2, low: 33, lowBits: 4, tokens: 90),
+        Case(heads: 4, kvHeads: 2, d: 48, sinks: 1, window: 3, high: 36, keyBits: 4, valueBits: 8, low: 0, lowBits: 0, tokens: 50),
+    ]
+
+    static func noise(_ n: Int, seed: UInt64) -> [Float] {
+        var state = seed
+        return (0..<n).map { _ in
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Float(state >> 40) / Float(1 << 23) - 1
+        }
+    }
+
+    @Test("outputs and new-token scores match the reference", arguments: cases)
+    func matchesReference(_ x: Case) throws {
+        let c = x.kvHeads * x.d
+        let layout = KVLayerLayout(layer: 0, sinkTokens: x.sinks, windowTokens: x.window, highTokens: x.high, keyBitsHigh: x.keyBits,
+                                   valueBitsHigh: x.valueBits, lowTokens: x.low, lowBits: x.lowBits, bytes: 0, fidelity: 0)
+        let region = PackedKVCache.regionBytes(layout: layout, channels: c)
+        let capacity = x.sinks + x.window + x.high + x.low
+        let tensors = [ModelProgram.Tensor(name: "q", kind: "input", dtype: "f32", shape: [1, x.heads * x.d]),
+                       ModelProgram.Tensor(name: "k", kind: "input", dtype: "f32", shape: [1, c]),
+                       ModelProgram.Tensor(name: "v", kind: "input", dtype: "f32", shape: [1, c]),
+                       ModelProgram.Tensor(name: "kc", kind: "cache", dtype: "f32", shape: [1, capacity, x.kvHeads, x.d]),
+                       ModelProgram.Tensor(name: "vc", kind: "cache", dtype: "f32", shape: [1, capacity, x.kvHeads, x.d]),
+                       ModelProgram.Tensor(name: "y", kind: "output", dtype: "f32", shape: [1, x.heads * x.d]),
+                       ModelProgram.Tensor(name: "kn", kind: "activation", dtype: "f32", shape: [1, c]),
+                       ModelProgram.Tensor(name: "vn", kind: "activation", dtype: "f32", shape: [1, c])]
+        let op = ModelProgram.Op(name: "a", kind: "attention", operands: [0, 1, 2, 3, 4], results: [5], updates: [3, 4],
+                                 attributes: ["heads": .int(x.heads), "kv_heads": .int(x.kvHeads)])
+        let bytes = [x.heads * x.d * 4, c * 4, c * 4, region.keys, region.values, x.heads * x.d * 4, c * 4, c * 4]
+        var offsets: [Int] = [], end = 0
+        for b in bytes {
+            offsets.append(end)
+            end += (b + 63) / 64 * 64
+        }
+        let at = { (i: Int) in ExecutionSchedule.Location(tier: 0, offset: offsets[i]) }
+        let kv = ExecutionSchedule.KVCache(op: 0, keys: at(3), values: at(4), keyBytes: region.keys, valueBytes: region.values, newKeys: at(6),
+                                           newValues: at(7), batch: 1, capacity: capacity, channels: c, kvHeads: x.kvHeads, layout: layout)
+        let schedule = ExecutionSchedule(model: "t", target: "t", arenas: [.init(name: "arena", bytes: end)], links: [], linkBytes: [],
+                                         weights: [], inputs: [], outputs: [], kv: [kv],
+                                         actions: [.kernel(slot: 1, op: 0, operands: (0..<5).map(at), results: [at(5), at(6), at(7)])])
+        let program = ModelProgram(model: "t", dimensions: [:], tensors: tensors, ops: [op])
+        let (kernels, step) = try SwiftEmitter(program: program, schedule: schedule).emit()
+        let library = try KernelLibrary(kernels: kernels, schedule: step)
+
+        let arena = UnsafeMutableRawBufferPointer.allocate(byteCount: end, alignment: 64)
+        defer { arena.deallocate() }
+        arena.initializeMemory(as: UInt8.self, repeating: 0)
+        // The cache lives in the arena, as in the runtime; every token gets per-head scores, so
+        // the KV heads keep different tokens once the layout is full.
+        let cache = PackedKVCache(layout: layout, channels: c, kvHeads: x.kvHeads,
+                                  keys: UnsafeMutableRawBufferPointer(rebasing: arena[offsets[3]..<offsets[3] + region.keys]),
+                                  values: UnsafeMutableRawBufferPointer(rebasing: arena[offsets[4]..<offsets[4] + region.values]))
+        for t in 0..<x.tokens {
+            let scores = (0..<x.kvHeads).map { g in Double((t * 7 + g * 13) % 11) }
+            cache.append(key: Self.noise(c, seed: UInt64(3 * t + 1)), value: Self.noise(c, seed: UInt64(3 * t + 2)), scores: scores)
+        }
+        if x.tokens > capacity {
+            #expect(cache.heldTokens(head: 0) != cache.heldTokens(head: 1), "the heads should keep different tokens")
+        }
+        let q = Self.noise(x.heads * x.d, seed: 99), kNew = Self.noise(c, seed: 98), vNew = Self.noise(c, seed: 97)
+        for (i, values) in [q, kNew, vNew].enumerated() {
+            values.withUnsafeBytes { arena.baseAddress!.advanced(by: offsets[i]).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        }
+        let state = UnsafeMutableRawBufferPointer.allocate(byteCount: kv.stateLayout.total, alignment: 64)
+        defer { state.deallocate() }
+        state.initializeMemory(as: UInt8.self, repeating: 0)
+        let occupancy = state.baseAddress!.assumingMemoryBound(to: Int32.self)
+        for g in 0..<x.kvHeads {
+            for (s, token) in cache.slotTokens(head: g).enumerated() { occupancy[g * kv.slots + s] = Int32(token) }
+        }
+        let tiers = [arena.baseAddress!], states = [state.baseAddress!]
+        var links = [0]
+        tiers.withUnsafeBufferPointer { t in states.withUnsafeBufferPointer { s in library.step(t.baseAddress!, s.baseAddress!, &links, nil, nil) } }
+
+        let (reference, newScores) = cache.attend(q, key: kNew, value: vNew, heads: x.heads, kvHeads: x.kvHeads, scale: 1 / Double(x.d).squareRoot())
+        let y = (0..<x.heads * x.d).map { arena.load(fromByteOffset: offsets[5] + 4 * $0, as: Float.self) }
+        let worst = zip(y, reference).map { abs($0 - $1) }.max() ?? 0
+        #expect(worst <= Self.tolerance, "max |Δ| \(worst)")
+        for g in 0..<x.kvHeads {
+            let generated = state.load(fromByteOffset: kv.stateLayout.newScore + 4 * g, as: Float.self)
+            #expect(abs(generated - Float(newScores[g])) <= Self.tolerance, "KV head \(g): new-token weight \(generated) vs \(newScores[g])")
+        }
+    }
+}
