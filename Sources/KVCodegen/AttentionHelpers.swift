@@ -290,15 +290,7 @@ extension SwiftEmitter {
         """
         for sets in passes(bits: bits) {
             s += "    do {\n"
-            s += "        var " + (0..<heads).flatMap { h in sets.map { "a\(h)s\($0) = SIMD8<Float>()" } }.joined(separator: ", ") + "\n"
-            s += "        for c in 0..<d {\n            let p = group + (c &* rowBytes &+ 4)\n" + widen(sets, bits: bits, "p")
-            for set in sets { s += "            let c\(set) = \(CodeSet(set, bits: bits).load)\n" }
-            for h in 0..<heads {
-                s += "            let w\(h) = SIMD8<Float>(repeating: scaled[\(h == 0 ? "" : "d &* \(h) &+ ")c])\n"
-                s += "            " + sets.map { "a\(h)s\($0).addProduct(w\(h), c\($0))" }.joined(separator: "; ") + "\n"
-            }
-            s += "        }\n"
-            s += storeAccumulators(heads: heads, sets: sets)
+            s += accumulation(over: "c", count: "d", row: "group + (c &* rowBytes &+ 4)", bits: bits, heads: heads, sets: sets)
             for h in 0..<heads {
                 s += "        let o\(h) = out + \(h == 0 ? "0" : "stride &* \(h)"), b\(h) = bias[\(h)]\n"
                 for (k, set) in sets.enumerated() {
@@ -309,6 +301,20 @@ extension SwiftEmitter {
             s += "    }\n"
         }
         return s + "}\n"
+    }
+
+    /// Swift for the inner loop both blocked kernels share: over `index` in 0..<`count`, the codes
+    /// of the lane sets `sets` in the row at `row` times `scaled[h·count + index]`, accumulated per
+    /// head and set, then stored to `tmp`.
+    static func accumulation(over index: String, count: String, row: String, bits: Int, heads: Int, sets: [Int]) -> String {
+        var s = "        var " + (0..<heads).flatMap { h in sets.map { "a\(h)s\($0) = SIMD8<Float>()" } }.joined(separator: ", ") + "\n"
+        s += "        for \(index) in 0..<\(count) {\n            let p = \(row)\n" + widen(sets, bits: bits, "p")
+        for set in sets { s += "            let c\(set) = \(CodeSet(set, bits: bits).load)\n" }
+        for h in 0..<heads {
+            s += "            let w\(h) = SIMD8<Float>(repeating: scaled[\(h == 0 ? "" : "\(count) &* \(h) &+ ")\(index)])\n"
+            s += "            " + sets.map { "a\(h)s\($0).addProduct(w\(h), c\($0))" }.joined(separator: "; ") + "\n"
+        }
+        return s + "        }\n" + storeAccumulators(heads: heads, sets: sets)
     }
 
     /// Swift storing every accumulator, in order, to `tmp` — whole vectors: scattering lanes
@@ -338,15 +344,7 @@ extension SwiftEmitter {
         """
         for sets in passes(bits: bits) {
             s += "    do {\n"
-            s += "        var " + (0..<heads).flatMap { h in sets.map { "a\(h)s\($0) = SIMD8<Float>()" } }.joined(separator: ", ") + "\n"
-            s += "        for t in 0..<tokens {\n            let p = rows + (t &* rowBytes &+ 4)\n" + widen(sets, bits: bits, "p")
-            for set in sets { s += "            let c\(set) = \(CodeSet(set, bits: bits).load)\n" }
-            for h in 0..<heads {
-                s += "            let w\(h) = SIMD8<Float>(repeating: scaled[\(h == 0 ? "" : "tokens &* \(h) &+ ")t])\n"
-                s += "            " + sets.map { "a\(h)s\($0).addProduct(w\(h), c\($0))" }.joined(separator: "; ") + "\n"
-            }
-            s += "        }\n"
-            s += storeAccumulators(heads: heads, sets: sets)
+            s += accumulation(over: "t", count: "tokens", row: "rows + (t &* rowBytes &+ 4)", bits: bits, heads: heads, sets: sets)
             for h in 0..<heads {
                 s += "        let y\(h) = y + \(h == 0 ? "0" : "dv &* \(h)"), b\(h) = bias[\(h)]\n"
                 for (k, set) in sets.enumerated() {
