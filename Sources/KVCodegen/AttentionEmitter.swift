@@ -43,7 +43,7 @@ extension SwiftEmitter {
             let received = (state + \(state.received)).assumingMemoryBound(to: Float.self)
             let newScore = (state + \(state.newScore)).assumingMemoryBound(to: Float.self)
             let logits = UnsafeMutablePointer<Float>.allocate(capacity: \(heads * (slots + 1)))
-            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: \(256 + 2 * groupSize + groupSize * max(d, slots)))
+            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: \(256 + 2 * groupSize + groupSize * max(d, 256)))
             defer { logits.deallocate(); scratch.deallocate() }
             let codes = scratch, bias = scratch + 256, weights = scratch + \(256 + groupSize), scaled = scratch + \(256 + 2 * groupSize)
             _ = (codes, bias, weights, scaled)

@@ -285,32 +285,25 @@ public final class PackedKVCache {
     public func append(key: [Float], value: [Float], scores: [Double]) {
         precondition(key.count == channels && value.count == channels && scores.count == kvHeads)
         let d = channels / kvHeads
-        var dropped = 0
-        for h in 0..<kvHeads {
-            let before = evicted
+        let dropped = (0..<kvHeads).map { h in
             append(head: h, Moving(token: count, score: scores[h], key: Array(key[h * d..<(h + 1) * d]), value: Array(value[h * d..<(h + 1) * d])))
-            dropped = max(dropped, evicted - before)
-            evicted = before
         }
-        evicted += dropped
+        evicted += dropped.max() ?? 0
         count += 1
     }
 
-    /// One KV head's part of `append`.
-    private func append(head h: Int, _ new: Moving) {
+    /// One KV head's part of `append`; returns the tokens it dropped.
+    private func append(head h: Int, _ new: Moving) -> Int {
         let sinks = layout.sinkTokens
         if count < sinks {
             fixed.write([(count, count, new.score, new.key, new.value)], head: h)
-            return
+            return 0
         }
         let window = (sinks..<fixed.capacity)
-        if window.isEmpty {
-            admit([new], head: h)
-            return
-        }
+        if window.isEmpty { return admit([new], head: h) }
         if let free = window.first(where: { fixed.token[h][$0] < 0 }) {
             fixed.write([(free, count, new.score, new.key, new.value)], head: h)
-            return
+            return 0
         }
         // The window is full: its oldest tokens leave — the whole window as one block (one key
         // group, quantised once) while the high segment has room for it, else just the oldest
@@ -322,15 +315,16 @@ public final class PackedKVCache {
             return Moving(token: fixed.token[h][s], score: fixed.score[h][s], key: k, value: v)
         }
         for s in order.prefix(leavingCount) { fixed.clear(s, head: h) }
-        admit(leaving, head: h)
+        let dropped = admit(leaving, head: h)
         fixed.write([(order[0], count, new.score, new.key, new.value)], head: h)
+        return dropped
     }
 
-    /// Admits tokens to head `h`'s high segment; the worst-scored overflow goes to the low segment.
-    func admit(_ incoming: [Moving], head h: Int) {
+    /// Admits tokens to head `h`'s high segment; the worst-scored overflow goes to the low
+    /// segment. Returns the tokens dropped.
+    func admit(_ incoming: [Moving], head h: Int) -> Int {
         let demoted = place(incoming, into: &high, head: h)
-        let dropped = place(demoted, into: &low, head: h)
-        evicted += dropped.count
+        return place(demoted, into: &low, head: h).count
     }
 
     /// Keeps the best-scored of head `h`'s tokens in `segment` and `incoming` (ties: the newer

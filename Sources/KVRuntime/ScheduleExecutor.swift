@@ -208,7 +208,7 @@ public final class ScheduleExecutor {
         }
     }
 
-    /// Tokens held per layer (summed over sequences).
+    /// Tokens held per layer (summed over sequences; a packed cache counts per KV head — every head holds as many).
     public var kvTokensHeld: [Int] {
         schedule.kv.indices.map { n in schedule.kv[n].layout == nil ? lengths[n].reduce(0, +) : packed[n].reduce(0) { $0 + $1.tokens } }
     }

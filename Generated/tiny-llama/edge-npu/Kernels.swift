@@ -680,7 +680,7 @@ func k6(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v:
     let received = (state + 8192).assumingMemoryBound(to: Float.self)
     let newScore = (state + 16384).assumingMemoryBound(to: Float.self)
     let logits = UnsafeMutablePointer<Float>.allocate(capacity: 8200)
-    let scratch = UnsafeMutablePointer<Float>.allocate(capacity: 4360)
+    let scratch = UnsafeMutablePointer<Float>.allocate(capacity: 1288)
     defer { logits.deallocate(); scratch.deallocate() }
     let codes = scratch, bias = scratch + 256, weights = scratch + 260, scaled = scratch + 264
     _ = (codes, bias, weights, scaled)
@@ -815,7 +815,7 @@ func k11(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v
     let received = (state + 8192).assumingMemoryBound(to: Float.self)
     let newScore = (state + 16384).assumingMemoryBound(to: Float.self)
     let logits = UnsafeMutablePointer<Float>.allocate(capacity: 8200)
-    let scratch = UnsafeMutablePointer<Float>.allocate(capacity: 4360)
+    let scratch = UnsafeMutablePointer<Float>.allocate(capacity: 1288)
     defer { logits.deallocate(); scratch.deallocate() }
     let codes = scratch, bias = scratch + 256, weights = scratch + 260, scaled = scratch + 264
     _ = (codes, bias, weights, scaled)
@@ -921,7 +921,7 @@ func k12(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v
     let received = (state + 8192).assumingMemoryBound(to: Float.self)
     let newScore = (state + 16384).assumingMemoryBound(to: Float.self)
     let logits = UnsafeMutablePointer<Float>.allocate(capacity: 8200)
-    let scratch = UnsafeMutablePointer<Float>.allocate(capacity: 4360)
+    let scratch = UnsafeMutablePointer<Float>.allocate(capacity: 1288)
     defer { logits.deallocate(); scratch.deallocate() }
     let codes = scratch, bias = scratch + 256, weights = scratch + 260, scaled = scratch + 264
     _ = (codes, bias, weights, scaled)
