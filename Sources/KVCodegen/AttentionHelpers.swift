@@ -13,8 +13,7 @@
 // loop (4× slower, measured). Kernels are generated per (bits, heads) with their accumulators as
 // named variables, and only the variants a schedule calls are emitted.
 //
-// expv is Cephes' expf polynomial (degree 5 on [−ln2/2, ln2/2], ≤ 2 ulp) with the exponent built
-// from the rounding constant's bits; inputs are clamped to [−87, 88].
+// The vectorised exp (expv) is shared with the row-wise kernels: ElementwiseHelpers.swift.
 
 extension SwiftEmitter {
     /// The attention helpers, with the blocked kernels `kernels` calls (named
@@ -42,24 +41,6 @@ extension SwiftEmitter {
     static func headsPerBlock(bits: Int) -> Int { bits == 2 ? 2 : 4 }
 
     static let fixedAttentionHelpers = """
-    /// e^x lane by lane (Cephes expf; x clamped to [-87, 88]).
-    @inline(__always)
-    func expv(_ x: SIMD8<Float>) -> SIMD8<Float> {
-        let x = pointwiseMin(pointwiseMax(x, SIMD8<Float>(repeating: -87)), SIMD8<Float>(repeating: 88))
-        let t = x * 1.44269504 + 12_582_912  // 1.5·2^23: x·log2(e) rounded lands in the low mantissa bits
-        let n = t - 12_582_912
-        let r = (x - n * 0.693359375) + n * 2.12194440e-4
-        var p = SIMD8<Float>(repeating: 1.9875691500e-4)
-        p = SIMD8<Float>(repeating: 1.3981999507e-3).addingProduct(p, r)
-        p = SIMD8<Float>(repeating: 8.3334519073e-3).addingProduct(p, r)
-        p = SIMD8<Float>(repeating: 4.1665795894e-2).addingProduct(p, r)
-        p = SIMD8<Float>(repeating: 1.6666665459e-1).addingProduct(p, r)
-        p = SIMD8<Float>(repeating: 5.0000001201e-1).addingProduct(p, r)
-        let e = (r + 1).addingProduct(p, r * r)
-        let exponent = (unsafeBitCast(t, to: SIMD8<Int32>.self) &- 0x4B40_0000 &+ 127) &<< 23
-        return e * unsafeBitCast(exponent, to: SIMD8<Float>.self)
-    }
-
     /// Softmax over `n` slot logits at `l` (slots with negative occupancy weigh 0) and the new
     /// token's logit: normalises `l` in place and returns the new token's weight. Masks are bit
     /// patterns (occupancy's sign smeared over the lane): SIMDMask selects compiled lane by lane
@@ -74,7 +55,7 @@ extension SwiftEmitter {
         var i = 0
         while i &+ 8 <= n {
             let e = empty(i)
-            mv = pointwiseMax(mv, unsafeBitCast((bits(logit(i)) & ~e) | (negativeInfinity & e), to: SIMD8<Float>.self))
+            mv = lanesMax(mv, unsafeBitCast((bits(logit(i)) & ~e) | (negativeInfinity & e), to: SIMD8<Float>.self))
             i &+= 8
         }
         var m = mv.max()

@@ -8,8 +8,9 @@ import KVQuant
 // also q8_0 and q4_0), so a kernel's source depends on its weights' dtypes. Linear layers (a × wᵀ)
 // are one dot product per output over the weight's row in its format, split over threads by
 // output rows when large; [K, N] weights (GPT-2's Conv1D) are accumulated row by row (axpy),
-// split by output columns. Reductions (norms, softmax) accumulate in Double, as the reference
-// interpreter does, so the tolerances in Docs/runtime.md hold with room.
+// split by output columns. Softmax, silu, gelu and layernorm call the vectorised helpers of
+// ElementwiseHelpers.swift (f32 sums, polynomial exp and erf); rope computes each row's cos/sin
+// once (in Double, then rounded) for all heads. The tolerances in Docs/runtime.md hold with room.
 
 extension SwiftEmitter {
     /// (parameter list, body) of an op's kernel; pointers come in operand, result order (then the
@@ -42,15 +43,13 @@ extension SwiftEmitter {
             let index = b == n ? "i" : "i % \(b)"
             body = "    for i in 0..<\(n) { y[i] = x[i] \(op.kind == "add" ? "+" : "*") \(load(1, index)) }\n"
         case "silu_mul":
-            body = "    for i in 0..<\(n) { let v = x[i]; y[i] = v / (1 + exp(-v)) * z[i] }\n"
+            body = "    siluMul(x, z, y, \(n))\n"
         case "silu":
-            body = "    for i in 0..<\(n) { let v = x[i]; y[i] = v / (1 + exp(-v)) }\n"
+            body = "    siluMul(x, nil, y, \(n))\n"
         case "relu":
             body = "    for i in 0..<\(n) { y[i] = max(0, x[i]) }\n"
         case "gelu":
-            body = op.string("approximate") == "tanh"
-                ? "    for i in 0..<\(n) { let v = x[i]; y[i] = 0.5 * v * (1 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v))) }\n"
-                : "    for i in 0..<\(n) { let v = x[i]; y[i] = 0.5 * v * (1 + erf(v * 0.7071067811865476)) }\n"
+            body = "    gelu(x, y, \(n), tanhForm: \(op.string("approximate") == "tanh"))\n"
         case "reshape":
             body = "    if x != y { y.update(from: x, count: \(n)) }\n"
         case "rmsnorm":
@@ -62,17 +61,12 @@ extension SwiftEmitter {
             let width = t[op.operands[0]].shape.last!
             let eps = op.double("eps") ?? 1e-5
             let shift = op.operands.count > 2 ? " + \(load(2, "i"))" : ""
-            body = "    for r in 0..<\(n / width) {\n        let row = x + r &* \(width)\n"
-                + "        var sum = 0.0\n        for i in 0..<\(width) { sum += Double(row[i]) }\n        let mean = sum / \(width).0\n"
-                + "        var squares = 0.0\n        for i in 0..<\(width) { let c = Double(row[i]) - mean; squares += c * c }\n"
-                + "        let s = 1 / (squares / \(width).0 + \(eps)).squareRoot()\n"
-                + "        for i in 0..<\(width) { y[r &* \(width) &+ i] = Float((Double(row[i]) - mean) * s) * \(load(1, "i"))\(shift) }\n    }\n"
+            body = "    for r in 0..<\(n / width) {\n        let row = x + r &* \(width), o = y + r &* \(width)\n"
+                + "        let (mean, s) = meanAndScale(row, \(width), eps: \(Float(eps)))\n"
+                + "        for i in 0..<\(width) { o[i] = (row[i] - mean) * s * \(load(1, "i"))\(shift) }\n    }\n"
         case "softmax":
             let width = t[op.operands[0]].shape.last!
-            body = "    for r in 0..<\(n / width) {\n        let row = x + r &* \(width), o = y + r &* \(width)\n"
-                + "        var m = -Float.infinity\n        for i in 0..<\(width) { m = max(m, row[i]) }\n"
-                + "        var s = 0.0\n        for i in 0..<\(width) { let e = exp(Double(row[i] - m)); s += e; o[i] = Float(e) }\n"
-                + "        let inverse = 1 / s\n        for i in 0..<\(width) { o[i] = Float(Double(o[i]) * inverse) }\n    }\n"
+            body = "    for r in 0..<\(n / width) { softmaxRow(x + r &* \(width), y + r &* \(width), \(width)) }\n"
         case "split":
             let shape = t[op.operands[0]].shape
             let axis = Self.axis(op.int("axis") ?? -1, rank: shape.count)
@@ -144,12 +138,14 @@ extension SwiftEmitter {
         let d = width / heads
         let rotary = op.int("rotary_dim") ?? d
         let inv = RopeFrequencies.inverse(rotary: rotary, op: op).map { "\($0)" }.joined(separator: ", ")
-        return "    let inv: [Double] = [\(inv)]\n    y.update(from: x, count: \(n))\n"
-            + "    for r in 0..<\(n / width) {\n        let p = Double(z[r % \(t[op.operands[1]].elementCount)])\n"
-            + "        for h in 0..<\(heads) {\n            let base = r &* \(width) &+ h &* \(d)\n"
-            + "            for i in 0..<\(rotary / 2) {\n                let angle = p * inv[i]\n                let c = cos(angle), s = sin(angle)\n"
-            + "                let x1 = Double(x[base &+ i]), x2 = Double(x[base &+ i &+ \(rotary / 2)])\n"
-            + "                y[base &+ i] = Float(x1 * c - x2 * s)\n                y[base &+ i &+ \(rotary / 2)] = Float(x2 * c + x1 * s)\n"
-            + "            }\n        }\n    }\n"
+        let half = rotary / 2
+        return "    let inv: [Double] = [\(inv)]\n" + (rotary < d ? "    y.update(from: x, count: \(n))\n" : "")
+            + "    withUnsafeTemporaryAllocation(of: Float.self, capacity: \(rotary)) { cs in\n"
+            + "        for r in 0..<\(n / width) {\n            let p = Double(z[r % \(t[op.operands[1]].elementCount)])\n"
+            + "            for i in 0..<\(half) { let angle = p * inv[i]; cs[i] = Float(cos(angle)); cs[\(half) &+ i] = Float(sin(angle)) }\n"
+            + "            for h in 0..<\(heads) {\n                let base = r &* \(width) &+ h &* \(d)\n"
+            + "                for i in 0..<\(half) {\n                    let x1 = x[base &+ i], x2 = x[base &+ i &+ \(half)]\n"
+            + "                    y[base &+ i] = x1 * cs[i] - x2 * cs[\(half) &+ i]\n                    y[base &+ i &+ \(half)] = x2 * cs[i] + x1 * cs[\(half) &+ i]\n"
+            + "                }\n            }\n        }\n    }\n"
     }
 }

@@ -132,7 +132,7 @@ public struct SwiftEmitter {
                 calls.append("    observe?(context, \(action.op!))")
             }
         }
-        kernels = Self.header + "import Foundation\n\n" + Self.helpers + Self.attentionHelpers(for: kernels) + kernels
+        kernels = Self.header + "import Foundation\n\n" + Self.helpers + Self.elementwiseHelpers + Self.attentionHelpers(for: kernels) + kernels
         var step = Self.header
         step += """
         @inline(__always)

@@ -16,33 +16,61 @@ import KVRuntime
 struct KernelBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kernels",
-        abstract: "Generated GEMV (f32, f16, bf16, q8_0, q4_0 weights) and packed-KV attention kernels vs memcpy, a scalar loop and OpenBLAS (release build).",
+        abstract: "Generated kernels (GEMV over f32, f16, bf16, q8_0, q4_0 weights; packed-KV attention; norms, softmax, rope, elementwise, embed) vs memcpy, a scalar loop and OpenBLAS (release build).",
         discussion: """
         Shapes: an L2-sized and a DRAM-sized instance per family. GB/s counts the bytes a kernel \
         must read (weights; the packed cache) once; memcpy's GB/s counts the bytes copied (read \
-        once, written once), the usual 'copy bandwidth'.
+        once, written once), the usual 'copy bandwidth'. Row-wise and elementwise kernels are \
+        measured by traffic (bytes read + written), memcpy likewise (twice the bytes copied).
         """
     )
 
     @Option(name: .shortAndLong, help: "Write the Markdown report here (default: standard output).")
     var output: String?
 
+    @Option(help: "Families to measure: all (default), gemv, attention or rowwise (norms, softmax, rope, elementwise, embed).")
+    var family: String = "all"
+
     func run() throws {
+        let families = ["all", "gemv", "attention", "rowwise"]
+        guard families.contains(family) else {
+            printError("error: --family: expected one of \(families.joined(separator: ", ")), got '\(family)'\n")
+            throw ExitCode(64)
+        }
+        let wants = { (f: String) in family == "all" || family == f }
         var rows: [String] = []
-        rows.append("| kernel | shape | bytes read | generated GB/s | GFLOP/s | scalar loop GB/s | OpenBLAS GB/s | memcpy GB/s | generated / memcpy | generated / OpenBLAS |")
-        rows.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-        let blas = OpenBLAS()
-        if blas == nil { printError("note: OpenBLAS not found (apt-get install libopenblas-dev): its column is empty\n") }
-        for format in WeightFormat.allCases {
-            // L2: 256 rows of 512 (≤ 512 KiB in every format); DRAM: rows of 4096 making 64 MiB in the format.
-            for (rowsN, k, label) in [(256, 512, "L2"), ((64 << 20) / format.bytes(count: 4096), 4096, "DRAM")] {
-                printError("\(format.rawValue) gemv \(rowsN)x\(k)…\n")
-                rows.append(try gemv(rows: rowsN, k: k, label: label, blas: blas, format: format))
+        if wants("gemv") || wants("attention") {
+            rows.append("| kernel | shape | bytes read | generated GB/s | GFLOP/s | scalar loop GB/s | OpenBLAS GB/s | memcpy GB/s | generated / memcpy | generated / OpenBLAS |")
+            rows.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        }
+        if wants("gemv") {
+            let blas = OpenBLAS()
+            if blas == nil { printError("note: OpenBLAS not found (apt-get install libopenblas-dev): its column is empty\n") }
+            for format in WeightFormat.allCases {
+                // L2: 256 rows of 512 (≤ 512 KiB in every format); DRAM: rows of 4096 making 64 MiB in the format.
+                for (rowsN, k, label) in [(256, 512, "L2"), ((64 << 20) / format.bytes(count: 4096), 4096, "DRAM")] {
+                    printError("\(format.rawValue) gemv \(rowsN)x\(k)…\n")
+                    rows.append(try gemv(rows: rowsN, k: k, label: label, blas: blas, format: format))
+                }
             }
         }
-        for (ctx, kvHeads, label) in [(512, 2, "L2"), (32768, 8, "DRAM")] {
-            printError("attention ctx \(ctx), \(kvHeads) KV heads, 4-bit…\n")
-            rows.append(try attention(ctx: ctx, kvHeads: kvHeads, label: label))
+        if wants("attention") {
+            for (ctx, kvHeads, label) in [(512, 2, "L2"), (32768, 8, "DRAM")] {
+                printError("attention ctx \(ctx), \(kvHeads) KV heads, 4-bit…\n")
+                rows.append(try attention(ctx: ctx, kvHeads: kvHeads, label: label))
+            }
+        }
+        if wants("rowwise") {
+            if !rows.isEmpty { rows.append("") }
+            rows.append("| kernel | shape | traffic (read + written) | generated GB/s | GFLOP/s | scalar loop GB/s | memcpy GB/s (traffic) | generated / memcpy | generated / scalar loop |")
+            rows.append("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+            for f in RowwiseFamily.all {
+                // L2: 32 rows (x and y 128 KiB each); DRAM: 8192 rows (32 MiB each).
+                for (n, label) in [(32, "L2"), (8192, "DRAM")] {
+                    printError("\(f.name) \(n)x1024…\n")
+                    rows.append(try rowwise(f, rows: n, label: label))
+                }
+            }
         }
         let text = "kvplan bench kernels (\(Self.date()))\n\n" + rows.joined(separator: "\n") + "\n"
         if let output { try writeAtomically(text, to: output) } else { print(text, terminator: "") }

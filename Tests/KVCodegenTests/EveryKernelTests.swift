@@ -66,4 +66,52 @@ struct EveryKernelTests {
         #expect(compared == SwiftEmitter.supported)
         #expect(executor.linkBytes == schedule.linkBytes.map { $0 * 12 })
     }
+
+    /// The vectorised transcendental kernels (polynomial exp and erf, lane-wise min/max) on the
+    /// values where such approximations break: saturation (±100, beyond exp's clamp), signed zeros,
+    /// tiny magnitudes, a row whose maximum is far from the rest, and lengths with vector tails.
+    @Test("softmax, silu, silu_mul, gelu (erf, tanh) and layernorm on extreme values match the interpreter", arguments: [19, 40])
+    func extremeValues(width: Int) throws {
+        let source = """
+        input x: f32[1, \(width)]
+        input z: f32[1, \(width)]
+        weight g: f32[\(width)]
+        output s = softmax(x)
+        output a = silu(x)
+        output b = silu_mul(x, z)
+        output e = gelu(x)
+        output t = gelu(x, approximate="tanh")
+        output n = layernorm(x, g, eps=1e-5)
+        """
+        let graph = try GraphCompiler.compile(SourceFile(path: "extremes.graph", text: source)).graph
+        let target = try TargetParser.parse(SourceFile(path: "<preset cpu>", text: TargetPresets.source("cpu")!))
+        let plan = try PlacementPlanner.plan(try PlacementProblem(graph: graph, target: target), method: .belady, objective: .time, baselines: [])
+        let program = ProgramExport.program(graph)
+        let (schedule, kernels, step) = try SwiftEmitter.artifacts(program: program, plan: plan)
+        let specials: [Float] = [-100, -88.5, -20, -5, -1, -1e-3, -0.0, 0, 1e-30, 1e-3, 0.5, 1, 3, 5, 9.5, 20, 88.5, 100]
+        let x = (0..<width).map { specials[$0 % specials.count] * ($0 >= specials.count ? 0.37 : 1) }
+        let z = (0..<width).map { Float($0 % 7) - 3 }
+        let weights = SeededWeights.make(program, seed: 3)
+        let executor = try ScheduleExecutor(program: program, schedule: schedule, kernels: kernels, step: step, weights: weights, threads: 1)
+        var reference = try ReferenceInterpreter(program: program, weights: weights)
+        let index = Dictionary(program.tensors.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { a, _ in a })
+        try executor.setInput("x", x)
+        try executor.setInput("z", z)
+        try reference.setInput(index["x"]!, x)
+        try reference.setInput(index["z"]!, z)
+        let kernelActions = Dictionary(schedule.actions.filter { $0.kind == "kernel" }.map { ($0.op!, $0) }, uniquingKeysWith: { a, _ in a })
+        var generated: [Int: [Float]] = [:]
+        try executor.step { op in
+            generated[op] = executor.read(kernelActions[op]!.results![0], count: program.tensors[program.ops[op].results[0]].elementCount)
+        }
+        try reference.step()
+        #expect(generated.count == 6)
+        for (i, op) in program.ops.enumerated() {
+            let expected = reference.values[op.results[0]], values = generated[i]!
+            let finite = values.allSatisfy { $0.isFinite }
+            #expect(finite, "\(op.kind): \(values)")
+            let worst = zip(values, expected).map { abs($0 - $1) - Self.tolerance($1) }.max() ?? 0
+            #expect(worst <= 0, "op '\(op.name)' (\(op.kind)) exceeds the tolerance by \(worst)")
+        }
+    }
 }

@@ -190,6 +190,14 @@ struct CLITests {
         let stray = try run(["bench", "allocate", "--capacity", "1MiB"])
         #expect(stray.status == 1 && stray.stderr.contains("--capacity applies only with --instances"))
     }
+
+    @Test("bench kernels refuses an unknown --family before measuring anything")
+    func benchKernelsFamily() throws {
+        let r = try run(["bench", "kernels", "--family", "convolutions"])
+        #expect(r.status == 64)
+        #expect(r.stderr.contains("--family: expected one of all, gemv, attention, rowwise, got 'convolutions'"))
+        #expect(r.stdout.isEmpty)
+    }
 }
 
 @Suite("kvplan compile and verify")
