@@ -3,8 +3,8 @@
 # runtime will execute and of a real Hugging Face config, then `kvplan compile`
 # of the bundled model into out/tiny-llama.kvplan with a KV budget (25% of the fp16 cache), the
 # independent verifier on it, and `kvplan run --check` (the generated kernels on tier arenas with
-# the packed KV cache, every op compared with the reference interpreter; seeded weights until
-# the trained checkpoint lands).
+# the packed KV cache, every op compared with the reference interpreter) with the trained
+# checkpoint Graphs/tiny-llama/model.safetensors: real Python continues the prompt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -14,4 +14,5 @@ swift build -c release --product kvplan
 mkdir -p out
 .build/release/kvplan compile Graphs/tiny-llama.graph --kv-ratio 0.25 -o out/tiny-llama.kvplan
 .build/release/kvplan verify out/tiny-llama.kvplan
-.build/release/kvplan run out/tiny-llama.kvplan --prompt "Hello" --max-tokens 40 --check
+.build/release/kvplan run out/tiny-llama.kvplan --weights Graphs/tiny-llama/model.safetensors \
+    --prompt $'def read_lines(path):\n    with open(path) as f:\n' --max-tokens 120 --check

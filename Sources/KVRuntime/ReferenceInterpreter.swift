@@ -20,6 +20,11 @@ public struct ReferenceInterpreter {
     public private(set) var lengths: [Int: [Int]] = [:]
     /// Packed caches per attention op's key-cache tensor and sequence, when KV layouts are given.
     public private(set) var packed: [Int: [PackedKVCache]] = [:]
+    /// Sees every full-precision decode attention of sequence 0: (op index, each query head's
+    /// softmax weights over the cached tokens and the new one, oldest first). For profiling.
+    public var observeAttention: ((Int, [[Double]]) -> Void)?
+    /// The op `run(op:)` is running.
+    private var currentOp = 0
 
     /// An interpreter over `program` with `weights` (by tensor name, f32, row-major). With
     /// `kvLayouts` (one per decode-attention op, in order: the plan's `kv.layers`), decode attention
@@ -99,6 +104,7 @@ public struct ReferenceInterpreter {
     /// appending to its caches, for decode attention).
     public mutating func run(op index: Int) throws(RuntimeError) {
         let op = program.ops[index]
+        currentOp = index
         let out = try run(op)
         for (r, data) in zip(op.results, out) { values[r] = data }
     }
@@ -233,15 +239,23 @@ public struct ReferenceInterpreter {
         let bMatrix = batched ? bShape.suffix(2).reduce(1, *) : 0
         let rowsPerBatch = batched ? aShape[aShape.count - 2] : rows
         var out = [Float](repeating: 0, count: rows * n)
-        for r in 0..<rows {
-            let base = batched ? (r / rowsPerBatch) * bMatrix : 0
-            for j in 0..<n {
-                var acc = 0.0
-                for t in 0..<k {
-                    let bv = transposeB ? b[base + j * k + t] : b[base + t * n + j]
-                    acc += Double(a[r * k + t]) * Double(bv)
+        // The same sums in the same order as plain indexing; unchecked pointers only because this
+        // loop is most of `kvplan eval`'s time.
+        a.withUnsafeBufferPointer { a in
+            b.withUnsafeBufferPointer { b in
+                for r in 0..<rows {
+                    let base = batched ? (r / rowsPerBatch) * bMatrix : 0
+                    for j in 0..<n {
+                        var acc = 0.0
+                        if transposeB {
+                            let row = base + j * k
+                            for t in 0..<k { acc += Double(a[r * k + t]) * Double(b[row + t]) }
+                        } else {
+                            for t in 0..<k { acc += Double(a[r * k + t]) * Double(b[base + t * n + j]) }
+                        }
+                        out[r * n + j] = Float(acc) + (bias?[j] ?? 0)
+                    }
                 }
-                out[r * n + j] = Float(acc) + (bias?[j] ?? 0)
             }
         }
         return out
@@ -359,6 +373,7 @@ public struct ReferenceInterpreter {
                 lengths[kc]![b] = position + 1
                 lengths[vc]![b] = position + 1
                 let first = max(0, position + 1 - (op.int("window") ?? capacity))
+                var observed: [[Double]] = []
                 for h in 0..<heads {
                     let g = h / group
                     let (qBase, kv) = (b * heads * d + h * d, { (t: Int) in (b * capacity + t) * kvHeads + g })
@@ -366,7 +381,9 @@ public struct ReferenceInterpreter {
                                                query: { Double(x[0][qBase + $0]) },
                                                key: { Double(values[kc][kv($0) * d + $1]) }, value: { Double(values[vc][kv($0) * dv + $1]) })
                     for i in 0..<dv { out[(b * heads + h) * dv + i] = Float(head.out[i]) }
+                    if b == 0 && observeAttention != nil { observed.append(head.weights) }
                 }
+                if b == 0, let observeAttention { observeAttention(currentOp, observed) }
             }
             return out
         }

@@ -72,7 +72,11 @@ struct HFImportTests {
         #expect(refusal(Self.llama.replacingOccurrences(of: "\"EXTRA\": 1", with: "\"final_logit_softcapping\": 30.0")) ==
                 "2:71: 'final_logit_softcapping' asks for final logit soft-capping, which kvplan does not model")
         #expect(refusal(Self.llama.replacingOccurrences(of: "\"EXTRA\": 1", with: "\"rope_scaling\": {\"rope_type\": \"yarn\", \"factor\": 4.0}")) ==
-                "2:101: 'rope_scaling.rope_type' \"yarn\" is not modelled (only \"llama3\")")
+                "2:101: 'rope_scaling.rope_type' \"yarn\" is not modelled (only \"llama3\" and \"default\")")
+        #expect(refusal(Self.llama.replacingOccurrences(of: "\"EXTRA\": 1", with: "\"rope_parameters\": {\"rope_theta\": 1e6, \"rope_type\": \"yarn\"}")) ==
+                "2:123: 'rope_parameters.rope_type' \"yarn\" is not modelled (only \"llama3\" and \"default\")")
+        #expect(refusal(Self.llama.replacingOccurrences(of: "\"EXTRA\": 1", with: "\"rope_parameters\": [10000]")) ==
+                "2:90: 'rope_parameters' must be an object or null")
         #expect(refusal(Self.llama.replacingOccurrences(of: "\"EXTRA\": 1", with: "\"hidden_act\": \"gelu\"")) ==
                 "2:85: 'hidden_act' \"gelu\" is not modelled for LlamaForCausalLM (only \"silu\", the SwiGLU feed-forward)")
         #expect(refusal(Self.llama.replacingOccurrences(of: "LlamaForCausalLM", with: "GemmaForCausalLM")) ==
@@ -82,5 +86,38 @@ struct HFImportTests {
                 "2:23: 'num_hidden_layers' must be an integer, found a string")
         #expect(refusal("{\"architectures\": [\"LlamaForCausalLM\"],}") == "1:40: expected a quoted key")
         #expect(refusal("[1]") == "1:1: a config.json must be a JSON object, found an array")
+    }
+
+    /// transformers ≥ 5 saves RoPE settings as `rope_parameters` ({rope_theta, rope_type, …}); an
+    /// importer reading only `rope_theta` would silently build a model with theta 10000.
+    @Test("transformers 5 configs: theta and llama3 scaling come from rope_parameters; type default is unscaled")
+    func ropeParameters() throws {
+        func rope(_ extra: String) throws -> Op {
+            let text = try HFImporter.importConfig(Self.llama.replacingOccurrences(of: "\"EXTRA\": 1", with: extra), path: "config.json")
+            return lower(text)!.graph.ops.first { $0.kind == .rope }!
+        }
+        let plain = try rope("\"rope_parameters\": {\"rope_theta\": 500000.0, \"rope_type\": \"default\"}")
+        #expect(plain.attribute("theta") == .float(500000) && plain.attribute("scaling") == nil)
+        let scaled = try rope("""
+            "rope_parameters": {"rope_theta": 500000.0, "rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+             "high_freq_factor": 4.0, "original_max_position_embeddings": 8192}
+            """)
+        #expect(scaled.attribute("theta") == .float(500000) && scaled.attribute("scaling") == .string("llama3"))
+        #expect(scaled.attribute("factor") == .float(8) && scaled.attribute("original_max_positions") == .int(8192))
+        let older = try rope("\"rope_theta\": 250000.0")
+        #expect(older.attribute("theta") == .float(250000))
+    }
+
+    /// Issue 7: the bundled model's graph is what the importer makes of its trained checkpoint's
+    /// config.json, so the runtime, the planner and transformers all see one model.
+    @Test("kvplan import hf Graphs/tiny-llama/config.json reproduces Graphs/tiny-llama.graph byte for byte")
+    func tinyLlama() throws {
+        let config = repositoryRoot.appendingPathComponent("Graphs/tiny-llama/config.json").path
+        let fresh = try HFImporter.importConfig(String(contentsOfFile: config, encoding: .utf8), path: config)
+        let url = repositoryRoot.appendingPathComponent("Graphs/tiny-llama.graph")
+        if isRecording { try fresh.write(to: url, atomically: true, encoding: .utf8) }
+        #expect(try String(contentsOf: url, encoding: .utf8) == fresh, "Graphs/tiny-llama.graph is stale")
+        let g = lower(fresh)!.graph
+        #expect(GraphSummary(g).parameters == 2_951_424)  // the checkpoint's tensors, counted by torch
     }
 }

@@ -47,7 +47,8 @@ struct CLITests {
     @Test("check works on every file in Graphs/ and exits 0")
     func checkEverything() throws {
         let files = try FileManager.default.subpathsOfDirectory(atPath: Self.root.appendingPathComponent("Graphs").path)
-            .filter { $0.hasSuffix(".graph") || $0.hasSuffix(".hw") || $0.hasSuffix(".json") }.sorted()
+            .filter { $0.hasSuffix(".graph") || $0.hasSuffix(".hw") || $0.hasSuffix(".json") }
+            .filter { !$0.hasPrefix("tiny-llama/") || $0 == "tiny-llama/config.json" }.sorted()  // the checkpoint's other files are data
         #expect(files.count >= 22)
         for f in files {
             let r = try run(["check", "Graphs/\(f)"])

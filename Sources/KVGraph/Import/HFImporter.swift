@@ -172,8 +172,14 @@ struct LlamaFamily {
         let defaultContext = architecture == "MistralForCausalLM" ? 131072 : (architecture == "Qwen2ForCausalLM" ? 32768 : 2048)
         let context = try c.int("max_position_embeddings", default: defaultContext)
         let eps = try c.double("rms_norm_eps", default: 1e-6)
-        let theta = try c.double("rope_theta", default: 10000)
-        guard theta > 1 else { throw ImportError(location: c.root["rope_theta"]!.location, message: "'rope_theta' must be greater than 1") }
+        // transformers ≥ 5 writes RoPE settings in `rope_parameters` (theta, type, scaling).
+        let ropeParameters = c.root["rope_parameters"].flatMap { $0.isNull ? nil : $0 }
+        if let p = ropeParameters, case .object = p {} else if let p = ropeParameters {
+            throw ImportError(location: p.location, message: "'rope_parameters' must be an object or null")
+        }
+        let thetaConfig = ropeParameters?["rope_theta"] != nil ? Config(root: ropeParameters!) : c
+        let theta = try thetaConfig.double("rope_theta", default: 10000)
+        guard theta > 1 else { throw ImportError(location: thetaConfig.root["rope_theta"]!.location, message: "'rope_theta' must be greater than 1") }
         let tied = try c.bool("tie_word_embeddings", default: false)
         let dtype = try c.dtype()
         if let (act, loc) = try c.string("hidden_act"), act != "silu" {
@@ -206,7 +212,7 @@ struct LlamaFamily {
                 throw ImportError(location: v.location, message: "'sliding_window' is not part of \(architecture)")
             }
         }
-        let rope = try ropeAttributes(theta: theta)
+        let rope = try ropeAttributes(theta: theta, parameters: ropeParameters)
 
         var g = "# \(architecture) imported by `kvplan import hf` from \(source).\n"
         g += "# One decode step: each sequence feeds one token, attends over its KV cache\n"
@@ -265,19 +271,29 @@ struct LlamaFamily {
         return g
     }
 
-    /// The RoPE attributes after `heads=`: theta and, for llama3 scaling, its parameters.
-    func ropeAttributes(theta: Double) throws(ImportError) -> String {
+    /// The RoPE attributes after `heads=`: theta and, for llama3 scaling, its parameters (from
+    /// `rope_scaling`, or transformers ≥ 5's `rope_parameters`, where type "default" is no scaling).
+    func ropeAttributes(theta: Double, parameters: JSONValue?) throws(ImportError) -> String {
         var s = ", theta=theta"
-        guard let scaling = c.root["rope_scaling"], !scaling.isNull else { return s }
+        let field: String, scaling: JSONValue
+        if let v = c.root["rope_scaling"], !v.isNull {
+            (field, scaling) = ("rope_scaling", v)
+        } else if let p = parameters {
+            if let t = p["rope_type"] ?? p["type"], case .string("default", _) = t { return s }
+            if p["rope_type"] == nil && p["type"] == nil { return s }
+            (field, scaling) = ("rope_parameters", p)
+        } else {
+            return s
+        }
         guard case .object = scaling else {
-            throw ImportError(location: scaling.location, message: "'rope_scaling' must be an object or null")
+            throw ImportError(location: scaling.location, message: "'\(field)' must be an object or null")
         }
         let typeField = scaling["rope_type"] != nil ? "rope_type" : "type"
         guard let t = scaling[typeField], case let .string(kind, loc) = t else {
-            throw ImportError(location: scaling.location, message: "'rope_scaling' needs 'rope_type'")
+            throw ImportError(location: scaling.location, message: "'\(field)' needs 'rope_type'")
         }
         guard kind == "llama3" else {
-            throw ImportError(location: loc, message: "'rope_scaling.\(typeField)' \"\(kind)\" is not modelled (only \"llama3\")")
+            throw ImportError(location: loc, message: "'\(field).\(typeField)' \"\(kind)\" is not modelled (only \"llama3\" and \"default\")")
         }
         let sc = Config(root: scaling)
         let factor = try sc.double("factor", default: .nan)
@@ -285,10 +301,10 @@ struct LlamaFamily {
         let high = try sc.double("high_freq_factor", default: .nan)
         let original = try sc.int("original_max_position_embeddings")
         for (name, v) in [("factor", factor), ("low_freq_factor", low), ("high_freq_factor", high)] where v.isNaN {
-            throw ImportError(location: scaling.location, message: "'rope_scaling' is missing '\(name)'")
+            throw ImportError(location: scaling.location, message: "'\(field)' is missing '\(name)'")
         }
         guard factor >= 1, high > low else {
-            throw ImportError(location: scaling.location, message: "'rope_scaling' needs factor ≥ 1 and high_freq_factor > low_freq_factor")
+            throw ImportError(location: scaling.location, message: "'\(field)' needs factor ≥ 1 and high_freq_factor > low_freq_factor")
         }
         s += ", scaling=\"llama3\", factor=\(graphNumber(factor)), low_freq_factor=\(graphNumber(low))"
         s += ", high_freq_factor=\(graphNumber(high)), original_max_positions=\(original)"

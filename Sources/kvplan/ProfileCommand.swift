@@ -1,0 +1,128 @@
+import ArgumentParser
+import Foundation
+import KVArtifact
+import KVGraph
+import KVPlanner
+import KVRuntime
+
+/// `kvplan profile`: a model's measured KV profile (Docs/kv-profile.md) from real weights and text.
+struct Profile: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure a model's KV profile (retention per layer and KV head, K/V quantisation error) over a text.",
+        discussion: """
+        Runs the reference interpreter with a full-precision cache over consecutive windows of \
+        --context bytes of the text (byte-level vocabulary), records at every decode step with at \
+        least 32 cached tokens how much attention mass the most attended fraction of tokens \
+        captures, per layer and KV head (the GQA group's query heads averaged), and at the end of \
+        each window the relative error of the cached keys and values quantised at 8, 4 and 2 bits \
+        in the runtime's packed layout. Writes a profile `kvplan compile --profile` reads.
+        """
+    )
+
+    @OptionGroup var input: ByteModelInput
+
+    @Option(help: "Windows measured at most.")
+    var windows: Int = 4
+
+    @Option(name: .shortAndLong, help: "Write the profile here.")
+    var output: String
+
+    func run() throws {
+        do { try execute() } catch let error as DiagnosticError {
+            printError(error.description)
+            throw ExitCode(1)
+        } catch let error as UserError {
+            printError("error: \(error.message)\n")
+            throw ExitCode(1)
+        }
+    }
+
+    private func execute() throws {
+        guard windows >= 1 else { throw UserError("--windows: expected at least 1, got \(windows)") }
+        let loaded = try input.load(command: "profile", minimumContext: 33, bindContext: false)
+        let (graph, program, values, bytes, window, attention) = (loaded.graph, loaded.program, loaded.weights, loaded.bytes, loaded.window, loaded.attention)
+        let first = program.ops[attention[0]]
+        let heads = first.int("heads") ?? 1, kvHeads = first.int("kv_heads") ?? heads
+        let box = MeterBox(KVProfileMeter(layers: attention.count, kvHeads: kvHeads, group: heads / kvHeads))
+        let layerOf: [Int: Int] = Dictionary(uniqueKeysWithValues: attention.enumerated().map { ($0.element, $0.offset) })
+        let count = min(windows, bytes.count / window)
+        let progress = isatty(2) != 0
+        let start = ContinuousClock.now
+        do {
+            for w in 0..<count {
+                var interpreter = try ReferenceInterpreter(program: program, weights: values)
+                interpreter.observeAttention = { (op: Int, weights: [[Double]]) -> Void in box.meter.observe(layer: layerOf[op]!, weights: weights) }
+                var generator = try Generator(interpreter)
+                for p in 0..<window {
+                    _ = try generator.feed(Int(bytes[w * window + p]), position: p)
+                    if progress && p % 64 == 0 {
+                        let elapsed: Double = (ContinuousClock.now - start) / .seconds(1)
+                        FileHandle.standardError.write(Data(String(format: "\r\u{1B}[Kprofile: window %d/%d, token %d/%d, %.0f s", w + 1, count, p, window, elapsed).utf8))
+                    }
+                }
+                let state = generator.interpreter!
+                for (l, i) in attention.enumerated() {
+                    let op = program.ops[i]
+                    let channels = program.tensors[op.operands[3]].shape[2] * program.tensors[op.operands[3]].shape[3]
+                    let n = state.lengths[op.operands[3]]![0]
+                    box.meter.observeCache(layer: l, keys: Array(state.values[op.operands[3]][0..<n * channels]),
+                                           values: Array(state.values[op.operands[4]][0..<n * channels]), tokens: n, channels: channels)
+                }
+            }
+        } catch {
+            throw UserError("\(input.model): \(error.message)")
+        }
+        if progress { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+        let meter = box.meter
+        var layers: [KVProfile.Layer] = []
+        for l in attention.indices {
+            guard let curves = meter.retention[l], let errors = meter.errors[l] else {
+                throw UserError("layer \(l): nothing measured (windows too short?)")
+            }
+            var mean: [[Double]] = []
+            for (i, x) in KVProfileMeter.fractions.enumerated() {
+                let total: Double = curves.reduce(0.0) { $0 + $1[i][1] }
+                mean.append([x, (total / Double(curves.count) * 1e6).rounded() / 1e6])
+            }
+            layers.append(.init(retention: mean, heads: curves, keyError: errors.keys, valueError: errors.values))
+        }
+        let profile = KVProfile(model: graph.name, referenceContext: window, layers: layers)
+        try writeAtomically(Self.json(profile), to: output)
+        let seconds: Double = (ContinuousClock.now - start) / .seconds(1)
+        printError(String(format: "profile: %d × %d-byte windows, %d layers × %d KV heads, %.1f s → %@\n", count, window, layers.count, kvHeads, seconds, output))
+        for (l, layer) in layers.enumerated() {
+            let r = layer.retention!
+            print(String(format: "layer %d: R(10%%) %.3f, R(30%%) %.3f; key error 8/4/2-bit %.4f/%.4f/%.4f, value %.4f/%.4f/%.4f", l,
+                         r[4][1], r[6][1], layer.keyError["8"]!, layer.keyError["4"]!, layer.keyError["2"]!,
+                         layer.valueError["8"]!, layer.valueError["4"]!, layer.valueError["2"]!))
+        }
+    }
+}
+
+extension Profile {
+    /// The profile as JSON in Docs/kv-profile.md's layout: one line per curve, keys in a fixed order.
+    static func json(_ p: KVProfile) -> String {
+        func number(_ x: Double) -> String { x == x.rounded() && abs(x) < 1e15 ? String(Int(x)) : "\(x)" }
+        func curve(_ c: [[Double]]) -> String { "[" + c.map { "[\(number($0[0])), \(number($0[1]))]" }.joined(separator: ", ") + "]" }
+        func errors(_ e: [String: Double]) -> String {
+            "{" + e.keys.sorted { Int($0)! > Int($1)! }.map { "\"\($0)\": \(number(e[$0]!))" }.joined(separator: ", ") + "}"
+        }
+        let name = String(decoding: try! JSONEncoder().encode(p.model), as: UTF8.self)
+        var out = "{\n  \"version\": \(p.version),\n  \"model\": \(name),\n  \"referenceContext\": \(p.referenceContext),\n  \"layers\": [\n"
+        out += p.layers.map { layer in
+            var fields: [String] = []
+            if let r = layer.retention { fields.append("      \"retention\": \(curve(r))") }
+            if let heads = layer.heads { fields.append("      \"heads\": [\n" + heads.map { "        " + curve($0) }.joined(separator: ",\n") + "\n      ]") }
+            fields.append("      \"keyError\": \(errors(layer.keyError))")
+            fields.append("      \"valueError\": \(errors(layer.valueError))")
+            return "    {\n" + fields.joined(separator: ",\n") + "\n    }"
+        }.joined(separator: ",\n")
+        return out + "\n  ]\n}\n"
+    }
+}
+
+/// The meter the interpreter's attention observer adds to (a reference, so the closure can).
+private final class MeterBox {
+    var meter: KVProfileMeter
+    init(_ meter: KVProfileMeter) { self.meter = meter }
+}
