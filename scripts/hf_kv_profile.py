@@ -46,14 +46,9 @@ def relative_squares(x: torch.Tensor, kind: str, bits: int):
     """(Σ squared error, Σ squared value) of token-major x [T, C] quantised as `kind`."""
     t, c = x.shape
     if kind == "keys":   # per channel over groups of 32 tokens
-        groups = x.reshape(t // 32, 32, c).transpose(1, 2)
+        back = quantise(x.reshape(t // 32, 32, c).transpose(1, 2), bits).transpose(1, 2).reshape(t, c)
     else:                # per token over groups of 32 channels (a short last group if C % 32)
-        groups = None
-    if groups is not None:
-        back = quantise(groups, bits).transpose(1, 2).reshape(t, c)
-    else:
-        parts = [quantise(x[:, i:i + 32], bits) for i in range(0, c, 32)]
-        back = torch.cat(parts, dim=1)
+        back = torch.cat([quantise(x[:, i:i + 32], bits) for i in range(0, c, 32)], dim=1)
     return float(((back.double() - x.double()) ** 2).sum()), float((x.double() ** 2).sum())
 
 

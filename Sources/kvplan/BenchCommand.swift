@@ -55,10 +55,7 @@ struct AllocateBench: ParsableCommand {
     var output: String?
 
     func run() throws {
-        do { try execute() } catch let e as UserError {
-            printError("error: \(e.message)\n")
-            throw ExitCode(1)
-        }
+        try reportingBadInput(execute)
     }
 
     private struct Run { var packed: Bool; var seconds: Double; var ratio: Double; var nodes: Int }

@@ -73,13 +73,7 @@ struct Compile: ParsableCommand {
     @OptionGroup var dimensions: ModelOptions
 
     func run() throws {
-        do { try execute() } catch let error as DiagnosticError {
-            printError(error.description)
-            throw ExitCode(1)
-        } catch let error as UserError {
-            printError("error: \(error.message)\n")
-            throw ExitCode(1)
-        }
+        try reportingBadInput(execute)
     }
 
     private func execute() throws {

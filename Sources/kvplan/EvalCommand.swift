@@ -55,13 +55,7 @@ struct Eval: ParsableCommand {
     var svg: String?
 
     func run() throws {
-        do { try execute() } catch let error as DiagnosticError {
-            printError(error.description)
-            throw ExitCode(1)
-        } catch let error as UserError {
-            printError("error: \(error.message)\n")
-            throw ExitCode(1)
-        }
+        try reportingBadInput(execute)
     }
 
     /// One cell's result.

@@ -1,3 +1,4 @@
+import ArgumentParser
 import Foundation
 import KVGraph
 import KVPlanner
@@ -59,6 +60,18 @@ func writeAtomically(_ text: String, to path: String) throws {
     } catch {
         try? FileManager.default.removeItem(at: temporary)
         throw UserError("cannot write '\(path)': \(error.localizedDescription)")
+    }
+}
+
+/// Runs a command's body, turning bad input (diagnostics, UserError) into a message on stderr and
+/// exit code 1; any other error propagates (ArgumentParser reports it).
+func reportingBadInput(_ body: () throws -> Void) throws {
+    do { try body() } catch let error as DiagnosticError {
+        printError(error.description)
+        throw ExitCode(1)
+    } catch let error as UserError {
+        printError("error: \(error.message)\n")
+        throw ExitCode(1)
     }
 }
 

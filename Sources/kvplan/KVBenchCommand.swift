@@ -33,10 +33,7 @@ struct KVBench: ParsableCommand {
     var context: Int?
 
     func run() throws {
-        do { try execute() } catch let e as UserError {
-            printError("error: \(e.message)\n")
-            throw ExitCode(1)
-        }
+        try reportingBadInput(execute)
     }
 
     private func execute() throws {

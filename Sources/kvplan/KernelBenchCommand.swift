@@ -320,7 +320,8 @@ struct KernelBench: ParsableCommand {
     static func size(_ bytes: Int) -> String { bytes >= 1 << 20 ? String(format: "%.1f MiB", Double(bytes) / 1048576) : "\(bytes / 1024) KiB" }
 }
 
-private func f2(_ x: Double) -> String { String(format: "%.2f", x) }
+/// Two decimals, as the benchmark tables print them.
+func f2(_ x: Double) -> String { String(format: "%.2f", x) }
 
 /// cblas_sgemv from libopenblas, loaded at run time so kvplan does not link it.
 struct OpenBLAS {
@@ -363,10 +364,7 @@ struct RunBench: ParsableCommand {
     var threads: Int = 1
 
     func run() throws {
-        do { try execute() } catch let error as UserError {
-            printError("error: \(error.message)\n")
-            throw ExitCode(1)
-        }
+        try reportingBadInput(execute)
     }
 
     private func execute() throws {

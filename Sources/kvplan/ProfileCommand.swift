@@ -28,13 +28,7 @@ struct Profile: ParsableCommand {
     var output: String
 
     func run() throws {
-        do { try execute() } catch let error as DiagnosticError {
-            printError(error.description)
-            throw ExitCode(1)
-        } catch let error as UserError {
-            printError("error: \(error.message)\n")
-            throw ExitCode(1)
-        }
+        try reportingBadInput(execute)
     }
 
     private func execute() throws {
@@ -75,8 +69,9 @@ struct Profile: ParsableCommand {
         if progress { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
         let meter = box.meter
         var layers: [KVProfile.Layer] = []
+        let retention = meter.retention, errorsPerLayer = meter.errors
         for l in attention.indices {
-            guard let curves = meter.retention[l], let errors = meter.errors[l] else {
+            guard let curves = retention[l], let errors = errorsPerLayer[l] else {
                 throw UserError("layer \(l): nothing measured (windows too short?)")
             }
             var mean: [[Double]] = []

@@ -139,5 +139,3 @@ extension KernelBench {
         }
     }
 }
-
-private func f2(_ x: Double) -> String { String(format: "%.2f", x) }

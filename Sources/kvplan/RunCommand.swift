@@ -51,10 +51,7 @@ struct Run: ParsableCommand {
     var check = false
 
     func run() throws {
-        do { try execute() } catch let error as UserError {
-            printError("error: \(error.message)\n")
-            throw ExitCode(1)
-        }
+        try reportingBadInput(execute)
     }
 
     private func execute() throws {
