@@ -157,13 +157,31 @@ public struct Value: Codable, Sendable, Equatable {
     public var home: Int?
     /// Whether its final contents must end in its home tier (outputs, updated caches).
     public var mustPersist: Bool
-    public init(name: String, tensor: String, kind: ValueKind, bytes: Int, home: Int?, mustPersist: Bool) {
+    /// Which block of its tensor a tile value is (absent for a whole tensor).
+    public var part: ValuePart?
+    public init(name: String, tensor: String, kind: ValueKind, bytes: Int, home: Int?, mustPersist: Bool, part: ValuePart? = nil) {
         self.name = name
         self.tensor = tensor
         self.kind = kind
         self.bytes = bytes
         self.home = home
         self.mustPersist = mustPersist
+        self.part = part
+    }
+}
+
+/// The block of a tensor one tile value holds: indices `[start, end)` along dimension `dim`, or
+/// elements `[start, end)` in row-major order when `dim` is -1 (a cut that is contiguous in the
+/// tensor). A part is stored contiguously wherever it lives: a cut along an inner dimension is
+/// the sub-block `[outer, end - start, inner]` in row-major order.
+public struct ValuePart: Codable, Sendable, Equatable, Hashable {
+    public var dim: Int
+    public var start: Int
+    public var end: Int
+    public init(dim: Int, start: Int, end: Int) {
+        self.dim = dim
+        self.start = start
+        self.end = end
     }
 }
 
@@ -181,7 +199,12 @@ public struct Step: Codable, Sendable, Equatable {
     public var flops: Int
     /// Estimated compute seconds.
     public var computeSeconds: Double
-    public init(name: String, op: String, tile: Int?, tiles: Int?, reads: [Int], writes: [Int], flops: Int, computeSeconds: Double) {
+    /// How a tiled op is split (`columns`, `reduction`, `tokens`, `queries`, `rows`, `length`,
+    /// `channels`); absent for an op computed whole.
+    public var scheme: String?
+    public init(name: String, op: String, tile: Int?, tiles: Int?, reads: [Int], writes: [Int], flops: Int, computeSeconds: Double,
+                scheme: String? = nil) {
+        self.scheme = scheme
         self.name = name
         self.op = op
         self.tile = tile

@@ -10,9 +10,9 @@ import Foundation
 /// tier 0 (stores and spills) — the order the plan verifier assumes. Docs/runtime.md.
 public struct ExecutionSchedule: Codable, Sendable, Equatable {
     /// The schema version this build reads and writes.
-    public static let currentVersion = 2
+    public static let currentVersion = 3
     /// The calling convention of the generated `kvplan_step` (emitter and runtime must agree).
-    public static let abi = 3
+    public static let abi = 4
 
     /// A byte position in one tier's arena.
     public struct Location: Codable, Sendable, Equatable, Hashable {
@@ -41,17 +41,36 @@ public struct ExecutionSchedule: Codable, Sendable, Equatable {
         public var dtype: String
         public var location: Location
         public var bytes: Int
-        public init(tensor: String, dtype: String = "f32", location: Location, bytes: Int) {
+        /// The block of the tensor held there, when the plan keeps the tensor in parts (one binding per part).
+        public var part: ValuePart?
+        public init(tensor: String, dtype: String = "f32", location: Location, bytes: Int, part: ValuePart? = nil) {
             self.tensor = tensor
             self.dtype = dtype
             self.location = location
             self.bytes = bytes
+            self.part = part
+        }
+    }
+
+    /// A block of one of an op's tensors that a kernel action read or wrote, and where it was then.
+    public struct View: Codable, Sendable, Equatable {
+        /// Operand index (reads), or result index (writes: the results, then decode attention's new K and V rows).
+        public var index: Int
+        public var location: Location
+        /// The block (nil: the whole tensor).
+        public var part: ValuePart?
+        public init(index: Int, location: Location, part: ValuePart?) {
+            self.index = index
+            self.location = location
+            self.part = part
         }
     }
 
     /// One step of the schedule.
     public struct Action: Codable, Sendable, Equatable {
-        /// `copy` (a planned transfer), `gather` (a planned transfer of the rows `ids` selects), or `kernel`.
+        /// `copy` (a planned transfer), `gather` (a planned transfer of the rows `ids` selects),
+        /// `kernel`, or `block` (a copy inside the compute tier assembling parts for a kernel
+        /// into its staging area, or scattering a staged result into parts; on no link).
         public var kind: String
         /// The plan slot the action belongs to.
         public var slot: Int
@@ -64,6 +83,24 @@ public struct ExecutionSchedule: Codable, Sendable, Equatable {
         /// gather: where the row indices are (f32 holding exact integers) and the bytes of one row.
         public var ids: Location?
         public var rowBytes: Int?
+        /// gather from a table the plan keeps in row ranges: each part's rows and home (then `from` is unused).
+        public var parts: [View]?
+        /// block: `rows` copies of `bytes` bytes, the source advancing by `fromStride` and the destination by `toStride`.
+        public var rows: Int?
+        public var fromStride: Int?
+        public var toStride: Int?
+        /// kernel: the tile of the op this call computes, how the op is split, and the block of
+        /// its tensor each operand and result pointer holds (nil entries: the whole tensor);
+        /// absent when the op is computed whole. Decode attention split by tokens passes the
+        /// online-softmax state as a sixth operand and writes it (or, last, the output) as its first result.
+        public var tile: Int?
+        public var tiles: Int?
+        public var scheme: String?
+        public var operandParts: [ValuePart?]?
+        public var resultParts: [ValuePart?]?
+        /// kernel: which blocks of the op's tensors this call read and wrote, and where (for checking).
+        public var reads: [View]?
+        public var writes: [View]?
         /// kernel: the program op, where its operands are read and its results written (tier 0).
         public var op: Int?
         public var operands: [Location]?
@@ -74,14 +111,27 @@ public struct ExecutionSchedule: Codable, Sendable, Equatable {
             Action(kind: "copy", slot: slot, value: value, link: link, bytes: bytes, from: from, to: to)
         }
 
-        /// A planned copy of table rows selected by indices.
-        public static func gather(slot: Int, value: Int, link: Int, bytes: Int, from: Location, to: Location, ids: Location, rowBytes: Int) -> Action {
-            Action(kind: "gather", slot: slot, value: value, link: link, bytes: bytes, from: from, to: to, ids: ids, rowBytes: rowBytes)
+        /// A planned copy of table rows selected by indices (`parts`: the table's row ranges, when it is kept in parts).
+        public static func gather(slot: Int, value: Int, link: Int, bytes: Int, from: Location, to: Location, ids: Location, rowBytes: Int,
+                                  parts: [View]? = nil) -> Action {
+            var a = Action(kind: "gather", slot: slot, value: value, link: link, bytes: bytes, from: from, to: to, ids: ids, rowBytes: rowBytes)
+            a.parts = parts
+            return a
         }
 
-        /// An op's kernel.
-        public static func kernel(slot: Int, op: Int, operands: [Location], results: [Location]) -> Action {
-            Action(kind: "kernel", slot: slot, op: op, operands: operands, results: results)
+        /// An op's kernel (or one tile of it), with the blocks it read and wrote (default: every operand and result whole, where passed).
+        public static func kernel(slot: Int, op: Int, operands: [Location], results: [Location], reads: [View]? = nil, writes: [View]? = nil) -> Action {
+            var a = Action(kind: "kernel", slot: slot, op: op, operands: operands, results: results)
+            a.reads = reads ?? operands.enumerated().map { View(index: $0, location: $1, part: nil) }
+            a.writes = writes ?? results.enumerated().map { View(index: $0, location: $1, part: nil) }
+            return a
+        }
+
+        /// A strided copy inside the compute tier (staging for a kernel).
+        public static func block(slot: Int, from: Location, to: Location, bytes: Int, rows: Int, fromStride: Int, toStride: Int) -> Action {
+            var a = Action(kind: "block", slot: slot, bytes: bytes, from: from, to: to)
+            (a.rows, a.fromStride, a.toStride) = (rows, fromStride, toStride)
+            return a
         }
 
         init(kind: String, slot: Int, value: Int? = nil, link: Int? = nil, bytes: Int? = nil, from: Location? = nil, to: Location? = nil,
@@ -121,6 +171,12 @@ public struct ExecutionSchedule: Codable, Sendable, Equatable {
         public var kvHeads: Int
         /// The packed layout (nil: a full-precision f32 cache `[batch, capacity, channels]`).
         public var layout: KVLayerLayout?
+        /// An f32 cache the plan keeps in token ranges: the first token of each part and one past
+        /// the last (`tokenCuts`), and each part's home (`[batch, tokens, channels]` there); then
+        /// `keys` and `values` are the first part's.
+        public var tokenCuts: [Int]?
+        public var keyParts: [Location]?
+        public var valueParts: [Location]?
         public init(op: Int, keys: Location, values: Location, keyBytes: Int, valueBytes: Int, newKeys: Location, newValues: Location,
                     batch: Int, capacity: Int, channels: Int, kvHeads: Int, layout: KVLayerLayout?) {
             self.op = op
@@ -164,10 +220,14 @@ public struct ExecutionSchedule: Codable, Sendable, Equatable {
     public var outputs: [Binding]
     public var kv: [KVCache]
     public var actions: [Action]
+    /// Bytes of tier 0's arena past the tier's capacity where kernels read parts assembled by
+    /// `block` actions (a tensor the plan keeps in parts, read or written whole); 0 when none.
+    public var stagingBytes: Int
 
     public init(model: String, target: String, arenas: [Arena], links: [String], linkBytes: [Int], weights: [Binding], inputs: [Binding],
-                outputs: [Binding], kv: [KVCache], actions: [Action]) {
+                outputs: [Binding], kv: [KVCache], actions: [Action], stagingBytes: Int = 0) {
         version = Self.currentVersion
+        self.stagingBytes = stagingBytes
         self.model = model
         self.target = target
         self.arenas = arenas
@@ -203,19 +263,41 @@ public struct ExecutionSchedule: Codable, Sendable, Equatable {
                 }
                 try check(to, bytes, "actions[\(i)] destination")
                 if a.kind == "copy" { try check(from, bytes, "actions[\(i)] source") }
+                for p in a.parts ?? [] { try check(p.location, 0, "actions[\(i)] table part") }
+            case "block":
+                guard let from = a.from, let to = a.to, let bytes = a.bytes, let rows = a.rows, let fs = a.fromStride, let ts = a.toStride,
+                      rows >= 1, fs >= 0, ts >= 0 else {
+                    throw ArtifactError("schedule.json: actions[\(i)] (block) lacks from/to/bytes/rows/strides")
+                }
+                try check(from, (rows - 1) * fs + bytes, "actions[\(i)] source")
+                try check(to, (rows - 1) * ts + bytes, "actions[\(i)] destination")
             case "kernel":
                 guard let op = a.op, program.ops.indices.contains(op), let operands = a.operands, let results = a.results else {
                     throw ArtifactError("schedule.json: actions[\(i)] (kernel) lacks a valid op/operands/results")
                 }
-                for l in operands + results { try check(l, 0, "actions[\(i)] '\(program.ops[op].name)'") }
+                for l in operands + results + (a.reads ?? []).map(\.location) + (a.writes ?? []).map(\.location) {
+                    try check(l, 0, "actions[\(i)] '\(program.ops[op].name)'")
+                }
             default:
                 throw ArtifactError("schedule.json: actions[\(i)] has unknown kind '\(a.kind)'")
             }
         }
         for c in kv {
             guard program.ops.indices.contains(c.op) else { throw ArtifactError("schedule.json: a KV cache names op \(c.op); the program has \(program.ops.count)") }
-            try check(c.keys, c.keyBytes, "the key cache of '\(program.ops[c.op].name)'")
-            try check(c.values, c.valueBytes, "the value cache of '\(program.ops[c.op].name)'")
+            if let cuts = c.tokenCuts, let keys = c.keyParts, let values = c.valueParts {
+                guard c.layout == nil, cuts.count == keys.count + 1, keys.count == values.count, cuts.first == 0, cuts.last == c.capacity,
+                      zip(cuts, cuts.dropFirst()).allSatisfy({ $0 < $1 }) else {
+                    throw ArtifactError("schedule.json: the cache parts of '\(program.ops[c.op].name)' do not cover its \(c.capacity) tokens")
+                }
+                for (j, (k, v)) in zip(keys, values).enumerated() {
+                    let bytes = c.batch * (cuts[j + 1] - cuts[j]) * c.channels * 4
+                    try check(k, bytes, "key cache part \(j) of '\(program.ops[c.op].name)'")
+                    try check(v, bytes, "value cache part \(j) of '\(program.ops[c.op].name)'")
+                }
+            } else {
+                try check(c.keys, c.keyBytes, "the key cache of '\(program.ops[c.op].name)'")
+                try check(c.values, c.valueBytes, "the value cache of '\(program.ops[c.op].name)'")
+            }
             try check(c.newKeys, c.batch * c.channels * 4, "the new keys of '\(program.ops[c.op].name)'")
             try check(c.newValues, c.batch * c.channels * 4, "the new values of '\(program.ops[c.op].name)'")
         }

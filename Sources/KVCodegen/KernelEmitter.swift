@@ -15,7 +15,7 @@ import KVQuant
 extension SwiftEmitter {
     /// (parameter list, body) of an op's kernel; pointers come in operand, result order (then the
     /// cache-manager state for decode attention).
-    func kernel(_ op: ModelProgram.Op, cache: ExecutionSchedule.KVCache?) -> (String, String) {
+    func kernel(_ op: ModelProgram.Op, cache: ExecutionSchedule.KVCache?, tile: TileContext = TileContext()) -> (String, String) {
         let t = program.tensors
         let out = op.results[0]
         let n = t[out].elementCount
@@ -37,10 +37,10 @@ extension SwiftEmitter {
         case "embed":  // the plan gathered the rows already: the lookup is their conversion
             body = t[op.operands[0]].dtype == "f32" ? "    y.update(from: x, count: \(n))\n" : "    for i in 0..<\(n) { y[i] = \(load(0, "i")) }\n"
         case "matmul":
-            body = matmulBody(op, load: load)
+            body = matmulBody(op, load: load, accumulate: tile.accumulate, bias: tile.bias)
         case "add", "mul":
             let b = t[op.operands[1]].elementCount
-            let index = b == n ? "i" : "i % \(b)"
+            let index = b == n ? "i" : tile.elementOffset == 0 ? "i % \(b)" : "(i &+ \(tile.elementOffset)) % \(b)"
             body = "    for i in 0..<\(n) { y[i] = x[i] \(op.kind == "add" ? "+" : "*") \(load(1, index)) }\n"
         case "silu_mul":
             body = "    siluMul(x, z, y, \(n))\n"
@@ -88,7 +88,7 @@ extension SwiftEmitter {
                 offset += t[o].shape[axis]
             }
         case "rope":
-            body = ropeBody(op)
+            body = ropeBody(op, firstRow: tile.elementOffset / t[op.operands[0]].shape.last!)
         default:
             return attentionKernel(op, cache: cache!)
         }
@@ -97,10 +97,10 @@ extension SwiftEmitter {
 
     /// A linear layer (a × wᵀ, w [N, K] in its storage format) or a product with a [K, N] f32
     /// weight, plus the bias when there is one.
-    private func matmulBody(_ op: ModelProgram.Op, load: (Int, String) -> String) -> String {
+    private func matmulBody(_ op: ModelProgram.Op, load: (Int, String) -> String, accumulate: Bool, bias addBias: Bool) -> String {
         let t = program.tensors
         let w = t[op.operands[1]]
-        let bias = op.operands.count > 2 ? " + \(load(2, "j"))" : ""
+        let bias = op.operands.count > 2 && addBias ? " + \(load(2, "j"))" : ""
         if op.bool("transpose_b") == true {
             let (rows, k) = (w.shape[0], w.shape[1])
             let m = t[op.operands[0]].elementCount / k
@@ -114,15 +114,25 @@ extension SwiftEmitter {
             case .q8_0: product = "dotQ8(x + r &* \(k), UnsafeRawPointer(z) + j &* \(rowBytes), \(k))"
             case .q4_0: product = "dotQ4(x + r &* \(k), UnsafeRawPointer(z) + j &* \(rowBytes), \(k))"
             }
+            let sum = accumulate ? "y[r &* \(rows) &+ j] + \(product)" : product
             return "    parallelRows(\(rows), work: \(m * rows * k)) { lo, hi in\n        for r in 0..<\(m) {\n"
-                + "            for j in lo..<hi { y[r &* \(rows) &+ j] = \(product)\(bias) }\n        }\n    }\n"
+                + "            for j in lo..<hi { y[r &* \(rows) &+ j] = \(sum)\(bias) }\n        }\n    }\n"
         }
         let (k, cols) = (w.shape[0], w.shape[1])
         let m = t[op.operands[0]].elementCount / k
-        let initial = op.operands.count > 2 ? load(2, "j") : "0"
+        let initial = accumulate ? "o[j]" + (bias.isEmpty ? "" : " + \(load(2, "j"))") : op.operands.count > 2 && addBias ? load(2, "j") : "0"
         return "    parallelRows(\(cols), work: \(m * cols * k)) { lo, hi in\n        for r in 0..<\(m) {\n"
             + "            let o = y + r &* \(cols)\n            for j in lo..<hi { o[j] = \(initial) }\n"
             + "            for i in 0..<\(k) { axpy(x[r &* \(k) &+ i], z + (i &* \(cols) &+ lo), o + lo, hi &- lo) }\n        }\n    }\n"
+    }
+
+    /// How a tile's kernel differs from the whole op's beyond its shapes: the first element of the
+    /// tile (broadcast operands and rope positions are indexed from it), whether the kernel adds
+    /// to the result (a reduction tile after the first) and whether it adds the bias.
+    struct TileContext {
+        var elementOffset = 0
+        var accumulate = false
+        var bias = true
     }
 
     /// A possibly negative axis as an index.
@@ -130,7 +140,7 @@ extension SwiftEmitter {
 
     /// Rotary embedding of each head's first `rotary_dim` channels (halves rotated, as Hugging
     /// Face's rotate_half), frequencies with llama3 scaling baked in.
-    private func ropeBody(_ op: ModelProgram.Op) -> String {
+    private func ropeBody(_ op: ModelProgram.Op, firstRow: Int) -> String {
         let t = program.tensors
         let n = t[op.results[0]].elementCount
         let width = t[op.operands[0]].shape.last!
@@ -141,7 +151,7 @@ extension SwiftEmitter {
         let half = rotary / 2
         return "    let inv: [Double] = [\(inv)]\n" + (rotary < d ? "    y.update(from: x, count: \(n))\n" : "")
             + "    withUnsafeTemporaryAllocation(of: Float.self, capacity: \(rotary)) { cs in\n"
-            + "        for r in 0..<\(n / width) {\n            let p = Double(z[r % \(t[op.operands[1]].elementCount)])\n"
+            + "        for r in 0..<\(n / width) {\n            let p = Double(z[\(firstRow == 0 ? "r" : "(r &+ \(firstRow))") % \(t[op.operands[1]].elementCount)])\n"
             + "            for i in 0..<\(half) { let angle = p * inv[i]; cs[i] = Float(cos(angle)); cs[\(half) &+ i] = Float(sin(angle)) }\n"
             + "            for h in 0..<\(heads) {\n                let base = r &* \(width) &+ h &* \(d)\n"
             + "                for i in 0..<\(half) {\n                    let x1 = x[base &+ i], x2 = x[base &+ i &+ \(half)]\n"

@@ -10,32 +10,53 @@ import KVQuant
 // per value is simple and never aliases. Per slot: hops between outer tiers, loads into tier 0,
 // the slot's kernel, then copies out of tier 0 (stores may follow the write in its slot). A
 // weight value that is a row selection of a table (`embed_tokens[x[0]]`) is moved by a `gather`
-// whose source rows are picked by the ids the embed reads. Only untiled plans are lowered: tile
-// kernels (partial matmuls, online-softmax attention tiles) are not emitted yet, and the refusal
-// says so.
+// whose source rows are picked by the ids the embed reads.
+//
+// Tiled plans: a tensor the tiling pass cut is a set of part values, each stored contiguously
+// wherever it lives (a cut along an inner dimension is its own row-major sub-block; weights are
+// sliced so at load). Each tile step becomes one call of a kernel specialised to its tile
+// (KernelBinding.swift decides which block of each tensor the call needs); a kernel that needs a
+// block the plan holds in several parts reads it from a staging area past tier 0's capacity,
+// filled by `block` copies (and a staged result is scattered back into its parts). Caches cut
+// into token ranges keep one home region per part; the cache manager appends into the right one.
 
 /// Lowers a placement plan over a program to arena actions.
 public enum ScheduleLowering {
-    /// The schedule for `plan` over `program`, with `kvLayouts` (the plan's `kv.layers`, if any).
+    /// The schedule for `plan` over `program`.
     public static func lower(program: ModelProgram, plan: Plan) throws(CodegenError) -> ExecutionSchedule {
         let values = plan.values, tiers = plan.target.tiers
         guard !tiers.isEmpty else { throw CodegenError("the plan has no tiers") }
-        if let tiled = plan.steps.first(where: { ($0.tiles ?? 1) > 1 }) {
-            throw CodegenError("step '\(tiled.name)' is one of \(tiled.tiles ?? 1) tiles; tiled plans are not emitted yet (only plans whose ops fit the compute tier whole)")
-        }
-        guard plan.steps.count == program.ops.count else {
-            throw CodegenError("the plan has \(plan.steps.count) steps; the program has \(program.ops.count) ops")
-        }
         let tensorIndex = Dictionary(program.tensors.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { a, _ in a })
+        let opIndex = Dictionary(program.ops.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { a, _ in a })
+
+        // Steps to ops: an op's tiles are consecutive steps named `op#j`.
+        var opOfStep: [Int] = []
+        for (i, step) in plan.steps.enumerated() {
+            let tiles = step.tiles ?? 1, tile = step.tile ?? 0
+            let base = tiles > 1 && step.name.hasSuffix("#\(tile)") ? String(step.name.dropLast("#\(tile)".count)) : step.name
+            guard let o = opIndex[base] else { throw CodegenError("step \(i) '\(step.name)' computes no op of the program") }
+            if tile > 0 {
+                guard i > 0, opOfStep[i - 1] == o, plan.steps[i - 1].tile == tile - 1 else {
+                    throw CodegenError("step '\(step.name)' does not follow tile \(tile - 1) of its op")
+                }
+            }
+            guard program.ops[o].kind == step.op else { throw CodegenError("step '\(step.name)' is \(step.op) but program op '\(base)' is \(program.ops[o].kind)") }
+            if tiles > 1 && step.scheme == nil { throw CodegenError("step '\(step.name)' is one of \(tiles) tiles but the plan does not say how the op is split (re-plan with this kvplan)") }
+            opOfStep.append(o)
+        }
+        let computed = Set(opOfStep)
+        guard computed.count == program.ops.count, plan.steps.filter({ ($0.tile ?? 0) == 0 }).count == program.ops.count else {
+            throw CodegenError("the plan's \(plan.steps.count) steps compute \(computed.count) ops once each; the program has \(program.ops.count)")
+        }
 
         // Static regions in the outer tiers.
         var region: [Int: [Int: Int]] = [:]  // tier -> value -> offset
         var arenaBytes = Array(repeating: 0, count: tiers.count)
         arenaBytes[0] = tiers[0].capacity
-        func isRowSelection(_ v: Int) -> Bool { values[v].kind == .weight && values[v].name != values[v].tensor }
+        let kinds = ValueRoles(values)
         var outer = Array(repeating: Set<Int>(), count: tiers.count)
-        for (v, value) in values.enumerated() where !isRowSelection(v) { if let h = value.home, h > 0 { outer[h].insert(v) } }
-        for r in plan.residencies where r.tier > 0 && !isRowSelection(r.value) { outer[r.tier].insert(r.value) }
+        for (v, value) in values.enumerated() where !kinds.isRowSelection(v) { if let h = value.home, h > 0 { outer[h].insert(v) } }
+        for r in plan.residencies where r.tier > 0 && !kinds.isRowSelection(r.value) { outer[r.tier].insert(r.value) }
         for t in 1..<tiers.count {
             let alignment = max(1, tiers[t].alignment)
             for v in outer[t].sorted() {
@@ -56,11 +77,24 @@ public enum ScheduleLowering {
             guard let offset = region[tier]?[v] else { throw CodegenError("'\(values[v].name)' has no region in '\(tiers[tier].name)'") }
             return .init(tier: tier, offset: offset)
         }
-        func home(_ name: String) throws(CodegenError) -> (value: Int, location: ExecutionSchedule.Location) {
-            guard let v = values.firstIndex(where: { $0.name == name }), let h = values[v].home, h > 0 else {
-                throw CodegenError("'\(name)' has no home outside '\(tiers[0].name)' in the plan")
+        /// A tensor's home: its whole value, or its parts in order of their blocks.
+        func homes(_ name: String) throws(CodegenError) -> [(value: Int, location: ExecutionSchedule.Location)] {
+            var found: [(Int, ExecutionSchedule.Location)] = []
+            if let v = values.firstIndex(where: { $0.name == name && $0.part == nil }) {
+                guard let h = values[v].home, h > 0 else { throw CodegenError("'\(name)' has no home outside '\(tiers[0].name)' in the plan") }
+                return [(v, try outside(v, h))]
             }
-            return (v, try outside(v, h))
+            for v in kinds.parts(of: name) {
+                guard let h = values[v].home, h > 0 else { throw CodegenError("'\(values[v].name)' has no home outside '\(tiers[0].name)' in the plan") }
+                found.append((v, try outside(v, h)))
+            }
+            guard !found.isEmpty else { throw CodegenError("'\(name)' has no value in the plan") }
+            return found
+        }
+        func home(_ name: String) throws(CodegenError) -> (value: Int, location: ExecutionSchedule.Location) {
+            let h = try homes(name)
+            guard h.count == 1, values[h[0].value].part == nil else { throw CodegenError("'\(name)' is kept in \(h.count) parts; it must be whole here") }
+            return h[0]
         }
 
         // Links in the target's order.
@@ -75,9 +109,8 @@ public enum ScheduleLowering {
         // Row selections: which embed reads them, and where its ids live.
         var selectionIds: [Int: (ids: Int, rowBytes: Int)] = [:]
         for (i, step) in plan.steps.enumerated() {
-            let op = program.ops[i]
-            guard op.name == step.name else { throw CodegenError("step \(i) is '\(step.name)' but program op \(i) is '\(op.name)'") }
-            for v in step.reads where isRowSelection(v) {
+            let op = program.ops[opOfStep[i]]
+            for v in step.reads where kinds.isRowSelection(v) {
                 guard op.kind == "embed", op.operands.count == 2, let table = tensorIndex[values[v].tensor], op.operands[0] == table else {
                     throw CodegenError("'\(values[v].name)' is a row selection read by '\(op.name)' (\(op.kind)); only embed lookups are lowered")
                 }
@@ -93,6 +126,7 @@ public enum ScheduleLowering {
             }
         }
 
+        var binder = KernelBinding(program: program, plan: plan, roles: kinds, capacity: tiers[0].capacity, alignment: max(1, tiers[0].alignment))
         var actions: [ExecutionSchedule.Action] = []
         var bySlot = Array(repeating: [Transfer](), count: plan.slotCount)
         for t in plan.transfers { bySlot[t.slot].append(t) }
@@ -103,12 +137,24 @@ public enum ScheduleLowering {
                 linkBytes[l] += t.bytes
                 let to = t.to == 0 ? try inCompute(t.value, slot, "destination of a copy") : try outside(t.value, t.to)
                 if let selection = selectionIds[t.value] {
-                    let table = try home(values[t.value].tensor)
-                    guard t.from == values[table.value].home else {
+                    let table = try homes(values[t.value].tensor)
+                    guard t.from == values[table[0].value].home else {
                         throw CodegenError("'\(values[t.value].name)' is gathered from '\(tiers[t.from].name)', not from its table's home")
                     }
                     let ids = try home(program.tensors[selection.ids].name)
-                    actions.append(.gather(slot: slot, value: t.value, link: l, bytes: t.bytes, from: table.location, to: to, ids: ids.location, rowBytes: selection.rowBytes))
+                    var parts: [ExecutionSchedule.View]?
+                    if table.count > 1 || values[table[0].value].part != nil {
+                        let shape = program.tensors[tensorIndex[values[t.value].tensor]!].shape
+                        parts = try table.map { (v, location) throws(CodegenError) in
+                            let p = values[v].part!.canonical(shape: shape)
+                            guard p.dim < 0, p.start % shape[1] == 0, p.end % shape[1] == 0 else {
+                                throw CodegenError("'\(values[v].name)' is not a range of whole rows of its table; lookups need whole rows")
+                            }
+                            return ExecutionSchedule.View(index: 0, location: location, part: ValuePart(dim: 0, start: p.start / shape[1], end: p.end / shape[1]))
+                        }
+                    }
+                    actions.append(.gather(slot: slot, value: t.value, link: l, bytes: t.bytes, from: table[0].location, to: to, ids: ids.location,
+                                           rowBytes: selection.rowBytes, parts: parts))
                 } else {
                     let from = t.from == 0 ? try inCompute(t.value, slot, "source of a copy") : try outside(t.value, t.from)
                     actions.append(.copy(slot: slot, value: t.value, link: l, bytes: t.bytes, from: from, to: to))
@@ -117,34 +163,12 @@ public enum ScheduleLowering {
             for t in transfers where t.from != 0 && t.to != 0 { try emit(t) }
             for t in transfers where t.to == 0 { try emit(t) }
             if slot >= 1 && slot <= plan.steps.count {
-                let i = slot - 1, step = plan.steps[i], op = program.ops[i]
-                var operands: [ExecutionSchedule.Location] = []
-                for tensor in op.operands {
-                    let name = program.tensors[tensor].name
-                    guard let v = step.reads.first(where: { values[$0].tensor == name }) else {
-                        throw CodegenError("step '\(step.name)' does not read '\(name)'")
-                    }
-                    operands.append(try inCompute(v, slot, "operand of '\(step.name)'"))
-                }
-                var results: [ExecutionSchedule.Location] = []
-                for tensor in op.results {
-                    let name = program.tensors[tensor].name
-                    guard let v = step.writes.first(where: { values[$0].name == name }) else {
-                        throw CodegenError("step '\(step.name)' does not write '\(name)'")
-                    }
-                    results.append(try inCompute(v, slot, "result of '\(step.name)'"))
-                }
-                for tensor in op.updates {
-                    let name = program.tensors[tensor].name + "[new]"
-                    guard let v = step.writes.first(where: { values[$0].name == name }) else {
-                        throw CodegenError("step '\(step.name)' does not write '\(name)'")
-                    }
-                    results.append(try inCompute(v, slot, "appended row of '\(step.name)'"))
-                }
-                actions.append(.kernel(slot: slot, op: i, operands: operands, results: results))
+                let i = slot - 1
+                actions += try binder.actions(step: i, op: opOfStep[i], slot: slot) { v, what throws(CodegenError) in try inCompute(v, slot, what) }
             }
             for t in transfers where t.from == 0 { try emit(t) }
         }
+        arenaBytes[0] += binder.stagingBytes
 
         // Caches, weights, inputs, outputs.
         let layouts = plan.kv?.layers
@@ -159,29 +183,85 @@ public enum ScheduleLowering {
             guard kc.shape.count == 4, vc.shape == kc.shape, op.updates.count == 2 else {
                 throw CodegenError("'\(op.name)': caches \(kc.shape) and \(vc.shape) are not one [batch, ctx, kv_heads, head_dim] pair")
             }
-            let (kv, kLocation) = try home(kc.name), (vv, vLocation) = try home(vc.name)
-            caches.append(.init(op: i, keys: kLocation, values: vLocation, keyBytes: values[kv].bytes, valueBytes: values[vv].bytes,
-                                newKeys: try home(kc.name + "[new]").location, newValues: try home(vc.name + "[new]").location,
-                                batch: kc.shape[0], capacity: kc.shape[1], channels: kc.shape[2] * kc.shape[3], kvHeads: kc.shape[2], layout: layouts?[n]))
+            let keyHomes = try homes(kc.name), valueHomes = try homes(vc.name)
+            var cache = ExecutionSchedule.KVCache(op: i, keys: keyHomes[0].location, values: valueHomes[0].location,
+                                                  keyBytes: keyHomes.reduce(0) { $0 + values[$1.value].bytes },
+                                                  valueBytes: valueHomes.reduce(0) { $0 + values[$1.value].bytes },
+                                                  newKeys: try home(kc.name + "[new]").location, newValues: try home(vc.name + "[new]").location,
+                                                  batch: kc.shape[0], capacity: kc.shape[1], channels: kc.shape[2] * kc.shape[3], kvHeads: kc.shape[2], layout: layouts?[n])
+            if keyHomes.count > 1 || values[keyHomes[0].value].part != nil {
+                guard layouts == nil else {
+                    throw CodegenError("'\(op.name)': the plan splits a packed KV cache into token ranges; tiled attention is emitted for f32 caches only")
+                }
+                func cuts(_ h: [(value: Int, location: ExecutionSchedule.Location)]) throws(CodegenError) -> [Int] {
+                    var cuts = [0]
+                    for (v, _) in h {
+                        let p = values[v].part!, c = kc.shape[2] * kc.shape[3]
+                        let tokens = p.dim == 1 ? (p.start, p.end) : p.dim < 0 && kc.shape[0] == 1 && p.start % c == 0 && p.end % c == 0 ? (p.start / c, p.end / c) : nil
+                        guard let tokens, tokens.0 == cuts.last else { throw CodegenError("'\(values[v].name)' is not the next token range of its cache") }
+                        cuts.append(tokens.1)
+                    }
+                    return cuts
+                }
+                let keyCuts = try cuts(keyHomes)
+                guard try cuts(valueHomes) == keyCuts, keyCuts.last == kc.shape[1] else {
+                    throw CodegenError("'\(op.name)': its key and value caches are cut into different token ranges")
+                }
+                cache.tokenCuts = keyCuts
+                cache.keyParts = keyHomes.map(\.location)
+                cache.valueParts = valueHomes.map(\.location)
+            }
+            caches.append(cache)
         }
         var weights: [ExecutionSchedule.Binding] = [], inputs: [ExecutionSchedule.Binding] = [], outputs: [ExecutionSchedule.Binding] = []
         for t in program.tensors where ["weight", "input", "output"].contains(t.kind) {
-            let (v, location) = try home(t.name)
             // Weights in any storage format the runtime quantises to; inputs (i32 ids as exact
             // floats) and outputs in f32.
             let format = t.kind == "weight" ? WeightFormat(rawValue: t.dtype) : .f32
-            guard let format, values[v].bytes == format.bytes(count: t.elementCount), t.elementCount % format.blockElements == 0 else {
-                throw CodegenError("'\(t.name)' is \(t.dtype) (\(values[v].bytes) B); emitted: weights as \(WeightFormat.allCases.map(\.rawValue).joined(separator: ", ")), inputs and outputs as 4-byte values")
-            }
-            let binding = ExecutionSchedule.Binding(tensor: t.name, dtype: format.rawValue, location: location, bytes: values[v].bytes)
-            switch t.kind {
-            case "weight": weights.append(binding)
-            case "input": inputs.append(binding)
-            default: outputs.append(binding)
+            let held = try homes(t.name)
+            if held.count > 1 && t.kind == "input" { throw CodegenError("input '\(t.name)' is split into parts; inputs are written whole") }
+            for (v, location) in held {
+                let part = values[v].part
+                let count = part?.elementCount(shape: t.shape) ?? t.elementCount
+                let rowLength = part.map { $0.dim == t.shape.count - 1 ? $0.end - $0.start : (t.shape.last ?? 1) } ?? (t.shape.last ?? 1)
+                guard let format, values[v].bytes == format.bytes(count: count), count % format.blockElements == 0, rowLength % format.blockElements == 0 else {
+                    throw CodegenError("'\(values[v].name)' is \(t.dtype) (\(values[v].bytes) B); emitted: weights as \(WeightFormat.allCases.map(\.rawValue).joined(separator: ", ")) in rows of whole blocks, inputs and outputs as 4-byte values")
+                }
+                let binding = ExecutionSchedule.Binding(tensor: t.name, dtype: format.rawValue, location: location, bytes: values[v].bytes, part: part)
+                switch t.kind {
+                case "weight": weights.append(binding)
+                case "input": inputs.append(binding)
+                default: outputs.append(binding)
+                }
             }
         }
         return ExecutionSchedule(model: program.model, target: plan.target.name,
                                  arenas: tiers.indices.map { .init(name: tiers[$0].name, bytes: arenaBytes[$0]) },
-                                 links: links, linkBytes: linkBytes, weights: weights, inputs: inputs, outputs: outputs, kv: caches, actions: actions)
+                                 links: links, linkBytes: linkBytes, weights: weights, inputs: inputs, outputs: outputs, kv: caches,
+                                 actions: actions, stagingBytes: binder.stagingBytes)
     }
+}
+
+/// What each plan value stands for: a whole tensor, a part of one, or a value the planner added.
+struct ValueRoles {
+    let values: [Value]
+    private let partsByTensor: [String: [Int]]
+
+    init(_ values: [Value]) {
+        self.values = values
+        var parts: [String: [Int]] = [:]
+        for (v, value) in values.enumerated() where value.part != nil { parts[value.tensor, default: []].append(v) }
+        partsByTensor = parts.mapValues { vs in vs.sorted { (values[$0].part!.dim, values[$0].part!.start) < (values[$1].part!.dim, values[$1].part!.start) } }
+    }
+
+    /// The rows of a table an embedding lookup gathers (`table[ids]`).
+    func isRowSelection(_ v: Int) -> Bool { values[v].kind == .weight && values[v].name != values[v].tensor && values[v].part == nil }
+    /// The new token's K or V row a decode attention writes (`cache[new]`).
+    func isAppend(_ v: Int) -> Bool { values[v].name == values[v].tensor + "[new]" }
+    /// The online-softmax state carried between the token tiles of a decode attention (`y~state`).
+    func isState(_ v: Int) -> Bool { values[v].name == values[v].tensor + "~state" }
+    /// A whole tensor or a part of one (not a value the planner added).
+    func isTensorData(_ v: Int) -> Bool { !isRowSelection(v) && !isAppend(v) && !isState(v) }
+    /// The parts of a tensor, in order of their blocks.
+    func parts(of tensor: String) -> [Int] { partsByTensor[tensor] ?? [] }
 }

@@ -89,6 +89,47 @@ public struct SwiftEmitter {
         }
     }
 
+    /// An emitter over a program made up for one tile (its tensors are the tile's blocks); unchecked.
+    init(tileProgram: ModelProgram, schedule: ExecutionSchedule) {
+        program = tileProgram
+        self.schedule = schedule
+    }
+
+    /// The kernel of one tile: the op over tensors shaped as the tile's blocks (matmul, row-wise
+    /// and elementwise ops), or the online-softmax step of decode attention split by tokens.
+    func tileKernel(_ action: ExecutionSchedule.Action, cache: ExecutionSchedule.KVCache?) -> (String, String) {
+        let op = program.ops[action.op!], j = action.tile!, tiles = action.tiles!
+        if action.scheme == "tokens" { return attentionTileKernel(op, cache: cache!, part: action.operandParts![3]!, tile: j, tiles: tiles) }
+        var tensors: [ModelProgram.Tensor] = []
+        func block(_ tensor: Int, _ part: ValuePart?) -> Int {
+            var t = program.tensors[tensor]
+            if let part { t.shape = Self.shape(of: part, in: t.shape) }
+            tensors.append(t)
+            return tensors.count - 1
+        }
+        var tileOp = op
+        tileOp.operands = op.operands.enumerated().map { block($1, action.operandParts![$0]) }
+        tileOp.results = op.results.enumerated().map { block($1, action.resultParts![$0]) }
+        tileOp.updates = []
+        let offset = action.resultParts!.first.flatMap { $0 }.map { $0.dim < 0 ? $0.start : 0 } ?? 0
+        let context = TileContext(elementOffset: action.scheme == "rows" || action.scheme == "length" ? offset : 0,
+                                  accumulate: action.scheme == "reduction" && j > 0, bias: action.scheme != "reduction" || j == tiles - 1)
+        let tileProgram = ModelProgram(model: program.model, dimensions: [:], tensors: tensors, ops: [tileOp])
+        return SwiftEmitter(tileProgram: tileProgram, schedule: schedule).kernel(tileOp, cache: nil, tile: context)
+    }
+
+    /// The shape of a block as its kernel sees it: the cut dimension shortened, or a flat range as
+    /// rows of the tensor's last dimension when it is whole rows.
+    static func shape(of part: ValuePart, in shape: [Int]) -> [Int] {
+        if part.dim >= 0 {
+            var s = shape
+            s[part.dim] = part.end - part.start
+            return s
+        }
+        let n = part.end - part.start, width = shape.last ?? 1
+        return part.start % width == 0 && n % width == 0 && shape.count > 1 ? [n / width, width] : [n]
+    }
+
     /// Lowers `plan` over `program` and emits it: (schedule, Kernels.swift, Schedule.swift).
     public static func artifacts(program: ModelProgram, plan: Plan) throws(CodegenError) -> (schedule: ExecutionSchedule, kernels: String, step: String) {
         let schedule = try ScheduleLowering.lower(program: program, plan: plan)
@@ -107,16 +148,32 @@ public struct SwiftEmitter {
             usedTiers.insert(l.tier)
             return "t\(l.tier) + \(l.offset)"
         }
-        for action in schedule.actions {
+        // A kernel is observed after the copies that scatter its staged results (the next
+        // non-`block` action), so an observer reads what the step holds.
+        var observed: Int?
+        for (index, action) in schedule.actions.enumerated() {
+            if action.kind != "block", let k = observed {
+                calls.append("    observe?(context, \(k))")
+                observed = nil
+            }
             switch action.kind {
             case "copy":
                 calls.append("    move(\(pointer(action.from!)), \(pointer(action.to!)), \(action.bytes!), links, \(action.link!))")
             case "gather":
                 let rows = action.bytes! / action.rowBytes!
-                calls.append("    gather(\(pointer(action.from!)), \(pointer(action.to!)), f(\(pointer(action.ids!))), \(rows), \(action.rowBytes!), links, \(action.link!))")
+                if let parts = action.parts {
+                    let starts = parts.map { "\($0.part!.start)" }.joined(separator: ", ")
+                    let bases = parts.map { pointer($0.location) }.joined(separator: ", ")
+                    calls.append("    gatherParts([\(starts)], [\(bases)], \(pointer(action.to!)), f(\(pointer(action.ids!))), \(rows), \(action.rowBytes!), links, \(action.link!))")
+                } else {
+                    calls.append("    gather(\(pointer(action.from!)), \(pointer(action.to!)), f(\(pointer(action.ids!))), \(rows), \(action.rowBytes!), links, \(action.link!))")
+                }
+            case "block":
+                calls.append("    block(\(pointer(action.from!)), \(pointer(action.to!)), \(action.bytes!), \(action.rows!), \(action.fromStride!), \(action.toStride!))")
             default:
                 let op = program.ops[action.op!]
-                let (signature, body) = kernel(op, cache: cacheOf[action.op!].map { schedule.kv[$0] })
+                let cache = cacheOf[action.op!].map { schedule.kv[$0] }
+                let (signature, body) = action.tiles == nil ? kernel(op, cache: cache) : tileKernel(action, cache: cache)
                 let key = signature + body
                 let name: String
                 if let existing = bodies[key] {
@@ -129,9 +186,10 @@ public struct SwiftEmitter {
                 var arguments = (action.operands! + action.results!).map { "f(\(pointer($0)))" }
                 if let n = cacheOf[action.op!] { arguments.append("kv[\(n)]") }
                 calls.append("    \(name)(\(arguments.joined(separator: ", ")))")
-                calls.append("    observe?(context, \(action.op!))")
+                observed = index
             }
         }
+        if let k = observed { calls.append("    observe?(context, \(k))") }
         kernels = Self.header + "import Foundation\n\n" + Self.helpers + Self.elementwiseHelpers + Self.attentionHelpers(for: kernels) + kernels
         var step = Self.header
         step += """
@@ -153,9 +211,30 @@ public struct SwiftEmitter {
             links[link] &+= rows &* rowBytes
         }
 
+        /// A planned transfer of table rows from a table kept in row ranges (`starts`: each part's
+        /// first row, ascending; `parts`: where each is).
+        @inline(__always)
+        func gatherParts(_ starts: [Int], _ parts: [UnsafeMutableRawPointer], _ to: UnsafeMutableRawPointer, _ ids: UnsafeMutablePointer<Float>,
+                         _ rows: Int, _ rowBytes: Int, _ links: UnsafeMutablePointer<Int>, _ link: Int) {
+            for r in 0..<rows {
+                let id = Int(ids[r])
+                var p = starts.count &- 1
+                while p > 0 && starts[p] > id { p &-= 1 }
+                (to + r &* rowBytes).copyMemory(from: parts[p] + (id &- starts[p]) &* rowBytes, byteCount: rowBytes)
+            }
+            links[link] &+= rows &* rowBytes
+        }
+
+        /// A copy inside the compute tier assembling a block for a kernel (or scattering one): `rows`
+        /// runs of `bytes` bytes at strides `fromStride` and `toStride`; on no link.
+        @inline(__always)
+        func block(_ from: UnsafeMutableRawPointer, _ to: UnsafeMutableRawPointer, _ bytes: Int, _ rows: Int, _ fromStride: Int, _ toStride: Int) {
+            for r in 0..<rows { (to + r &* toStride).copyMemory(from: from + r &* fromStride, byteCount: bytes) }
+        }
+
         /// One decode step: the schedule's copies and kernels in order on the tier arenas (`tiers[i]`
         /// is tier i's arena), `kv[l]` the cache-manager state of attention layer l, `links` the
-        /// bytes counted per link; `observe(context, op)` runs after each op's kernel when given.
+        /// bytes counted per link; `observe(context, a)` runs after the kernel of action `a` when given.
         @_cdecl("kvplan_step")
         public func kvplan_step(_ tiers: UnsafePointer<UnsafeMutableRawPointer>, _ kv: UnsafePointer<UnsafeMutableRawPointer>,
                                 _ links: UnsafeMutablePointer<Int>, _ observe: (@convention(c) (UnsafeMutableRawPointer?, Int) -> Void)?,

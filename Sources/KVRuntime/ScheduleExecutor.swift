@@ -64,8 +64,10 @@ public final class ScheduleExecutor {
             guard w.count == t.elementCount else {
                 throw RuntimeError("weights for '\(binding.tensor)' have \(w.count) elements; its shape \(t.shape) has \(t.elementCount)")
             }
-            // Quantisation at load: the bytes of the program's storage format for this weight.
-            guard let format = WeightFormat(rawValue: t.dtype), let stored = format.encode(w), stored.count == binding.bytes else {
+            // Quantisation at load: the bytes of the program's storage format for this weight (or
+            // for its block, when the plan keeps it in parts).
+            let elements = binding.part.map { $0.extract(from: w, shape: t.shape) } ?? w
+            guard let format = WeightFormat(rawValue: t.dtype), let stored = format.encode(elements), stored.count == binding.bytes else {
                 throw RuntimeError("'\(binding.tensor)' is \(t.dtype) in \(binding.bytes) B; the runtime stores weights as \(WeightFormat.allCases.map(\.rawValue).joined(separator: ", ")) in whole blocks")
             }
             let base = arenas[binding.location.tier].baseAddress! + binding.location.offset
@@ -127,13 +129,20 @@ public final class ScheduleExecutor {
         write(values, at: b.location)
     }
 
-    /// An output tensor (by name) after the last step.
+    /// An output tensor (by name) after the last step (assembled when the plan keeps it in parts).
     public func output(_ name: String) throws(RuntimeError) -> [Float] {
-        guard let b = schedule.outputs.first(where: { $0.tensor == name }) else { throw RuntimeError("the schedule has no output '\(name)'") }
-        return read(b.location, count: b.bytes / 4)
+        let bindings = schedule.outputs.filter { $0.tensor == name }
+        guard let first = bindings.first else { throw RuntimeError("the schedule has no output '\(name)'") }
+        guard bindings.count > 1 || first.part != nil, let t = program.tensors.first(where: { $0.name == name }) else {
+            return read(first.location, count: first.bytes / 4)
+        }
+        var whole = [Float](repeating: 0, count: t.elementCount)
+        for b in bindings { b.part!.insert(read(b.location, count: b.bytes / 4), into: &whole, shape: t.shape) }
+        return whole
     }
 
-    /// Runs one decode step; `observe` sees each op index after its kernel ran (then `read` its results).
+    /// Runs one decode step; `observe` sees the index (into `schedule.actions`) of each kernel
+    /// action after it ran (then `read` what it wrote; OpCapture assembles whole ops).
     public func step(observe: ((Int) -> Void)? = nil) throws(RuntimeError) {
         // An f32 cache appends one row per step; a packed one evicts instead of filling up.
         for (n, cache) in schedule.kv.enumerated() where cache.layout == nil && (lengths[n].max() ?? 0) >= cache.capacity {
@@ -166,9 +175,14 @@ public final class ScheduleExecutor {
         let state = cache.stateLayout
         guard cache.layout != nil else {
             for b in 0..<cache.batch {
-                let row = (b * cache.capacity + lengths[n][b]) * c * 4
-                write(Array(newKeys[b * c..<(b + 1) * c]), at: .init(tier: cache.keys.tier, offset: cache.keys.offset + row))
-                write(Array(newValues[b * c..<(b + 1) * c]), at: .init(tier: cache.values.tier, offset: cache.values.offset + row))
+                // The row's place: in the whole cache, or in the token range that holds it.
+                var (keys, values, first, tokens) = (cache.keys, cache.values, 0, cache.capacity)
+                if let cuts = cache.tokenCuts, let p = cuts.lastIndex(where: { $0 <= lengths[n][b] }), p < cuts.count - 1 {
+                    (keys, values, first, tokens) = (cache.keyParts![p], cache.valueParts![p], cuts[p], cuts[p + 1] - cuts[p])
+                }
+                let row = (b * tokens + lengths[n][b] - first) * c * 4
+                write(Array(newKeys[b * c..<(b + 1) * c]), at: .init(tier: keys.tier, offset: keys.offset + row))
+                write(Array(newValues[b * c..<(b + 1) * c]), at: .init(tier: values.tier, offset: values.offset + row))
                 lengths[n][b] += 1
             }
             publishOccupancy(n)

@@ -6,7 +6,7 @@ import KVRuntime
 //
 // Op by op (what passes or fails): as the generated schedule runs a step, after each kernel the
 // reference interpreter runs the same op on the generated run's own operands (read at their
-// planned tier-0 offsets), and the kernel's results — the op's outputs and, for decode attention,
+// planned tier-0 offsets; a tiled op's blocks are collected tile by tile and compared after its last), and the kernel's results — the op's outputs and, for decode attention,
 // the new K/V rows — are compared with the reference's. Each kernel is so held to its own
 // tolerance: a difference upstream is not charged to every op downstream of it, and both sides'
 // KV caches receive identical rows (so a packed cache quantises identical values).
@@ -34,7 +34,8 @@ final class RunCheck {
     var logitDrift: Float = 0
     var greedyAgree = 0
     let executor: ScheduleExecutor
-    let kernelOf: [Int: ExecutionSchedule.Action]
+    /// Puts tiled ops back together from their kernel calls.
+    var capture: OpCapture
     let packedOps: Set<Int>
     /// Input tensors a rope reads (positions); every other input takes the token id.
     let positionInputs: Set<Int>
@@ -51,7 +52,7 @@ final class RunCheck {
         self.reference = reference
         self.independent = independent
         self.executor = executor
-        kernelOf = Dictionary(executor.schedule.actions.filter { $0.kind == "kernel" }.map { ($0.op!, $0) }, uniquingKeysWith: { a, _ in a })
+        capture = OpCapture(program: program, schedule: executor.schedule)
         packedOps = Set(executor.schedule.kv.filter { $0.layout != nil }.map(\.op))
         positionInputs = Set(program.ops.filter { $0.kind == "rope" && $0.operands.count == 2 }.map { $0.operands[1] })
     }
@@ -75,15 +76,15 @@ final class RunCheck {
         if got.indices.max(by: { got[$0] < got[$1] }) == want.indices.max(by: { want[$0] < want[$1] }) { greedyAgree += 1 }
     }
 
-    func compare(op index: Int) {
-        guard let action = kernelOf[index] else { return }
-        let op = program.ops[index]
+    /// Compares the op whose last kernel call is action `index` (earlier tiles are only recorded).
+    func compare(action index: Int) {
+        guard let captured = capture.record(action: index, from: executor) else { return }
+        let index = captured.index, op = program.ops[index]
         // The reference runs this op on the generated run's operands (weights and caches are its own).
         do {
-            for (tensor, location) in zip(op.operands, action.operands!) {
-                let kind = program.tensors[tensor].kind
-                guard kind != "weight" && kind != "cache" else { continue }
-                try reference.setValue(tensor, executor.read(location, count: program.tensors[tensor].elementCount))
+            for (tensor, values) in zip(op.operands, captured.operands) {
+                guard let values else { continue }
+                try reference.setValue(tensor, values)
             }
             try reference.run(op: index)
         } catch {
@@ -92,8 +93,7 @@ final class RunCheck {
         }
         // Results, then (decode attention) the new key and value rows = its k and v operands.
         let expected = op.results.map { reference.values[$0] } + (op.updates.isEmpty ? [] : [reference.values[op.operands[1]], reference.values[op.operands[2]]])
-        for (location, want) in zip(action.results!, expected) {
-            let got = executor.read(location, count: want.count)
+        for (got, want) in zip(captured.results, expected) {
             var worstHere: Float = 0
             var bad: (Int, Float, Float)?
             for (i, (g, w)) in zip(got, want).enumerated() {

@@ -108,7 +108,7 @@ struct Run: ParsableCommand {
             let checker = reference.map { RunCheck(program: program, reference: $0.0, independent: $0.1, executor: generator.executor!) }
             if let checker {
                 generator.beforeStep = { token, position throws(RuntimeError) in try checker.prepare(token: token, position: position) }
-                generator.observe = { op in checker.compare(op: op) }
+                generator.observe = { action in checker.compare(action: action) }
             }
             let started = ContinuousClock.now
             FileHandle.standardOutput.write(Data(text))

@@ -23,7 +23,7 @@ struct GeneratedTinyLlamaTests {
         let weights = SeededWeights.make(program, seed: 11)
         let executor = try ScheduleExecutor(program: program, schedule: schedule, step: kvplanStep, weights: weights)
         var reference = try ReferenceInterpreter(program: program, weights: weights, kvLayouts: plan.kv?.layers)
-        let kernels = Dictionary(schedule.actions.filter { $0.kind == "kernel" }.map { ($0.op!, $0) }, uniquingKeysWith: { a, _ in a })
+        var capture = OpCapture(program: program, schedule: schedule)
         let tokens = program.tensors.firstIndex { $0.name == "tokens" }!, pos = program.tensors.firstIndex { $0.name == "pos" }!
         var worst: Float = 0
         for step in 0..<40 {
@@ -33,13 +33,10 @@ struct GeneratedTinyLlamaTests {
             try reference.step()
             try executor.setInput("tokens", [token])
             try executor.setInput("pos", [Float(step)])
-            try executor.step { op in
-                let o = program.ops[op]
-                let expected = o.results.map { reference.values[$0] }
-                for (location, want) in zip(kernels[op]!.results!, expected) {
-                    let got = executor.read(location, count: want.count)
-                    worst = max(worst, zip(got, want).map { abs($0 - $1) }.max() ?? 0)
-                }
+            try executor.step { action in
+                guard let op = capture.record(action: action, from: executor) else { return }
+                let expected = program.ops[op.index].results.map { reference.values[$0] }
+                for (got, want) in zip(op.results, expected) { worst = max(worst, zip(got, want).map { abs($0 - $1) }.max() ?? 0) }
             }
         }
         #expect(worst <= Self.tolerance, "max |Δ| \(worst)")

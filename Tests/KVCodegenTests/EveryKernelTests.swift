@@ -40,16 +40,15 @@ struct EveryKernelTests {
         let weights = SeededWeights.make(program, seed: 11)
         let executor = try ScheduleExecutor(program: program, schedule: schedule, kernels: kernels, step: step, weights: weights, threads: 2)
         var reference = try ReferenceInterpreter(program: program, weights: weights)
-        let kernelActions = Dictionary(schedule.actions.filter { $0.kind == "kernel" }.map { ($0.op!, $0) }, uniquingKeysWith: { a, _ in a })
+        var capture = OpCapture(program: program, schedule: schedule)
         let index = Dictionary(program.tensors.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { a, _ in a })
         var compared = Set<String>()
         for (position, token) in [72, 101, 108, 108, 111, 44, 32, 119, 111, 114, 108, 100].enumerated() {
             try executor.setInput("tokens", [Float(token)])
             try executor.setInput("pos", [Float(position)])
             var generated: [Int: [[Float]]] = [:]
-            try executor.step { op in
-                let action = kernelActions[op]!
-                generated[op] = zip(program.ops[op].results, action.results!).map { executor.read($1, count: program.tensors[$0].elementCount) }
+            try executor.step { action in
+                if let op = capture.record(action: action, from: executor) { generated[op.index] = Array(op.results.prefix(program.ops[op.index].results.count)) }
             }
             try reference.setInput(index["tokens"]!, [Float(token)])
             try reference.setInput(index["pos"]!, [Float(position)])
@@ -99,10 +98,10 @@ struct EveryKernelTests {
         try executor.setInput("z", z)
         try reference.setInput(index["x"]!, x)
         try reference.setInput(index["z"]!, z)
-        let kernelActions = Dictionary(schedule.actions.filter { $0.kind == "kernel" }.map { ($0.op!, $0) }, uniquingKeysWith: { a, _ in a })
+        var capture = OpCapture(program: program, schedule: schedule)
         var generated: [Int: [Float]] = [:]
-        try executor.step { op in
-            generated[op] = executor.read(kernelActions[op]!.results![0], count: program.tensors[program.ops[op].results[0]].elementCount)
+        try executor.step { action in
+            if let op = capture.record(action: action, from: executor) { generated[op.index] = op.results[0] }
         }
         try reference.step()
         #expect(generated.count == 6)

@@ -456,6 +456,9 @@ struct PlacementILP {
                 for t in (needed + 1)..<max(needed + 1, end) { d.resident[v][t] = false; d.offsets[v][t] = -1 }
                 s = end
             }
+            // A load into no residency (the solver's free choice where a slot's time is set by its
+            // compute, or a run dropped above) moves bytes nowhere: it is dropped too.
+            for s in window where d.loads[v].contains(s) && !d.resident[v][s] { d.loads[v].remove(s) }
         }
         let solved = WindowResult(improved: true, objective: obj, warmObjective: warmObjective, bound: result.bound, status: result.status)
         // Only proven optima are reused: a time-limited answer depends on the clock.

@@ -181,7 +181,7 @@ extension PlacementProblem {
                 let writes: [Int] = tile.writes.map { renumber[$0] }
                 steps.append(Step(name: k == 1 ? name : "\(name)#\(j)", op: op.kind.rawValue, tile: k == 1 ? nil : j,
                                   tiles: k == 1 ? nil : k, reads: reads, writes: writes, flops: flops,
-                                  computeSeconds: Double(flops) / rate))
+                                  computeSeconds: Double(flops) / rate, scheme: k == 1 ? nil : tiling.schemes[opID]))
             }
         }
         self.steps = steps

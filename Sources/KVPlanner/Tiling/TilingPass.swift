@@ -50,6 +50,8 @@ struct TilingPass {
     var splits: [Split?]
     /// Per op (by id), what each tile reads and writes (a value, part = -1, or a whole item).
     private var tileRefs: [[TileRefs]]
+    /// Per op (by id), the scheme it is split by (nil: computed whole).
+    private(set) var schemes: [String?]
 
     private let graph: Graph
     private let alignment: Int
@@ -65,6 +67,7 @@ struct TilingPass {
         splits = Array(repeating: nil, count: tensorValues.count)
         shapes = tensorValues.indices.map { $0 < graph.tensors.count ? graph.tensors[$0].shape.sizes : [] }
         tileRefs = Array(repeating: [], count: graph.ops.count)
+        schemes = Array(repeating: nil, count: graph.ops.count)
         // Gathered-row values keep the shape of the rows they stand for.
         for (opID, swap) in substitutions {
             for (_, item) in swap { if let y = graph.ops[opID].results.first { shapes[item] = graph.tensors[y].shape.sizes } }
@@ -385,6 +388,7 @@ struct TilingPass {
     // MARK: Commit
 
     private mutating func commit(_ layout: Layout, op opID: Int) {
+        if layout.tiles.count > 1 { schemes[opID] = layout.scheme }
         for (t, s) in layout.splits where splits[t] == nil && layout.tiles.count > 1 { cut(t, s) }
         // Parts are fixed now; whole items are resolved at the end (a later op may still cut them).
         func settle(_ refs: [Ref]) -> [Ref] {
@@ -426,6 +430,7 @@ struct TilingPass {
             var v = base
             v.name = "\(base.name)#\(j)"
             v.bytes = partBytes(t, s, j)
+            v.part = ValuePart(dim: s.dim, start: s.cuts[j], end: s.cuts[j + 1])
             made.append(values.count)
             values.append(v)
         }

@@ -135,6 +135,9 @@ public enum PlanVerifier {
                 if residency(v, tier: t.from, slot: t.slot) == nil {
                     fail("source", "\(name(v)) is copied out of '\(tiers[t.from].name)' in slot \(t.slot) but is not there")
                 }
+                if t.to == 0 && residency(v, tier: 0, slot: t.slot) == nil {
+                    fail("destination", "\(name(v)) is loaded into '\(tiers[0].name)' in slot \(t.slot) but has no place there in that slot")
+                }
                 if t.from != 0 {
                     if !current(v, in: t.from, before: t.slot) {
                         fail("stale", "\(name(v)) is loaded from '\(tiers[t.from].name)' in slot \(t.slot), which does not hold its current contents")
