@@ -219,7 +219,6 @@ public enum ScheduleLowering {
             // floats) and outputs in f32.
             let format = t.kind == "weight" ? WeightFormat(rawValue: t.dtype) : .f32
             let held = try homes(t.name)
-            if held.count > 1 && t.kind == "input" { throw CodegenError("input '\(t.name)' is split into parts; inputs are written whole") }
             for (v, location) in held {
                 let part = values[v].part
                 let count = part?.elementCount(shape: t.shape) ?? t.elementCount

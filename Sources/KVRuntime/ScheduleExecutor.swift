@@ -122,11 +122,12 @@ public final class ScheduleExecutor {
         return (0..<count).map { r.load(fromByteOffset: $0 * 4, as: Float.self) }
     }
 
-    /// Sets an input tensor (by name) for the next step.
+    /// Sets an input tensor (by name) for the next step (each part, when the plan keeps it in parts).
     public func setInput(_ name: String, _ values: [Float]) throws(RuntimeError) {
-        guard let b = schedule.inputs.first(where: { $0.tensor == name }) else { throw RuntimeError("the schedule has no input '\(name)'") }
-        guard values.count * 4 == b.bytes else { throw RuntimeError("input '\(name)' takes \(b.bytes / 4) values, got \(values.count)") }
-        write(values, at: b.location)
+        let bindings = schedule.inputs.filter { $0.tensor == name }
+        guard !bindings.isEmpty, let t = program.tensors.first(where: { $0.name == name }) else { throw RuntimeError("the schedule has no input '\(name)'") }
+        guard values.count == t.elementCount else { throw RuntimeError("input '\(name)' takes \(t.elementCount) values, got \(values.count)") }
+        for b in bindings { write(b.part.map { $0.extract(from: values, shape: t.shape) } ?? values, at: b.location) }
     }
 
     /// An output tensor (by name) after the last step (assembled when the plan keeps it in parts).

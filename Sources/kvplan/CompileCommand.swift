@@ -164,6 +164,7 @@ struct Compile: ParsableCommand {
             schedule = emitted.schedule
             let kernels = Set(emitted.step.split(separator: "\n").compactMap { $0.split(separator: "(").first?.trimmingCharacters(in: .whitespaces) }.filter { $0.hasPrefix("k") })
             codegenNote = "codegen   Kernels.swift (\(kernels.count) kernels), Schedule.swift, schedule.json (\(emitted.schedule.actions.count) actions on \(emitted.schedule.arenas.count) tier arenas)\n"
+                + (emitted.schedule.stagingBytes > 0 ? "staging   \(Self.stagingNote(emitted.schedule))\n" : "")
         } catch let error as CodegenError {
             for name in ["schedule.json", "Kernels.swift", "Schedule.swift"] { try? FileManager.default.removeItem(atPath: "\(directory)/\(name)") }
             codegenNote = "codegen   none: \(error.message)\n"
@@ -353,5 +354,11 @@ struct Compile: ParsableCommand {
                           best.method, e.seconds, bytes(e.nonCompulsoryBytes), timeCut, trafficCut)
         }
         return out
+    }
+
+    /// What the staging area costs, when tiles read blocks the plan keeps in parts.
+    static func stagingNote(_ schedule: ExecutionSchedule) -> String {
+        let copied = schedule.actions.filter { $0.kind == "block" }.reduce(0) { $0 + $1.bytes! * $1.rows! }
+        return "\(schedule.stagingBytes) B past '\(schedule.arenas[0].name)' capacity for blocks kept in parts; \(copied) B of in-tier copies per step (Docs/codegen.md)"
     }
 }

@@ -37,7 +37,7 @@ final class RunCheck {
     /// Puts tiled ops back together from their kernel calls.
     var capture: OpCapture
     let packedOps: Set<Int>
-    /// Input tensors a rope reads (positions); every other input takes the token id.
+    /// The position input (Generator.positionInput); every other input takes the token id.
     let positionInputs: Set<Int>
     /// Worst |Δ| per op kind and where it was.
     var worst: [String: (difference: Float, op: String, step: Int)] = [:]
@@ -54,7 +54,7 @@ final class RunCheck {
         self.executor = executor
         capture = OpCapture(program: program, schedule: executor.schedule)
         packedOps = Set(executor.schedule.kv.filter { $0.layout != nil }.map(\.op))
-        positionInputs = Set(program.ops.filter { $0.kind == "rope" && $0.operands.count == 2 }.map { $0.operands[1] })
+        positionInputs = Set([Generator.positionInput(of: program)].compactMap { $0 })
     }
 
     func prepare(token: Int, position: Int) throws(RuntimeError) {

@@ -6,7 +6,7 @@ import KVRuntime
 /// `kvplan run`: generate text from a compiled artifact directory.
 struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Generate text with a compiled byte-level decoder (DIR from kvplan compile).",
+        abstract: "Generate text (byte-level models) or token ids (--prompt-tokens) with a compiled decoder (DIR from kvplan compile).",
         discussion: """
         By default run executes the generated schedule: DIR/Kernels.swift + Schedule.swift are \
         compiled with swiftc (cached by content hash), one arena per tier is allocated, every \
@@ -31,6 +31,9 @@ struct Run: ParsableCommand {
 
     @Option(name: .customLong("prompt-file"), help: "Read the prompt from this file.")
     var promptFile: String?
+
+    @Option(name: .customLong("prompt-tokens"), help: "Token ids, comma-separated, for a model without a byte vocabulary (e.g. GPT-2); the generated ids are printed.")
+    var promptTokens: String?
 
     @Option(name: .customLong("max-tokens"), help: "Bytes to generate (default 64).")
     var maxTokens: Int = 64
@@ -58,7 +61,17 @@ struct Run: ParsableCommand {
         guard maxTokens >= 0, maxTokens <= 1_000_000 else { throw UserError("--max-tokens: expected 0...1000000, got \(maxTokens)") }
         guard temperature.isFinite, temperature >= 0 else { throw UserError("--temperature: expected a number ≥ 0, got \(temperature)") }
         guard threads >= 1, threads <= 256 else { throw UserError("--threads: expected 1...256, got \(threads)") }
-        guard prompt == nil || promptFile == nil else { throw UserError("give --prompt or --prompt-file, not both") }
+        guard [prompt != nil, promptFile != nil, promptTokens != nil].filter({ $0 }).count <= 1 else {
+            throw UserError("give one of --prompt, --prompt-file, --prompt-tokens")
+        }
+        var ids: [Int]?
+        if let promptTokens {
+            let fields = promptTokens.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+            ids = try fields.enumerated().map { k, field in
+                guard let id = Int(field), id >= 0 else { throw UserError("--prompt-tokens: item \(k + 1) is '\(field)', not a token id (expected ids ≥ 0, comma-separated)") }
+                return id
+            }
+        }
         guard !(interpreter && check) else { throw UserError("give --interpreter or --check, not both") }
         let artifact = ArtifactDirectory(path: directory)
         guard let program = try artifact.decodeIfPresent(ModelProgram.self, "program.json") else {
@@ -69,9 +82,16 @@ struct Run: ParsableCommand {
             guard let bytes = FileManager.default.contents(atPath: promptFile) else { throw UserError("--prompt-file: cannot read '\(promptFile)'") }
             text = Array(bytes)
         }
+        let vocabulary = program.tensors.last { $0.kind == "output" }?.shape.last ?? 0
+        if let ids {
+            if let bad = ids.first(where: { $0 >= vocabulary }) { throw UserError("--prompt-tokens: token id \(bad) is outside the vocabulary of \(vocabulary)") }
+        } else if vocabulary != 256 {
+            throw UserError("'\(directory)' is not a byte-level model (its logits have \(vocabulary) entries, not 256): give the prompt as --prompt-tokens ids")
+        }
+        let promptLength = ids?.count ?? max(1, text.count)
         let capacity = program.tensors.filter { $0.kind == "cache" }.map { $0.shape.count > 1 ? $0.shape[1] : 0 }.min() ?? Int.max
-        guard max(1, text.count) + maxTokens <= capacity else {
-            throw UserError("the prompt (\(text.count) bytes) and --max-tokens \(maxTokens) need \(max(1, text.count) + maxTokens) tokens; the KV cache holds \(capacity) (compile with a larger --context)")
+        guard promptLength + maxTokens <= capacity else {
+            throw UserError("the prompt (\(promptLength) tokens) and --max-tokens \(maxTokens) need \(promptLength + maxTokens) tokens; the KV cache holds \(capacity) (compile with a larger --context)")
         }
         let plan = try artifact.decodeIfPresent(Plan.self, "plan.json")
         let layouts = plan?.kv?.layers
@@ -96,6 +116,7 @@ struct Run: ParsableCommand {
                                                     step: try artifact.text("Schedule.swift"), weights: values, threads: threads)
                 printError("note: generated schedule on \(schedule.arenas.count) tier arenas (\(executor.library?.compiled == true ? "compiled now" : "compiled earlier, from the cache"))"
                            + (layouts == nil ? "; f32 KV cache\n" : "; KV cache packed in the plan's layouts\n"))
+                if schedule.stagingBytes > 0 { printError("note: staging: \(Compile.stagingNote(schedule))\n") }
                 generator = try Generator(executor)
                 if check {
                     reference = (try ReferenceInterpreter(program: program, weights: values, kvLayouts: layouts),
@@ -111,13 +132,21 @@ struct Run: ParsableCommand {
                 generator.observe = { action in checker.compare(action: action) }
             }
             let started = ContinuousClock.now
-            FileHandle.standardOutput.write(Data(text))
-            let out = try generator.generate(prompt: text, maxTokens: maxTokens, temperature: temperature, seed: seed) { byte in
-                FileHandle.standardOutput.write(Data([byte]))
+            let generated: Int
+            if let ids {
+                FileHandle.standardOutput.write(Data(ids.map(String.init).joined(separator: " ").utf8))
+                generated = try generator.generate(tokens: ids, maxTokens: maxTokens, temperature: temperature, seed: seed) { id in
+                    FileHandle.standardOutput.write(Data(" \(id)".utf8))
+                }.count
+            } else {
+                FileHandle.standardOutput.write(Data(text))
+                generated = try generator.generate(prompt: text, maxTokens: maxTokens, temperature: temperature, seed: seed) { byte in
+                    FileHandle.standardOutput.write(Data([byte]))
+                }.count
             }
             let seconds = (ContinuousClock.now - started) / .seconds(1)
             FileHandle.standardOutput.write(Data("\n".utf8))
-            let tokens = max(1, text.count) + out.count
+            let tokens = promptLength + generated
             report(tokens: tokens, seconds: seconds, generator: generator, plan: plan, layouts: layouts)
             passed = checker?.finish(plan: plan) ?? true
         } catch let error as RuntimeError {

@@ -83,6 +83,11 @@ struct PlacementTests {
         #expect(rules { p in p.residencies.removeAll { $0.tier == 0 && $0.value == 3 } }.contains("resident"))
         // The output's final store is missing.
         #expect(rules { p in p.transfers.removeAll { $0.value == 5 }; p.estimate.linkBytes["spad->dram"]! -= 10 }.contains("persist"))
+        // A load one slot before its residency begins: it would land on whatever holds that place then.
+        #expect(rules { p in
+            let k = p.transfers.firstIndex { $0.to == 0 && $0.slot > 0 }!
+            p.transfers[k].slot -= 1
+        }.contains("destination"))
         // Totals that do not add up.
         #expect(rules { $0.estimate.linkBytes["dram->spad"]! += 1 } == ["totals"])
         // Reloading a spilled value before it was stored.

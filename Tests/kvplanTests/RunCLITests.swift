@@ -45,6 +45,24 @@ struct RunCLITests {
         #expect(long.status == 1 && long.stderr.contains("the KV cache holds 1024"), "\(long.stderr)")
         #expect(try cli.run(["run", dir.path + "/nothing"]).stderr.contains("is '\(dir.path)/nothing' a directory written by kvplan compile?"))
         #expect(try cli.run(["run", dir.path, "--temperature=-1"]).stderr.contains("--temperature: expected"))
+        // Token ids instead of text: the same model fed ids 97, 98 ("ab") generates the same tokens.
+        let ids = try cli.run(["run", dir.path, "--prompt-tokens", "97, 98", "--max-tokens", "3"])
+        #expect(ids.status == 0, "\(ids.stderr)")
+        let generated = ids.stdout.split(separator: " ").map { UInt8($0.trimmingCharacters(in: .whitespacesAndNewlines))! }
+        #expect(generated.count == 5 && generated.prefix(2) == [97, 98])
+        #expect(String(decoding: generated + [10], as: UTF8.self) == first.stdout, "\(ids.stdout) vs \(first.stdout)")
+        #expect(try cli.run(["run", dir.path, "--prompt-tokens", "97,x"]).stderr.contains("--prompt-tokens: item 2 is 'x', not a token id"))
+        #expect(try cli.run(["run", dir.path, "--prompt-tokens", "300"]).stderr.contains("token id 300 is outside the vocabulary of 256"))
+        #expect(try cli.run(["run", dir.path, "--prompt-tokens", "1", "--prompt", "a"]).stderr.contains("give one of --prompt, --prompt-file, --prompt-tokens"))
+    }
+
+    @Test("a model without a byte vocabulary (GPT-2) asks for --prompt-tokens instead of text")
+    func tokenIdModels() throws {
+        let dir = try cli.temporaryDirectory()
+        #expect(try cli.run(["compile", "Graphs/gpt2.graph", "--solver", "naive", "-o", dir.path]).status == 0)
+        let text = try cli.run(["run", dir.path, "--prompt", "hello"])
+        #expect(text.status == 1 && text.stderr.contains("not a byte-level model (its logits have 50257 entries, not 256): give the prompt as --prompt-tokens ids"), "\(text.stderr)")
+        #expect(try cli.run(["run", dir.path, "--prompt-tokens", "50257"]).stderr.contains("token id 50257 is outside the vocabulary of 50257"))
     }
 
     @Test("a plan with KV layouts runs with the packed cache, and every layer holds exactly the planned bytes")
