@@ -109,12 +109,12 @@ struct KernelBinding {
             return staging
         }
         /// Where the kernel writes `expected` of `tensor`, given the values `written` the step writes.
-        func bindWrite(_ index: Int?, _ tensor: Int, _ expected: ValuePart?, _ written: [Int]) throws(CodegenError) -> Location {
+        func bindWrite(_ index: Int, _ tensor: Int, _ expected: ValuePart?, _ written: [Int]) throws(CodegenError) -> Location {
             guard !written.isEmpty else { throw CodegenError("step '\(step.name)' does not write '\(t[tensor].name)'") }
             let shape = t[tensor].shape
             if written.count == 1, same(part(written[0]), expected, shape) {
                 let location = try address(written[0], "result of '\(step.name)'")
-                if let index { writes.append(.init(index: index, location: location, part: part(written[0]))) }
+                writes.append(.init(index: index, location: location, part: part(written[0])))
                 return location
             }
             // Staged: filled first from what the step reads of the same tensor (an accumulation).
@@ -130,7 +130,7 @@ struct KernelBinding {
                 let (blocks, elements) = try copies(tensor, value: part(c), at: location, staging: staging!, expected: expected, toStaging: false)
                 guard elements > 0 else { continue }
                 after += blocks
-                if let index { writes.append(.init(index: index, location: location, part: part(c))) }
+                writes.append(.init(index: index, location: location, part: part(c)))
             }
             return staging!
         }

@@ -109,6 +109,13 @@ public struct ReferenceInterpreter {
         for (r, data) in zip(op.results, out) { values[r] = data }
     }
 
+    /// What a kernel of op `index` writes, after the op ran: its results, then (decode attention)
+    /// the new key and value rows — its k and v operands (OpCapture's order).
+    public func kernelResults(op index: Int) -> [[Float]] {
+        let op = program.ops[index]
+        return op.results.map { values[$0] } + (op.updates.isEmpty ? [] : [values[op.operands[1]], values[op.operands[2]]])
+    }
+
     /// Runs every op once; `observe` sees each op's index and its first result after it ran.
     public mutating func step(observe: ((Int, [Float]) -> Void)? = nil) throws(RuntimeError) {
         for (i, op) in program.ops.enumerated() {

@@ -91,9 +91,7 @@ final class RunCheck {
             failures.append("step \(steps) op '\(op.name)': the reference interpreter failed: \(error.message)")
             return
         }
-        // Results, then (decode attention) the new key and value rows = its k and v operands.
-        let expected = op.results.map { reference.values[$0] } + (op.updates.isEmpty ? [] : [reference.values[op.operands[1]], reference.values[op.operands[2]]])
-        for (got, want) in zip(captured.results, expected) {
+        for (got, want) in zip(captured.results, reference.kernelResults(op: index)) {
             var worstHere: Float = 0
             var bad: (Int, Float, Float)?
             for (i, (g, w)) in zip(got, want).enumerated() {
