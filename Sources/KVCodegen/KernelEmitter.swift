@@ -111,10 +111,16 @@ extension SwiftEmitter {
             case .f32: product = "dot(x + r &* \(k), z + j &* \(k), \(k))"
             case .f16: product = "dotF16(x + r &* \(k), UnsafeRawPointer(z) + j &* \(rowBytes), \(k))"
             case .bf16: product = "dotBF16(x + r &* \(k), UnsafeRawPointer(z) + j &* \(rowBytes), \(k))"
-            case .q8_0: product = "dotQ8(x + r &* \(k), UnsafeRawPointer(z) + j &* \(rowBytes), \(k))"
-            case .q4_0: product = "dotQ4(x + r &* \(k), UnsafeRawPointer(z) + j &* \(rowBytes), \(k))"
+            case .q8_0: product = "dotQ8(q, UnsafeRawPointer(z) + j &* \(rowBytes), \(k))"
+            case .q4_0: product = "dotQ4(q, UnsafeRawPointer(z) + j &* \(rowBytes), \(k))"
             }
             let sum = accumulate ? "y[r &* \(rows) &+ j] + \(product)" : product
+            if format == .q8_0 || format == .q4_0 {
+                // The activation row is quantised once per row and thread (QuantisedDotHelpers.swift).
+                return "    parallelRows(\(rows), work: \(m * rows * k)) { lo, hi in\n        withQuantisedRow(\(k)) { q in\n"
+                    + "            for r in 0..<\(m) {\n                quantiseRow(x + r &* \(k), \(k), q)\n"
+                    + "                for j in lo..<hi { y[r &* \(rows) &+ j] = \(sum)\(bias) }\n            }\n        }\n    }\n"
+            }
             return "    parallelRows(\(rows), work: \(m * rows * k)) { lo, hi in\n        for r in 0..<\(m) {\n"
                 + "            for j in lo..<hi { y[r &* \(rows) &+ j] = \(sum)\(bias) }\n        }\n    }\n"
         }

@@ -190,7 +190,9 @@ public struct SwiftEmitter {
             }
         }
         if let k = observed { calls.append("    observe?(context, \(k))") }
-        kernels = Self.header + "import Foundation\n\n" + Self.helpers + Self.elementwiseHelpers + Self.attentionHelpers(for: kernels) + kernels
+        let quantisedDots = Self.usesQuantisedDots(kernels)
+        kernels = Self.header + "import Foundation\n" + (quantisedDots ? Self.quantisedDotImports : "") + "\n" + Self.helpers + Self.elementwiseHelpers
+            + (quantisedDots ? Self.quantisedDotHelpers : "") + Self.attentionHelpers(for: kernels) + kernels
         var step = Self.header
         step += """
         @inline(__always)

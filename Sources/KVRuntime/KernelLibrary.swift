@@ -3,7 +3,8 @@ import KVArtifact
 
 // Compiles generated Swift (Kernels.swift + Schedule.swift) into a shared library with swiftc and
 // loads it with dlopen. Flags as measured in REFERENCES §3: -O with -target-cpu haswell (AVX2 and
-// FMA; plain -O gives SSE and turns addProduct into fmaf calls), -parse-as-library, -emit-library,
+// FMA; plain -O gives SSE and turns addProduct into fmaf calls) and -D KVPLAN_AVX2, which selects
+// the generated code's 8-bit integer dot products (QuantisedDotHelpers), -parse-as-library, -emit-library,
 // and a module name unique to the sources' content hash. The library is cached by that hash
 // (under $KVPLAN_CACHE or the temporary directory), so identical sources compile once.
 
@@ -24,12 +25,24 @@ public final class KernelLibrary {
     public let step: Step
     private let threads: SetThreads
 
+    /// The target flags generated code is compiled with: AVX2 and FMA on x86-64 (and the define that
+    /// turns on the kernels written for them); the toolchain's default elsewhere.
+    public static var defaultTargetFlags: [String] {
+        #if arch(x86_64)
+        return ["-target-cpu", "haswell", "-D", "KVPLAN_AVX2"]
+        #else
+        return []
+        #endif
+    }
+
     /// Splits large kernels over `n` threads (1: none).
     public func setThreads(_ n: Int) { threads(max(1, n)) }
 
-    /// Compiles (or finds in the cache) and loads `kernels` + `schedule`.
-    public init(kernels: String, schedule: String, swiftc: String = ProcessInfo.processInfo.environment["SWIFTC"] ?? "swiftc") throws(RuntimeError) {
-        let hash = String(fnv1a(Array((kernels + "\u{0}" + schedule).utf8)), radix: 16)
+    /// Compiles (or finds in the cache) and loads `kernels` + `schedule`, with `targetFlags` after -O
+    /// (tests pass ["-target-cpu", "haswell"] alone to compile the portable paths).
+    public init(kernels: String, schedule: String, targetFlags: [String] = KernelLibrary.defaultTargetFlags,
+                swiftc: String = ProcessInfo.processInfo.environment["SWIFTC"] ?? "swiftc") throws(RuntimeError) {
+        let hash = String(fnv1a(Array((targetFlags.joined(separator: " ") + "\u{0}" + kernels + "\u{0}" + schedule).utf8)), radix: 16)
         let root = ProcessInfo.processInfo.environment["KVPLAN_CACHE"] ?? (NSTemporaryDirectory() + "kvplan-kernels")
         let directory = "\(root)/\(hash)"
         let library = "\(directory)/libschedule.so"
@@ -49,7 +62,7 @@ public final class KernelLibrary {
             defer { try? FileManager.default.removeItem(atPath: staging) }
             let process = Process()
             process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            process.arguments = [swiftc, "-O", "-target-cpu", "haswell", "-parse-as-library", "-emit-library",
+            process.arguments = [swiftc, "-O"] + targetFlags + ["-parse-as-library", "-emit-library",
                                  "-module-name", "KVPlanSchedule_\(hash)", "-o", "\(staging)/libschedule.so",
                                  "\(staging)/Kernels.swift", "\(staging)/Schedule.swift"]
             let errors = Pipe()

@@ -150,7 +150,13 @@ public struct ReferenceInterpreter {
             }
             return [out]
         case "matmul":
-            return [Self.matmul(x[0], shapes[0], x[1], shapes[1], transposeB: op.bool("transpose_b") ?? false,
+            var a = x[0]
+            if let format = WeightFormat(rawValue: program.tensors[op.operands[1]].dtype), ActivationQuantisation.applies(to: format) {
+                // The rows a q8_0 / q4_0 GEMV multiplies: rounded to 8 bits per block (KVQuant).
+                let k = shapes[0].last!
+                a = stride(from: 0, to: a.count, by: k).flatMap { ActivationQuantisation.roundTrip(a[$0..<$0 + k]) }
+            }
+            return [Self.matmul(a, shapes[0], x[1], shapes[1], transposeB: op.bool("transpose_b") ?? false,
                                 bias: x.count > 2 ? x[2] : nil, outShape: outShape)]
         case "add", "mul":
             return [Self.broadcast(x[0], shapes[0], x[1], shapes[1], outShape) { op.kind == "add" ? $0 + $1 : $0 * $1 }]

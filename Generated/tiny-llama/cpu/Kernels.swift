@@ -83,49 +83,6 @@ func blockScale(_ p: UnsafeRawPointer) -> Float {
     return Float(bitPattern: magnitude.bitPattern | ((h & 0x8000) &<< 16))
 }
 
-/// Weight rows stored as ggml q8_0 blocks (fp16 d, 32 int8 codes): x·row over `n` values,
-/// a multiple of 32; x is scaled by d so the codes go straight into the FMAs.
-@inline(never)
-func dotQ8(_ x: UnsafePointer<Float>, _ w: UnsafeRawPointer, _ n: Int) -> Float {
-    var s0 = SIMD8<Float>(), s1 = SIMD8<Float>(), s2 = SIMD8<Float>(), s3 = SIMD8<Float>()
-    @inline(__always) func codes(_ p: UnsafeRawPointer) -> SIMD8<Float> {
-        SIMD8<Float>(SIMD8<Int32>(truncatingIfNeeded: p.loadUnaligned(as: SIMD8<Int8>.self)))
-    }
-    var i = 0, p = w
-    while i < n {
-        let d = SIMD8<Float>(repeating: blockScale(p))
-        let xb = UnsafeRawPointer(x + i)
-        s0.addProduct(xb.loadUnaligned(as: SIMD8<Float>.self) * d, codes(p + 2))
-        s1.addProduct(xb.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self) * d, codes(p + 10))
-        s2.addProduct(xb.loadUnaligned(fromByteOffset: 64, as: SIMD8<Float>.self) * d, codes(p + 18))
-        s3.addProduct(xb.loadUnaligned(fromByteOffset: 96, as: SIMD8<Float>.self) * d, codes(p + 26))
-        p += 34
-        i &+= 32
-    }
-    return ((s0 + s1) + (s2 + s3)).sum()
-}
-
-/// Weight rows stored as ggml q4_0 blocks (fp16 d, 16 bytes: values 0–15 in the low nibbles,
-/// 16–31 in the high): x·row over `n` values, a multiple of 32; value = (nibble − 8)·d.
-@inline(never)
-func dotQ4(_ x: UnsafePointer<Float>, _ w: UnsafeRawPointer, _ n: Int) -> Float {
-    var s0 = SIMD8<Float>(), s1 = SIMD8<Float>(), s2 = SIMD8<Float>(), s3 = SIMD8<Float>()
-    @inline(__always) func codes(_ v: SIMD8<UInt8>) -> SIMD8<Float> { SIMD8<Float>(SIMD8<Int32>(truncatingIfNeeded: v & 15) &- 8) }
-    var i = 0, p = w
-    while i < n {
-        let d = SIMD8<Float>(repeating: blockScale(p))
-        let xb = UnsafeRawPointer(x + i)
-        let a = (p + 2).loadUnaligned(as: SIMD8<UInt8>.self), b = (p + 10).loadUnaligned(as: SIMD8<UInt8>.self)
-        s0.addProduct(xb.loadUnaligned(as: SIMD8<Float>.self) * d, codes(a))
-        s1.addProduct(xb.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self) * d, codes(b))
-        s2.addProduct(xb.loadUnaligned(fromByteOffset: 64, as: SIMD8<Float>.self) * d, codes(a &>> 4))
-        s3.addProduct(xb.loadUnaligned(fromByteOffset: 96, as: SIMD8<Float>.self) * d, codes(b &>> 4))
-        p += 18
-        i &+= 32
-    }
-    return ((s0 + s1) + (s2 + s3)).sum()
-}
-
 /// y[0..<n] += a × x[0..<n] (a row of a [K, N] weight into the output; not inlined, as dot).
 @inline(never)
 func axpy(_ a: Float, _ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ n: Int) {
