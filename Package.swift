@@ -17,6 +17,7 @@ let package = Package(
         .library(name: "KVQuant", targets: ["KVQuant"]),
         .library(name: "KVRuntime", targets: ["KVRuntime"]),
         .library(name: "KVCodegen", targets: ["KVCodegen"]),
+        .library(name: "KVInspect", targets: ["KVInspect"]),
     ],
     dependencies: [
         // The CLI's flag parsing, help and usage errors.
@@ -39,11 +40,13 @@ let package = Package(
         .target(name: "KVRuntime", dependencies: ["KVArtifact", "KVQuant"]),
         // Swift source emission from a plan's program; the compile side's last stage.
         .target(name: "KVCodegen", dependencies: ["KVArtifact", "KVQuant"]),
+        // Reading plans back for people: tables, traces, timelines (`kvplan inspect`); plan.json only.
+        .target(name: "KVInspect", dependencies: ["KVArtifact"]),
         .target(name: "KVPlanner", dependencies: ["KVGraph", "KVAlloc", "KVArtifact", "KVSolver", "KVQuant"]),
         .executableTarget(
             name: "kvplan",
             dependencies: [
-                "KVGraph", "KVPlanner", "KVSolver", "KVAlloc", "KVArtifact", "KVQuant", "KVRuntime", "KVCodegen",
+                "KVGraph", "KVPlanner", "KVSolver", "KVAlloc", "KVArtifact", "KVQuant", "KVRuntime", "KVCodegen", "KVInspect",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -55,6 +58,8 @@ let package = Package(
         .testTarget(name: "KVPlannerTests", dependencies: ["KVPlanner", "KVGraph", "KVArtifact", "KVAlloc", "KVQuant"]),
         .testTarget(name: "KVQuantTests", dependencies: ["KVQuant"]),
         .testTarget(name: "KVRuntimeTests", dependencies: ["KVRuntime", "KVArtifact"]),
+        // Golden terminal output is read by path (re-recordable with KVPLAN_RECORD=1).
+        .testTarget(name: "KVInspectTests", dependencies: ["KVInspect", "KVArtifact", "KVPlanner", "KVGraph"], exclude: ["Golden"]),
         // Compiles emitted kernels with swiftc and runs them against the reference interpreter.
         .testTarget(name: "KVCodegenTests", dependencies: ["KVCodegen", "KVRuntime", "KVArtifact", "KVPlanner", "KVGraph", "KVQuant"], exclude: ["Fixtures"]),
         .testTarget(name: "kvplanTests", dependencies: ["kvplan", "KVRuntime", "KVArtifact"]),

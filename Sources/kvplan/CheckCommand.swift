@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import KVInspect
 import KVGraph
 import KVPlanner
 

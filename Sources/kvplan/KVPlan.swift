@@ -14,6 +14,6 @@ struct KVPlan: ParsableCommand {
         Exit codes: 0 success, 1 bad input (diagnostics on stderr), 64 bad usage.
         """,
         version: "0.1.0",
-        subcommands: [Check.self, Import.self, Compile.self, Verify.self, Run.self, Profile.self, Eval.self, Allocate.self, Bench.self]
+        subcommands: [Check.self, Import.self, Compile.self, Verify.self, Inspect.self, Run.self, Profile.self, Eval.self, Allocate.self, Bench.self]
     )
 }

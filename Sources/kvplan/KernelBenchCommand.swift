@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import KVInspect
 import KVArtifact
 import KVCodegen
 import KVQuant

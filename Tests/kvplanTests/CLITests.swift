@@ -295,3 +295,39 @@ struct CompileCLITests {
         #expect(try cli.run(["verify", dir.path]).status == 1)
     }
 }
+
+@Suite("kvplan inspect")
+struct InspectCLITests {
+    let cli = CLITests()
+
+    @Test("inspect: tables on stdout, --json, --op/--tensor traces; unknown names suggest, bad input exits 1 or 64")
+    func inspect() throws {
+        let dir = "Generated/tiny-llama/cpu"
+        let text = try cli.run(["inspect", dir])
+        #expect(text.status == 0 && text.stderr.isEmpty, "\(text.stderr)")
+        #expect(text.stdout.hasPrefix("tiny-llama on cpu: 63 steps"))
+        for section in ["tiers", "links", "time", "KV cache", "10 costliest transfers", "10 ops with the highest time"] {
+            #expect(text.stdout.contains("\n\(section)"), "missing \(section)")
+        }
+        let json = try cli.run(["inspect", dir, "--json", "--top", "3"])
+        #expect(json.status == 0)
+        let object = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any]
+        #expect((object?["costliestOps"] as? [Any])?.count == 3)
+        let op = try cli.run(["inspect", dir, "--op", "a[0]"])
+        #expect(op.status == 0 && op.stdout.hasPrefix("op a[0]:"))
+        let tensor = try cli.run(["inspect", dir, "--tensor", "up_proj[0]", "--json"])
+        #expect(tensor.status == 0 && tensor.stdout.contains("\"subject\" : \"tensor\""))
+        let typo = try cli.run(["inspect", dir, "--op", "a[9]"])
+        #expect(typo.status == 1 && typo.stdout.isEmpty && typo.stderr.contains("has no op 'a[9]'; did you mean 'a[0]'"), "\(typo.stderr)")
+        let missing = try cli.run(["inspect", "no/such/dir"])
+        #expect(missing.status == 1 && missing.stderr.contains("no such directory 'no/such/dir'"))
+        let notArtifact = try cli.run(["inspect", "Graphs"])
+        #expect(notArtifact.status == 1 && notArtifact.stderr.contains("cannot read 'Graphs/plan.json'"))
+        let both = try cli.run(["inspect", dir, "--op", "a[0]", "--tensor", "x"])
+        #expect(both.status == 64)
+        let tmp = try cli.temporaryDirectory()
+        try "{\"version\": 1}".write(to: tmp.appendingPathComponent("plan.json"), atomically: true, encoding: .utf8)
+        let corrupt = try cli.run(["inspect", tmp.path])
+        #expect(corrupt.status == 1 && corrupt.stderr.contains("not a valid plan"))
+    }
+}

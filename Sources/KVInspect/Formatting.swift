@@ -1,7 +1,9 @@
 import Foundation
 
+// Number and table formatting shared by the CLI's reports and `kvplan inspect`.
+
 /// `6738415616` → `6,738,415,616`.
-func grouped(_ n: Int) -> String {
+public func grouped(_ n: Int) -> String {
     let digits = String(n.magnitude)
     var out = ""
     for (i, ch) in digits.reversed().enumerated() {
@@ -12,7 +14,7 @@ func grouped(_ n: Int) -> String {
 }
 
 /// `13667328` → `13.03 MiB`.
-func humanBytes(_ n: Double) -> String {
+public func humanBytes(_ n: Double) -> String {
     let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"]
     var v = n
     var i = 0
@@ -21,17 +23,17 @@ func humanBytes(_ n: Double) -> String {
 }
 
 /// Exact bytes with the human form: `13,667,328 B (13.03 MiB)`.
-func bytes(_ n: Int) -> String {
+public func bytes(_ n: Int) -> String {
     n < 1024 ? "\(grouped(n)) B" : "\(grouped(n)) B (\(humanBytes(Double(n))))"
 }
 
 /// A byte count that may be fractional (sub-byte KV types): `512`, `8.5`.
-func fractionalBytes(_ v: Double) -> String {
+public func fractionalBytes(_ v: Double) -> String {
     v == v.rounded() ? grouped(Int(v)) : String(format: "%.3f", v)
 }
 
 /// `1.2e12` → `1.20 T`.
-func siCount(_ n: Double) -> String {
+public func siCount(_ n: Double) -> String {
     let units = ["", "K", "M", "G", "T", "P", "E"]
     var v = n
     var i = 0
@@ -40,7 +42,7 @@ func siCount(_ n: Double) -> String {
 }
 
 /// Left-aligned table with two-space gaps.
-func table(_ rows: [[String]], rightAligned: Set<Int> = []) -> String {
+public func table(_ rows: [[String]], rightAligned: Set<Int> = []) -> String {
     guard let width = rows.map(\.count).max() else { return "" }
     var widths = [Int](repeating: 0, count: width)
     for r in rows { for (i, c) in r.enumerated() { widths[i] = max(widths[i], c.count) } }

@@ -1,0 +1,80 @@
+import ArgumentParser
+import Foundation
+import KVArtifact
+import KVInspect
+
+/// `kvplan inspect DIR`: a plan at a glance, or one op / tensor followed through every slot.
+struct Inspect: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show a compiled plan: tiers, links, time vs baselines, the KV layout, costliest transfers and ops.",
+        discussion: """
+        Reads DIR/plan.json (written by `kvplan compile`). --op NAME follows one op through its steps \
+        (every value it reads and writes: where it lives, what moves in its slots and why); --tensor NAME \
+        follows one tensor (all its tiles) through every slot. --json prints the same as JSON. \
+        Exit codes: 0 success, 1 unreadable plan or unknown name, 64 bad usage.
+        """
+    )
+
+    @Argument(help: "An artifact directory written by `kvplan compile`.")
+    var directory: String
+
+    @Flag(help: "Print JSON instead of tables.")
+    var json = false
+
+    @Option(help: "Follow this op (an op name from the plan; tiles `name#j` are grouped).")
+    var op: String?
+
+    @Option(help: "Follow this tensor (all of its tiles) through every slot.")
+    var tensor: String?
+
+    @Option(help: "How many transfers and ops the costliest lists keep.")
+    var top = 10
+
+    func validate() throws {
+        if op != nil && tensor != nil { throw ValidationError("--op and --tensor: give one of them") }
+        if top < 0 { throw ValidationError("--top must be 0 or more, got \(top)") }
+    }
+
+    func run() throws { try reportingBadInput(execute) }
+
+    private func execute() throws {
+        let path = "\(directory)/plan.json"
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw UserError(FileManager.default.fileExists(atPath: directory) ? "cannot read '\(path)' (is '\(directory)' an artifact directory from kvplan compile?)"
+                                                                              : "no such directory '\(directory)'")
+        }
+        let plan: Plan
+        do { plan = try Plan.decode(data) } catch let error as PlanFormatError {
+            throw UserError("\(path): \(error)")
+        } catch {
+            throw UserError("\(path): not a valid plan: \(error)")
+        }
+        if let name = op {
+            guard let trace = PlanTrace.op(name, in: plan) else { throw unknown("op", name, PlanTrace.opNames(plan)) }
+            try emit(trace, text: InspectionText.render(trace))
+        } else if let name = tensor {
+            guard let trace = PlanTrace.tensor(name, in: plan) else { throw unknown("tensor", name, PlanTrace.tensorNames(plan)) }
+            try emit(trace, text: InspectionText.render(trace))
+        } else {
+            let inspection = PlanInspection(plan, limit: top)
+            try emit(inspection, text: InspectionText.render(inspection))
+        }
+    }
+
+    private func unknown(_ kind: String, _ name: String, _ known: [String]) -> UserError {
+        let close = NameSuggestions.nearest(name, in: known)
+        let hint = close.isEmpty ? " (\(known.count) \(kind)s; e.g. \(known.prefix(3).joined(separator: ", ")))"
+                                 : "; did you mean \(close.map { "'\($0)'" }.joined(separator: ", "))?"
+        return UserError("\(directory)/plan.json has no \(kind) '\(name)'\(hint)")
+    }
+
+    private func emit<T: Encodable>(_ value: T, text: String) throws {
+        if json {
+            var data = try ArtifactJSON.encode(value)
+            data.append(0x0A)
+            FileHandle.standardOutput.write(data)
+        } else {
+            print(text, terminator: "")
+        }
+    }
+}
