@@ -1,4 +1,5 @@
 import Foundation
+import KVArtifact
 
 // Number and table formatting shared by the CLI's reports and `kvplan inspect`.
 
@@ -52,4 +53,19 @@ public func table(_ rows: [[String]], rightAligned: Set<Int> = []) -> String {
             return rightAligned.contains(i) ? pad + c : c + pad
         }.joined(separator: "  ").replacingOccurrences(of: "\\s+$", with: "", options: .regularExpression)
     }.joined(separator: "\n") + "\n"
+}
+
+/// How a KV layer layout reads in tables (`kvplan compile`'s summary and `kvplan inspect`).
+public enum KVLayerText {
+    /// What happens to the tokens beyond the high-precision ones: `—`, `N evicted`, `N at B bits`.
+    public static func rest(_ l: KVLayerLayout) -> String {
+        l.lowTokens == 0 ? "—" : l.lowBits == 0 ? "\(l.lowTokens) evicted" : "\(l.lowTokens) at \(l.lowBits) bits"
+    }
+
+    /// The tiers holding the layer's bytes, in `tiers` order, joined by `+`.
+    public static func homes(_ l: KVLayerLayout, tiers: [String]) -> String {
+        (l.home ?? [:]).filter { $0.value > 0 }.keys.sorted { a, b in
+            (tiers.firstIndex(of: a) ?? tiers.count, a) < (tiers.firstIndex(of: b) ?? tiers.count, b)
+        }.joined(separator: "+")
+    }
 }

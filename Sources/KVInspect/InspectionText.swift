@@ -64,9 +64,8 @@ public enum InspectionText {
                         + String(format: "%.4f", kv.fidelity), indent: 4)
             rows = [["  layer", "sink+win", "high", "K/V bits", "rest", "bytes", "mass", "fidelity", "home"]]
             for l in kv.layers {
-                let rest = l.lowTokens == 0 ? "–" : l.lowBits == 0 ? "\(l.lowTokens) evicted" : "\(l.lowTokens) at \(l.lowBits) bits"
-                let home = (l.home ?? [:]).filter { $0.value > 0 }.keys.sorted().joined(separator: "+")
-                rows.append(["  \(l.layer)", "\(l.sinkTokens + l.windowTokens)", "\(l.highTokens)", "\(l.keyBitsHigh)/\(l.valueBitsHigh)", rest,
+                let home = KVLayerText.homes(l, tiers: i.tiers.map(\.name))
+                rows.append(["  \(l.layer)", "\(l.sinkTokens + l.windowTokens)", "\(l.highTokens)", "\(l.keyBitsHigh)/\(l.valueBitsHigh)", KVLayerText.rest(l),
                              grouped(l.bytes), l.retainedMass.map { String(format: "%.4f", $0) } ?? "–", String(format: "%.4f", l.fidelity), home])
             }
             out += table(rows, rightAligned: [0, 1, 2, 3, 5, 6, 7])

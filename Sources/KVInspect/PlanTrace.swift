@@ -54,8 +54,8 @@ public struct PlanTrace: Codable, Sendable, Equatable {
             let tile = step.tile.map { " tile \($0 + 1)/\(step.tiles ?? 0) (\(step.scheme ?? "split"))" } ?? ""
             let cost = costs[slot]
             events.append(TraceEvent(slot: slot, step: step.name, value: "", kind: "step",
-                                     detail: "computes\(tile): \(siCount(Double(step.flops))) flop, \(seconds(step.computeSeconds)) compute, "
-                                        + "slot \(seconds(cost.seconds)) bound by \(cost.bound)"))
+                                     detail: "computes\(tile): \(siCount(Double(step.flops))) flop, \(formatSeconds(step.computeSeconds)) compute, "
+                                        + "slot \(formatSeconds(cost.seconds)) bound by \(cost.bound)"))
             for (kind, list) in [("read", step.reads), ("write", step.writes)] {
                 for v in list {
                     involved.insert(v)
@@ -133,12 +133,9 @@ public struct PlanTrace: Codable, Sendable, Equatable {
         default: why = t.reason
         }
         return TraceEvent(slot: t.slot, step: PlanInspection.stepName(slot: t.slot, in: plan), value: plan.values[t.value].name, kind: "transfer",
-                          detail: "\(SlotCosts.linkName(t, in: plan)) \(bytes(t.bytes)) in \(Self.seconds(seconds)), "
+                          detail: "\(SlotCosts.linkName(t, in: plan)) \(bytes(t.bytes)) in \(formatSeconds(seconds)), "
                             + (serial ? "the slot waits for it" : "overlapped with compute") + "; \(why)")
     }
-
-    /// Seconds with a unit that keeps 3 significant digits.
-    static func seconds(_ s: Double) -> String { formatSeconds(s) }
 }
 
 /// `0.000417` → `417 µs`; `2.5` → `2.50 s`.

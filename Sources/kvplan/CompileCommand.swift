@@ -273,13 +273,11 @@ struct Compile: ParsableCommand {
         func left(_ s: String, _ n: Int) -> String { s + String(repeating: " ", count: max(0, n - s.count)) }
         out += "          layer  sink+win   high  K/V bits  rest                   bytes    mass  fidelity  home\n"
         for l in kv.layers {
-            let rest = l.lowTokens == 0 ? "—" : l.lowBits == 0 ? "\(l.lowTokens) evicted" : "\(l.lowTokens) at \(l.lowBits) bits"
+            let rest = KVLayerText.rest(l)
             out += "          " + right("\(l.layer)", 5) + "  " + right("\(l.sinkTokens + l.windowTokens)", 8) + "  " + right("\(l.highTokens)", 5)
             out += "  " + right("\(l.keyBitsHigh)/\(l.valueBitsHigh)", 8) + "  " + left(rest, 16) + right("\(l.bytes) B", 14)
-            let home = (l.home ?? [:]).filter { $0.value > 0 }.keys.sorted { a, b in
-                (target.tiers.firstIndex { $0.name == a } ?? 0) < (target.tiers.firstIndex { $0.name == b } ?? 0)
-            }
-            out += String(format: "  %.4f  %.4f  ", l.retainedMass ?? 0, l.fidelity) + home.joined(separator: "+") + "\n"
+            let home = KVLayerText.homes(l, tiers: target.tiers.map(\.name))
+            out += String(format: "  %.4f  %.4f  ", l.retainedMass ?? 0, l.fidelity) + home + "\n"
         }
         let mass = kv.layers.reduce(0) { $0 + ($1.retainedMass ?? 0) } / Double(max(1, kv.layers.count))
         out += "          total \(bytes(kv.bytes)), mean retained mass \(String(format: "%.4f", mass)), mean fidelity \(String(format: "%.4f", kv.fidelity))\n"

@@ -38,17 +38,7 @@ struct Inspect: ParsableCommand {
     func run() throws { try reportingBadInput(execute) }
 
     private func execute() throws {
-        let path = "\(directory)/plan.json"
-        guard let data = FileManager.default.contents(atPath: path) else {
-            throw UserError(FileManager.default.fileExists(atPath: directory) ? "cannot read '\(path)' (is '\(directory)' an artifact directory from kvplan compile?)"
-                                                                              : "no such directory '\(directory)'")
-        }
-        let plan: Plan
-        do { plan = try Plan.decode(data) } catch let error as PlanFormatError {
-            throw UserError("\(path): \(error)")
-        } catch {
-            throw UserError("\(path): not a valid plan: \(error)")
-        }
+        let plan = try ArtifactDirectory(path: directory).plan()
         if let name = op {
             guard let trace = PlanTrace.op(name, in: plan) else { throw unknown("op", name, PlanTrace.opNames(plan)) }
             try emit(trace, text: InspectionText.render(trace))

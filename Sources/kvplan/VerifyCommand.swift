@@ -13,20 +13,11 @@ struct Verify: ParsableCommand {
     @Argument(help: "An artifact directory written by `kvplan compile`.")
     var directory: String
 
-    func run() throws {
+    func run() throws { try reportingBadInput(execute) }
+
+    private func execute() throws {
+        let plan = try ArtifactDirectory(path: directory).plan()
         let path = "\(directory)/plan.json"
-        guard let data = FileManager.default.contents(atPath: path) else {
-            printError("error: cannot read '\(path)'\n")
-            throw ExitCode(1)
-        }
-        let plan: Plan
-        do { plan = try Plan.decode(data) } catch let error as PlanFormatError {
-            printError("error: \(path): \(error)\n")
-            throw ExitCode(1)
-        } catch {
-            printError("error: \(path): not a valid plan: \(error)\n")
-            throw ExitCode(1)
-        }
         let failures = PlanVerifier.check(plan)
         if failures.isEmpty {
             print("\(path): valid (\(plan.steps.count) steps, \(plan.values.count) values, \(plan.transfers.count) transfers)")
