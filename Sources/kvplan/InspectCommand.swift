@@ -10,7 +10,9 @@ struct Inspect: ParsableCommand {
         discussion: """
         Reads DIR/plan.json (written by `kvplan compile`). --op NAME follows one op through its steps \
         (every value it reads and writes: where it lives, what moves in its slots and why); --tensor NAME \
-        follows one tensor (all its tiles) through every slot. --json prints the same as JSON. \
+        follows one tensor (all its tiles) through every slot. --json prints the same as JSON. --svg FILE draws \
+        the memory timeline of every tier, occupancy against capacity and the per-layer KV bars; --html FILE \
+        writes one self-contained page with the summary, the timeline and sortable tables (Docs/inspect.md). \
         Exit codes: 0 success, 1 unreadable plan or unknown name, 64 bad usage.
         """
     )
@@ -30,6 +32,12 @@ struct Inspect: ParsableCommand {
     @Option(help: "How many transfers and ops the costliest lists keep.")
     var top = 10
 
+    @Option(help: ArgumentHelp("Write the memory timeline per tier, occupancy and KV bars as SVG to FILE.", valueName: "file"))
+    var svg: String?
+
+    @Option(help: ArgumentHelp("Write a self-contained HTML report (summary, timeline, sortable ops/tensors/transfers) to FILE.", valueName: "file"))
+    var html: String?
+
     func validate() throws {
         if op != nil && tensor != nil { throw ValidationError("--op and --tensor: give one of them") }
         if top < 0 { throw ValidationError("--top must be 0 or more, got \(top)") }
@@ -39,6 +47,22 @@ struct Inspect: ParsableCommand {
 
     private func execute() throws {
         let plan = try ArtifactDirectory(path: directory).plan()
+        if svg != nil || html != nil {
+            // Both drawn and both destinations checked before either file is written.
+            let outputs = [svg.map { ($0, TimelineSVG.render(plan)) }, html.map { ($0, HTMLReport.render(plan)) }].compactMap { $0 }
+            for (path, _) in outputs {
+                let parent = (path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent
+                var isDirectory: ObjCBool = false
+                guard FileManager.default.fileExists(atPath: parent, isDirectory: &isDirectory), isDirectory.boolValue else {
+                    throw UserError("cannot write '\(path)': directory '\(parent)' does not exist (nothing written)")
+                }
+            }
+            for (path, text) in outputs {
+                try writeAtomically(text, to: path)
+                printError("wrote \(path)\n")
+            }
+            return
+        }
         if let name = op {
             guard let trace = PlanTrace.op(name, in: plan) else { throw unknown("op", name, PlanTrace.opNames(plan)) }
             try emit(trace, text: InspectionText.render(trace))

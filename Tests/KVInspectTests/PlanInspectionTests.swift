@@ -30,7 +30,7 @@ struct PlanInspectionTests {
             try text.write(to: url, atomically: true, encoding: .utf8)
         } else {
             let expected = try? String(contentsOf: url, encoding: .utf8)
-            #expect(expected == text, "\(name) is stale; re-record with KVPLAN_RECORD=1 swift test --filter PlanInspectionTests")
+            #expect(expected == text, "\(name) is stale; re-record with KVPLAN_RECORD=1 swift test --filter KVInspectTests")
         }
     }
 

@@ -330,4 +330,22 @@ struct InspectCLITests {
         let corrupt = try cli.run(["inspect", tmp.path])
         #expect(corrupt.status == 1 && corrupt.stderr.contains("not a valid plan"))
     }
+
+    @Test("inspect --svg / --html: both files written, deterministic; a missing directory writes neither")
+    func pictures() throws {
+        let dir = "Generated/tiny-llama/cpu"
+        let tmp = try cli.temporaryDirectory()
+        let svg = tmp.appendingPathComponent("plan.svg").path, html = tmp.appendingPathComponent("plan.html").path
+        let made = try cli.run(["inspect", dir, "--svg", svg, "--html", html])
+        #expect(made.status == 0 && made.stdout.isEmpty && made.stderr.contains("wrote \(svg)"), "\(made.stderr)")
+        let first = try String(contentsOfFile: svg, encoding: .utf8)
+        #expect(first.hasPrefix("<svg ") && first.contains("scratchpad: capacity 1.00 MiB"))
+        #expect(try String(contentsOfFile: html, encoding: .utf8).contains("<h2>Ops (63)</h2>"))
+        #expect(try cli.run(["inspect", dir, "--svg", svg]).status == 0)
+        #expect(try String(contentsOfFile: svg, encoding: .utf8) == first)
+        let other = tmp.appendingPathComponent("other.svg").path
+        let missing = try cli.run(["inspect", dir, "--svg", other, "--html", "no/such/dir/x.html"])
+        #expect(missing.status == 1 && missing.stderr.contains("directory 'no/such/dir' does not exist (nothing written)"), "\(missing.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: other))
+    }
 }
