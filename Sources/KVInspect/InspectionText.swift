@@ -129,3 +129,66 @@ public enum InspectionText {
         return out + current + "\n"
     }
 }
+
+extension InspectionText {
+    /// A plan comparison: headline, totals, changed tensors, ops and KV layers.
+    public static func render(_ d: PlanDiff) -> String {
+        func who(_ s: PlanDiff.Side) -> String { "\(s.label) (\(s.model) on \(s.target), \(s.method))" }
+        var out = wrap("A = \(who(d.a))", indent: 4) + wrap("B = \(who(d.b))", indent: 4)
+        if d.a.model != d.b.model { out += "note: the plans are of different models; tensors and ops are matched by name\n" }
+        let dt = d.b.seconds - d.a.seconds
+        let relative = d.a.seconds > 0 ? dt / d.a.seconds : 0
+        var headline = dt == 0 ? "B takes the same estimated time as A" :
+            "B is \(percent(abs(relative))) \(dt < 0 ? "faster" : "slower") than A (\(formatSeconds(d.b.seconds)) vs \(formatSeconds(d.a.seconds)))"
+        let dn = d.b.nonCompulsoryBytes - d.a.nonCompulsoryBytes
+        headline += dn == 0 ? " and moves the same non-compulsory bytes" :
+            " and moves \(humanBytes(Double(abs(dn)))) \(dn < 0 ? "fewer" : "more") non-compulsory bytes"
+        out += "\n" + wrap(headline, indent: 2)
+        out += "\ntotals\n"
+        var rows = [["  figure", "A", "B", "B − A"]]
+        for c in d.totals {
+            func show(_ x: Double) -> String {
+                c.name == "estimated time" ? formatSeconds(x) : c.name == "transfers" ? grouped(Int(x)) : humanBytes(x)
+            }
+            var delta = c.delta == 0 ? "=" : (c.delta > 0 ? "+" : "-") + show(abs(c.delta))
+            if c.delta != 0 && c.a != 0 { delta += " (\(c.delta > 0 ? "+" : "")\(percent(c.delta / c.a)))" }
+            rows.append(["  " + fit(c.name, 34), show(c.a), show(c.b), delta])
+        }
+        out += table(rows, rightAligned: [1, 2, 3])
+        out += "\ntensors: \(d.tensorsChanged) changed placement or traffic"
+        out += d.onlyInA + d.onlyInB > 0 ? " (\(d.onlyInA) only in A, \(d.onlyInB) only in B)" : ""
+        out += d.tensors.count < d.tensorsChanged ? "; the \(d.tensors.count) with the largest change in bytes moved:\n" : "\n"
+        if !d.tensors.isEmpty {
+            rows = [["  tensor", "kind", "home A→B", "lives in A→B", "tiles", "moves", "Δ moved"]]
+            for t in d.tensors {
+                let moved = t.movedB - t.movedA
+                rows.append(["  " + fit(t.tensor, 18), t.kind, t.homeA == t.homeB ? t.homeA : "\(t.homeA)→\(t.homeB)",
+                             fit(t.tiersA == t.tiersB ? t.tiersA : "\(t.tiersA)→\(t.tiersB)", 24),
+                             t.partsA == t.partsB ? "\(t.partsA)" : "\(t.partsA)→\(t.partsB)", "\(t.transfersA)→\(t.transfersB)",
+                             moved == 0 ? "=" : (moved > 0 ? "+" : "-") + humanBytes(Double(abs(moved)))])
+            }
+            out += table(rows, rightAligned: [4, 5, 6])
+        }
+        if !d.ops.isEmpty {
+            out += "\nops whose slot time changed most (compute and the transfers beside it)\n"
+            rows = [["  op", "A", "B", "B − A"]]
+            for c in d.ops {
+                rows.append(["  " + fit(c.name, 40), formatSeconds(c.a), formatSeconds(c.b), (c.delta > 0 ? "+" : "-") + formatSeconds(abs(c.delta))])
+            }
+            out += table(rows, rightAligned: [1, 2, 3])
+        }
+        if !d.layers.isEmpty {
+            out += "\nKV layers whose layout changed\n"
+            rows = [["  layer", "sink+win A→B", "high A→B", "K/V bits A→B", "rest A→B", "bytes A→B"]]
+            func change(_ a: String, _ b: String) -> String { a == b ? a : "\(a)→\(b)" }
+            for l in d.layers {
+                rows.append(["  \(l.layer)", change("\(l.a.sinkTokens + l.a.windowTokens)", "\(l.b.sinkTokens + l.b.windowTokens)"),
+                             change("\(l.a.highTokens)", "\(l.b.highTokens)"),
+                             change("\(l.a.keyBitsHigh)/\(l.a.valueBitsHigh)", "\(l.b.keyBitsHigh)/\(l.b.valueBitsHigh)"),
+                             fit(change(KVLayerText.rest(l.a), KVLayerText.rest(l.b)), 28), change(grouped(l.a.bytes), grouped(l.b.bytes))])
+            }
+            out += table(rows, rightAligned: [0, 1, 2, 3, 5])
+        }
+        return out
+    }
+}

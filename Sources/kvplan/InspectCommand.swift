@@ -10,7 +10,9 @@ struct Inspect: ParsableCommand {
         discussion: """
         Reads DIR/plan.json (written by `kvplan compile`). --op NAME follows one op through its steps \
         (every value it reads and writes: where it lives, what moves in its slots and why); --tensor NAME \
-        follows one tensor (all its tiles) through every slot. --json prints the same as JSON. --svg FILE draws \
+        follows one tensor (all its tiles) through every slot. --diff OTHER compares this plan (A) with OTHER's \
+        (B): totals, the tensors whose placement or traffic changed, the ops whose time changed, the KV \
+        layers whose layout changed. --json prints the same as JSON. --svg FILE draws \
         the memory timeline of every tier, occupancy against capacity and the per-layer KV bars; --html FILE \
         writes one self-contained page with the summary, the timeline and sortable tables (Docs/inspect.md). \
         Exit codes: 0 success, 1 unreadable plan or unknown name, 64 bad usage.
@@ -35,11 +37,17 @@ struct Inspect: ParsableCommand {
     @Option(help: ArgumentHelp("Write the memory timeline per tier, occupancy and KV bars as SVG to FILE.", valueName: "file"))
     var svg: String?
 
+    @Option(help: ArgumentHelp("Compare with the plan in OTHER (an artifact directory): totals, tensors that moved, ops, KV layers.", valueName: "other"))
+    var diff: String?
+
     @Option(help: ArgumentHelp("Write a self-contained HTML report (summary, timeline, sortable ops/tensors/transfers) to FILE.", valueName: "file"))
     var html: String?
 
     func validate() throws {
         if op != nil && tensor != nil { throw ValidationError("--op and --tensor: give one of them") }
+        if diff != nil && (op != nil || tensor != nil || svg != nil || html != nil) {
+            throw ValidationError("--diff compares whole plans: give it without --op, --tensor, --svg or --html")
+        }
         if top < 0 { throw ValidationError("--top must be 0 or more, got \(top)") }
     }
 
@@ -47,6 +55,13 @@ struct Inspect: ParsableCommand {
 
     private func execute() throws {
         let plan = try ArtifactDirectory(path: directory).plan()
+        if let other = diff {
+            let otherPlan: Plan
+            do { otherPlan = try ArtifactDirectory(path: other).plan() } catch let error as UserError { throw UserError("--diff: \(error.message)") }
+            let comparison = PlanDiff(plan, otherPlan, labelA: directory, labelB: other, limit: top)
+            try emit(comparison, text: InspectionText.render(comparison))
+            return
+        }
         if svg != nil || html != nil {
             // Both drawn and both destinations checked before either file is written.
             let outputs = [svg.map { ($0, TimelineSVG.render(plan)) }, html.map { ($0, HTMLReport.render(plan)) }].compactMap { $0 }

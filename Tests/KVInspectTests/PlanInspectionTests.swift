@@ -119,3 +119,48 @@ struct PlanInspectionTests {
         #expect(NameSuggestions.nearest("zzzzzzzzzz", in: known).isEmpty)
     }
 }
+
+/// `kvplan inspect --diff`: two plans compared, with exact accounting.
+@Suite("Plan diff")
+struct PlanDiffTests {
+    @Test("a plan against itself: no change anywhere")
+    func identical() throws {
+        let plan = try PlanInspectionTests.committedPlan()
+        let d = PlanDiff(plan, plan)
+        #expect(d.totals.allSatisfy { $0.delta == 0 })
+        #expect(d.tensors.isEmpty && d.tensorsChanged == 0 && d.ops.isEmpty && d.layers.isEmpty && d.onlyInA == 0 && d.onlyInB == 0)
+        #expect(InspectionText.render(d).contains("B takes the same estimated time as A and moves the same non-compulsory bytes"))
+    }
+
+    @Test("belady vs naive on one tiled problem: tensor traffic changes sum to the link totals, op changes to the time")
+    func accounting() throws {
+        let belady = try PlanInspectionTests.tiledPlan()
+        let path = PlanInspectionTests.root.appendingPathComponent("Graphs/tiny-llama.graph").path
+        let graph = try GraphCompiler.compile(SourceFile(path: path, text: try String(contentsOfFile: path, encoding: .utf8)), dimensions: ["ctx": 128]).graph
+        let cpu = TargetPresets.source("cpu")!.replacingOccurrences(of: "capacity=1MiB ", with: "capacity=48KiB ")
+        let target = try TargetParser.parse(SourceFile(path: "<cpu with 48KiB>", text: cpu))
+        let naive = try PlacementPlanner.plan(try PlacementProblem(graph: graph, target: target), method: .naive, objective: .time, baselines: [])
+        let d = PlanDiff(belady, naive, limit: .max)
+        #expect(d.tensorsChanged > 0 && d.tensors.count == d.tensorsChanged)
+        let moved = d.tensors.reduce(0) { $0 + $1.movedB - $1.movedA }
+        let links = naive.estimate.linkBytes.values.reduce(0, +) - belady.estimate.linkBytes.values.reduce(0, +)
+        #expect(moved == links)
+        let slotsA = SlotCosts.slots(belady), slotsB = SlotCosts.slots(naive)
+        let edges = (slotsB.first!.seconds + slotsB.last!.seconds) - (slotsA.first!.seconds + slotsA.last!.seconds)
+        let ops = d.ops.reduce(0) { $0 + $1.delta }
+        #expect(abs(ops + edges - (naive.estimate.seconds - belady.estimate.seconds)) <= 1e-12 * naive.estimate.seconds)
+        #expect(d.totals.first { $0.name == "estimated time" }?.delta == naive.estimate.seconds - belady.estimate.seconds)
+        // Largest change first.
+        let changes = d.tensors.map { abs($0.movedB - $0.movedA) }
+        #expect(changes == changes.sorted(by: >))
+    }
+
+    @Test("the committed cpu plan against the edge-npu one: golden text, lines within 100 columns")
+    func golden() throws {
+        let cpu = try PlanInspectionTests.committedPlan()
+        let npu = try Plan.decode(try Data(contentsOf: PlanInspectionTests.root.appendingPathComponent("Generated/tiny-llama/edge-npu/plan.json")))
+        let text = InspectionText.render(PlanDiff(cpu, npu, labelA: "cpu", labelB: "edge-npu"))
+        #expect(text.split(separator: "\n").allSatisfy { $0.count <= InspectionText.width })
+        try PlanInspectionTests.golden(text, "tiny-llama-cpu-vs-edge-npu.txt")
+    }
+}

@@ -331,6 +331,18 @@ struct InspectCLITests {
         #expect(corrupt.status == 1 && corrupt.stderr.contains("not a valid plan"))
     }
 
+    @Test("inspect --diff: a comparison on stdout or as JSON; a missing OTHER and conflicting flags are refused")
+    func diff() throws {
+        let text = try cli.run(["inspect", "Generated/tiny-llama/cpu", "--diff", "Generated/tiny-llama/edge-npu"])
+        #expect(text.status == 0 && text.stdout.contains("B is 41.4% faster than A"), "\(text.stdout)")
+        let json = try cli.run(["inspect", "Generated/tiny-llama/cpu", "--diff", "Generated/tiny-llama/edge-npu", "--json"])
+        let object = try JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any]
+        #expect((object?["tensorsChanged"] as? Int ?? 0) > 0)
+        let missing = try cli.run(["inspect", "Generated/tiny-llama/cpu", "--diff", "no/such"])
+        #expect(missing.status == 1 && missing.stderr.contains("--diff: no such directory 'no/such'"), "\(missing.stderr)")
+        #expect(try cli.run(["inspect", "Generated/tiny-llama/cpu", "--diff", "Generated/tiny-llama/edge-npu", "--op", "a[0]"]).status == 64)
+    }
+
     @Test("inspect --svg / --html: both files written, deterministic; a missing directory writes neither")
     func pictures() throws {
         let dir = "Generated/tiny-llama/cpu"
