@@ -65,12 +65,27 @@ public struct AllocationResult: Sendable {
     public var gap: Double { lowerBound > 0 ? Double(height - lowerBound) / Double(lowerBound) : 0 }
 }
 
+/// Where an exact search stands, reported before each search it starts.
+public struct AllocationProgress: Sendable {
+    /// `fit` (searching within the capacity) or `bisect` (lowering the best height).
+    public var stage: String
+    /// The height being tried.
+    public var probe: Int
+    /// The lowest height found so far, and the highest height proven impossible plus one.
+    public var bestHeight: Int
+    public var lowerBound: Int
+    /// Search nodes visited so far.
+    public var nodes: Int
+}
+
 /// Runs allocators; see the file comment.
 public enum Allocator {
-    /// Allocates `problem` toward `goal` with `algorithm`, stopping the exact search after `timeLimit`.
+    /// Allocates `problem` toward `goal` with `algorithm`, stopping the exact search after `timeLimit`;
+    /// `progress` hears of every exact search before it starts.
     public static func allocate(
         _ problem: Problem, goal: Goal, algorithm: Algorithm = .exact,
-        options: SearchOptions = .default, timeLimit: Duration = .seconds(10)
+        options: SearchOptions = .default, timeLimit: Duration = .seconds(10),
+        progress: ((AllocationProgress) -> Void)? = nil
     ) throws(ProblemError) -> AllocationResult {
         try problem.validate()
         if case let .fit(capacity) = goal, capacity < 0 { throw .negativeCapacity }
@@ -129,6 +144,7 @@ public enum Allocator {
                 // The first probe is at the bottom: tight instances pack there or nowhere near.
                 let probe = firstProbe ? lo : lo + (bestHeight - 1 - lo) / 2
                 firstProbe = false
+                progress?(AllocationProgress(stage: "bisect", probe: probe, bestHeight: bestHeight, lowerBound: lowerBound, nodes: nodes))
                 let slice = clock.now.advanced(by: (end - clock.now) / 2)
                 var search = ExactSearch(timeline, capacity: probe, options: options, deadline: slice)
                 let outcome = search.run()
@@ -158,6 +174,7 @@ public enum Allocator {
             if capacity < lowerBound { return result(best, .infeasible, capacity: capacity) }
             // Most of the time goes to the capacity itself; the rest to the lowest packing above it.
             let fitDeadline = start.advanced(by: timeLimit * 0.8)
+            progress?(AllocationProgress(stage: "fit", probe: capacity, bestHeight: bestHeight, lowerBound: lowerBound, nodes: nodes))
             var search = ExactSearch(timeline, capacity: capacity, options: options, deadline: fitDeadline)
             let outcome = search.run()
             nodes = search.nodes

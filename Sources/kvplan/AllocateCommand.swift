@@ -77,9 +77,17 @@ struct Allocate: ParsableCommand {
         let goal: Goal = (minimize || capacityBytes == nil) ? .minimize : .fit(capacity: capacityBytes!)
 
         let result: AllocationResult
+        let progress = ProgressLine("allocate")
+        progress.stage("\(algorithm.rawValue) search", "\(problem.buffers.count) buffers")
         do {
+            defer { progress.finish() }
             result = try Allocator.allocate(problem, goal: goal, algorithm: algorithm, options: options,
-                                            timeLimit: .milliseconds(Int64(timeLimit * 1000)))
+                                            timeLimit: .milliseconds(Int64(timeLimit * 1000))) { p in
+                let gap = p.lowerBound > 0 ? Double(p.bestHeight - p.lowerBound) / Double(p.lowerBound) * 100 : 0
+                progress.stage(p.stage == "fit" ? "searching within the capacity" : "lowering the height",
+                               "trying \(p.probe) · best \(p.bestHeight) · bound \(p.lowerBound) · gap "
+                               + String(format: "%.2f%%", gap) + " · \(grouped(p.nodes)) nodes")
+            }
         } catch {
             throw UserError("\(buffers): \(error)")
         }

@@ -110,10 +110,14 @@ struct AllocateBench: ParsableCommand {
         var runs: [Algorithm: [Run]] = [:]
         var perGroup: [String: [Algorithm: [Run]]] = [:]
         var groupOrder: [String] = []
+        let progress = ProgressLine("bench allocate")
+        defer { progress.finish() }
+        var done = 0, packed = 0
         for (group, label, problem) in instances {
             if !groupOrder.contains(group) { groupOrder.append(group) }
             let capacity = problem.capacity!
             for algorithm in algorithmList {
+                progress.stage("\(label) \(algorithm.rawValue)", "\(done)/\(instances.count * algorithmList.count) runs, \(packed) packed")
                 let r = try Allocator.allocate(problem, goal: .fit(capacity: capacity), algorithm: algorithm,
                                                options: options, timeLimit: .milliseconds(Int64(timeLimit * 1000)))
                 guard Validator.isValid(r.solution, for: problem, capacity: .max) else {
@@ -124,11 +128,12 @@ struct AllocateBench: ParsableCommand {
                 let run = Run(packed: r.verdict == .fits, seconds: seconds, ratio: Double(r.height) / Double(capacity), nodes: r.nodes)
                 runs[algorithm, default: []].append(run)
                 perGroup[group, default: [:]][algorithm, default: []].append(run)
-                printError(String(format: "%@  %@: %@ in %.3f s, height/capacity %.4f\n",
-                                  label, algorithm.rawValue, run.packed ? "packed" : "not packed", seconds, run.ratio))
+                done += 1
+                if run.packed { packed += 1 }
             }
         }
 
+        progress.finish()
         var report = "| algorithm | instances | packed within capacity | median time (all) | median time (packed) | max time (packed) | median height/capacity (not packed) | max height/capacity (not packed) |\n"
         report += "|---|---:|---:|---:|---:|---:|---:|---:|\n"
         for algorithm in algorithmList {

@@ -117,18 +117,19 @@ struct Compile: ParsableCommand {
         let clock = ContinuousClock()
         let started = clock.now
         var options = ILPOptions(timeLimit: timeLimit, gap: gap, window: window, addresses: addressMode)
-        if isatty(2) != 0 {
-            options.progress = { done, total, elapsed, incumbent, bound in
-                let gap = incumbent > 0 ? (incumbent - bound) / incumbent * 100 : 0
-                FileHandle.standardError.write(Data(String(format: "\r\u{1B}[Kilp  %.1f s  window %d/%d  incumbent %.4g  bound %.4g  gap %.2f%%",
-                                                           elapsed, done, total, incumbent, bound, gap).utf8))
-            }
+        let progress = ProgressLine("compile")
+        defer { progress.finish() }
+        // The windows' objective: Σ slot time in µs (time) or bytes in alignment units (traffic).
+        let unit = objective == .time ? "µs of slot time" : "× \(hardware.tiers[0].alignment) B moved"
+        options.progress = { done, total, _, incumbent, bound in
+            let gap = incumbent > 0 ? (incumbent - bound) / incumbent * 100 : 0
+            progress.detail(String(format: "window %d/%d · incumbent %.5g · bound %.5g %@ · gap %.2f%%", done, total, incumbent, bound, unit, gap))
         }
         let place = { (cacheBytes: [Int: Int]) throws(PlanningError) -> Plan in
-            let planned = try Self.plan(graph, hardware, method, objective, options: options, schedule: scheduleMode, cacheBytes: cacheBytes).get()
-            if isatty(2) != 0 && method == .ilp { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
-            return planned
+            progress.stage("placing (\(method.rawValue) + baselines)")
+            return try Self.plan(graph, hardware, method, objective, options: options, schedule: scheduleMode, cacheBytes: cacheBytes).get()
         }
+        if kv != nil { progress.stage("KV budget") }
         do {
             if let kv {
                 plan = try KVJointPlanning.plan(graph: graph, target: hardware, policy: kv.policy, source: kv.source, profile: kv.profile, precision: kv.precision, place: place)
@@ -139,9 +140,11 @@ struct Compile: ParsableCommand {
             throw UserError("\(model): cannot plan on '\(hardware.name)': \(error.message)")
         }
         PlacementPlanner.trace("planned at \(clock.now - started)")
+        progress.stage("verifying the plan")
         let failures = PlanVerifier.check(plan)
         PlacementPlanner.trace("verified at \(clock.now - started)")
         guard failures.isEmpty else {
+            progress.finish()
             printError("internal error: the \(method.rawValue) plan fails verification (nothing written):\n")
             for f in failures.prefix(10) { printError("  \(f)\n") }
             throw ExitCode(2)
@@ -155,6 +158,7 @@ struct Compile: ParsableCommand {
         // The schedule on tier arenas and its generated kernels, where the program has them
         // (Docs/codegen.md); stale ones from an earlier compile are removed when not.
         let program = ProgramExport.program(graph)
+        progress.stage("emitting kernels and schedule")
         var codegenNote = ""
         var schedule: ExecutionSchedule?
         do {
@@ -175,6 +179,7 @@ struct Compile: ParsableCommand {
         let summary = Self.summary(plan, directory: ".", seconds: nil) + weightNote + codegenNote
         try writeAtomically(summary, to: "\(directory)/summary.txt")
         try writeAtomically(String(decoding: try plan.encoded(), as: UTF8.self), to: "\(directory)/plan.json")
+        progress.finish()
         print(Self.summary(plan, directory: directory, seconds: (clock.now - started) / .seconds(1)) + weightNote + codegenNote, terminator: "")
     }
 

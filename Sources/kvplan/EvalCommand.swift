@@ -130,7 +130,8 @@ struct Eval: ParsableCommand {
             var done = 0
         }
         let results = Results()
-        let progress = isatty(2) != 0
+        let progress = ProgressLine("eval")
+        progress.stage("perplexity runs", "0/\(jobs.count) runs")
         let start = ContinuousClock.now
         let program0 = program, values0 = values, layouts0 = layouts, total = jobs.count
         DispatchQueue.concurrentPerform(iterations: threads) { worker in
@@ -158,15 +159,12 @@ struct Eval: ParsableCommand {
                 else if let job { results.bits[job] = nll / Double(predictions) / log(2) }
                 else { results.reference = nll / Double(predictions) / log(2) }
                 results.done += 1
-                if progress {
-                    let elapsed: Double = (ContinuousClock.now - start) / .seconds(1)
-                    FileHandle.standardError.write(Data(String(format: "\r\u{1B}[Keval: %d/%d runs, %.0f s", results.done, total, elapsed).utf8))
-                }
+                progress.detail("\(results.done)/\(total) runs (\(threads) threads)")
                 results.lock.unlock()
                 j += threads
             }
         }
-        if progress { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+        progress.finish()
         guard let reference = results.reference else { throw UserError("the full-precision run failed") }
         for i in cells.indices {
             cells[i].bitsPerByte = results.bits[i]

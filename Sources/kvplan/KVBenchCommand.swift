@@ -61,6 +61,8 @@ struct KVBench: ParsableCommand {
         print("| model | layers | ctx | profile | precision | budget | exact | " + others.map(\.rawValue).joined(separator: " | ") + " | exact − best baseline* | exact status | exact s |")
         print("|---|---:|---:|---|---|---:|---:|" + String(repeating: "---:|", count: others.count) + "---:|---|---:|")
         var wins = 0, ties = 0, rows = 0, slowest = 0.0
+        let progress = ProgressLine("bench kv")
+        defer { progress.finish() }
         for path in models.split(separator: ",").map(String.init) {
             let dims = context.map { ["ctx": $0] } ?? [:]
             guard case let .graph(lowered, _) = try loadInput(path, dimensions: dims, flagNames: ["ctx": "--context"]) else {
@@ -75,11 +77,12 @@ struct KVBench: ParsableCommand {
                 problem.precision = scheme
                 for ratio in budgets {
                     let budget = Int(Double(problem.fullBytes) * ratio)
+                    progress.stage("\(lowered.graph.name) \(family.rawValue) \(scheme.rawValue) at \(Int(ratio * 100))%")
                     let clock = ContinuousClock()
                     let started = clock.now
                     let exact: KVBudgetPass.Outcome?
                     do { exact = try KVBudgetPass.run(problem, policy: .exact, budget: budget) } catch {
-                        print("| \(lowered.graph.name) | \(layers.channels.count) | \(layers.context) | \(family.rawValue) | \(scheme.rawValue) | \(Int(ratio * 100))% | below the minimum | " + others.map { _ in "" }.joined(separator: " | ") + " | | | |")
+                        progress.print("| \(lowered.graph.name) | \(layers.channels.count) | \(layers.context) | \(family.rawValue) | \(scheme.rawValue) | \(Int(ratio * 100))% | below the minimum | " + others.map { _ in "" }.joined(separator: " | ") + " | | | |")
                         continue
                     }
                     let seconds = (clock.now - started) / .seconds(1)
@@ -93,13 +96,14 @@ struct KVBench: ParsableCommand {
                     rows += 1
                     if margin > 1e-9 { wins += 1 } else if margin > -1e-9 { ties += 1 }
                     let cells = baselineFidelity.map { $0.map { String(format: "%.4f", $0) } ?? "—" }
-                    print("| \(lowered.graph.name) | \(layers.channels.count) | \(layers.context) | \(family.rawValue) | \(scheme.rawValue) | \(Int(ratio * 100))% | "
+                    progress.print("| \(lowered.graph.name) | \(layers.channels.count) | \(layers.context) | \(family.rawValue) | \(scheme.rawValue) | \(Int(ratio * 100))% | "
                           + String(format: "**%.4f**", exact?.fidelity ?? 0) + " | " + cells.joined(separator: " | ")
                           + String(format: " | %+.4f | ", margin) + (exact?.status ?? "") + String(format: " | %.3f |", seconds))
                 }
                 }
             }
         }
+        progress.finish()
         print("\n\\* under `any`, over every baseline; under a fixed precision scheme, over uniform/pyramid/prefixkv/cake at that scheme.")
         print("\nexact above the best compared baseline in \(wins) of \(rows) rows, tied in \(ties), below in \(rows - wins - ties); slowest exact solve \(String(format: "%.3f", slowest)) s")
     }

@@ -39,6 +39,8 @@ struct KernelBench: ParsableCommand {
             throw ExitCode(64)
         }
         let wants = { (f: String) in family == "all" || family == f }
+        let progress = ProgressLine("bench kernels")
+        defer { progress.finish() }
         var rows: [String] = []
         if wants("gemv") || wants("attention") {
             rows.append("| kernel | shape | bytes read | generated GB/s | GFLOP/s | scalar loop GB/s | OpenBLAS GB/s | memcpy GB/s | generated / memcpy | generated / OpenBLAS |")
@@ -50,14 +52,14 @@ struct KernelBench: ParsableCommand {
             for format in WeightFormat.allCases {
                 // L2: 256 rows of 512 (≤ 512 KiB in every format); DRAM: rows of 4096 making 64 MiB in the format.
                 for (rowsN, k, label) in [(256, 512, "L2"), ((64 << 20) / format.bytes(count: 4096), 4096, "DRAM")] {
-                    printError("\(format.rawValue) gemv \(rowsN)x\(k)…\n")
+                    progress.stage("\(format.rawValue) gemv \(rowsN)x\(k) (\(label))")
                     rows.append(try gemv(rows: rowsN, k: k, label: label, blas: blas, format: format))
                 }
             }
         }
         if wants("attention") {
             for (ctx, kvHeads, label) in [(512, 2, "L2"), (32768, 8, "DRAM")] {
-                printError("attention ctx \(ctx), \(kvHeads) KV heads, 4-bit…\n")
+                progress.stage("attention ctx \(ctx), \(kvHeads) KV heads, 4-bit (\(label))")
                 rows.append(try attention(ctx: ctx, kvHeads: kvHeads, label: label))
             }
         }
@@ -68,7 +70,7 @@ struct KernelBench: ParsableCommand {
             for f in RowwiseFamily.all {
                 // L2: 32 rows (x and y 128 KiB each); DRAM: 8192 rows (32 MiB each).
                 for (n, label) in [(32, "L2"), (8192, "DRAM")] {
-                    printError("\(f.name) \(n)x1024…\n")
+                    progress.stage("\(f.name) \(n)x1024 (\(label))")
                     rows.append(try rowwise(f, rows: n, label: label))
                 }
             }
@@ -379,8 +381,12 @@ struct RunBench: ParsableCommand {
         do {
             var generator = try Generator(try ScheduleExecutor(program: program, schedule: schedule, kernels: try artifact.text("Kernels.swift"),
                                                                step: try artifact.text("Schedule.swift"), weights: weights, threads: threads))
+            let progress = ProgressLine("bench run")
+            defer { progress.finish() }
+            progress.stage("generated schedule")
             var perToken: [Double] = []
             for t in 0..<tokens {
+                progress.detail("token \(t + 1)/\(tokens)")
                 let start = ContinuousClock.now
                 _ = try generator.feed((t * 31 + 7) % 256, position: t)
                 perToken.append((ContinuousClock.now - start) / .seconds(1))
@@ -389,12 +395,15 @@ struct RunBench: ParsableCommand {
             let bytesPerToken = executor.linkBytes.reduce(0, +) / executor.steps
             var interpreter = try Generator(try ReferenceInterpreter(program: program, weights: weights, kvLayouts: plan.kv?.layers))
             var interpreted: [Double] = []
+            progress.stage("reference interpreter")
             for t in 0..<min(tokens, 32) {
                 let start = ContinuousClock.now
                 _ = try interpreter.feed((t * 31 + 7) % 256, position: t)
                 interpreted.append((ContinuousClock.now - start) / .seconds(1))
             }
+            progress.stage("copy bandwidth")
             let copy = KernelBench.memcpySeconds(64 << 20) / Double(64 << 20)  // seconds per byte
+            progress.finish()
             let median = perToken.sorted()[perToken.count / 2], mean = perToken.reduce(0, +) / Double(perToken.count)
             let roofline = Double(bytesPerToken) * copy
             print("kvplan bench run \(directory) --tokens \(tokens) --threads \(threads) (\(KernelBench.date()))\n")

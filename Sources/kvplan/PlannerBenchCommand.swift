@@ -30,6 +30,8 @@ struct PlannerBench: ParsableCommand {
 
     func run() throws {
         let cpu = try loadTarget("cpu")
+        let progress = ProgressLine("bench planner")
+        defer { progress.finish() }
         print("| graph | budget | bytes | naive | lru | belady | msa | ilp | ILP vs best heuristic | ILP s | window gap | ilp + order search | vs best heuristic |")
         print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for path in graphs.split(separator: ",").map(String.init) {
@@ -51,6 +53,7 @@ struct PlannerBench: ParsableCommand {
                 var t = cpu
                 t.tiers[0].capacity = (budget + 63) / 64 * 64
                 var row = "| \(graph.name) | \(label) | \(budget) |"
+                progress.stage("\(graph.name) at \(label) (\(budget) B)")
                 do {
                     let p = try PlacementProblem(graph: graph, target: t)
                     let started = Date()
@@ -72,7 +75,7 @@ struct PlannerBench: ParsableCommand {
                 } catch {
                     row += " \(error) | | | | | | | | | |"
                 }
-                print(row)
+                progress.print(row)
                 fflush(nil)
             }
         }

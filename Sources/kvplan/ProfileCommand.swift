@@ -40,7 +40,8 @@ struct Profile: ParsableCommand {
         let box = MeterBox(KVProfileMeter(layers: attention.count, kvHeads: kvHeads, group: heads / kvHeads))
         let layerOf: [Int: Int] = Dictionary(uniqueKeysWithValues: attention.enumerated().map { ($0.element, $0.offset) })
         let count = min(windows, bytes.count / window)
-        let progress = isatty(2) != 0
+        let progress = ProgressLine("profile")
+        progress.stage("calibration windows")
         let start = ContinuousClock.now
         do {
             for w in 0..<count {
@@ -49,10 +50,7 @@ struct Profile: ParsableCommand {
                 var generator = try Generator(interpreter)
                 for p in 0..<window {
                     _ = try generator.feed(Int(bytes[w * window + p]), position: p)
-                    if progress && p % 64 == 0 {
-                        let elapsed: Double = (ContinuousClock.now - start) / .seconds(1)
-                        FileHandle.standardError.write(Data(String(format: "\r\u{1B}[Kprofile: window %d/%d, token %d/%d, %.0f s", w + 1, count, p, window, elapsed).utf8))
-                    }
+                    if p % 64 == 0 { progress.detail("window \(w + 1)/\(count) · token \(p)/\(window)") }
                 }
                 let state = generator.interpreter!
                 for (l, i) in attention.enumerated() {
@@ -66,7 +64,7 @@ struct Profile: ParsableCommand {
         } catch {
             throw UserError("\(input.model): \(error.message)")
         }
-        if progress { FileHandle.standardError.write(Data("\r\u{1B}[K".utf8)) }
+        progress.finish()
         let meter = box.meter
         var layers: [KVProfile.Layer] = []
         let retention = meter.retention, errorsPerLayer = meter.errors

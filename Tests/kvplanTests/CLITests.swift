@@ -23,10 +23,11 @@ struct CLITests {
         return root.appendingPathComponent(".build/debug/kvplan")
     }
 
-    func run(_ args: [String]) throws -> Run {
+    func run(_ args: [String], environment: [String: String] = [:]) throws -> Run {
         let p = Process()
         p.executableURL = Self.binary
         p.arguments = args
+        if !environment.isEmpty { p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         p.currentDirectoryURL = Self.root
         let out = Pipe(), err = Pipe()
         p.standardOutput = out
@@ -359,5 +360,55 @@ struct InspectCLITests {
         let missing = try cli.run(["inspect", dir, "--svg", other, "--html", "no/such/dir/x.html"])
         #expect(missing.status == 1 && missing.stderr.contains("directory 'no/such/dir' does not exist (nothing written)"), "\(missing.stderr)")
         #expect(!FileManager.default.fileExists(atPath: other))
+    }
+}
+
+/// Progress lines: on a terminal only, erased before the command's own output.
+@Suite("Progress on terminals")
+struct ProgressTests {
+    let cli = CLITests()
+
+    @Test("compile off a terminal writes no progress; forced on, stages are drawn in place and erased")
+    func compileProgress() throws {
+        let tmp = try cli.temporaryDirectory()
+        let args = ["compile", "Graphs/tiny-llama.graph", "--kv-ratio", "0.25", "-o", tmp.appendingPathComponent("a").path]
+        let quiet = try cli.run(args)
+        #expect(quiet.status == 0 && quiet.stderr.isEmpty, "\(quiet.stderr)")
+        let shown = try cli.run(args, environment: ["KVPLAN_PROGRESS": "always"])
+        #expect(shown.status == 0)
+        for stage in ["compile 0.", " · KV budget", " · placing (ilp + baselines)", " · verifying the plan", " · emitting kernels and schedule"] {
+            #expect(shown.stderr.contains(stage), "missing '\(stage)' in \(shown.stderr.debugDescription)")
+        }
+        #expect(shown.stderr.hasSuffix("\r\u{1B}[K"), "the line is erased at the end")
+        #expect(!shown.stderr.contains("\n"), "progress never scrolls")
+        // The command's own output is the same (up to its measured planning time).
+        #expect(shown.stdout.split(separator: "\n").count == quiet.stdout.split(separator: "\n").count)
+        #expect(shown.stdout.split(separator: "\n").first == quiet.stdout.split(separator: "\n").first)
+    }
+
+    @Test("on a real terminal (util-linux script) allocate shows its search and erases it; never with KVPLAN_PROGRESS=never")
+    func terminal() throws {
+        let script = "/usr/bin/script"
+        try #require(FileManager.default.isExecutableFile(atPath: script), "util-linux's script (Debian: bsdutils, essential) is missing")
+        let tmp = try cli.temporaryDirectory()
+        let csv = tmp.appendingPathComponent("b.csv").path
+        try "id,size,start,end\na,10,0,2\nb,20,1,3\nc,5,2,4\n".write(toFile: csv, atomically: true, encoding: .utf8)
+        func underTerminal(_ prefix: String) throws -> String {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: script)
+            p.arguments = ["-qfec", "\(prefix)\(CLITests.binary.path) allocate \(csv) --minimize", "/dev/null"]
+            let out = Pipe()
+            p.standardOutput = out
+            p.standardError = out
+            try p.run()
+            let data = out.fileHandleForReading.readDataToEndOfFile()
+            p.waitUntilExit()
+            #expect(p.terminationStatus == 0)
+            return String(decoding: data, as: UTF8.self)
+        }
+        let shown = try underTerminal("")
+        #expect(shown.contains("\r\u{1B}[Kallocate 0.0 s · exact search · 3 buffers\r\u{1B}[Kbuffers   3"), "\(shown.debugDescription)")
+        let hidden = try underTerminal("KVPLAN_PROGRESS=never ")
+        #expect(!hidden.contains("\u{1B}[K") && hidden.contains("buffers   3"))
     }
 }
