@@ -33,7 +33,7 @@ def chromium():
 
 
 def run_chromium(binary, args, url):
-    cmd = [binary, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
+    cmd = [binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--hide-scrollbars", "--no-first-run",
            "--enable-logging=stderr", "--v=0", *args, url]
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
 
