@@ -100,6 +100,9 @@ struct EvalReport {
             for tick in stride(from: 0, through: 100, by: 20) {
                 out += "<text x=\"\(f(px(Double(tick))))\" y=\"\(f(y0 + 15))\" text-anchor=\"middle\">\(tick)%</text>\n"
             }
+            out += "<text x=\"\(f((x0 + x1) / 2))\" y=\"\(f(y0 + 32))\" text-anchor=\"middle\" fill=\"#444\">KV bytes, % of the fp16 cache</text>\n"
+            let midY = (y0 + y1) / 2
+            out += "<text x=\"\(f(ox + 14))\" y=\"\(f(midY))\" text-anchor=\"middle\" fill=\"#444\" transform=\"rotate(-90 \(f(ox + 14)) \(f(midY)))\">perplexity (next byte)</text>\n"
             for k in 0...4 {
                 let p = yMin + (yMax - yMin) * Double(k) / 4
                 out += "<line x1=\"\(f(x0))\" x2=\"\(f(x1))\" y1=\"\(f(py(p)))\" y2=\"\(f(py(p)))\" stroke=\"#eee\"/>"

@@ -67,6 +67,9 @@ struct ProfileCLITests {
         #expect(abs(exact / full - 1) < 1e-3, "\(exact) vs \(full)")
         let plot = try String(contentsOfFile: svg, encoding: .utf8)
         #expect(plot.hasPrefix("<svg") && plot.contains("KIVI-4") && plot.components(separatedBy: "<polyline").count == 5)
+        // Both axes are labelled in each panel.
+        #expect(plot.components(separatedBy: ">perplexity (next byte)</text>").count == 3)
+        #expect(plot.components(separatedBy: ">KV bytes, % of the fp16 cache</text>").count == 3)
     }
 
     @Test("eval refuses unknown policies, precisions and budgets by name")
