@@ -128,14 +128,15 @@ public final class PackedKVCache {
             let (slots, range, layout) = headKeys(slot, h)
             let keys = KVPack.unpack(load(self.keys, range), layout)
             let k = slot - slots.lowerBound
-            let value: [Float]
-            if let (bytes, layout) = headValues(slot, h) {
-                value = KVPack.unpack(load(values, bytes), layout)
-            } else {
-                let row = KVPack.unpack(load(values, valueRow(slot)), KVSegmentLayout(kind: .values, tokens: 1, channels: channels, bits: valueBits, group: group))
-                value = Array(row[h * d..<(h + 1) * d])
-            }
-            return (Array(keys[k * d..<(k + 1) * d]), value)
+            return (Array(keys[k * d..<(k + 1) * d]), readValue(slot, h))
+        }
+
+        /// Dequantised value channels of head `h` in an occupied slot.
+        func readValue(_ slot: Int, _ h: Int) -> [Float] {
+            let d = headChannels
+            if let (bytes, layout) = headValues(slot, h) { return KVPack.unpack(load(values, bytes), layout) }
+            let row = KVPack.unpack(load(values, valueRow(slot)), KVSegmentLayout(kind: .values, tokens: 1, channels: channels, bits: valueBits, group: group))
+            return Array(row[h * d..<(h + 1) * d])
         }
 
         /// Writes tokens into head `h`'s part of slots (each key group re-packed once).
@@ -361,10 +362,16 @@ public final class PackedKVCache {
     /// Every token KV head `h` holds: its dequantised key and value channels, and where it lives (segment, slot).
     func held(head h: Int) -> [(key: [Float], value: [Float], segment: Int, slot: Int)] {
         var out: [(key: [Float], value: [Float], segment: Int, slot: Int)] = []
+        let d = channels / kvHeads
         for (i, s) in [fixed, high, low].enumerated() {
+            // A quantised key group holds 32 slots: unpack it once for all of them (the same values
+            // `read` gives slot by slot).
+            var group: (first: Int, keys: [Float])?
             for slot in s.token[h].indices where s.token[h][slot] >= 0 {
-                let (k, v) = s.read(slot, h)
-                out.append((k, v, i, slot))
+                let (slots, range, layout) = s.headKeys(slot, h)
+                if group?.first != slots.lowerBound { group = (slots.lowerBound, KVPack.unpack(s.load(s.keys, range), layout)) }
+                let k = slot - slots.lowerBound
+                out.append((Array(group!.keys[k * d..<(k + 1) * d]), s.readValue(slot, h), i, slot))
             }
         }
         return out

@@ -20,6 +20,9 @@ public struct ReferenceInterpreter {
     public private(set) var lengths: [Int: [Int]] = [:]
     /// Packed caches per attention op's key-cache tensor and sequence, when KV layouts are given.
     public private(set) var packed: [Int: [PackedKVCache]] = [:]
+    /// 2-D weights a `transpose_b` matmul multiplies, stored transposed ([in, out]) once, so the
+    /// matmul walks them contiguously four outputs at a time (same sums, same order; speed only).
+    private var transposedWeights: [Int: [Float]] = [:]
     /// Sees every full-precision decode attention of sequence 0: (op index, each query head's
     /// softmax weights over the cached tokens and the new one, oldest first). For profiling.
     public var observeAttention: ((Int, [[Double]]) -> Void)?
@@ -56,6 +59,14 @@ public struct ReferenceInterpreter {
             default:
                 break
             }
+        }
+        for op in program.ops where op.kind == "matmul" && op.bool("transpose_b") == true && op.operands.count >= 2 {
+            let w = op.operands[1], t = program.tensors[w]
+            guard t.kind == "weight", t.shape.count == 2, transposedWeights[w] == nil else { continue }
+            let (rows, cols) = (t.shape[0], t.shape[1])
+            var transposed = [Float](repeating: 0, count: rows * cols)
+            for r in 0..<rows { for c in 0..<cols { transposed[c * rows + r] = values[w][r * cols + c] } }
+            transposedWeights[w] = transposed
         }
         if let kvLayouts {
             let attention = program.ops.filter { $0.kind == "attention" && $0.operands.count == 5 }
@@ -156,6 +167,9 @@ public struct ReferenceInterpreter {
                 let k = shapes[0].last!
                 a = stride(from: 0, to: a.count, by: k).flatMap { ActivationQuantisation.roundTrip(a[$0..<$0 + k]) }
             }
+            if let transposed = transposedWeights[op.operands[1]] {
+                return [Self.matmul(a, shapes[0], transposed, shapes[1].reversed(), transposeB: false, bias: x.count > 2 ? x[2] : nil, outShape: outShape)]
+            }
             return [Self.matmul(a, shapes[0], x[1], shapes[1], transposeB: op.bool("transpose_b") ?? false,
                                 bias: x.count > 2 ? x[2] : nil, outShape: outShape)]
         case "add", "mul":
@@ -252,21 +266,63 @@ public struct ReferenceInterpreter {
         let bMatrix = batched ? bShape.suffix(2).reduce(1, *) : 0
         let rowsPerBatch = batched ? aShape[aShape.count - 2] : rows
         var out = [Float](repeating: 0, count: rows * n)
-        // The same sums in the same order as plain indexing; unchecked pointers only because this
-        // loop is most of `kvplan eval`'s time.
+        // Every output is Σ_t a_t·b_t in Double, t ascending — the same sums in the same order as
+        // plain indexing. Unchecked pointers, four outputs' sums carried side by side (independent
+        // add chains; each sum's order unchanged), and SIMD over outputs when b is [k, n], only
+        // because this loop is most of `kvplan eval`'s time.
         a.withUnsafeBufferPointer { a in
             b.withUnsafeBufferPointer { b in
                 for r in 0..<rows {
                     let base = batched ? (r / rowsPerBatch) * bMatrix : 0
-                    for j in 0..<n {
+                    let x = a.baseAddress! + r * k
+                    var j = 0
+                    if transposeB {
+                        while j + 4 <= n {
+                            let w0 = b.baseAddress! + base + j * k, w1 = w0 + k, w2 = w1 + k, w3 = w2 + k
+                            var s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0
+                            for t in 0..<k {
+                                let xt = Double(x[t])
+                                s0 += xt * Double(w0[t])
+                                s1 += xt * Double(w1[t])
+                                s2 += xt * Double(w2[t])
+                                s3 += xt * Double(w3[t])
+                            }
+                            out[r * n + j] = Float(s0) + (bias?[j] ?? 0)
+                            out[r * n + j + 1] = Float(s1) + (bias?[j + 1] ?? 0)
+                            out[r * n + j + 2] = Float(s2) + (bias?[j + 2] ?? 0)
+                            out[r * n + j + 3] = Float(s3) + (bias?[j + 3] ?? 0)
+                            j += 4
+                        }
+                    }
+                    if !transposeB {
+                        // Four outputs per SIMD4<Double>, walking b's rows in order: each output's
+                        // sum still adds t = 0, 1, … in turn (lanewise IEEE mul and add, no fusion).
+                        withUnsafeTemporaryAllocation(of: SIMD4<Double>.self, capacity: n / 4) { acc in
+                            for q in 0..<n / 4 { acc[q] = SIMD4<Double>() }
+                            for t in 0..<k {
+                                let xt = SIMD4<Double>(repeating: Double(x[t]))
+                                let row = b.baseAddress! + base + t * n
+                                for q in 0..<n / 4 {
+                                    let w = UnsafeRawPointer(row + 4 * q).loadUnaligned(as: SIMD4<Float>.self)
+                                    acc[q] += xt * SIMD4<Double>(w)
+                                }
+                            }
+                            for q in 0..<n / 4 {
+                                for i in 0..<4 { out[r * n + 4 * q + i] = Float(acc[q][i]) + (bias?[4 * q + i] ?? 0) }
+                            }
+                        }
+                        j = n / 4 * 4
+                    }
+                    while j < n {
                         var acc = 0.0
                         if transposeB {
                             let row = base + j * k
-                            for t in 0..<k { acc += Double(a[r * k + t]) * Double(b[row + t]) }
+                            for t in 0..<k { acc += Double(x[t]) * Double(b[row + t]) }
                         } else {
-                            for t in 0..<k { acc += Double(a[r * k + t]) * Double(b[base + t * n + j]) }
+                            for t in 0..<k { acc += Double(x[t]) * Double(b[base + t * n + j]) }
                         }
                         out[r * n + j] = Float(acc) + (bias?[j] ?? 0)
+                        j += 1
                     }
                 }
             }

@@ -122,53 +122,21 @@ struct Eval: ParsableCommand {
         }
         let windowBytes = (0..<count).map { Array(bytes[($0 * window)..<(($0 + 1) * window)]) }
         let jobs = [nil] + layouts.indices.filter { layouts[$0] != nil }.map { Optional($0) }  // nil: the full-precision reference
-        final class Results: @unchecked Sendable {
-            let lock = NSLock()
-            var bits: [Int: Double] = [:]
-            var reference: Double?
-            var failures: [Int: String] = [:]
-            var done = 0
-        }
-        let results = Results()
         let progress = ProgressLine("eval")
         progress.stage("perplexity runs", "0/\(jobs.count) runs")
         let start = ContinuousClock.now
-        let program0 = program, values0 = values, layouts0 = layouts, total = jobs.count
-        DispatchQueue.concurrentPerform(iterations: threads) { worker in
-            var j = worker
-            while j < jobs.count {
-                let job = jobs[j]
-                var nll = 0.0, predictions = 0
-                var failure: String?
-                do {
-                    for w in windowBytes {
-                        var generator = try Generator(try ReferenceInterpreter(program: program0, weights: values0, kvLayouts: job.flatMap { layouts0[$0] }))
-                        for p in 0..<(w.count - 1) {
-                            let logits = try generator.feed(Int(w[p]), position: p)
-                            let m = logits.max()!
-                            let logSum = Double(m) + log(logits.reduce(0.0) { $0 + exp(Double($1 - m)) })
-                            nll += logSum - Double(logits[Int(w[p + 1])])
-                            predictions += 1
-                        }
-                    }
-                } catch {
-                    failure = (error as? RuntimeError)?.message ?? "\(error)"
-                }
-                results.lock.lock()
-                if let failure, let job { results.failures[job] = failure }
-                else if let job { results.bits[job] = nll / Double(predictions) / log(2) }
-                else { results.reference = nll / Double(predictions) / log(2) }
-                results.done += 1
-                progress.detail("\(results.done)/\(total) runs (\(threads) threads)")
-                results.lock.unlock()
-                j += threads
-            }
+        let total = jobs.count
+        let outcomes = StreamingLoss.bitsPerByte(program: program, weights: values, runs: jobs.map { $0.flatMap { layouts[$0] } },
+                                                 windows: windowBytes, threads: threads) { finished in
+            progress.detail("\(finished)/\(total) runs (\(threads) threads)")
         }
         progress.finish()
-        guard let reference = results.reference else { throw UserError("the full-precision run failed") }
-        for i in cells.indices {
-            cells[i].bitsPerByte = results.bits[i]
-            if let f = results.failures[i] { cells[i].note = f }
+        guard case let .success(reference) = outcomes[0] else { throw UserError("the full-precision run failed") }
+        for (k, job) in jobs.enumerated().dropFirst() {
+            switch outcomes[k] {
+            case let .success(bits): cells[job!].bitsPerByte = bits
+            case let .failure(error): cells[job!].note = error.message
+            }
         }
         let seconds: Double = (ContinuousClock.now - start) / .seconds(1)
         let fullBytes = program.tensors.filter { $0.kind == "cache" }.reduce(0) { $0 + 2 * $1.elementCount }  // fp16, every token

@@ -27,14 +27,26 @@ struct Profile: ParsableCommand {
     @Option(name: .shortAndLong, help: "Write the profile here.")
     var output: String
 
+    @Option(help: ArgumentHelp("Also measure per-layer sensitivity: the loss increase when only one layer keeps this fraction of its tokens (fp16, the rest evicted), per unit of fidelity the profile predicts it loses; written as layerWeights (0: off).", valueName: "fraction"))
+    var sensitivity: Double = 0
+
+    @Option(help: "Worker threads for --sensitivity's runs.")
+    var threads: Int = 2
+
     func run() throws {
         try reportingBadInput(execute)
     }
 
     private func execute() throws {
         guard windows >= 1 else { throw UserError("--windows: expected at least 1, got \(windows)") }
-        let loaded = try input.load(command: "profile", minimumContext: 33, bindContext: false)
+        guard sensitivity.isFinite, sensitivity >= 0, sensitivity < 1 else {
+            throw UserError("--sensitivity: expected a fraction of the tokens in (0, 1), or 0 for off; got \(sensitivity)")
+        }
+        guard (1...64).contains(threads) else { throw UserError("--threads: expected 1...64, got \(threads)") }
+        // With --sensitivity the cache is bound to the window, so the probe's token fraction is of the tokens streamed.
+        let loaded = try input.load(command: "profile", minimumContext: 33, bindContext: sensitivity > 0)
         let (graph, program, values, bytes, window, attention) = (loaded.graph, loaded.program, loaded.weights, loaded.bytes, loaded.window, loaded.attention)
+        if sensitivity > 0 { _ = try LayerSensitivity.uniformLayouts(graph: graph, ratio: sensitivity, flag: sensitivity) }
         let first = program.ops[attention[0]]
         let heads = first.int("heads") ?? 1, kvHeads = first.int("kv_heads") ?? heads
         let box = MeterBox(KVProfileMeter(layers: attention.count, kvHeads: kvHeads, group: heads / kvHeads))
@@ -79,7 +91,16 @@ struct Profile: ParsableCommand {
             }
             layers.append(.init(retention: mean, heads: curves, keyError: errors.keys, valueError: errors.values))
         }
-        let profile = KVProfile(model: graph.name, referenceContext: window, layers: layers)
+        var profile = KVProfile(model: graph.name, referenceContext: window, layers: layers)
+        var sensitivityRows: [String] = []
+        if sensitivity > 0 {
+            let windowBytes = (0..<count).map { Array(bytes[($0 * window)..<(($0 + 1) * window)]) }
+            let measured = try LayerSensitivity.measure(profile: profile, graph: graph, program: program, weights: values, windows: windowBytes,
+                                                        fraction: sensitivity, threads: threads, progress: progress)
+            profile.layerWeights = measured.weights
+            sensitivityRows = measured.rows
+            progress.finish()
+        }
         try writeAtomically(Self.json(profile), to: output)
         let seconds: Double = (ContinuousClock.now - start) / .seconds(1)
         printError(String(format: "profile: %d × %d-byte windows, %d layers × %d KV heads, %.1f s → %@\n", count, window, layers.count, kvHeads, seconds, output))
@@ -89,6 +110,7 @@ struct Profile: ParsableCommand {
                          r[4][1], r[6][1], layer.keyError["8"]!, layer.keyError["4"]!, layer.keyError["2"]!,
                          layer.valueError["8"]!, layer.valueError["4"]!, layer.valueError["2"]!))
         }
+        for row in sensitivityRows { print(row) }
     }
 }
 
@@ -110,7 +132,9 @@ extension Profile {
             fields.append("      \"valueError\": \(errors(layer.valueError))")
             return "    {\n" + fields.joined(separator: ",\n") + "\n    }"
         }.joined(separator: ",\n")
-        return out + "\n  ]\n}\n"
+        out += "\n  ]"
+        if let w = p.layerWeights { out += ",\n  \"layerWeights\": [" + w.map(number).joined(separator: ", ") + "]" }
+        return out + "\n}\n"
     }
 }
 

@@ -270,3 +270,56 @@ struct KVBudgetTests {
         #expect(report.layers.allSatisfy { $0.home?["host"] == nil })
     }
 }
+
+/// Per-layer sensitivity weights (`layerWeights`): validated, normalised, and they steer the allocator.
+@Suite("KV budgets: per-layer sensitivity weights")
+struct KVLayerWeightTests {
+    @Test("weights are checked (one per layer, finite, > 0) and scaled to mean 1; absent, every layer weighs 1")
+    func validation() throws {
+        var profile = KVProfile.standard(layers: 4, model: "w")
+        #expect(profile.weight(layer: 2) == 1)
+        profile.layerWeights = [1, 2, 3]
+        #expect(throws: KVProfileError("layerWeights: 3 weights for 4 layers (one per layer)")) { try profile.validate() }
+        profile.layerWeights = [1, 2, 0, 1]
+        #expect(throws: KVProfileError("layerWeights[2]: a weight must be a finite number > 0, got 0.0")) { try profile.validate() }
+        profile.layerWeights = [2, 4, 4, 6]
+        try profile.validate()
+        #expect((0..<4).map { profile.weight(layer: $0) } == [0.5, 1, 1, 1.5])
+        // A JSON round trip keeps them; a profile without them decodes as before.
+        let again = try JSONDecoder().decode(KVProfile.self, from: try JSONEncoder().encode(profile))
+        #expect(again.layerWeights == [2, 4, 4, 6])
+    }
+
+    @Test("two identical layers share the tokens equally; weighting one 3:1 moves tokens to it, and the weighted objective is optimal")
+    func steering() throws {
+        let equal = KVBudgetTests.problem(layers: 2, context: 512)
+        let budget = equal.bytes(KVBudgetProblem.Choice(high: 120, keyBits: .b16, valueBits: .b16, lowBits: nil), layer: 0) * 2
+        var fp16 = equal
+        fp16.precision = .evict
+        let even = try #require(try KVBudgetPass.run(fp16, policy: .exact, budget: budget))
+        #expect(even.layers[0].highTokens == even.layers[1].highTokens)
+        var weighted = fp16
+        weighted.profile.layerWeights = [3, 1]
+        let steered = try #require(try KVBudgetPass.run(weighted, policy: .exact, budget: budget))
+        #expect(steered.layers[0].highTokens > steered.layers[1].highTokens, "\(steered.layers.map(\.highTokens))")
+        #expect(steered.bytes <= budget)
+        // Reported fidelity is the weighted mean: (1.5·f0 + 0.5·f1) / 2.
+        let expected = (1.5 * steered.layers[0].fidelity + 0.5 * steered.layers[1].fidelity) / 2
+        #expect(abs(steered.fidelity - expected) < 1e-12)
+        // Optimal for the weighted objective: no other split of the same grid does better (brute force).
+        let grid = Set(weighted.highGrid).union([even.layers[0].highTokens, steered.layers[0].highTokens]).sorted()
+        var best = -Double.infinity
+        for a in grid {
+            for b in grid {
+                let ca = KVBudgetProblem.Choice(high: a, keyBits: .b16, valueBits: .b16, lowBits: nil)
+                let cb = KVBudgetProblem.Choice(high: b, keyBits: .b16, valueBits: .b16, lowBits: nil)
+                guard weighted.bytes(ca, layer: 0) + weighted.bytes(cb, layer: 1) <= budget else { continue }
+                best = max(best, (weighted.value(ca, layer: 0) + weighted.value(cb, layer: 1)) / 2)
+            }
+        }
+        #expect(steered.fidelity >= best - 1e-12)
+        // Uniform does not read the weights: same layout as without them.
+        let uniform = try #require(try KVBudgetPass.run(weighted, policy: .uniform, budget: budget))
+        #expect(uniform.layers.map(\.highTokens) == (try KVBudgetPass.run(fp16, policy: .uniform, budget: budget))?.layers.map(\.highTokens))
+    }
+}

@@ -29,6 +29,36 @@ struct ProfileCLITests {
         #expect(compiled.status == 0, "\(compiled.stderr)")
     }
 
+    @Test("profile --sensitivity: one run per layer with only that layer compressed; weights (mean 1) in the profile; refusals")
+    func sensitivity() throws {
+        let dir = try cli.temporaryDirectory()
+        let out = dir.appendingPathComponent("profile.json").path
+        let base = ["profile", "Graphs/tiny-llama.graph", "--weights", "Graphs/tiny-llama/model.safetensors",
+                    "--text", "Graphs/tiny-llama/calibration.txt", "--context", "64", "--windows", "1", "-o", out]
+        let r = try cli.run(base + ["--sensitivity", "0.75"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let profile = try JSONDecoder().decode(KVProfile.self, from: Data(contentsOf: URL(fileURLWithPath: out)))
+        try profile.validate()
+        let weights = try #require(profile.layerWeights)
+        #expect(weights.count == 4 && weights.allSatisfy { $0 > 0 })
+        #expect(abs(weights.reduce(0, +) / 4 - 1) < 1e-3)
+        // The floor: no layer below 5% of the heaviest.
+        #expect(weights.min()! >= 0.05 * weights.max()! - 1e-4)
+        #expect(r.stdout.contains("sensitivity: every layer complete (fp16)") && r.stdout.contains("one layer at 75% of its tokens"))
+        #expect(r.stdout.split(separator: "\n").filter { $0.hasPrefix("  layer ") && $0.contains("48 tokens kept") }.count == 4)
+        // compile reads the weights.
+        let compiled = try cli.run(["compile", "Graphs/tiny-llama.graph", "--profile", out, "--kv-ratio", "0.25", "--solver", "msa",
+                                    "-o", dir.appendingPathComponent("out").path])
+        #expect(compiled.status == 0, "\(compiled.stderr)")
+        try FileManager.default.removeItem(atPath: out)
+        for (flag, message) in [("1.5", "--sensitivity: expected a fraction of the tokens in (0, 1)"),
+                                ("0.1", "--sensitivity 0.1: a KV budget of")] {
+            let refused = try cli.run(base + ["--sensitivity", flag])
+            #expect(refused.status == 1 && refused.stderr.contains(message), "\(flag): \(refused.stderr)")
+            #expect(!FileManager.default.fileExists(atPath: out))
+        }
+    }
+
     @Test("profile refuses bad input with a clear message and writes nothing")
     func refusals() throws {
         let dir = try cli.temporaryDirectory()

@@ -11,7 +11,7 @@ public enum KVBudgetPass {
         public var layers: [KVLayerLayout]
         /// Σ bytes over layers.
         public var bytes: Int
-        /// Mean predicted fidelity over layers.
+        /// Mean predicted fidelity over layers, each weighted by the profile's sensitivity (mean 1).
         public var fidelity: Double
         /// `optimal` / `feasible (gap …)` for the exact allocator, `heuristic` for the baselines.
         public var status: String
@@ -35,7 +35,7 @@ public enum KVBudgetPass {
             status = result.status
             // With a coarse unit (item bytes rounded up) a baseline's exact-byte answer, which the
             // menu contains, can be better; then it is the answer, and the status says so.
-            func total(_ c: [KVBudgetProblem.Choice]) -> Double { c.enumerated().reduce(0) { $0 + p.fidelity($1.element, layer: $1.offset) } }
+            func total(_ c: [KVBudgetProblem.Choice]) -> Double { c.enumerated().reduce(0) { $0 + p.value($1.element, layer: $1.offset) } }
             if let better = answers.max(by: { total($0) < total($1) }), total(better) > total(choices) + 1e-12 {
                 choices = better
                 status += "; a baseline's layout in the menu scores higher at exact bytes and is used"
@@ -46,7 +46,8 @@ public enum KVBudgetPass {
         }
         let layers = choices.enumerated().map { p.layout($1, layer: $0) }
         return Outcome(policy: policy, layers: layers, bytes: layers.reduce(0) { $0 + $1.bytes },
-                       fidelity: layers.reduce(0) { $0 + $1.fidelity } / Double(max(1, layers.count)), status: status)
+                       fidelity: layers.reduce(0) { $0 + problem.profile.weight(layer: $1.layer) * $1.fidelity } / Double(max(1, layers.count)),
+                       status: status)
     }
 
     static func baselineChoices(_ policy: KVPolicy, _ p: KVBudgetProblem, budget: Int) -> [KVBudgetProblem.Choice]? {

@@ -107,6 +107,12 @@ public struct KVBudgetProblem: Sendable {
         return rS + (rK - rS) * (1 - eHigh) + (1 - rK) * (1 - eLow)
     }
 
+    /// What the allocator maximises the sum of: the layer's weight (the profile's sensitivity,
+    /// mean 1; 1 without) times its predicted fidelity.
+    public func value(_ choice: Choice, layer l: Int) -> Double {
+        profile.weight(layer: l) * fidelity(choice, layer: l)
+    }
+
     /// The smallest bytes any choice of layer `l` in the menu needs (sinks + window, the rest evicted, or at 2 bits under `mixed`).
     public func minimumBytes(layer l: Int) -> Int {
         guard let fixed = precision.bits else { return bytes(Choice(high: 0, keyBits: .b2, valueBits: .b2, lowBits: nil), layer: l) }

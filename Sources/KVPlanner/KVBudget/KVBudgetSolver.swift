@@ -43,10 +43,10 @@ public enum KVBudgetSolver {
     /// The relative gap at which the answer counts as optimal (below the model's precision).
     public static let provenGap = 1e-9
 
-    /// The Pareto front of layer `l`'s menu: ascending bytes, strictly ascending fidelity.
+    /// The Pareto front of layer `l`'s menu: ascending bytes, strictly ascending value (fidelity × the layer's weight).
     public static func front(_ p: KVBudgetProblem, layer l: Int) -> [(choice: KVBudgetProblem.Choice, bytes: Int, fidelity: Double)] {
         func rank(_ c: KVBudgetProblem.Choice) -> Int { ((c.high * 32 + c.keyBits.bits) * 32 + c.valueBits.bits) * 32 + (c.lowBits?.bits ?? 0) }
-        let items = p.menu(layer: l).map { ($0, p.bytes($0, layer: l), p.fidelity($0, layer: l)) }
+        let items = p.menu(layer: l).map { ($0, p.bytes($0, layer: l), p.value($0, layer: l)) }
             .sorted { ($0.1, -$0.2, rank($0.0)) < ($1.1, -$1.2, rank($1.0)) }
         var out: [(choice: KVBudgetProblem.Choice, bytes: Int, fidelity: Double)] = []
         for item in items where out.last.map({ item.2 > $0.fidelity + 1e-12 }) ?? true { out.append(item) }

@@ -30,12 +30,24 @@ public struct KVProfile: Codable, Sendable, Equatable {
     /// The context length the curves were measured at (informational; curves are in fractions).
     public var referenceContext: Int
     public var layers: [Layer]
+    /// Per-layer sensitivity (optional): how much a unit of predicted fidelity lost in layer l
+    /// costs, relative to the other layers — measured by `kvplan profile --sensitivity` as the
+    /// loss increase when only that layer is compressed, per unit of its predicted fidelity loss.
+    /// The allocator maximises Σ_l w_l·f_l; absent, every layer weighs 1. Any positive scale.
+    public var layerWeights: [Double]?
 
     public init(version: Int = 1, model: String, referenceContext: Int, layers: [Layer]) {
         self.version = version
         self.model = model
         self.referenceContext = referenceContext
         self.layers = layers
+    }
+
+    /// Layer `l`'s weight in the objective, the weights scaled to mean 1 (1 without weights).
+    public func weight(layer l: Int) -> Double {
+        guard let w = layerWeights, w.count == layers.count, l < w.count else { return 1 }
+        let mean = w.reduce(0, +) / Double(w.count)
+        return mean > 0 ? w[l] / mean : 1
     }
 
     /// R_l(fraction): the attention mass the most attended `fraction` of tokens capture.
@@ -82,9 +94,17 @@ public struct KVProfile: Codable, Sendable, Equatable {
         return table[String(bits)] ?? 1
     }
 
-    /// Checks the curves: at least one layer, points increasing in both coordinates within [0, 1], errors in [0, 1].
+    /// Checks the curves and weights: at least one layer, points increasing in both coordinates within [0, 1], errors in [0, 1].
     public func validate() throws(KVProfileError) {
         guard !layers.isEmpty else { throw KVProfileError("the profile has no layers") }
+        if let w = layerWeights {
+            guard w.count == layers.count else {
+                throw KVProfileError("layerWeights: \(w.count) weights for \(layers.count) layers (one per layer)")
+            }
+            for (l, x) in w.enumerated() where !(x.isFinite && x > 0) {
+                throw KVProfileError("layerWeights[\(l)]: a weight must be a finite number > 0, got \(x)")
+            }
+        }
         for (l, layer) in layers.enumerated() {
             var curves: [(String, [[Double]])] = layer.retention.map { [("layers[\(l)].retention", $0)] } ?? []
             if let heads = layer.heads {
