@@ -130,6 +130,10 @@ struct PlanPicturesTests {
             #expect(Self.xmlError(text) == nil, "\(plan.model): \(Self.xmlError(text) ?? "")")
         }
         try PlanInspectionTests.golden(svg, "toy.svg")
+        // The picture in Docs/inspect.md is the committed edge-npu plan's (re-recorded by scripts/regenerate.sh).
+        let npu = try Plan.decode(try Data(contentsOf: PlanInspectionTests.root.appendingPathComponent("Generated/tiny-llama/edge-npu/plan.json")))
+        let shown = try String(contentsOf: PlanInspectionTests.root.appendingPathComponent("Docs/inspect-tiny-llama-edge-npu.svg"), encoding: .utf8)
+        #expect(shown == TimelineSVG.render(npu), "Docs/inspect-tiny-llama-edge-npu.svg is stale: run scripts/regenerate.sh")
     }
 
     @Test("HTML: self-contained, every op, tensor and transfer in a sortable table, hover data on buffers; golden")
