@@ -268,8 +268,8 @@ public struct ReferenceInterpreter {
         var out = [Float](repeating: 0, count: rows * n)
         // Every output is Σ_t a_t·b_t in Double, t ascending — the same sums in the same order as
         // plain indexing. Unchecked pointers, four outputs' sums carried side by side (independent
-        // add chains; each sum's order unchanged), and SIMD over outputs when b is [k, n], only
-        // because this loop is most of `kvplan eval`'s time.
+        // add chains; each sum's order unchanged), and b's rows walked in order when b is [k, n]
+        // (vectorised over outputs), only because this loop is most of `kvplan eval`'s time.
         a.withUnsafeBufferPointer { a in
             b.withUnsafeBufferPointer { b in
                 for r in 0..<rows {
@@ -295,23 +295,19 @@ public struct ReferenceInterpreter {
                         }
                     }
                     if !transposeB {
-                        // Four outputs per SIMD4<Double>, walking b's rows in order: each output's
-                        // sum still adds t = 0, 1, … in turn (lanewise IEEE mul and add, no fusion).
-                        withUnsafeTemporaryAllocation(of: SIMD4<Double>.self, capacity: n / 4) { acc in
-                            for q in 0..<n / 4 { acc[q] = SIMD4<Double>() }
+                        // Walking b's rows in order, every output's sum still adds t = 0, 1, … in
+                        // turn; the outputs are independent, so the optimiser vectorises over them.
+                        withUnsafeTemporaryAllocation(of: Double.self, capacity: n) { acc in
+                            let sums = acc.baseAddress!
+                            sums.initialize(repeating: 0, count: n)
                             for t in 0..<k {
-                                let xt = SIMD4<Double>(repeating: Double(x[t]))
+                                let xt = Double(x[t])
                                 let row = b.baseAddress! + base + t * n
-                                for q in 0..<n / 4 {
-                                    let w = UnsafeRawPointer(row + 4 * q).loadUnaligned(as: SIMD4<Float>.self)
-                                    acc[q] += xt * SIMD4<Double>(w)
-                                }
+                                for q in 0..<n { sums[q] += xt * Double(row[q]) }
                             }
-                            for q in 0..<n / 4 {
-                                for i in 0..<4 { out[r * n + 4 * q + i] = Float(acc[q][i]) + (bias?[4 * q + i] ?? 0) }
-                            }
+                            for q in 0..<n { out[r * n + q] = Float(sums[q]) + (bias?[q] ?? 0) }
                         }
-                        j = n / 4 * 4
+                        j = n
                     }
                     while j < n {
                         var acc = 0.0
