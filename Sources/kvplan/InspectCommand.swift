@@ -45,6 +45,9 @@ struct Inspect: ParsableCommand {
 
     func validate() throws {
         if op != nil && tensor != nil { throw ValidationError("--op and --tensor: give one of them") }
+        if (svg != nil || html != nil) && (json || op != nil || tensor != nil) {
+            throw ValidationError("--svg and --html draw the whole plan: give them without --json, --op or --tensor")
+        }
         if diff != nil && (op != nil || tensor != nil || svg != nil || html != nil) {
             throw ValidationError("--diff compares whole plans: give it without --op, --tensor, --svg or --html")
         }

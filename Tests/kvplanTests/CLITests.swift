@@ -360,6 +360,9 @@ struct InspectCLITests {
         let missing = try cli.run(["inspect", dir, "--svg", other, "--html", "no/such/dir/x.html"])
         #expect(missing.status == 1 && missing.stderr.contains("directory 'no/such/dir' does not exist (nothing written)"), "\(missing.stderr)")
         #expect(!FileManager.default.fileExists(atPath: other))
+        let conflicting = try cli.run(["inspect", dir, "--svg", other, "--json"])
+        #expect(conflicting.status == 64 && conflicting.stderr.contains("--svg and --html draw the whole plan"))
+        #expect(!FileManager.default.fileExists(atPath: other))
     }
 }
 
