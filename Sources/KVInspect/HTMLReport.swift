@@ -21,18 +21,6 @@ public enum HTMLReport {
         init(count n: Int) { self.init(grouped(n), sort: Double(n)) }
     }
 
-    /// One tensor's life in the plan.
-    struct TensorRow {
-        var name: String
-        var kind: ValueKind
-        var bytes: Int
-        var parts: Int
-        var home: String
-        var tiers: String
-        var transfers: Int
-        var movedBytes: Int
-    }
-
     static let style = """
     body{font:14px/1.45 system-ui,sans-serif;margin:24px;color:#222;max-width:1240px}\
     h1{font-size:20px;margin:0 0 4px}h2{font-size:16px;margin:28px 0 8px;border-bottom:1px solid #ddd;padding-bottom:3px}\
@@ -121,7 +109,7 @@ public enum HTMLReport {
              Cell(siCount(Double(o.flops)), sort: Double(o.flops)), Cell(seconds: o.computeSeconds), Cell(seconds: o.slotSeconds),
              Cell(bytes: o.transferBytes), Cell(o.bound)]
         })
-        let tensors = tensorRows(plan)
+        let tensors = TensorSummary.rows(plan)
         html += "<h2>Tensors (\(tensors.count))</h2>\n"
         html += sortable([("tensor", false), ("kind", false), ("bytes", true), ("tiles", true), ("home", false), ("lives in", false), ("transfers", true), ("moved", true)],
                          tensors.map { t in
@@ -174,35 +162,6 @@ public enum HTMLReport {
             }, sortable: false)
         }
         return html
-    }
-
-    /// Every tensor: its kind, bytes, tiles, home, the tiers it lives in and what it moves.
-    static func tensorRows(_ plan: Plan) -> [TensorRow] {
-        var order: [String] = []
-        var rows: [String: TensorRow] = [:]
-        var tiersOf: [String: Set<Int>] = [:]
-        var tensorOf: [Int: String] = [:]
-        for (v, value) in plan.values.enumerated() {
-            tensorOf[v] = value.tensor
-            if rows[value.tensor] == nil {
-                order.append(value.tensor)
-                rows[value.tensor] = TensorRow(name: value.tensor, kind: value.kind, bytes: 0, parts: 0,
-                                               home: value.home.map { plan.target.tiers[$0].name } ?? "–", tiers: "", transfers: 0, movedBytes: 0)
-            }
-            rows[value.tensor]!.bytes += value.bytes
-            rows[value.tensor]!.parts += 1
-        }
-        for r in plan.residencies { if let t = tensorOf[r.value] { tiersOf[t, default: []].insert(r.tier) } }
-        for t in plan.transfers {
-            guard let name = tensorOf[t.value] else { continue }
-            rows[name]!.transfers += 1
-            rows[name]!.movedBytes += t.bytes
-        }
-        return order.map { name in
-            var row = rows[name]!
-            row.tiers = (tiersOf[name] ?? []).sorted().map { plan.target.tiers[$0].name }.joined(separator: "+")
-            return row
-        }
     }
 
     static func sortable(_ columns: [(String, Bool)], _ rows: [[Cell]]) -> String {

@@ -99,8 +99,8 @@ public struct PlanDiff: Codable, Sendable, Equatable {
         if let kvA = planA.kv, let kvB = planB.kv { totals.append(Change(name: "KV bytes", a: Double(kvA.bytes), b: Double(kvB.bytes))) }
         self.totals = totals
 
-        let rowsA = Dictionary(HTMLReport.tensorRows(planA).map { ($0.name, $0) }, uniquingKeysWith: { x, _ in x })
-        let rowsB = HTMLReport.tensorRows(planB)
+        let rowsA = Dictionary(TensorSummary.rows(planA).map { ($0.name, $0) }, uniquingKeysWith: { x, _ in x })
+        let rowsB = TensorSummary.rows(planB)
         var changed: [TensorChange] = []
         for rb in rowsB {
             guard let ra = rowsA[rb.name] else { continue }
