@@ -285,7 +285,7 @@ struct Compile: ParsableCommand {
             out += String(format: "  %.4f  %.4f  ", l.retainedMass ?? 0, l.fidelity) + home + "\n"
         }
         let mass = kv.layers.reduce(0) { $0 + ($1.retainedMass ?? 0) } / Double(max(1, kv.layers.count))
-        out += "          total \(bytes(kv.bytes)), mean retained mass \(String(format: "%.4f", mass)), mean fidelity \(String(format: "%.4f", kv.fidelity))\n"
+        out += "          total \(bytes(kv.bytes)), mean retained mass \(String(format: "%.4f", mass)), predicted fidelity \(String(format: "%.4f", kv.fidelity))\n"
         if target.tiers.count > 2 {
             // KV outside the first backing tier is read over the slower link every step.
             let first = target.tiers[1].name
