@@ -116,9 +116,10 @@ public struct MemoryTimeline: Sendable, Equatable {
             // A transfer lands in the destination's residency that holds its value in (or right after) its slot.
             var arrivals: [Arrival] = []
             var loaded = Array(repeating: 0, count: plan.slotCount), stored = loaded
+            let heldByValue = Dictionary(grouping: held, by: \.value)
             for t in plan.transfers where t.to == tier && t.slot >= 0 && t.slot < plan.slotCount {
                 if t.reason == "load" { loaded[t.slot] += t.bytes } else { stored[t.slot] += t.bytes }
-                let candidates = held.filter { $0.value == t.value }
+                let candidates = heldByValue[t.value] ?? []
                 guard let r = candidates.first(where: { $0.from <= t.slot && t.slot < $0.to })
                         ?? candidates.first(where: { $0.from == t.slot + 1 }) else { continue }
                 arrivals.append(Arrival(value: plan.values[t.value].name, slot: t.slot, offset: offset(r), span: footprint(t.value, tier),
