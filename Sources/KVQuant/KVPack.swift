@@ -33,32 +33,41 @@ public enum KVPack {
     /// Unpacks and dequantises a segment packed by `pack` (token-major).
     public static func unpack(_ bytes: [UInt8], _ layout: KVSegmentLayout) -> [Float] {
         precondition(bytes.count == layout.bytes, "unpack: \(bytes.count) bytes for a segment of \(layout.bytes)")
-        let c = layout.channels
-        var x = Array(repeating: Float(0), count: layout.tokens * c)
-        var at = 0
-        guard layout.bits.isQuantised else {
-            for k in x.indices { x[k] = Float(readHalf(bytes, &at)) }
-            return x
+        return [Float](unsafeUninitializedCapacity: layout.tokens * layout.channels) { x, initialised in
+            bytes.withUnsafeBytes { unpack($0, layout, into: x.baseAddress!, rowStride: layout.channels) }
+            initialised = layout.tokens * layout.channels
         }
+    }
+
+    /// Unpacks and dequantises a segment packed by `pack` from raw bytes (exactly `layout.bytes`)
+    /// into rows of `layout.channels` values `rowStride` apart — the same values `unpack` returns,
+    /// without an array per call (the reference attention reads every held token each step).
+    public static func unpack(_ bytes: UnsafeRawBufferPointer, _ layout: KVSegmentLayout, into x: UnsafeMutablePointer<Float>, rowStride: Int) {
+        precondition(bytes.count == layout.bytes, "unpack: \(bytes.count) bytes for a segment of \(layout.bytes)")
+        let c = layout.channels
+        guard layout.bits.isQuantised else {
+            for t in 0..<layout.tokens {
+                for ch in 0..<c { x[t * rowStride + ch] = readHalf(bytes, (t * c + ch) * 2) }
+            }
+            return
+        }
+        var at = 0
         switch layout.kind {
         case .keys:
             var t0 = 0
             for g in layout.groupLengths {
-                for ch in 0..<c {
-                    for (k, v) in unpackGroup(bytes, &at, count: g, bits: layout.bits).enumerated() { x[(t0 + k) * c + ch] = v }
-                }
+                for ch in 0..<c { unpackGroup(bytes, &at, count: g, bits: layout.bits, into: x + t0 * rowStride + ch, stride: rowStride) }
                 t0 += g
             }
         case .values:
             for t in 0..<layout.tokens {
                 var c0 = 0
                 for g in layout.groupLengths {
-                    for (k, v) in unpackGroup(bytes, &at, count: g, bits: layout.bits).enumerated() { x[t * c + c0 + k] = v }
+                    unpackGroup(bytes, &at, count: g, bits: layout.bits, into: x + t * rowStride + c0, stride: 1)
                     c0 += g
                 }
             }
         }
-        return x
     }
 
     /// The fp16 scale and zero point of a group, as stored.
@@ -86,23 +95,23 @@ public enum KVPack {
         if filled > 0 { out.append(UInt8(accumulator & 0xFF)) }
     }
 
-    static func unpackGroup(_ bytes: [UInt8], _ at: inout Int, count: Int, bits: KVBits) -> [Float] {
-        let s = Float(readHalf(bytes, &at)), z = Float(readHalf(bytes, &at))
-        var out: [Float] = []
-        out.reserveCapacity(count)
+    /// Dequantises one group of `count` codes at `at` (advanced past it) into `out[k·stride]`.
+    static func unpackGroup(_ bytes: UnsafeRawBufferPointer, _ at: inout Int, count: Int, bits: KVBits,
+                            into out: UnsafeMutablePointer<Float>, stride: Int) {
+        let s = readHalf(bytes, at), z = readHalf(bytes, at + 2)
+        at += 4
         var accumulator = 0, available = 0
-        let mask = bits.maxLevel
-        for _ in 0..<count {
-            while available < bits.bits {
+        let (width, mask) = (bits.bits, bits.maxLevel)
+        for k in 0..<count {
+            while available < width {
                 accumulator |= Int(bytes[at]) << available
                 at += 1
                 available += 8
             }
-            out.append(Float(accumulator & mask) * s + z)
-            accumulator >>= bits.bits
-            available -= bits.bits
+            out[k * stride] = Float(accumulator & mask) * s + z
+            accumulator >>= width
+            available -= width
         }
-        return out
     }
 
     static func appendHalf(_ h: Float16, to out: inout [UInt8]) {
@@ -111,8 +120,21 @@ public enum KVPack {
         out.append(UInt8(b >> 8))
     }
 
-    static func readHalf(_ bytes: [UInt8], _ at: inout Int) -> Float16 {
-        defer { at += 2 }
-        return Float16(bitPattern: UInt16(bytes[at]) | UInt16(bytes[at + 1]) << 8)
+    /// The little-endian fp16 at `at`, as a Float.
+    static func readHalf(_ bytes: UnsafeRawBufferPointer, _ at: Int) -> Float {
+        float(fromHalf: UInt16(bytes[at]) | UInt16(bytes[at + 1]) << 8)
+    }
+
+    /// Float(Float16(bitPattern: h)), exactly, by moving bits: without F16C the conversion is a
+    /// runtime call, and the reference attention converts every fp16 element of the cache each step.
+    @inline(__always) public static func float(fromHalf h: UInt16) -> Float {
+        let sign = UInt32(h & 0x8000) << 16
+        let exponent = UInt32(h >> 10) & 0x1F, mantissa = UInt32(h & 0x3FF)
+        if exponent == 0x1F { return Float(bitPattern: sign | 0x7F80_0000 | mantissa << 13 | (mantissa == 0 ? 0 : 0x40_0000)) }
+        if exponent == 0 {
+            let magnitude = Float(mantissa) * 0x1p-24  // zero or subnormal: exact in Float
+            return sign == 0 ? magnitude : -magnitude
+        }
+        return Float(bitPattern: sign | (exponent + 112) << 23 | mantissa << 13)
     }
 }

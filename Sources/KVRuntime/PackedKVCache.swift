@@ -359,22 +359,49 @@ public final class PackedKVCache {
         return out
     }
 
-    /// Every token KV head `h` holds: its dequantised key and value channels, and where it lives (segment, slot).
-    func held(head h: Int) -> [(key: [Float], value: [Float], segment: Int, slot: Int)] {
-        var out: [(key: [Float], value: [Float], segment: Int, slot: Int)] = []
+    /// Every token KV head `h` holds as rows: dequantised keys and values (`rows × head dim`
+    /// each, `spare` more rows left zero for the caller) and where each row lives (segment, slot),
+    /// in segment then slot order.
+    struct HeldRows {
+        var keys: [Float]
+        var values: [Float]
+        var places: [(segment: Int, slot: Int)]
+    }
+
+    /// Head `h`'s held tokens as rows (see HeldRows), `spare` rows appended for the caller.
+    func held(head h: Int, spare: Int = 0) -> HeldRows {
         let d = channels / kvHeads
-        for (i, s) in [fixed, high, low].enumerated() {
-            // A quantised key group holds 32 slots: unpack it once for all of them (the same values
-            // `read` gives slot by slot).
-            var group: (first: Int, keys: [Float])?
-            for slot in s.token[h].indices where s.token[h][slot] >= 0 {
-                let (slots, range, layout) = s.headKeys(slot, h)
-                if group?.first != slots.lowerBound { group = (slots.lowerBound, KVPack.unpack(s.load(s.keys, range), layout)) }
-                let k = slot - slots.lowerBound
-                out.append((Array(group!.keys[k * d..<(k + 1) * d]), s.readValue(slot, h), i, slot))
+        let segments = [fixed, high, low]
+        let places = segments.enumerated().flatMap { i, s in s.token[h].indices.filter { s.token[h][$0] >= 0 }.map { (segment: i, slot: $0) } }
+        var keys = [Float](repeating: 0, count: (places.count + spare) * d)
+        var values = [Float](repeating: 0, count: (places.count + spare) * d)
+        keys.withUnsafeMutableBufferPointer { keys in
+            values.withUnsafeMutableBufferPointer { values in
+                // A quantised key group holds 32 slots: unpack it once for all of them (the same
+                // values `read` gives slot by slot).
+                var group: (segment: Int, first: Int)?
+                var scratch = [Float](repeating: 0, count: (fixed.group + 1) * d)
+                for (n, place) in places.enumerated() {
+                    let s = segments[place.segment]
+                    let (slots, range, layout) = s.headKeys(place.slot, h)
+                    scratch.withUnsafeMutableBufferPointer { scratch in
+                        if group == nil || group! != (place.segment, slots.lowerBound) {
+                            KVPack.unpack(UnsafeRawBufferPointer(rebasing: s.keys[range]), layout, into: scratch.baseAddress!, rowStride: d)
+                            group = (place.segment, slots.lowerBound)
+                        }
+                        let k = place.slot - slots.lowerBound
+                        (keys.baseAddress! + n * d).update(from: scratch.baseAddress! + k * d, count: d)
+                    }
+                    if let (bytes, layout) = s.headValues(place.slot, h) {
+                        KVPack.unpack(UnsafeRawBufferPointer(rebasing: s.values[bytes]), layout, into: values.baseAddress! + n * d, rowStride: d)
+                    } else {
+                        let row = s.readValue(place.slot, h)
+                        for i in 0..<d { values[n * d + i] = row[i] }
+                    }
+                }
             }
         }
-        return out
+        return HeldRows(keys: keys, values: values, places: places)
     }
 
     /// Decode attention of `q` (heads × head dim) over the tokens each KV head holds and the new
@@ -390,23 +417,30 @@ public final class PackedKVCache {
         var out = [Float](repeating: 0, count: heads * dv)
         var newScores = [Double](repeating: 0, count: kvHeads)
         for g in 0..<kvHeads {
-            let rows = held(head: g) + [(Array(key[g * dv..<(g + 1) * dv]), Array(value[g * dv..<(g + 1) * dv]), -1, -1)]
-            var received = [Double](repeating: 0, count: rows.count)
+            var rows = held(head: g, spare: 1)
+            let n = rows.places.count
+            for i in 0..<dv { rows.keys[n * d + i] = key[g * dv + i]; rows.values[n * dv + i] = value[g * dv + i] }
+            var received = [Double](repeating: 0, count: n + 1)
             for h in g * group..<(g + 1) * group {
-                let head = ReferenceInterpreter.attendHead(tokens: 0...(rows.count - 1), d: d, dv: dv, scale: scale, query: { Double(q[h * d + $0]) },
-                                                           key: { Double(rows[$0].key[$1]) }, value: { Double(rows[$0].value[$1]) })
+                let head = q.withUnsafeBufferPointer { q in
+                    rows.keys.withUnsafeBufferPointer { k in
+                        rows.values.withUnsafeBufferPointer { v in
+                            ReferenceInterpreter.attendHead(query: q.baseAddress! + h * d, keys: k.baseAddress!, keyStride: d, values: v.baseAddress!,
+                                                            valueStride: dv, tokens: n + 1, d: d, dv: dv, scale: scale)
+                        }
+                    }
+                }
                 for i in 0..<dv { out[h * dv + i] = Float(head.out[i]) }
-                for n in rows.indices { received[n] += head.weights[n] }
+                for t in 0...n { received[t] += head.weights[t] }
             }
-            for (n, row) in rows.enumerated() {
-                switch row.segment {
-                case 0: fixed.score[g][row.slot] += received[n]
-                case 1: high.score[g][row.slot] += received[n]
-                case 2: low.score[g][row.slot] += received[n]
-                default: break
+            for (t, place) in rows.places.enumerated() {
+                switch place.segment {
+                case 0: fixed.score[g][place.slot] += received[t]
+                case 1: high.score[g][place.slot] += received[t]
+                default: low.score[g][place.slot] += received[t]
                 }
             }
-            newScores[g] = received[rows.count - 1]
+            newScores[g] = received[n]
         }
         return (out, newScores)
     }

@@ -269,14 +269,40 @@ public struct ReferenceInterpreter {
         // Every output is Σ_t a_t·b_t in Double, t ascending — the same sums in the same order as
         // plain indexing. Unchecked pointers, four outputs' sums carried side by side (independent
         // add chains; each sum's order unchanged), and b's rows walked in order when b is [k, n]
-        // (vectorised over outputs), only because this loop is most of `kvplan eval`'s time.
+        // (vectorised over outputs; up to `rowBlock` rows of a at once, so a batch of sequences
+        // reads each weight row once per block), only because this loop is most of `kvplan eval`'s time.
+        let rowBlock = 4
         a.withUnsafeBufferPointer { a in
             b.withUnsafeBufferPointer { b in
-                for r in 0..<rows {
-                    let base = batched ? (r / rowsPerBatch) * bMatrix : 0
-                    let x = a.baseAddress! + r * k
-                    var j = 0
-                    if transposeB {
+                out.withUnsafeMutableBufferPointer { out in
+                    if !transposeB {
+                        withUnsafeTemporaryAllocation(of: Double.self, capacity: rowBlock * n) { acc in
+                            let sums = acc.baseAddress!
+                            var r0 = 0
+                            while r0 < rows {
+                                let base = batched ? (r0 / rowsPerBatch) * bMatrix : 0
+                                let count = min(rowBlock, rows - r0, batched ? rowsPerBatch - r0 % rowsPerBatch : rowBlock)
+                                sums.initialize(repeating: 0, count: count * n)
+                                for t in 0..<k {
+                                    let row = b.baseAddress! + base + t * n
+                                    for i in 0..<count {
+                                        let xt = Double(a[(r0 + i) * k + t])
+                                        let s = sums + i * n
+                                        for q in 0..<n { s[q] += xt * Double(row[q]) }
+                                    }
+                                }
+                                for i in 0..<count {
+                                    for q in 0..<n { out[(r0 + i) * n + q] = Float(sums[i * n + q]) + (bias?[q] ?? 0) }
+                                }
+                                r0 += count
+                            }
+                        }
+                        return
+                    }
+                    for r in 0..<rows {
+                        let base = batched ? (r / rowsPerBatch) * bMatrix : 0
+                        let x = a.baseAddress! + r * k
+                        var j = 0
                         while j + 4 <= n {
                             let w0 = b.baseAddress! + base + j * k, w1 = w0 + k, w2 = w1 + k, w3 = w2 + k
                             var s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0
@@ -293,32 +319,13 @@ public struct ReferenceInterpreter {
                             out[r * n + j + 3] = Float(s3) + (bias?[j + 3] ?? 0)
                             j += 4
                         }
-                    }
-                    if !transposeB {
-                        // Walking b's rows in order, every output's sum still adds t = 0, 1, … in
-                        // turn; the outputs are independent, so the optimiser vectorises over them.
-                        withUnsafeTemporaryAllocation(of: Double.self, capacity: n) { acc in
-                            let sums = acc.baseAddress!
-                            sums.initialize(repeating: 0, count: n)
-                            for t in 0..<k {
-                                let xt = Double(x[t])
-                                let row = b.baseAddress! + base + t * n
-                                for q in 0..<n { sums[q] += xt * Double(row[q]) }
-                            }
-                            for q in 0..<n { out[r * n + q] = Float(sums[q]) + (bias?[q] ?? 0) }
-                        }
-                        j = n
-                    }
-                    while j < n {
-                        var acc = 0.0
-                        if transposeB {
+                        while j < n {
+                            var acc = 0.0
                             let row = base + j * k
                             for t in 0..<k { acc += Double(x[t]) * Double(b[row + t]) }
-                        } else {
-                            for t in 0..<k { acc += Double(x[t]) * Double(b[base + t * n + j]) }
+                            out[r * n + j] = Float(acc) + (bias?[j] ?? 0)
+                            j += 1
                         }
-                        out[r * n + j] = Float(acc) + (bias?[j] ?? 0)
-                        j += 1
                     }
                 }
             }
@@ -441,10 +448,15 @@ public struct ReferenceInterpreter {
                 var observed: [[Double]] = []
                 for h in 0..<heads {
                     let g = h / group
-                    let (qBase, kv) = (b * heads * d + h * d, { (t: Int) in (b * capacity + t) * kvHeads + g })
-                    let head = Self.attendHead(tokens: first...position, d: d, dv: dv, scale: scale,
-                                               query: { Double(x[0][qBase + $0]) },
-                                               key: { Double(values[kc][kv($0) * d + $1]) }, value: { Double(values[vc][kv($0) * dv + $1]) })
+                    let row = (b * capacity + first) * kvHeads + g
+                    let head = x[0].withUnsafeBufferPointer { q in
+                        values[kc].withUnsafeBufferPointer { k in
+                            values[vc].withUnsafeBufferPointer { v in
+                                Self.attendHead(query: q.baseAddress! + b * heads * d + h * d, keys: k.baseAddress! + row * d, keyStride: kvHeads * d,
+                                                values: v.baseAddress! + row * dv, valueStride: kvHeads * dv, tokens: position + 1 - first, d: d, dv: dv, scale: scale)
+                            }
+                        }
+                    }
                     for i in 0..<dv { out[(b * heads + h) * dv + i] = Float(head.out[i]) }
                     if b == 0 && observeAttention != nil { observed.append(head.weights) }
                 }
@@ -464,9 +476,15 @@ public struct ReferenceInterpreter {
                     let last = causal ? i : length - 1
                     let first = causal ? max(0, i + 1 - window) : 0
                     let qBase = (b * length + i) * heads * d + h * d
-                    let head = Self.attendHead(tokens: first...last, d: d, dv: dv, scale: scale, query: { Double(x[0][qBase + $0]) },
-                                               key: { Double(x[1][(b * length + $0) * kvHeads * d + g * d + $1]) },
-                                               value: { Double(x[2][(b * length + $0) * kvHeads * dv + g * dv + $1]) })
+                    let head = x[0].withUnsafeBufferPointer { q in
+                        x[1].withUnsafeBufferPointer { k in
+                            x[2].withUnsafeBufferPointer { v in
+                                Self.attendHead(query: q.baseAddress! + qBase, keys: k.baseAddress! + ((b * length + first) * kvHeads + g) * d,
+                                                keyStride: kvHeads * d, values: v.baseAddress! + ((b * length + first) * kvHeads + g) * dv,
+                                                valueStride: kvHeads * dv, tokens: last + 1 - first, d: d, dv: dv, scale: scale)
+                            }
+                        }
+                    }
                     for c in 0..<dv { out[((b * length + i) * heads + h) * dv + c] = Float(head.out[c]) }
                 }
             }
@@ -476,19 +494,26 @@ public struct ReferenceInterpreter {
 }
 
 extension ReferenceInterpreter {
-    /// One query head over `tokens`: softmax(q·k_t·scale) and Σ_t w_t·v_t, in Double; returns the
-    /// output (dv values) and each token's weight. `key(t, i)` / `value(t, i)` read token t's element i.
-    static func attendHead(tokens: ClosedRange<Int>, d: Int, dv: Int, scale: Double, query: (Int) -> Double,
-                           key: (Int, Int) -> Double, value: (Int, Int) -> Double) -> (out: [Double], weights: [Double]) {
-        let q = (0..<d).map(query)
-        let scores = tokens.map { t in (0..<d).reduce(0.0) { $0 + q[$1] * key(t, $1) } * scale }
+    /// One query head over `tokens` rows of keys and values (row t at `keys + t·keyStride`, `values +
+    /// t·valueStride`): softmax(q·k_t·scale) and Σ_t w_t·v_t, in Double; returns the output (dv
+    /// values) and each token's weight.
+    static func attendHead(query: UnsafePointer<Float>, keys: UnsafePointer<Float>, keyStride: Int, values: UnsafePointer<Float>, valueStride: Int,
+                           tokens: Int, d: Int, dv: Int, scale: Double) -> (out: [Double], weights: [Double]) {
+        let q = (0..<d).map { Double(query[$0]) }
+        let scores = (0..<tokens).map { t in
+            let k = keys + t * keyStride
+            var acc = 0.0
+            for i in 0..<d { acc += q[i] * Double(k[i]) }
+            return acc * scale
+        }
         let m = scores.max() ?? 0
         let e = scores.map { exp($0 - m) }
         let total = e.reduce(0, +)
         let weights = e.map { $0 / total }
         var out = [Double](repeating: 0, count: dv)
-        for (n, t) in tokens.enumerated() {
-            for i in 0..<dv { out[i] += weights[n] * value(t, i) }
+        for n in 0..<tokens {
+            let v = values + n * valueStride
+            for i in 0..<dv { out[i] += weights[n] * Double(v[i]) }
         }
         return (out, weights)
     }

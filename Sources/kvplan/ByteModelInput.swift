@@ -62,4 +62,24 @@ struct ByteModelInput: ParsableArguments {
         }
         return Loaded(graph: lowered.graph, program: program, weights: values, bytes: bytes, window: window, attention: attention)
     }
+
+    /// The model with its `batch` dimension bound to `sequences` (and `ctx` as `load` bound it),
+    /// so that many windows stream in lockstep, one per sequence — every sequence's figures are
+    /// those of a batch-1 run; the weights are read once per step for all of them. Nil when the
+    /// model declares no `batch` dimension (windows then run one after another).
+    func lockstepProgram(sequences: Int, bindContext: Bool) throws -> ModelProgram? {
+        guard sequences > 1 else { return nil }
+        let source: SourceFile
+        if model.hasSuffix(".json") {
+            guard let text = try? HFImporter.importConfig(readText(model), path: model) else { return nil }
+            source = SourceFile(path: model, text: text)
+        } else {
+            source = SourceFile(path: model, text: try readText(model))
+        }
+        guard GraphCompiler.declaredDimensions(source).contains("batch") else { return nil }
+        var dimensions = bindContext ? context.map { ["ctx": $0] } ?? [:] : [:]
+        dimensions["batch"] = sequences
+        guard case .graph(let lowered, _) = try loadInput(model, dimensions: dimensions, flagNames: ["ctx": "--context"]) else { return nil }
+        return ProgramExport.program(lowered.graph)
+    }
 }

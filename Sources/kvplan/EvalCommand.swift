@@ -120,21 +120,32 @@ struct Eval: ParsableCommand {
             }
         }
         let windowBytes = (0..<count).map { Array(bytes[($0 * window)..<(($0 + 1) * window)]) }
-        let jobs = [nil] + layouts.indices.filter { layouts[$0] != nil }.map { Optional($0) }  // nil: the full-precision reference
+        // One run per distinct set of layouts (policies often agree, e.g. at 100%): job 0 is the
+        // full-precision reference, cell i reads job runOf[i].
+        var distinct: [[KVLayerLayout]] = []
+        let runOf: [Int?] = layouts.map { layers in
+            guard let layers else { return nil }
+            if let k = distinct.firstIndex(of: layers) { return k + 1 }
+            distinct.append(layers)
+            return distinct.count
+        }
+        let jobs: [[KVLayerLayout]?] = [nil] + distinct.map { Optional($0) }
         let progress = ProgressLine("eval")
         progress.stage("perplexity runs", "0/\(jobs.count) runs")
         let start = ContinuousClock.now
         let total = jobs.count
-        let outcomes = StreamingLoss.bitsPerByte(program: program, weights: values, runs: jobs.map { $0.flatMap { layouts[$0] } },
+        let lockstep = try input.lockstepProgram(sequences: windowBytes.count, bindContext: true)
+        let outcomes = StreamingLoss.bitsPerByte(program: program, lockstep: lockstep, weights: values, runs: jobs,
                                                  windows: windowBytes, threads: threads) { finished in
             progress.detail("\(finished)/\(total) runs (\(threads) threads)")
         }
         progress.finish()
         guard case let .success(reference) = outcomes[0] else { throw UserError("the full-precision run failed") }
-        for (k, job) in jobs.enumerated().dropFirst() {
+        for (i, k) in runOf.enumerated() {
+            guard let k else { continue }
             switch outcomes[k] {
-            case let .success(bits): cells[job!].bitsPerByte = bits
-            case let .failure(error): cells[job!].note = error.message
+            case let .success(bits): cells[i].bitsPerByte = bits
+            case let .failure(error): cells[i].note = error.message
             }
         }
         let seconds: Double = (ContinuousClock.now - start) / .seconds(1)
@@ -142,7 +153,7 @@ struct Eval: ParsableCommand {
         let report = EvalReport(model: graph.name, command: CommandLine.arguments.dropFirst().joined(separator: " "), window: window, windows: count,
                                 predictions: count * (window - 1), referenceBitsPerByte: reference, fp16Bytes: fullBytes,
                                 profile: profile ?? "default", cells: cells, budgets: budgetList, policies: policyList, precisions: precisionList,
-                                seconds: seconds)
+                                seconds: seconds, runs: jobs.count)
         let text = report.markdown(svgName: svg.map { ($0 as NSString).lastPathComponent })
         if let markdown { try writeAtomically(text, to: markdown) } else { print(text, terminator: "") }
         if let svg { try writeAtomically(report.svg(), to: svg) }

@@ -21,6 +21,8 @@ struct EvalReport {
     var policies: [KVPolicy]
     var precisions: [KVPrecision]
     var seconds: Double
+    /// Streaming runs made: the full-precision reference and one per distinct set of layouts.
+    var runs: Int = 0
 
     static func perplexity(_ bitsPerByte: Double) -> Double { pow(2, bitsPerByte) }
 
@@ -36,7 +38,8 @@ struct EvalReport {
         out += "```\nkvplan \(command)\n```\n\n"
         out += String(format: "%d windows of %d bytes (%d next-byte predictions); budgets are percent of the fp16 cache of %d tokens (%d B); allocation profile: %@. ",
                       windows, window, predictions, window, fp16Bytes, profile)
-        out += String(format: "Full-precision cache: **perplexity %.4f (%.4f bits/byte)**. %.0f s.\n\n", Self.perplexity(referenceBitsPerByte), referenceBitsPerByte, seconds)
+        out += String(format: "Full-precision cache: **perplexity %.4f (%.4f bits/byte)**. %.0f s", Self.perplexity(referenceBitsPerByte), referenceBitsPerByte, seconds)
+        out += runs > 0 ? " (\(runs) streaming runs: the reference and \(runs - 1) distinct sets of layer layouts; cells with equal layouts share a run).\n\n" : ".\n\n"
         if let svgName { out += "![perplexity vs KV bytes](\(svgName))\n\n" }
         // Cells that could not run are marked with a numbered note, listed once below the tables.
         var notes: [String] = []

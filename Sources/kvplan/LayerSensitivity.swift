@@ -33,7 +33,7 @@ enum LayerSensitivity {
     }
 
     /// The weights (nil when nothing measurable) and one printable line per layer.
-    static func measure(profile: KVProfile, graph: Graph, program: ModelProgram, weights: [String: [Float]], windows: [[UInt8]],
+    static func measure(profile: KVProfile, graph: Graph, program: ModelProgram, lockstep: ModelProgram?, weights: [String: [Float]], windows: [[UInt8]],
                         fraction: Double, threads: Int, progress: ProgressLine) throws -> (weights: [Double]?, rows: [String]) {
         let full = try uniformLayouts(graph: graph, profile: .given(profile, name: "measured"), ratio: 1, flag: fraction)
         let probe = try uniformLayouts(graph: graph, profile: .given(profile, name: "measured"), ratio: fraction, flag: fraction)
@@ -43,7 +43,7 @@ enum LayerSensitivity {
             return one
         }
         progress.stage("sensitivity: \(runs.count) runs over \(windows.count) window(s)")
-        let outcomes = StreamingLoss.bitsPerByte(program: program, weights: weights, runs: runs, windows: windows, threads: threads) { done in
+        let outcomes = StreamingLoss.bitsPerByte(program: program, lockstep: lockstep, weights: weights, runs: runs, windows: windows, threads: threads) { done in
             progress.detail("\(done)/\(runs.count) runs")
         }
         let bits = try outcomes.map { outcome -> Double in

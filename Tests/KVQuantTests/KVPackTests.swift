@@ -62,6 +62,32 @@ struct KVPackTests {
         }
     }
 
+    @Test("fp16 → f32 by bits equals Float(Float16) for all 65,536 patterns (NaNs stay NaN)")
+    func halfConversionIsExact() {
+        var mismatches = 0
+        for h in 0...UInt16.max {
+            let expected = Float(Float16(bitPattern: h)), got = KVPack.float(fromHalf: h)
+            if expected.isNaN ? !got.isNaN : expected.bitPattern != got.bitPattern { mismatches += 1 }
+        }
+        #expect(mismatches == 0)
+    }
+
+    @Test("unpack into strided rows gives the array unpack's values, every kind and width", arguments: KVBits.allCases)
+    func stridedUnpack(bits: KVBits) {
+        var rng = Lcg(state: 7)
+        let (tokens, channels, stride) = (45, 40, 43)
+        let x = (0..<(tokens * channels)).map { _ in rng.next() }
+        for kind in [KVSegmentLayout.Kind.keys, .values] {
+            let layout = KVSegmentLayout(kind: kind, tokens: tokens, channels: channels, bits: bits, group: 32)
+            let bytes = KVPack.pack(x, layout)
+            let flat = KVPack.unpack(bytes, layout)
+            var rows = [Float](repeating: .nan, count: tokens * stride)
+            rows.withUnsafeMutableBufferPointer { out in bytes.withUnsafeBytes { KVPack.unpack($0, layout, into: out.baseAddress!, rowStride: stride) } }
+            #expect((0..<tokens).allSatisfy { t in (0..<channels).allSatisfy { rows[t * stride + $0].bitPattern == flat[t * channels + $0].bitPattern } })
+            #expect((0..<tokens).allSatisfy { t in (channels..<stride).allSatisfy { rows[t * stride + $0].isNaN } })
+        }
+    }
+
     @Test("a constant group dequantises exactly (scale 0)")
     func constant() {
         let layout = KVSegmentLayout(kind: .values, tokens: 2, channels: 32, bits: .b4)
