@@ -89,7 +89,10 @@ struct ProfileCLITests {
                              "--policies", "exact,uniform", "--precisions", "evict,kivi4", "--markdown", md, "--svg", svg])
         #expect(r.status == 0, "\(r.stderr)")
         let report = try String(contentsOfFile: md, encoding: .utf8)
-        #expect(report.contains("1 windows of 80 bytes (79 next-byte predictions)"))
+        #expect(report.contains("1 window of 80 bytes (79 next-byte predictions)"))
+        // 8 cells, 6 distinct sets of layouts (at 100% exact and uniform keep the same tokens at
+        // the same bits): one streaming run each, plus the reference, and equal cells read equal.
+        #expect(report.contains("(7 streaming runs: the reference and 6 distinct sets of layer layouts"), "\(report)")
         // Every token kept in fp16: the packed cache holds the keys and values rounded to fp16, so
         // perplexity moves by far less than 0.1% from the f32 cache's.
         let full = try #require(report.firstMatch(of: /perplexity ([0-9.]+) \(/).map { Double($0.1)! })
