@@ -7,6 +7,12 @@ import KVRuntime
 // set of KV layouts (nil: the full-precision f32 cache), runs spread over worker threads. Shared
 // by `kvplan eval` (one run per budget × policy × precision) and `kvplan profile --sensitivity`
 // (one run per layer with only that layer compressed).
+//
+// When the model has a `batch` dimension, a run streams all its windows in lockstep, one per
+// sequence of the batched program: every op handles the sequences independently (each row's
+// matmul sums in the same order, each sequence has its own packed cache and scores), so each
+// window's losses are bit for bit those of a batch-1 run (LockstepBatchTests), while the matmul
+// reads each weight row once per block of sequences and the per-op overhead is shared.
 
 /// Bits per byte of runs over the same windows, in parallel.
 enum StreamingLoss {
