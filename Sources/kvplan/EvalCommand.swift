@@ -23,7 +23,9 @@ struct Eval: ParsableCommand {
         precision scheme, the KV budget pass plans the layers at that byte budget (profile: \
         --profile, else the default, announced) and the text's windows of --context bytes are \
         streamed through the reference interpreter with the packed cache; the full-precision \
-        cache is the reference. Writes a Markdown report (--markdown) and an SVG plot (--svg).
+        cache is the reference. A run streams all its windows in lockstep (one sequence each; the \
+        figures are those of one window at a time) and cells whose layouts are equal share a run. \
+        Writes a Markdown report (--markdown) and an SVG plot (--svg).
         """
     )
 
