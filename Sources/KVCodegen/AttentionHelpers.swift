@@ -11,7 +11,9 @@
 // (k codes per byte), so accumulators are stored whole to a scratch buffer and scattered from
 // there: scattering lanes straight from registers let LLVM interleave the accumulators inside the
 // loop (4× slower, measured). Kernels are generated per (bits, heads) with their accumulators as
-// named variables, and only the variants a schedule calls are emitted.
+// named variables, and only the variants a schedule calls are emitted. They are not inlined into
+// the attention kernel: inlined, with its constants, LLVM split the accumulators into 128-bit
+// halves, shuffled and spilled them (the whole kernel ran at half the speed, measured).
 //
 // The vectorised exp (expv) is shared with the row-wise kernels: ElementwiseHelpers.swift.
 
@@ -306,8 +308,10 @@ extension SwiftEmitter {
 
         /// Scaled logits of \(heads) head(s) over one full \(bits)-bit key group of 32 tokens:
         /// out[h·stride + t] = (Σ_c scaled[h·d + c]·code_ct + bias[h])·scale, channel rows `rowBytes`
-        /// apart (codes after the 4-byte scale and zero); unpacked once for all heads.
-        @inline(__always)
+        /// apart (codes after the 4-byte scale and zero); unpacked once for all heads. Not inlined
+        /// on purpose: inlined into the attention kernel, LLVM split its accumulators into 128-bit
+        /// halves with shuffles and spills (measured: the whole kernel 2× slower).
+        @inline(never)
         func keyGroupLogitsB\(bits)H\(heads)(_ scaled: UnsafePointer<Float>, _ group: UnsafeRawPointer, rowBytes: Int, d: Int,
                                     _ bias: UnsafePointer<Float>, scale: Float, _ out: UnsafeMutablePointer<Float>, stride: Int,
                                     _ tmp: UnsafeMutablePointer<Float>) {
@@ -360,8 +364,9 @@ extension SwiftEmitter {
 
         /// y_h[0..<32] += Σ_t scaled[h·tokens + t]·code_t + bias[h] for \(heads) head(s) over one
         /// \(bits)-bit value channel group of `tokens` rows (`rowBytes` apart, codes after the 4-byte
-        /// scale and zero), outputs `dv` apart; unpacked once for all heads.
-        @inline(__always)
+        /// scale and zero), outputs `dv` apart; unpacked once for all heads. Not inlined on
+        /// purpose (as the key kernel).
+        @inline(never)
         func valueGroupAccumulateB\(bits)H\(heads)(_ scaled: UnsafePointer<Float>, tokens: Int, _ rows: UnsafeRawPointer, rowBytes: Int,
                                           _ bias: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, dv: Int,
                                           _ tmp: UnsafeMutablePointer<Float>) {

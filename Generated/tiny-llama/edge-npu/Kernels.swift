@@ -474,8 +474,10 @@ func quantizedValueAccumulate(_ row: UnsafeRawPointer, first: Int, dv: Int, bits
 
 /// Scaled logits of 2 head(s) over one full 2-bit key group of 32 tokens:
 /// out[h·stride + t] = (Σ_c scaled[h·d + c]·code_ct + bias[h])·scale, channel rows `rowBytes`
-/// apart (codes after the 4-byte scale and zero); unpacked once for all heads.
-@inline(__always)
+/// apart (codes after the 4-byte scale and zero); unpacked once for all heads. Not inlined
+/// on purpose: inlined into the attention kernel, LLVM split its accumulators into 128-bit
+/// halves with shuffles and spills (measured: the whole kernel 2× slower).
+@inline(never)
 func keyGroupLogitsB2H2(_ scaled: UnsafePointer<Float>, _ group: UnsafeRawPointer, rowBytes: Int, d: Int,
                             _ bias: UnsafePointer<Float>, scale: Float, _ out: UnsafeMutablePointer<Float>, stride: Int,
                             _ tmp: UnsafeMutablePointer<Float>) {
@@ -516,8 +518,10 @@ func keyGroupLogitsB2H2(_ scaled: UnsafePointer<Float>, _ group: UnsafeRawPointe
 
 /// Scaled logits of 4 head(s) over one full 4-bit key group of 32 tokens:
 /// out[h·stride + t] = (Σ_c scaled[h·d + c]·code_ct + bias[h])·scale, channel rows `rowBytes`
-/// apart (codes after the 4-byte scale and zero); unpacked once for all heads.
-@inline(__always)
+/// apart (codes after the 4-byte scale and zero); unpacked once for all heads. Not inlined
+/// on purpose: inlined into the attention kernel, LLVM split its accumulators into 128-bit
+/// halves with shuffles and spills (measured: the whole kernel 2× slower).
+@inline(never)
 func keyGroupLogitsB4H4(_ scaled: UnsafePointer<Float>, _ group: UnsafeRawPointer, rowBytes: Int, d: Int,
                             _ bias: UnsafePointer<Float>, scale: Float, _ out: UnsafeMutablePointer<Float>, stride: Int,
                             _ tmp: UnsafeMutablePointer<Float>) {
@@ -599,8 +603,9 @@ func keyGroupLogitsB4H4(_ scaled: UnsafePointer<Float>, _ group: UnsafeRawPointe
 
 /// y_h[0..<32] += Σ_t scaled[h·tokens + t]·code_t + bias[h] for 2 head(s) over one
 /// 2-bit value channel group of `tokens` rows (`rowBytes` apart, codes after the 4-byte
-/// scale and zero), outputs `dv` apart; unpacked once for all heads.
-@inline(__always)
+/// scale and zero), outputs `dv` apart; unpacked once for all heads. Not inlined on
+/// purpose (as the key kernel).
+@inline(never)
 func valueGroupAccumulateB2H2(_ scaled: UnsafePointer<Float>, tokens: Int, _ rows: UnsafeRawPointer, rowBytes: Int,
                                   _ bias: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, dv: Int,
                                   _ tmp: UnsafeMutablePointer<Float>) {
@@ -641,8 +646,9 @@ func valueGroupAccumulateB2H2(_ scaled: UnsafePointer<Float>, tokens: Int, _ row
 
 /// y_h[0..<32] += Σ_t scaled[h·tokens + t]·code_t + bias[h] for 4 head(s) over one
 /// 4-bit value channel group of `tokens` rows (`rowBytes` apart, codes after the 4-byte
-/// scale and zero), outputs `dv` apart; unpacked once for all heads.
-@inline(__always)
+/// scale and zero), outputs `dv` apart; unpacked once for all heads. Not inlined on
+/// purpose (as the key kernel).
+@inline(never)
 func valueGroupAccumulateB4H4(_ scaled: UnsafePointer<Float>, tokens: Int, _ rows: UnsafeRawPointer, rowBytes: Int,
                                   _ bias: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, dv: Int,
                                   _ tmp: UnsafeMutablePointer<Float>) {
