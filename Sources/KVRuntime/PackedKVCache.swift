@@ -380,7 +380,7 @@ public final class PackedKVCache {
                 // A quantised key group holds 32 slots: unpack it once for all of them (the same
                 // values `read` gives slot by slot).
                 var group: (segment: Int, first: Int)?
-                var scratch = [Float](repeating: 0, count: (fixed.group + 1) * d)
+                var scratch = [Float](repeating: 0, count: fixed.group * d)  // one key group of the head
                 for (n, place) in places.enumerated() {
                     let s = segments[place.segment]
                     let (slots, range, layout) = s.headKeys(place.slot, h)
@@ -417,15 +417,15 @@ public final class PackedKVCache {
         var out = [Float](repeating: 0, count: heads * dv)
         var newScores = [Double](repeating: 0, count: kvHeads)
         for g in 0..<kvHeads {
-            var rows = held(head: g, spare: 1)
+            var rows = held(head: g, spare: 1)  // rows of dv channels; the new token's goes last
             let n = rows.places.count
-            for i in 0..<dv { rows.keys[n * d + i] = key[g * dv + i]; rows.values[n * dv + i] = value[g * dv + i] }
+            for i in 0..<dv { rows.keys[n * dv + i] = key[g * dv + i]; rows.values[n * dv + i] = value[g * dv + i] }
             var received = [Double](repeating: 0, count: n + 1)
             for h in g * group..<(g + 1) * group {
                 let head = q.withUnsafeBufferPointer { q in
                     rows.keys.withUnsafeBufferPointer { k in
                         rows.values.withUnsafeBufferPointer { v in
-                            ReferenceInterpreter.attendHead(query: q.baseAddress! + h * d, keys: k.baseAddress!, keyStride: d, values: v.baseAddress!,
+                            ReferenceInterpreter.attendHead(query: q.baseAddress! + h * d, keys: k.baseAddress!, keyStride: dv, values: v.baseAddress!,
                                                             valueStride: dv, tokens: n + 1, d: d, dv: dv, scale: scale)
                         }
                     }

@@ -29,6 +29,10 @@ struct ByteModelInput: ParsableArguments {
         var window: Int
         /// Indices of the decode-attention ops, in order.
         var attention: [Int]
+        /// The dimensions the graph was compiled with (--context's `ctx` when bound).
+        var dimensions: [String: Int]
+        /// True when the graph declares a `batch` dimension (windows can stream in lockstep).
+        var declaresBatch: Bool
     }
 
     /// Loads everything, checked; `bindContext` binds the graph's `ctx` to --context (eval's
@@ -38,7 +42,7 @@ struct ByteModelInput: ParsableArguments {
             throw UserError("--context: expected at least \(minimumContext) bytes\(command == "profile" ? " (steps with fewer than 32 cached tokens are not counted)" : ""), got \(context)")
         }
         let dimensions = bindContext ? context.map { ["ctx": $0] } ?? [:] : [:]
-        guard case .graph(let lowered, _) = try loadInput(model, dimensions: dimensions, flagNames: ["ctx": "--context"]) else {
+        guard case .graph(let lowered, let source) = try loadInput(model, dimensions: dimensions, flagNames: ["ctx": "--context"]) else {
             throw UserError("'\(model)' is a target; \(command) takes a model")
         }
         let program = ProgramExport.program(lowered.graph)
@@ -60,26 +64,18 @@ struct ByteModelInput: ParsableArguments {
         do { values = try CheckpointWeights.load(program, from: try SafetensorsFile(path: weights)) } catch {
             throw UserError(error.message)
         }
-        return Loaded(graph: lowered.graph, program: program, weights: values, bytes: bytes, window: window, attention: attention)
+        return Loaded(graph: lowered.graph, program: program, weights: values, bytes: bytes, window: window, attention: attention,
+                      dimensions: dimensions, declaresBatch: GraphCompiler.declaredDimensions(source).contains("batch"))
     }
 
-    /// The model with its `batch` dimension bound to `sequences` (and `ctx` as `load` bound it),
-    /// so that many windows stream in lockstep, one per sequence — every sequence's figures are
-    /// those of a batch-1 run; the weights are read once per step for all of them. Nil when the
-    /// model declares no `batch` dimension (windows then run one after another).
-    func lockstepProgram(sequences: Int, bindContext: Bool) throws -> ModelProgram? {
-        guard sequences > 1 else { return nil }
-        let source: SourceFile
-        if model.hasSuffix(".json") {
-            guard let text = try? HFImporter.importConfig(readText(model), path: model) else { return nil }
-            source = SourceFile(path: model, text: text)
-        } else {
-            source = SourceFile(path: model, text: try readText(model))
-        }
-        guard GraphCompiler.declaredDimensions(source).contains("batch") else { return nil }
-        var dimensions = bindContext ? context.map { ["ctx": $0] } ?? [:] : [:]
-        dimensions["batch"] = sequences
-        guard case .graph(let lowered, _) = try loadInput(model, dimensions: dimensions, flagNames: ["ctx": "--context"]) else { return nil }
+    /// The loaded model with its `batch` dimension bound to `sequences` (other dimensions as
+    /// `load` bound them), so that many windows stream in lockstep, one per sequence — every
+    /// sequence's figures are those of a batch-1 run; the weights are read once per step for all
+    /// of them. Nil when the model declares no `batch` dimension (windows then run one after another).
+    func lockstepProgram(_ loaded: Loaded, sequences: Int) throws -> ModelProgram? {
+        guard sequences > 1, loaded.declaresBatch else { return nil }
+        guard case .graph(let lowered, _) = try loadInput(model, dimensions: loaded.dimensions.merging(["batch": sequences]) { $1 },
+                                                          flagNames: ["ctx": "--context"]) else { return nil }
         return ProgramExport.program(lowered.graph)
     }
 }

@@ -136,7 +136,7 @@ struct Eval: ParsableCommand {
         progress.stage("perplexity runs", "0/\(jobs.count) runs")
         let start = ContinuousClock.now
         let total = jobs.count
-        let lockstep = try input.lockstepProgram(sequences: windowBytes.count, bindContext: true)
+        let lockstep = try input.lockstepProgram(loaded, sequences: windowBytes.count)
         let outcomes = StreamingLoss.bitsPerByte(program: program, lockstep: lockstep, weights: values, runs: jobs,
                                                  windows: windowBytes, threads: threads) { finished in
             progress.detail("\(finished)/\(total) runs (\(threads) threads)")

@@ -39,7 +39,7 @@ struct EvalReport {
         out += String(format: "%d window%@ of %d bytes (%d next-byte predictions); budgets are percent of the fp16 cache of %d tokens (%d B); allocation profile: %@. ",
                       windows, windows == 1 ? "" : "s", window, predictions, window, fp16Bytes, profile)
         out += String(format: "Full-precision cache: **perplexity %.4f (%.4f bits/byte)**. %.0f s", Self.perplexity(referenceBitsPerByte), referenceBitsPerByte, seconds)
-        out += runs > 0 ? " (\(runs) streaming runs: the reference and \(runs - 1) distinct sets of layer layouts; cells with equal layouts share a run).\n\n" : ".\n\n"
+        out += runs > 0 ? " (\(runs) streaming runs: the reference and \(runs - 1) distinct set\(runs == 2 ? "" : "s") of layer layouts; cells with equal layouts share a run).\n\n" : ".\n\n"
         if let svgName { out += "![perplexity vs KV bytes](\(svgName))\n\n" }
         // Cells that could not run are marked with a numbered note, listed once below the tables.
         var notes: [String] = []

@@ -95,7 +95,7 @@ struct Profile: ParsableCommand {
         var sensitivityRows: [String] = []
         if sensitivity > 0 {
             let windowBytes = (0..<count).map { Array(bytes[($0 * window)..<(($0 + 1) * window)]) }
-            let lockstep = try input.lockstepProgram(sequences: windowBytes.count, bindContext: true)
+            let lockstep = try input.lockstepProgram(loaded, sequences: windowBytes.count)
             let measured = try LayerSensitivity.measure(profile: profile, graph: graph, program: program, lockstep: lockstep, weights: values, windows: windowBytes,
                                                         fraction: sensitivity, threads: threads, progress: progress)
             profile.layerWeights = measured.weights
