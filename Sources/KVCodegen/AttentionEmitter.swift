@@ -91,6 +91,20 @@ extension SwiftEmitter {
             values += KVSegmentLayout(kind: .values, tokens: count, channels: c, bits: KVBits(rawValue: vb) ?? .b16).bytes
         }
         let stride = slots + 1
+        if segments.contains(where: { Self.integerKeys($0, d: d) }) {
+            // The scaled query of a KV head's group rounded to int8 per 32 channels (KeyProductRounding).
+            let n = groupSize * d, blocks = n / 32
+            body = body.replacingOccurrences(of: "    for b in 0..<\(batch) {\n", with: """
+                let rounding = UnsafeMutableRawPointer.allocate(byteCount: \(n * 5 + blocks * 36), alignment: 32)
+                defer { rounding.deallocate() }
+                let qrow = QuantisedRow(values: rounding.bindMemory(to: Float.self, capacity: \(n)),
+                                        offsets: (rounding + \(n * 4)).bindMemory(to: Int32.self, capacity: \(blocks * 8)),
+                                        scales: (rounding + \(n * 4 + blocks * 32)).bindMemory(to: Float.self, capacity: \(blocks)),
+                                        codes: (rounding + \(n * 4 + blocks * 36)).bindMemory(to: Int8.self, capacity: \(n)))
+                for b in 0..<\(batch) {
+
+            """)
+        }
         body += """
                 let keys = UnsafeRawPointer(kc) + b &* \(cache.keyBytes / batch), values = UnsafeRawPointer(vc) + b &* \(cache.valueBytes / batch)
 
@@ -154,6 +168,25 @@ extension SwiftEmitter {
 
             """
             var h0 = 0
+            if Self.integerKeys(s, d: d) {
+                // Integer products over the rounded scaled query; the portable build multiplies the
+                // same rounded query in f32.
+                inner += "#if KVPLAN_AVX2\n            roundQueries(scaled, \(heads * d), qrow.codes, qrow.scales)\n"
+                while h0 < heads {
+                    let n = min(4, heads - h0)
+                    inner += "            keyGroupLogitsI8H\(n)(qrow.codes + \(h0 * d), qrow.scales + \(h0 * d / 32), group, rowBytes: \(rowBytes), d: \(d), bias + \(h0), scale: \(scale), lg + (\(h0 * stride + s.first) &+ grp &* 32), stride: \(stride), codes)\n"
+                    h0 += n
+                }
+                inner += "#else\n            quantiseRow(scaled, \(heads * d), qrow)\n"
+                h0 = 0
+                while h0 < heads {
+                    let n = min(Self.headsPerBlock(bits: s.keyBits), heads - h0)
+                    inner += "            keyGroupLogitsB\(s.keyBits)H\(n)(qrow.values + \(h0 * d), group, rowBytes: \(rowBytes), d: \(d), bias + \(h0), scale: \(scale), lg + (\(h0 * stride + s.first) &+ grp &* 32), stride: \(stride), codes)\n"
+                    h0 += n
+                }
+                inner += "#endif\n"
+                h0 = heads
+            }
             while h0 < heads {
                 let n = min(Self.headsPerBlock(bits: s.keyBits), heads - h0)
                 inner += "            keyGroupLogitsB\(s.keyBits)H\(n)(scaled + \(h0 * d), group, rowBytes: \(rowBytes), d: \(d), bias + \(h0), scale: \(scale), lg + (\(h0 * stride + s.first) &+ grp &* 32), stride: \(stride), codes)\n"
@@ -165,6 +198,11 @@ extension SwiftEmitter {
             code += scope("            quantizedKeyLogits(qg, heads: \(heads), keys + (\(s.keys + full * c * rowBytes)), tokens: \(rest), channels: \(c), first: g &* \(d), d: \(d), bits: \(s.keyBits), group: 32, scale: \(scale), lg + \(s.first + full * 32), stride: \(stride), codes: codes, bias: bias)\n", 0)
         }
         return code
+    }
+
+    /// True when segment `s`'s whole key groups are multiplied in 8-bit integers (KeyProductRounding).
+    static func integerKeys(_ s: KVSegment, d: Int) -> Bool {
+        s.count >= 32 && KeyProductRounding.applies(bits: KVBits(rawValue: s.keyBits) ?? .b16, tokens: 32, headDim: d)
     }
 
     /// Code adding segment `s`'s weighted values into every head's output.

@@ -19,7 +19,8 @@
 
 extension SwiftEmitter {
     /// The attention helpers, with the blocked kernels `kernels` calls (named
-    /// `keyGroupLogitsB<bits>H<heads>` / `valueGroupAccumulateB<bits>H<heads>`).
+    /// `keyGroupLogitsB<bits>H<heads>` / `valueGroupAccumulateB<bits>H<heads>`, and the integer
+    /// `keyGroupLogitsI8H<heads>`).
     static func attentionHelpers(for kernels: String) -> String {
         var text = fixedAttentionHelpers
         var used = Set<String>()
@@ -35,6 +36,8 @@ extension SwiftEmitter {
             let parts = name.split(separator: "B").last!.split(separator: "H").map { Int($0)! }
             text += name.hasPrefix("key") ? keyGroupKernel(bits: parts[0], heads: parts[1]) : valueGroupKernel(bits: parts[0], heads: parts[1])
         }
+        if kernels.contains("roundQueries(") { text += queryRounding }
+        for heads in 1...4 where kernels.contains("keyGroupLogitsI8H\(heads)(") { text += integerKeyKernel(heads: heads) }
         return text
     }
 
@@ -80,6 +83,32 @@ extension SwiftEmitter {
         return eNew * inv
     }
 
+    /// Per-head sums of products (the scale passes' bias terms) kept in eight lanes for up to four
+    /// heads and reduced once at the end: a horizontal sum per eight channels and head cost as
+    /// much as the products. Heads past four add to `bias` directly. Starts `bias` at zero.
+    struct HeadSums {
+        var s0 = SIMD8<Float>(), s1 = SIMD8<Float>(), s2 = SIMD8<Float>(), s3 = SIMD8<Float>()
+        let bias: UnsafeMutablePointer<Float>, heads: Int
+        @inline(__always) init(_ bias: UnsafeMutablePointer<Float>, heads: Int) {
+            self.bias = bias
+            self.heads = heads
+            for h in 0..<heads { bias[h] = 0 }
+        }
+        @inline(__always) mutating func add(_ h: Int, _ x: SIMD8<Float>, _ y: SIMD8<Float>) {
+            switch h {
+            case 0: s0.addProduct(x, y)
+            case 1: s1.addProduct(x, y)
+            case 2: s2.addProduct(x, y)
+            case 3: s3.addProduct(x, y)
+            default: bias[h] += (x * y).sum()
+            }
+        }
+        /// Adds the lane sums to `bias`.
+        @inline(__always) func finish() {
+            for (h, s) in [s0, s1, s2, s3].prefix(heads).enumerated() { bias[h] += s.sum() }
+        }
+    }
+
     /// Eight fp16 values in the low 16 bits of each lane, as f32 (blockScale lane by lane).
     @inline(__always)
     func halves(_ h: SIMD8<UInt32>) -> SIMD8<Float> {
@@ -101,7 +130,7 @@ extension SwiftEmitter {
     @inline(__always)
     func scaleQueries(_ q: UnsafePointer<Float>, heads: Int, _ group: UnsafeRawPointer, rowBytes: Int, d: Int,
                       _ scaled: UnsafeMutablePointer<Float>, _ bias: UnsafeMutablePointer<Float>) {
-        for h in 0..<heads { bias[h] = 0 }
+        var sums = HeadSums(bias, heads: heads)
         var c = 0
         while c &+ 8 <= d {
             let raw = headers(group + c &* rowBytes, rowBytes: rowBytes)
@@ -109,10 +138,11 @@ extension SwiftEmitter {
             for h in 0..<heads {
                 let qv = UnsafeRawPointer(q + (h &* d &+ c)).loadUnaligned(as: SIMD8<Float>.self)
                 UnsafeMutableRawPointer(scaled + (h &* d &+ c)).storeBytes(of: qv * s, as: SIMD8<Float>.self)
-                bias[h] += (qv * z).sum()
+                sums.add(h, qv, z)
             }
             c &+= 8
         }
+        sums.finish()
         while c < d {
             let p = group + c &* rowBytes
             let s = blockScale(p), z = blockScale(p + 2)
@@ -132,7 +162,7 @@ extension SwiftEmitter {
     @inline(__always)
     func scaleWeights(_ weights: UnsafePointer<Float>, stride: Int, _ occ: UnsafePointer<Int32>, heads: Int, _ rows: UnsafeRawPointer,
                       rowBytes: Int, tokens: Int, _ scaled: UnsafeMutablePointer<Float>, _ bias: UnsafeMutablePointer<Float>) {
-        for h in 0..<heads { bias[h] = 0 }
+        var sums = HeadSums(bias, heads: heads)
         var t = 0
         while t &+ 8 <= tokens {
             let raw = headers(rows + t &* rowBytes, rowBytes: rowBytes)
@@ -142,10 +172,11 @@ extension SwiftEmitter {
                 let w = unsafeBitCast(unsafeBitCast(UnsafeRawPointer(weights + (h &* stride &+ t)).loadUnaligned(as: SIMD8<Float>.self),
                                                     to: SIMD8<UInt32>.self) & keep, to: SIMD8<Float>.self)
                 UnsafeMutableRawPointer(scaled + (h &* tokens &+ t)).storeBytes(of: w * s, as: SIMD8<Float>.self)
-                bias[h] += (w * z).sum()
+                sums.add(h, w, z)
             }
             t &+= 8
         }
+        sums.finish()
         while t < tokens {
             guard occ[t] >= 0 else {
                 for h in 0..<heads { scaled[h &* tokens &+ t] = 0 }

@@ -24,9 +24,10 @@ extension SwiftEmitter {
     /// The import the integer path needs (placed with the file's other imports).
     static let quantisedDotImports = "#if KVPLAN_AVX2\nimport _Builtin_intrinsics.intel\n#endif\n"
 
-    /// True when `kernels` call the q8_0 / q4_0 dot products.
+    /// True when `kernels` call the q8_0 / q4_0 dot products or round rows to int8 themselves
+    /// (the integer key products of decode attention).
     static func usesQuantisedDots(_ kernels: String) -> Bool {
-        kernels.contains("dotQ8(") || kernels.contains("dotQ4(")
+        kernels.contains("dotQ8(") || kernels.contains("dotQ4(") || kernels.contains("quantiseRow(")
     }
 
     static let quantisedDotHelpers = """

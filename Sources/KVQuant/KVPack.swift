@@ -70,6 +70,28 @@ public enum KVPack {
         }
     }
 
+    /// One quantised key group (`layout.tokens` ≤ `layout.group` tokens) as stored: its codes
+    /// token-major (`[token][channel]`) and each channel's scale and zero point as f32 — what the
+    /// integer key products read (KeyProductRounding).
+    public static func keyGroupCodes(_ bytes: UnsafeRawBufferPointer, _ layout: KVSegmentLayout) -> (codes: [UInt8], scales: [Float], zeros: [Float]) {
+        precondition(layout.kind == .keys && layout.bits.isQuantised && layout.tokens <= layout.group && bytes.count == layout.bytes,
+                     "keyGroupCodes: one quantised key group of \(layout.bytes) bytes")
+        let (n, c) = (layout.tokens, layout.channels)
+        let rowBytes = KVSegmentLayout.groupHeaderBytes + KVSegmentLayout.packedBytes(n, bits: layout.bits.bits)
+        var codes = [UInt8](repeating: 0, count: n * c), scales = [Float](repeating: 0, count: c), zeros = scales
+        let (width, mask) = (layout.bits.bits, layout.bits.maxLevel)
+        for ch in 0..<c {
+            let at = ch * rowBytes
+            scales[ch] = readHalf(bytes, at)
+            zeros[ch] = readHalf(bytes, at + 2)
+            for t in 0..<n {
+                let bit = t * width
+                codes[t * c + ch] = UInt8((Int(bytes[at + 4 + bit / 8]) >> (bit % 8)) & mask)
+            }
+        }
+        return (codes, scales, zeros)
+    }
+
     /// The fp16 scale and zero point of a group, as stored.
     public static func scaleAndZero(_ group: [Float], bits: KVBits) -> (scale: Float16, zero: Float16) {
         let lo = group.min() ?? 0, hi = group.max() ?? 0

@@ -404,6 +404,23 @@ public final class PackedKVCache {
         return HeldRows(keys: keys, values: values, places: places)
     }
 
+    /// KV head `h`'s key groups among `places` that the integer kernel multiplies
+    /// (KeyProductRounding.applies), keyed by segment·slots + the group's first slot: their codes,
+    /// scales and zero points as stored.
+    func integerKeyGroups(_ places: [(segment: Int, slot: Int)], head h: Int, headDim: Int) -> [Int: (codes: [UInt8], scales: [Float], zeros: [Float])] {
+        let segments = [fixed, high, low]
+        var out: [Int: (codes: [UInt8], scales: [Float], zeros: [Float])] = [:]
+        for place in places {
+            let s = segments[place.segment]
+            let first = place.segment * slots + place.slot / s.group * s.group
+            guard out[first] == nil else { continue }
+            let (_, range, layout) = s.headKeys(place.slot, h)
+            guard KeyProductRounding.applies(bits: s.keyBits, tokens: layout.tokens, headDim: headDim) else { continue }
+            out[first] = KVPack.keyGroupCodes(UnsafeRawBufferPointer(rebasing: s.keys[range]), layout)
+        }
+        return out
+    }
+
     /// Decode attention of `q` (heads × head dim) over the tokens each KV head holds and the new
     /// token's `key`/`value` (full precision); adds each held token's attention, summed over the
     /// query heads of its KV head's group, to its score under that KV head. Returns heads × value
@@ -421,12 +438,26 @@ public final class PackedKVCache {
             let n = rows.places.count
             for i in 0..<dv { rows.keys[n * dv + i] = key[g * dv + i]; rows.values[n * dv + i] = value[g * dv + i] }
             var received = [Double](repeating: 0, count: n + 1)
+            let integerGroups = integerKeyGroups(rows.places, head: g, headDim: d)
             for h in g * group..<(g + 1) * group {
                 let head = q.withUnsafeBufferPointer { q in
-                    rows.keys.withUnsafeBufferPointer { k in
+                    var products: [Double?]?
+                    if !integerGroups.isEmpty {
+                        // Whole 4-bit key groups: q·k as the integer kernel computes it.
+                        var logits: [Int: [Double]] = [:]
+                        for (first, group) in integerGroups {
+                            logits[first] = KeyProductRounding.logits(query: q.baseAddress! + h * d, codes: group.codes, scales: group.scales,
+                                                                      zeros: group.zeros, tokens: KeyProductRounding.groupTokens)
+                        }
+                        products = rows.places.map { place in
+                            let first = place.segment * slots + place.slot / fixed.group * fixed.group
+                            return logits[first].map { $0[place.slot - place.slot / fixed.group * fixed.group] }
+                        } + [nil]
+                    }
+                    return rows.keys.withUnsafeBufferPointer { k in
                         rows.values.withUnsafeBufferPointer { v in
                             ReferenceInterpreter.attendHead(query: q.baseAddress! + h * d, keys: k.baseAddress!, keyStride: dv, values: v.baseAddress!,
-                                                            valueStride: dv, tokens: n + 1, d: d, dv: dv, scale: scale)
+                                                            valueStride: dv, tokens: n + 1, d: d, dv: dv, scale: scale, products: products)
                         }
                     }
                 }

@@ -497,10 +497,13 @@ extension ReferenceInterpreter {
     /// One query head over `tokens` rows of keys and values (row t at `keys + t·keyStride`, `values +
     /// t·valueStride`): softmax(q·k_t·scale) and Σ_t w_t·v_t, in Double; returns the output (dv
     /// values) and each token's weight.
+    /// `products[t]`, when given and not nil, is token t's q·k computed elsewhere (an integer key
+    /// group: KeyProductRounding) and replaces the f32 row's.
     static func attendHead(query: UnsafePointer<Float>, keys: UnsafePointer<Float>, keyStride: Int, values: UnsafePointer<Float>, valueStride: Int,
-                           tokens: Int, d: Int, dv: Int, scale: Double) -> (out: [Double], weights: [Double]) {
+                           tokens: Int, d: Int, dv: Int, scale: Double, products: [Double?]? = nil) -> (out: [Double], weights: [Double]) {
         let q = (0..<d).map { Double(query[$0]) }
         let scores = (0..<tokens).map { t in
+            if let p = products?[t] { return p * scale }
             let k = keys + t * keyStride
             var acc = 0.0
             for i in 0..<d { acc += q[i] * Double(k[i]) }

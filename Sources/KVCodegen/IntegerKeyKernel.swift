@@ -1,0 +1,110 @@
+// The key phase of decode attention over whole 4-bit key groups in 8-bit integer products.
+//
+// Rationale. In f32 every 4-bit code of a GQA-4 key group feeds four FMAs (one per query head),
+// which caps the key phase near 4 GB/s on this machine, a fifth of the copy bandwidth
+// (Docs/benchmarks.md). KVQuant.KeyProductRounding rounds the scaled query to int8 per block of
+// 32 channels, so the products can be `vpmaddubsw` (u8 codes × s8 query, 32 per instruction):
+// per pair of channels one 16-bit sum, two more channels in the neighbouring lane. That needs a
+// token's channels in adjacent bytes, while KIVI's layout stores each channel's 32 codes in its
+// own 20-byte row. Rather than change the stored layout (the cache manager, the packed reference
+// and every segment size would follow), four channel rows are interleaved in registers: 8 bytes
+// of each (16 tokens, two per byte) are unpacked byte-wise then word-wise into [token pair:
+// c0 c1 c2 c3], and the nibbles split into even and odd tokens — 8 shuffle/mask instructions per
+// 4 channels × 16 tokens, against which each head needs 2 multiply-adds and 2 adds. Sums stay in
+// 16 bits for one block of 32 channels (8 × 2·15·127 = 30,480 < 32,767), then `vpmaddwd` with
+// ones gives each token's Int32 sum, converted and scaled by the block's query scale in f32.
+//
+// Without AVX2 (the portable build) the attention kernel calls the f32 blocked kernel over the
+// rounded query instead (QuantisedRow.values), the same products up to summation order.
+
+extension SwiftEmitter {
+    /// The rounding of the scaled query for the integer key kernels (AVX2 builds).
+    static let queryRounding = """
+
+    #if KVPLAN_AVX2
+    /// Rounds `n` scaled query values (a multiple of 32) to int8 per block of 32: scales[b] =
+    /// max|x|/127, codes x/scale rounded to nearest even (KVQuant.KeyProductRounding) —
+    /// quantiseRow's rounding without its q4_0 offsets, the block maximum reduced in registers
+    /// (a lane-by-lane scalar maximum made this pass cost more than the products).
+    @inline(never)
+    func roundQueries(_ x: UnsafePointer<Float>, _ n: Int, _ codes: UnsafeMutablePointer<Int8>, _ scales: UnsafeMutablePointer<Float>) {
+        let magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFF_FFFF))
+        @inline(__always) func load(_ i: Int) -> SIMD8<Float> { UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<Float>.self) }
+        @inline(__always) func i32(_ v: SIMD8<Float>, _ inverse: SIMD8<Float>) -> __m256i { _mm256_cvtps_epi32((v * inverse).rounded(.toNearestOrEven)) }
+        var b = 0
+        while b < n &>> 5 {
+            let v0 = load(b &* 32), v1 = load(b &* 32 &+ 8), v2 = load(b &* 32 &+ 16), v3 = load(b &* 32 &+ 24)
+            var m = _mm256_max_ps(_mm256_max_ps(_mm256_and_ps(v0, magnitude), _mm256_and_ps(v1, magnitude)),
+                                  _mm256_max_ps(_mm256_and_ps(v2, magnitude), _mm256_and_ps(v3, magnitude)))
+            m = _mm256_max_ps(m, SIMD8(m[4], m[5], m[6], m[7], m[0], m[1], m[2], m[3]))
+            m = _mm256_max_ps(m, SIMD8(m[2], m[3], m[0], m[1], m[6], m[7], m[4], m[5]))
+            m = _mm256_max_ps(m, SIMD8(m[1], m[0], m[3], m[2], m[5], m[4], m[7], m[6]))
+            let d = m[0] / 127, inverse = SIMD8<Float>(repeating: d == 0 ? 0 : 1 / d)
+            scales[b] = d
+            let low = _mm256_packs_epi32(i32(v0, inverse), i32(v1, inverse)), high = _mm256_packs_epi32(i32(v2, inverse), i32(v3, inverse))
+            let packed = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(low, high), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7))
+            UnsafeMutableRawPointer(codes + b &* 32).storeBytes(of: unsafeBitCast(packed, to: SIMD32<Int8>.self), as: SIMD32<Int8>.self)
+            b &+= 1
+        }
+    }
+    #endif
+
+    """
+
+    /// The integer key kernel for `heads` heads (1–4), named `keyGroupLogitsI8H<heads>`.
+    static func integerKeyKernel(heads: Int) -> String {
+        let hs = 0..<heads
+        var s = """
+
+        #if KVPLAN_AVX2
+        /// Scaled logits of \(heads) head(s) over one full 4-bit key group of 32 tokens in 8-bit integer
+        /// products (KVQuant.KeyProductRounding): out[h·stride + t] = (Σ_B qs[h·d/32 + B]·Σ_{c∈B}
+        /// q8[h·d + c]·code_ct + bias[h])·scale, channel rows `rowBytes` apart (codes after the 4-byte
+        /// scale and zero), `d` a multiple of 32. Not inlined, as the f32 blocked kernels.
+        @inline(never)
+        func keyGroupLogitsI8H\(heads)(_ q8: UnsafePointer<Int8>, _ qs: UnsafePointer<Float>, _ group: UnsafeRawPointer, rowBytes: Int, d: Int,
+                                   _ bias: UnsafePointer<Float>, scale: Float, _ out: UnsafeMutablePointer<Float>, stride: Int,
+                                   _ tmp: UnsafeMutablePointer<Float>) {
+            let low = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1)
+            @inline(__always) func bytes8(_ p: UnsafeRawPointer) -> __m128i { unsafeBitCast(SIMD2<UInt64>(p.loadUnaligned(as: UInt64.self), 0), to: __m128i.self) }
+            @inline(__always) func floats(_ x: __m256i) -> SIMD8<Float> { unsafeBitCast(_mm256_cvtepi32_ps(_mm256_madd_epi16(x, ones)), to: SIMD8<Float>.self) }
+            let blocks = d &>> 5
+            for half in 0..<2 {
+                for i in 0..<\(heads * 16) { tmp[i] = 0 }
+                for b in 0..<blocks {
+                    var \(hs.map { "a\($0)e = _mm256_setzero_si256(), a\($0)o = _mm256_setzero_si256()" }.joined(separator: ", "))
+                    var p = group + (b &* 32 &* rowBytes &+ 4 &+ half &* 8)
+                    let qb = UnsafeRawPointer(q8 + b &* 32)
+                    for quad in 0..<8 {
+                        let u01 = _mm_unpacklo_epi8(bytes8(p), bytes8(p + rowBytes))
+                        let u23 = _mm_unpacklo_epi8(bytes8(p + 2 &* rowBytes), bytes8(p + 3 &* rowBytes))
+                        let w = _mm256_set_m128i(_mm_unpackhi_epi16(u01, u23), _mm_unpacklo_epi16(u01, u23))
+                        let e = _mm256_and_si256(w, low), o = _mm256_and_si256(_mm256_srli_epi16(w, 4), low)
+
+        """
+        for h in hs {
+            s += "                let q\(h) = _mm256_set1_epi32((qb + (\(h == 0 ? "" : "d &* \(h) &+ ")quad &* 4)).loadUnaligned(as: Int32.self))\n"
+            s += "                a\(h)e = _mm256_add_epi16(a\(h)e, _mm256_maddubs_epi16(e, q\(h))); a\(h)o = _mm256_add_epi16(a\(h)o, _mm256_maddubs_epi16(o, q\(h)))\n"
+        }
+        s += """
+                        p += 4 &* rowBytes
+                    }
+
+        """
+        for h in hs {
+            s += """
+                        let s\(h) = SIMD8<Float>(repeating: qs[\(h == 0 ? "" : "blocks &* \(h) &+ ")b])
+                        let t\(h) = UnsafeMutableRawPointer(tmp + \(h * 16))
+                        t\(h).storeBytes(of: t\(h).loadUnaligned(as: SIMD8<Float>.self).addingProduct(s\(h), floats(a\(h)e)), as: SIMD8<Float>.self)
+                        t\(h).storeBytes(of: t\(h).loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self).addingProduct(s\(h), floats(a\(h)o)), toByteOffset: 32, as: SIMD8<Float>.self)
+
+            """
+        }
+        s += "        }\n"
+        for h in hs {
+            s += "        let o\(h) = out + (\(h == 0 ? "" : "stride &* \(h) &+ ")half &* 16), b\(h) = bias[\(h)]\n"
+            s += "        for i in 0..<8 { o\(h)[2 &* i] = (tmp[\(h * 16) &+ i] + b\(h)) * scale; o\(h)[2 &* i &+ 1] = (tmp[\(h * 16 + 8) &+ i] + b\(h)) * scale }\n"
+        }
+        return s + "    }\n}\n#endif\n"
+    }
+}
