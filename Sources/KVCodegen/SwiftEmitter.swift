@@ -21,6 +21,8 @@ import KVQuant
 public struct SwiftEmitter {
     public let program: ModelProgram
     public let schedule: ExecutionSchedule
+    /// Bytes of q8_0 / q4_0 weights up to which rows are multiplied in pairs (KernelEmitter).
+    public var pairedRowsLimit = SwiftEmitter.defaultPairedRowsLimit
 
     /// Ops the emitter has kernels for.
     public static let supported: Set<String> = ["embed", "matmul", "add", "mul", "rmsnorm", "layernorm", "rope", "attention", "softmax",
@@ -131,9 +133,13 @@ public struct SwiftEmitter {
     }
 
     /// Lowers `plan` over `program` and emits it: (schedule, Kernels.swift, Schedule.swift).
-    public static func artifacts(program: ModelProgram, plan: Plan) throws(CodegenError) -> (schedule: ExecutionSchedule, kernels: String, step: String) {
+    /// `pairedRowsLimit`: see the property (tests lower it to reach the one-row path).
+    public static func artifacts(program: ModelProgram, plan: Plan, pairedRowsLimit: Int = defaultPairedRowsLimit) throws(CodegenError)
+        -> (schedule: ExecutionSchedule, kernels: String, step: String) {
         let schedule = try ScheduleLowering.lower(program: program, plan: plan)
-        let (kernels, step) = try SwiftEmitter(program: program, schedule: schedule).emit()
+        var emitter = try SwiftEmitter(program: program, schedule: schedule)
+        emitter.pairedRowsLimit = pairedRowsLimit
+        let (kernels, step) = try emitter.emit()
         return (schedule, kernels, step)
     }
 

@@ -16,14 +16,14 @@ struct EveryKernelTests {
     /// reference computes with the same dequantised values.
     static func tolerance(_ reference: Float) -> Float { 1e-4 + 1e-3 * abs(reference) }
 
-    static func compiled() throws -> (ModelProgram, ExecutionSchedule, kernels: String, step: String) {
+    static func compiled(pairedRowsLimit: Int = SwiftEmitter.defaultPairedRowsLimit) throws -> (ModelProgram, ExecutionSchedule, kernels: String, step: String) {
         let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/every-kernel.graph").path
         let graph = try GraphCompiler.compile(SourceFile(path: path, text: try String(contentsOfFile: path, encoding: .utf8))).graph
         let target = try TargetParser.parse(SourceFile(path: "<preset cpu>", text: TargetPresets.source("cpu")!))
         let plan = try PlacementPlanner.plan(try PlacementProblem(graph: graph, target: target), method: .belady, objective: .time, baselines: [])
         #expect(PlanVerifier.check(plan).isEmpty)
         let program = ProgramExport.program(graph)
-        let (schedule, kernels, step) = try SwiftEmitter.artifacts(program: program, plan: plan)
+        let (schedule, kernels, step) = try SwiftEmitter.artifacts(program: program, plan: plan, pairedRowsLimit: pairedRowsLimit)
         return (program, schedule, kernels, step)
     }
 
@@ -35,11 +35,14 @@ struct EveryKernelTests {
     }
 
     /// With the runtime's flags (x86-64: the 8-bit integer q8_0/q4_0 dot products) and without
-    /// KVPLAN_AVX2 (their portable f32 path over the same quantised rows).
+    /// KVPLAN_AVX2 (their portable f32 path over the same quantised rows); q8_0/q4_0 rows in pairs
+    /// (the fixture's weights are small) and, with the pairing limit at 0, one row per call.
     @Test("12 decode steps: every op's results equal the reference interpreter's within 1e-4 + 1e-3·|ref|",
-          arguments: [KernelLibrary.defaultTargetFlags, ["-target-cpu", "haswell"]])
-    func everyOp(targetFlags: [String]) throws {
-        let (program, schedule, kernels, step) = try Self.compiled()
+          arguments: [(KernelLibrary.defaultTargetFlags, SwiftEmitter.defaultPairedRowsLimit), (["-target-cpu", "haswell"], SwiftEmitter.defaultPairedRowsLimit),
+                      (KernelLibrary.defaultTargetFlags, 0)])
+    func everyOp(targetFlags: [String], pairedRowsLimit: Int) throws {
+        let (program, schedule, kernels, step) = try Self.compiled(pairedRowsLimit: pairedRowsLimit)
+        #expect(kernels.contains("dotQ4Pair(q,") == (pairedRowsLimit > 0))
         let weights = SeededWeights.make(program, seed: 11)
         let library = try KernelLibrary(kernels: kernels, schedule: step, targetFlags: targetFlags)
         library.setThreads(2)

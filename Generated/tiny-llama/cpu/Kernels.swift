@@ -369,7 +369,63 @@ func dotQ4(_ q: QuantisedRow, _ w: UnsafeRawPointer, _ n: Int) -> Float {
     while b < blocks { s0.addProduct(d(p, b), nibbleDot32(p + 2, x(b), o(b))); b &+= 1; p += 18 }
     return ((s0 + s1) + (s2 + s3)).sum()
 }
+/// Two weight rows `rowBytes` apart (q8_0 when `nibbles` is false, q4_0 when true): x·row for
+/// both, each activation block loaded once for the two rows. Per row a call, its loop set-up
+/// and the final reductions cost as much as a few blocks at tiny-llama's 256–704 columns.
+@inline(__always)
+func dotPair(_ q: QuantisedRow, _ w: UnsafeRawPointer, rowBytes: Int, _ n: Int, nibbles: Bool) -> (Float, Float) {
+    var a0 = SIMD8<Float>(), a1 = SIMD8<Float>(), b0 = SIMD8<Float>(), b1 = SIMD8<Float>()
+    let blockBytes = nibbles ? 18 : 34
+    @inline(__always) func x(_ b: Int) -> __m256i { unsafeBitCast(UnsafeRawPointer(q.codes + b &* 32).loadUnaligned(as: SIMD32<Int8>.self), to: __m256i.self) }
+    @inline(__always) func o(_ b: Int) -> __m256i { unsafeBitCast(UnsafeRawPointer(q.offsets + b &* 8).loadUnaligned(as: SIMD8<Int32>.self), to: __m256i.self) }
+    @inline(__always) func product(_ p: UnsafeRawPointer, _ b: Int, _ xb: __m256i, _ ob: __m256i) -> SIMD8<Float> {
+        nibbles ? nibbleDot32(p + 2, xb, ob) : signedDot32(unsafeBitCast(p.loadUnaligned(fromByteOffset: 2, as: SIMD32<Int8>.self), to: __m256i.self), xb)
+    }
+    @inline(__always) func d(_ p: UnsafeRawPointer, _ s: Float) -> SIMD8<Float> { SIMD8<Float>(repeating: blockScale(p) * s) }
+    @inline(__always) func h(_ p: UnsafeRawPointer) -> UInt32 { UInt32(p.loadUnaligned(as: UInt16.self)) }
+    let blocks = n &>> 5
+    var b = 0, p = w
+    while b &+ 2 <= blocks {
+        let x0 = x(b), x1 = x(b &+ 1)
+        let o0 = nibbles ? o(b) : x0, o1 = nibbles ? o(b &+ 1) : x1
+        let p1 = p + blockBytes, r0 = p + rowBytes, r1 = p + (rowBytes &+ blockBytes)
+        // The four blocks' fp16 scales converted together, with integer operations (F16C's
+        // scalar form merged each into a live register: every block waited for the last).
+        let raw = SIMD4<UInt32>(h(p), h(p1), h(r0), h(r1))
+        let magnitude = unsafeBitCast((raw & 0x7FFF) &<< 13, to: SIMD4<Float>.self) * 0x1p112
+        let sx = SIMD2<Float>(q.scales[b], q.scales[b &+ 1])
+        let ds = unsafeBitCast(unsafeBitCast(magnitude, to: SIMD4<UInt32>.self) | ((raw & 0x8000) &<< 16), to: SIMD4<Float>.self)
+            * SIMD4<Float>(sx[0], sx[1], sx[0], sx[1])
+        a0.addProduct(SIMD8<Float>(repeating: ds[0]), product(p, b, x0, o0))
+        a1.addProduct(SIMD8<Float>(repeating: ds[1]), product(p1, b &+ 1, x1, o1))
+        b0.addProduct(SIMD8<Float>(repeating: ds[2]), product(r0, b, x0, o0))
+        b1.addProduct(SIMD8<Float>(repeating: ds[3]), product(r1, b &+ 1, x1, o1))
+        b &+= 2; p += 2 &* blockBytes
+    }
+    if b < blocks {
+        let x0 = x(b), o0 = nibbles ? o(b) : x0, s0 = q.scales[b]
+        a0.addProduct(d(p, s0), product(p, b, x0, o0))
+        b0.addProduct(d(p + rowBytes, s0), product(p + rowBytes, b, x0, o0))
+    }
+    return ((a0 + a1).sum(), (b0 + b1).sum())
+}
+
+/// Two q8_0 rows `rowBytes` apart: x·row for both (dotPair).
+@inline(never)
+func dotQ8Pair(_ q: QuantisedRow, _ w: UnsafeRawPointer, rowBytes: Int, _ n: Int) -> (Float, Float) { dotPair(q, w, rowBytes: rowBytes, n, nibbles: false) }
+
+/// Two q4_0 rows `rowBytes` apart: x·row for both (dotPair).
+@inline(never)
+func dotQ4Pair(_ q: QuantisedRow, _ w: UnsafeRawPointer, rowBytes: Int, _ n: Int) -> (Float, Float) { dotPair(q, w, rowBytes: rowBytes, n, nibbles: true) }
 #else
+/// Two weight rows `rowBytes` apart: x·row for both (the portable build calls the one-row products).
+@inline(never)
+func dotQ8Pair(_ q: QuantisedRow, _ w: UnsafeRawPointer, rowBytes: Int, _ n: Int) -> (Float, Float) { (dotQ8(q, w, n), dotQ8(q, w + rowBytes, n)) }
+
+/// Two q4_0 rows `rowBytes` apart: x·row for both (the portable build calls the one-row products).
+@inline(never)
+func dotQ4Pair(_ q: QuantisedRow, _ w: UnsafeRawPointer, rowBytes: Int, _ n: Int) -> (Float, Float) { (dotQ4(q, w, n), dotQ4(q, w + rowBytes, n)) }
+
 /// Weight rows stored as ggml q8_0 blocks: x·row over `n` values (a multiple of 32), in f32
 /// over the quantised row's values (x scaled by d so the codes go straight into the FMAs).
 @inline(never)
