@@ -404,15 +404,20 @@ public final class PackedKVCache {
         return HeldRows(keys: keys, values: values, places: places)
     }
 
+    /// The key group holding `place` (segment·slots + the group's first slot) and the slot's index in it.
+    func keyGroup(_ place: (segment: Int, slot: Int)) -> (key: Int, index: Int) {
+        let group = fixed.group
+        return (place.segment * slots + place.slot / group * group, place.slot % group)
+    }
+
     /// KV head `h`'s key groups among `places` that the integer kernel multiplies
-    /// (KeyProductRounding.applies), keyed by segment·slots + the group's first slot: their codes,
-    /// scales and zero points as stored.
+    /// (KeyProductRounding.applies), keyed by `keyGroup`: their codes, scales and zero points as stored.
     func integerKeyGroups(_ places: [(segment: Int, slot: Int)], head h: Int, headDim: Int) -> [Int: (codes: [UInt8], scales: [Float], zeros: [Float])] {
         let segments = [fixed, high, low]
         var out: [Int: (codes: [UInt8], scales: [Float], zeros: [Float])] = [:]
         for place in places {
             let s = segments[place.segment]
-            let first = place.segment * slots + place.slot / s.group * s.group
+            let first = keyGroup(place).key
             guard out[first] == nil else { continue }
             let (_, range, layout) = s.headKeys(place.slot, h)
             guard KeyProductRounding.applies(bits: s.keyBits, tokens: layout.tokens, headDim: headDim) else { continue }
@@ -450,8 +455,8 @@ public final class PackedKVCache {
                                                                       zeros: group.zeros, tokens: KeyProductRounding.groupTokens)
                         }
                         products = rows.places.map { place in
-                            let first = place.segment * slots + place.slot / fixed.group * fixed.group
-                            return logits[first].map { $0[place.slot - place.slot / fixed.group * fixed.group] }
+                            let (first, index) = keyGroup(place)
+                            return logits[first].map { $0[index] }
                         } + [nil]
                     }
                     return rows.keys.withUnsafeBufferPointer { k in
