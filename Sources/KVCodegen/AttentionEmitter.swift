@@ -43,10 +43,7 @@ extension SwiftEmitter {
             let received = (state + \(state.received)).assumingMemoryBound(to: Float.self)
             let newScore = (state + \(state.newScore)).assumingMemoryBound(to: Float.self)
             let logits = UnsafeMutablePointer<Float>.allocate(capacity: \(heads * (slots + 1)))
-            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: \(256 + 2 * groupSize + groupSize * max(d, 256)))
-            defer { logits.deallocate(); scratch.deallocate() }
-            let codes = scratch, bias = scratch + 256, weights = scratch + \(256 + groupSize), scaled = scratch + \(256 + 2 * groupSize)
-            _ = (codes, bias, weights, scaled)
+            defer { logits.deallocate() }
             for b in 0..<\(batch) {
                 (kn + b &* \(c)).update(from: k + b &* \(c), count: \(c))
                 (vn + b &* \(c)).update(from: v + b &* \(c), count: \(c))
@@ -91,29 +88,36 @@ extension SwiftEmitter {
             values += KVSegmentLayout(kind: .values, tokens: count, channels: c, bits: KVBits(rawValue: vb) ?? .b16).bytes
         }
         let stride = slots + 1
+        // KV heads are independent (own slots, logits, outputs and scores), so they are split over
+        // threads; each part has its own scratch.
+        body += """
+                let keys = UnsafeRawPointer(kc) + b &* \(cache.keyBytes / batch), values = UnsafeRawPointer(vc) + b &* \(cache.valueBytes / batch)
+                parallelRows(\(kvHeads), work: \(heads * slots * d / 16)) { gLo, gHi in
+                    let scratch = UnsafeMutablePointer<Float>.allocate(capacity: \(256 + 2 * groupSize + groupSize * max(d, 256)))
+                    defer { scratch.deallocate() }
+                    let codes = scratch, bias = scratch + 256, weights = scratch + \(256 + groupSize), scaled = scratch + \(256 + 2 * groupSize)
+                    _ = (codes, bias, weights, scaled)
+
+        """
         if segments.contains(where: { Self.integerKeys($0, d: d) }) {
             // The scaled query of a KV head's group rounded to int8 per 32 channels (KeyProductRounding).
             let n = groupSize * d, blocks = n / 32
-            body = body.replacingOccurrences(of: "    for b in 0..<\(batch) {\n", with: """
-                let rounding = UnsafeMutableRawPointer.allocate(byteCount: \(n * 5 + blocks * 36), alignment: 32)
-                defer { rounding.deallocate() }
-                let qrow = QuantisedRow(values: rounding.bindMemory(to: Float.self, capacity: \(n)),
-                                        offsets: (rounding + \(n * 4)).bindMemory(to: Int32.self, capacity: \(blocks * 8)),
-                                        scales: (rounding + \(n * 4 + blocks * 32)).bindMemory(to: Float.self, capacity: \(blocks)),
-                                        codes: (rounding + \(n * 4 + blocks * 36)).bindMemory(to: Int8.self, capacity: \(n)))
-                for b in 0..<\(batch) {
+            body += """
+                        let rounding = UnsafeMutableRawPointer.allocate(byteCount: \(n * 5 + blocks * 36), alignment: 32)
+                        defer { rounding.deallocate() }
+                        let qrow = QuantisedRow(values: rounding.bindMemory(to: Float.self, capacity: \(n)),
+                                                offsets: (rounding + \(n * 4)).bindMemory(to: Int32.self, capacity: \(blocks * 8)),
+                                                scales: (rounding + \(n * 4 + blocks * 32)).bindMemory(to: Float.self, capacity: \(blocks)),
+                                                codes: (rounding + \(n * 4 + blocks * 36)).bindMemory(to: Int8.self, capacity: \(n)))
 
-            """)
+            """
         }
-        body += """
-                let keys = UnsafeRawPointer(kc) + b &* \(cache.keyBytes / batch), values = UnsafeRawPointer(vc) + b &* \(cache.valueBytes / batch)
-
-        """
         // Phases run over every KV head in turn, so the cache is read front to back (a quantised
         // key group or a block of value rows holds every head's channels): keys, softmax, values.
         let scope = Self.headScope(kvHeads: kvHeads, heads: heads, groupSize: groupSize, d: d, dv: dv, slots: slots, stride: stride)
-        for s in segments { body += keyLogits(s, heads: groupSize, channels: c, d: d, scale: scale, stride: stride, scope: scope) }
-        body += scope("""
+        var phases = ""
+        for s in segments { phases += keyLogits(s, heads: groupSize, channels: c, d: d, scale: scale, stride: stride, scope: scope) }
+        phases += scope("""
                     let kNew = k + (b &* \(c) &+ g &* \(d)), vNew = v + (b &* \(c) &+ g &* \(dv))
                     var newWeight: Float = 0
                     for h in 0..<\(groupSize) {
@@ -131,8 +135,9 @@ extension SwiftEmitter {
                     }
 
         """, 0)
-        for s in segments { body += valueAccumulation(s, heads: groupSize, channels: c, dv: dv, stride: stride, scope: scope) }
-        body += "    }\n"
+        for s in segments { phases += valueAccumulation(s, heads: groupSize, channels: c, dv: dv, stride: stride, scope: scope) }
+        body += phases.split(separator: "\n", omittingEmptySubsequences: false).map { $0.isEmpty ? "" : "    " + $0 }.joined(separator: "\n")
+        body += "        }\n    }\n"
         return (Self.attentionSignature, body)
     }
 
@@ -142,7 +147,7 @@ extension SwiftEmitter {
         { inner, indent in
             let pad = String(repeating: "    ", count: indent)
             let head = """
-                    for g in 0..<\(kvHeads) {
+                    for g in gLo..<gHi {
                         let occ = occupancy + (b &* \(kvHeads) &+ g) &* \(slots), lg = logits + g &* \(groupSize * stride)
                         let qg = q + (b &* \(heads) &+ g &* \(groupSize)) &* \(d), yg = y + (b &* \(heads) &+ g &* \(groupSize)) &* \(dv)
                         _ = (occ, lg, qg, yg)

@@ -13,6 +13,8 @@
 // 4 channels × 16 tokens, against which each head needs 2 multiply-adds and 2 adds. Sums stay in
 // 16 bits for one block of 32 channels (8 × 2·15·127 = 30,480 < 32,767), then `vpmaddwd` with
 // ones gives each token's Int32 sum, converted and scaled by the block's query scale in f32.
+// With AVX-VNNI (KVPLAN_AVXVNNI, KernelLibrary) `vpdpbusd` does multiply, pair sums and the
+// accumulation into Int32 in one instruction: the same integers, two instructions fewer per head.
 //
 // Without AVX2 (the portable build) the attention kernel calls the f32 blocked kernel over the
 // rounded query instead (QuantisedRow.values), the same products up to summation order.
@@ -47,6 +49,27 @@ extension SwiftEmitter {
             b &+= 1
         }
     }
+
+    /// a + the (u8 × s8) products of u and s summed per four neighbouring bytes: `vpdpbusd` into
+    /// Int32 lanes with AVX-VNNI; otherwise `vpmaddubsw` into Int16 pair sums (keySums widens them).
+    @inline(__always)
+    func keyProducts(_ a: __m256i, _ u: __m256i, _ s: __m256i) -> __m256i {
+    #if KVPLAN_AVXVNNI
+        return _mm256_dpbusd_avx_epi32(a, u, s)
+    #else
+        return _mm256_add_epi16(a, _mm256_maddubs_epi16(u, s))
+    #endif
+    }
+
+    /// keyProducts' accumulator as eight f32 sums of four neighbouring bytes' products each.
+    @inline(__always)
+    func keySums(_ a: __m256i) -> SIMD8<Float> {
+    #if KVPLAN_AVXVNNI
+        return unsafeBitCast(_mm256_cvtepi32_ps(a), to: SIMD8<Float>.self)
+    #else
+        return unsafeBitCast(_mm256_cvtepi32_ps(_mm256_madd_epi16(a, _mm256_set1_epi16(1))), to: SIMD8<Float>.self)
+    #endif
+    }
     #endif
 
     """
@@ -65,9 +88,8 @@ extension SwiftEmitter {
         func keyGroupLogitsI8H\(heads)(_ q8: UnsafePointer<Int8>, _ qs: UnsafePointer<Float>, _ group: UnsafeRawPointer, rowBytes: Int, d: Int,
                                    _ bias: UnsafePointer<Float>, scale: Float, _ out: UnsafeMutablePointer<Float>, stride: Int,
                                    _ tmp: UnsafeMutablePointer<Float>) {
-            let low = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1)
+            let low = _mm256_set1_epi8(15)
             @inline(__always) func bytes8(_ p: UnsafeRawPointer) -> __m128i { unsafeBitCast(SIMD2<UInt64>(p.loadUnaligned(as: UInt64.self), 0), to: __m128i.self) }
-            @inline(__always) func floats(_ x: __m256i) -> SIMD8<Float> { unsafeBitCast(_mm256_cvtepi32_ps(_mm256_madd_epi16(x, ones)), to: SIMD8<Float>.self) }
             let blocks = d &>> 5
             for half in 0..<2 {
                 for i in 0..<\(heads * 16) { tmp[i] = 0 }
@@ -84,7 +106,7 @@ extension SwiftEmitter {
         """
         for h in hs {
             s += "                let q\(h) = _mm256_set1_epi32((qb + (\(h == 0 ? "" : "d &* \(h) &+ ")quad &* 4)).loadUnaligned(as: Int32.self))\n"
-            s += "                a\(h)e = _mm256_add_epi16(a\(h)e, _mm256_maddubs_epi16(e, q\(h))); a\(h)o = _mm256_add_epi16(a\(h)o, _mm256_maddubs_epi16(o, q\(h)))\n"
+            s += "                a\(h)e = keyProducts(a\(h)e, e, q\(h)); a\(h)o = keyProducts(a\(h)o, o, q\(h))\n"
         }
         s += """
                         p += 4 &* rowBytes
@@ -95,8 +117,8 @@ extension SwiftEmitter {
             s += """
                         let s\(h) = SIMD8<Float>(repeating: qs[\(h == 0 ? "" : "blocks &* \(h) &+ ")b])
                         let t\(h) = UnsafeMutableRawPointer(tmp + \(h * 16))
-                        t\(h).storeBytes(of: t\(h).loadUnaligned(as: SIMD8<Float>.self).addingProduct(s\(h), floats(a\(h)e)), as: SIMD8<Float>.self)
-                        t\(h).storeBytes(of: t\(h).loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self).addingProduct(s\(h), floats(a\(h)o)), toByteOffset: 32, as: SIMD8<Float>.self)
+                        t\(h).storeBytes(of: t\(h).loadUnaligned(as: SIMD8<Float>.self).addingProduct(s\(h), keySums(a\(h)e)), as: SIMD8<Float>.self)
+                        t\(h).storeBytes(of: t\(h).loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self).addingProduct(s\(h), keySums(a\(h)o)), toByteOffset: 32, as: SIMD8<Float>.self)
 
             """
         }

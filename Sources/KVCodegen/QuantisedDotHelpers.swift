@@ -98,8 +98,18 @@ extension SwiftEmitter {
     /// unsigned-by-signed multiply-add applies; |w| ≤ 127 keeps each pair within Int16).
     @inline(__always)
     func signedDot32(_ w: __m256i, _ x: __m256i) -> SIMD8<Float> {
-        let pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w))
-        return unsafeBitCast(_mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1))), to: SIMD8<Float>.self)
+        return unsafeBitCast(_mm256_cvtepi32_ps(unsignedDot32(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w))), to: SIMD8<Float>.self)
+    }
+
+    /// Σ u·s over 32 (u8, s8) pairs as eight Int32 lane sums (each of four neighbouring pairs):
+    /// `vpdpbusd` with AVX-VNNI, `vpmaddubsw` + `vpmaddwd` without (callers keep pairs within Int16).
+    @inline(__always)
+    func unsignedDot32(_ u: __m256i, _ s: __m256i) -> __m256i {
+    #if KVPLAN_AVXVNNI
+        return _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), u, s)
+    #else
+        return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))
+    #endif
     }
 
     /// Σ (nibble − 8)·x over one q4_0 block's 32 values (low nibbles first) as eight f32 lane sums.
@@ -107,8 +117,7 @@ extension SwiftEmitter {
     func nibbleDot32(_ p: UnsafeRawPointer, _ x: __m256i, _ offset: __m256i) -> SIMD8<Float> {
         let bytes = unsafeBitCast(p.loadUnaligned(as: SIMD16<UInt8>.self), to: __m128i.self)
         let nibbles = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(bytes, 4), bytes), _mm256_set1_epi8(15))
-        let sums = _mm256_madd_epi16(_mm256_maddubs_epi16(nibbles, x), _mm256_set1_epi16(1))
-        return unsafeBitCast(_mm256_cvtepi32_ps(_mm256_sub_epi32(sums, offset)), to: SIMD8<Float>.self)
+        return unsafeBitCast(_mm256_cvtepi32_ps(_mm256_sub_epi32(unsignedDot32(nibbles, x), offset)), to: SIMD8<Float>.self)
     }
 
     /// Weight rows stored as ggml q8_0 blocks (fp16 d, 32 int8 codes): x·row over `n` values, a

@@ -7,6 +7,10 @@ import KVArtifact
 // the generated code's 8-bit integer dot products (QuantisedDotHelpers), -parse-as-library, -emit-library,
 // and a module name unique to the sources' content hash. The library is cached by that hash
 // (under $KVPLAN_CACHE or the temporary directory), so identical sources compile once.
+// On a CPU with AVX-VNNI (its `avx_vnni` flag in /proc/cpuinfo) the flags add `-Xcc -mavxvnni`
+// and -D KVPLAN_AVXVNNI: the integer products then use `vpdpbusd` (u8 × s8 summed four at a time
+// into Int32) in place of `vpmaddubsw` + `vpmaddwd`. Both compute the same integers, so results
+// are bit-identical; KVPLAN_AVXVNNI=0 in the environment keeps the plain AVX2 flags.
 
 /// A compiled and loaded generated schedule.
 public final class KernelLibrary {
@@ -29,11 +33,24 @@ public final class KernelLibrary {
     /// turns on the kernels written for them); the toolchain's default elsewhere.
     public static var defaultTargetFlags: [String] {
         #if arch(x86_64)
-        return ["-target-cpu", "haswell", "-D", "KVPLAN_AVX2"]
+        return hasAVXVNNI && ProcessInfo.processInfo.environment["KVPLAN_AVXVNNI"] != "0" ? avx2Flags + vnniFlags : avx2Flags
         #else
         return []
         #endif
     }
+
+    /// AVX2 and FMA (any x86-64 of the last decade) with the define selecting the kernels written for them.
+    public static let avx2Flags = ["-target-cpu", "haswell", "-D", "KVPLAN_AVX2"]
+
+    /// What AVX-VNNI adds to avx2Flags: the instruction set (swiftc passes it to Clang's target) and its define.
+    public static let vnniFlags = ["-Xcc", "-mavxvnni", "-D", "KVPLAN_AVXVNNI"]
+
+    /// True when this CPU has AVX-VNNI (Linux: the `avx_vnni` flag in /proc/cpuinfo).
+    public static let hasAVXVNNI: Bool = {
+        guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+              let flags = info.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else { return false }
+        return flags.split(separator: " ").contains("avx_vnni")
+    }()
 
     /// Splits large kernels over `n` threads (1: none).
     public func setThreads(_ n: Int) { threads(max(1, n)) }
@@ -51,7 +68,7 @@ public final class KernelLibrary {
             do { try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true) } catch {
                 throw RuntimeError("cannot create the kernel cache '\(directory)': \(error.localizedDescription)")
             }
-            let staging = "\(directory)/build-\(getpid())"
+            let staging = "\(directory)/build-\(getpid())-\(UUID().uuidString)"  // unique per build: threads of one process may compile the same sources at once
             do {
                 try FileManager.default.createDirectory(atPath: staging, withIntermediateDirectories: true)
                 try kernels.write(toFile: "\(staging)/Kernels.swift", atomically: true, encoding: .utf8)

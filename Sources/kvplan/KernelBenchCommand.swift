@@ -32,10 +32,17 @@ struct KernelBench: ParsableCommand {
     @Option(help: "Families to measure: all (default), gemv, attention or rowwise (norms, softmax, rope, elementwise, embed).")
     var family: String = "all"
 
+    @Option(help: "Threads for the generated kernels, memcpy and OpenBLAS alike (the scalar loop stays on one); 1 to 64.")
+    var threads: Int = 1
+
     func run() throws {
         let families = ["all", "gemv", "attention", "rowwise"]
         guard families.contains(family) else {
             printError("error: --family: expected one of \(families.joined(separator: ", ")), got '\(family)'\n")
+            throw ExitCode(64)
+        }
+        guard (1...64).contains(threads) else {
+            printError("error: --threads: expected 1 to 64, got \(threads)\n")
             throw ExitCode(64)
         }
         let wants = { (f: String) in family == "all" || family == f }
@@ -47,7 +54,7 @@ struct KernelBench: ParsableCommand {
             rows.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         }
         if wants("gemv") {
-            let blas = OpenBLAS()
+            let blas = OpenBLAS(threads: threads)
             if blas == nil { printError("note: OpenBLAS not found (apt-get install libopenblas-dev): its column is empty\n") }
             for format in WeightFormat.allCases {
                 // L2: 256 rows of 512 (≤ 512 KiB in every format); DRAM: rows of 4096 making 64 MiB in the format.
@@ -75,7 +82,7 @@ struct KernelBench: ParsableCommand {
                 }
             }
         }
-        let text = "kvplan bench kernels (\(Self.date()))\n\n" + rows.joined(separator: "\n") + "\n"
+        let text = "kvplan bench kernels\(threads > 1 ? " --threads \(threads)" : "") (\(Self.date()))\n\n" + rows.joined(separator: "\n") + "\n"
         if let output { try writeAtomically(text, to: output) } else { print(text, terminator: "") }
     }
 
@@ -110,14 +117,21 @@ struct KernelBench: ParsableCommand {
     /// memcpy looked up at run time, so the optimiser cannot drop copies nobody reads.
     static let opaqueMemcpy: Copy = unsafeBitCast(dlsym(UnsafeMutableRawPointer(bitPattern: 0), "memcpy")!, to: Copy.self)
 
-    /// memcpy of `bytes` between two fresh buffers: seconds per copy.
-    static func memcpySeconds(_ bytes: Int) -> Double {
+    /// memcpy of `bytes` between two fresh buffers: seconds per copy, split in `threads` contiguous parts copied at once.
+    static func memcpySeconds(_ bytes: Int, threads: Int = 1) -> Double {
         let a = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64), b = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
         defer { a.deallocate(); b.deallocate() }
         memset(a, 1, bytes)
         memset(b, 2, bytes)
         let copy = opaqueMemcpy
-        return time { _ = copy(b, a, bytes) }
+        if threads <= 1 { return time { _ = copy(b, a, bytes) } }
+        nonisolated(unsafe) let (source, target) = (a, b)
+        return time {
+            DispatchQueue.concurrentPerform(iterations: threads) { p in
+                let lo = bytes * p / threads, hi = bytes * (p + 1) / threads
+                _ = copy(target + lo, source + lo, hi - lo)
+            }
+        }
     }
 
     /// A one-op program and its schedule with everything in one arena (tier 0).
@@ -146,6 +160,7 @@ struct KernelBench: ParsableCommand {
         let (program, schedule, offsets) = Self.oneOp(tensors, op, bytes: [k * 4, weightBytes, rows * 4])
         let (kernels, step) = try SwiftEmitter(program: program, schedule: schedule).emit()
         let library = try KernelLibrary(kernels: kernels, schedule: step)
+        library.setThreads(threads)
         let arena = UnsafeMutableRawPointer.allocate(byteCount: schedule.arenas[0].bytes, alignment: 4096)
         defer { arena.deallocate() }
         let floats = arena.bindMemory(to: Float.self, capacity: schedule.arenas[0].bytes / 4)
@@ -178,7 +193,7 @@ struct KernelBench: ParsableCommand {
         }
         let d = zip(reference, scalarOut).map { abs($0 - $1) }.max() ?? 0
         if d > 1e-2 { printError("warning: the scalar loop and the generated \(format.rawValue) GEMV differ by \(d)\n") }
-        let copy = Self.memcpySeconds(weightBytes)
+        let copy = Self.memcpySeconds(weightBytes, threads: threads)
         let gb = { (s: Double) in Double(weightBytes) / s / 1e9 }
         return "| \(format.rawValue) GEMV (\(label)) | \(rows)×\(k) | \(Self.size(weightBytes)) | \(f2(gb(generated))) | \(f2(2 * Double(rows * k) / generated / 1e9)) | "
             + "\(f2(gb(scalar))) | \(blasSeconds.map { f2(gb($0)) } ?? "–") | \(f2(gb(copy))) | \(f2(copy / generated)) | "
@@ -237,6 +252,7 @@ struct KernelBench: ParsableCommand {
         program.ops[0].updates = [3, 4]
         let (kernels, step) = try SwiftEmitter(program: program, schedule: schedule).emit()
         let library = try KernelLibrary(kernels: kernels, schedule: step)
+        library.setThreads(threads)
         let arena = UnsafeMutableRawPointer.allocate(byteCount: schedule.arenas[0].bytes, alignment: 4096)
         defer { arena.deallocate() }
         // A full cache of packed noise, group by group (valid scales), and a random query.
@@ -274,7 +290,7 @@ struct KernelBench: ParsableCommand {
         let diff = (0..<heads * d).map { abs(out[$0] - y[$0]) }.max() ?? 0
         if diff > 1e-3 { printError("warning: the scalar loop and the generated attention differ by \(diff)\n") }
         let read = bytes[3] + bytes[4]
-        let copy = Self.memcpySeconds(read)
+        let copy = Self.memcpySeconds(read, threads: threads)
         let gb = { (s: Double) in Double(read) / s / 1e9 }
         let flops = 4 * Double(heads * ctx * d)
         return "| attention, 4-bit K/V (\(label)) | ctx \(ctx), \(heads)/\(kvHeads) heads, d \(d) | \(Self.size(read)) | \(f2(gb(generated))) | "
@@ -332,10 +348,10 @@ struct OpenBLAS {
                                       UnsafeMutablePointer<Float>, Int32) -> Void
     let gemv: SGEMV
 
-    init?() {
+    init?(threads n: Int = 1) {
         guard let handle = dlopen("libopenblas.so.0", RTLD_NOW) ?? dlopen("libopenblas.so", RTLD_NOW),
               let f = dlsym(handle, "cblas_sgemv"), let threads = dlsym(handle, "openblas_set_num_threads") else { return nil }
-        unsafeBitCast(threads, to: (@convention(c) (Int32) -> Void).self)(1)
+        unsafeBitCast(threads, to: (@convention(c) (Int32) -> Void).self)(Int32(n))
         gemv = unsafeBitCast(f, to: SGEMV.self)
     }
 

@@ -52,6 +52,7 @@ extension KernelBench {
         let (program, schedule, offsets) = Self.oneOp(tensors, op, bytes: bytes)
         let (kernels, step) = try SwiftEmitter(program: program, schedule: schedule).emit()
         let library = try KernelLibrary(kernels: kernels, schedule: step)
+        library.setThreads(threads)
         let arena = UnsafeMutableRawPointer.allocate(byteCount: schedule.arenas[0].bytes, alignment: 4096)
         defer { arena.deallocate() }
         let pointer = { (i: Int) in (arena + offsets[i]).assumingMemoryBound(to: Float.self) }
@@ -79,7 +80,7 @@ extension KernelBench {
         let d = zip(reference, UnsafeBufferPointer(start: y, count: n)).map { abs($0 - $1) / max(1, abs($1)) }.max() ?? 0
         if d > 1e-3 { printError("warning: the scalar loop and the generated \(family.name) differ by \(d)\n") }
         let traffic = bytes.reduce(0, +)
-        let copy = Self.memcpySeconds(traffic / 2)
+        let copy = Self.memcpySeconds(traffic / 2, threads: threads)
         let gb = { (s: Double) in Double(traffic) / s / 1e9 }
         return "| \(family.name) (\(label)) | \(rows)×\(width) | \(Self.size(traffic)) | \(f2(gb(generated))) | "
             + "\(f2(family.flops * Double(n) / generated / 1e9)) | \(f2(gb(scalar))) | \(f2(gb(copy))) | \(f2(copy / generated)) | \(f2(scalar / generated)) |"

@@ -34,35 +34,50 @@ struct EveryKernelTests {
         #expect(Set(program.tensors.filter { $0.kind == "weight" }.map(\.dtype)) == ["f32", "f16", "bf16", "q8_0", "q4_0"])
     }
 
-    /// With the runtime's flags (x86-64: the 8-bit integer q8_0/q4_0 dot products) and without
-    /// KVPLAN_AVX2 (their portable f32 path over the same quantised rows); q8_0/q4_0 rows in pairs
-    /// (the fixture's weights are small) and, with the pairing limit at 0, one row per call.
-    @Test("12 decode steps: every op's results equal the reference interpreter's within 1e-4 + 1e-3·|ref|",
-          arguments: [(KernelLibrary.defaultTargetFlags, SwiftEmitter.defaultPairedRowsLimit), (["-target-cpu", "haswell"], SwiftEmitter.defaultPairedRowsLimit),
-                      (KernelLibrary.defaultTargetFlags, 0)])
-    func everyOp(targetFlags: [String], pairedRowsLimit: Int) throws {
-        let (program, schedule, kernels, step) = try Self.compiled(pairedRowsLimit: pairedRowsLimit)
+    static let tokens: [Float] = [72, 101, 108, 108, 111, 44, 32, 119, 111, 114, 108, 100]
+
+    /// Every op's results at each of the 12 decode steps of the generated schedule compiled with `targetFlags`.
+    static func generatedSteps(targetFlags: [String], pairedRowsLimit: Int = SwiftEmitter.defaultPairedRowsLimit) throws -> [[Int: [[Float]]]] {
+        let (program, schedule, kernels, step) = try compiled(pairedRowsLimit: pairedRowsLimit)
         #expect(kernels.contains("dotQ4Pair(q,") == (pairedRowsLimit > 0))
-        let weights = SeededWeights.make(program, seed: 11)
         let library = try KernelLibrary(kernels: kernels, schedule: step, targetFlags: targetFlags)
         library.setThreads(2)
-        let executor = try ScheduleExecutor(program: program, schedule: schedule, step: library.step, library: library, weights: weights)
-        var reference = try ReferenceInterpreter(program: program, weights: weights)
+        let executor = try ScheduleExecutor(program: program, schedule: schedule, step: library.step, library: library,
+                                            weights: SeededWeights.make(program, seed: 11))
         var capture = OpCapture(program: program, schedule: schedule)
-        let index = Dictionary(program.tensors.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { a, _ in a })
-        var compared = Set<String>()
-        for (position, token) in [72, 101, 108, 108, 111, 44, 32, 119, 111, 114, 108, 100].enumerated() {
-            try executor.setInput("tokens", [Float(token)])
+        var steps: [[Int: [[Float]]]] = []
+        for (position, token) in tokens.enumerated() {
+            try executor.setInput("tokens", [token])
             try executor.setInput("pos", [Float(position)])
             var generated: [Int: [[Float]]] = [:]
             try executor.step { action in
                 if let op = capture.record(action: action, from: executor) { generated[op.index] = Array(op.results.prefix(program.ops[op.index].results.count)) }
             }
-            try reference.setInput(index["tokens"]!, [Float(token)])
+            steps.append(generated)
+        }
+        #expect(executor.linkBytes == schedule.linkBytes.map { $0 * tokens.count })
+        return steps
+    }
+
+    /// With the runtime's flags (x86-64: the 8-bit integer q8_0/q4_0 dot products, with AVX-VNNI
+    /// where the CPU has it), with plain AVX2 on such a CPU, and without KVPLAN_AVX2 (the portable
+    /// f32 path over the same quantised rows); q8_0/q4_0 rows in pairs (the fixture's weights are
+    /// small) and, with the pairing limit at 0, one row per call.
+    @Test("12 decode steps: every op's results equal the reference interpreter's within 1e-4 + 1e-3·|ref|",
+          arguments: [(KernelLibrary.defaultTargetFlags, SwiftEmitter.defaultPairedRowsLimit), (["-target-cpu", "haswell"], SwiftEmitter.defaultPairedRowsLimit),
+                      (KernelLibrary.defaultTargetFlags, 0)] + (KernelLibrary.hasAVXVNNI ? [(KernelLibrary.avx2Flags, SwiftEmitter.defaultPairedRowsLimit)] : []))
+    func everyOp(targetFlags: [String], pairedRowsLimit: Int) throws {
+        let (program, _, _, _) = try Self.compiled(pairedRowsLimit: pairedRowsLimit)
+        let steps = try Self.generatedSteps(targetFlags: targetFlags, pairedRowsLimit: pairedRowsLimit)
+        var reference = try ReferenceInterpreter(program: program, weights: SeededWeights.make(program, seed: 11))
+        let index = Dictionary(program.tensors.enumerated().map { ($1.name, $0) }, uniquingKeysWith: { a, _ in a })
+        var compared = Set<String>()
+        for (position, token) in Self.tokens.enumerated() {
+            try reference.setInput(index["tokens"]!, [token])
             try reference.setInput(index["pos"]!, [Float(position)])
             try reference.step()
             for (i, op) in program.ops.enumerated() {
-                for (r, values) in zip(op.results, generated[i]!) {
+                for (r, values) in zip(op.results, steps[position][i]!) {
                     let expected = reference.values[r]
                     let worst = zip(values, expected).map { abs($0 - $1) - Self.tolerance($1) }.max() ?? 0
                     #expect(worst <= 0, "step \(position) op '\(op.name)' (\(op.kind)): exceeds the tolerance by \(worst)")
@@ -71,7 +86,20 @@ struct EveryKernelTests {
             }
         }
         #expect(compared == SwiftEmitter.supported)
-        #expect(executor.linkBytes == schedule.linkBytes.map { $0 * 12 })
+    }
+
+    /// AVX-VNNI's `vpdpbusd` computes the same integers as `vpmaddubsw` + `vpmaddwd`: every op's
+    /// results are bit-identical with and without it (needs a CPU with AVX-VNNI).
+    @Test("AVX-VNNI and plain AVX2 builds give bit-identical results", .enabled(if: KernelLibrary.hasAVXVNNI))
+    func vnniIsBitIdentical() throws {
+        let vnni = try Self.generatedSteps(targetFlags: KernelLibrary.avx2Flags + KernelLibrary.vnniFlags)
+        let plain = try Self.generatedSteps(targetFlags: KernelLibrary.avx2Flags)
+        for (position, (a, b)) in zip(vnni, plain).enumerated() {
+            for i in a.keys.sorted() {
+                let same = zip(a[i]!, b[i]!).allSatisfy { $0.map(\.bitPattern) == $1.map(\.bitPattern) }
+                #expect(same, "step \(position) op \(i) differs between the AVX-VNNI and AVX2 builds")
+            }
+        }
     }
 
     /// The vectorised transcendental kernels (polynomial exp and erf, lane-wise min/max) on the

@@ -22,13 +22,21 @@ struct PackedAttentionKernelTests {
         var tokens: Int
         /// Compiled without KVPLAN_AVX2: the portable paths (f32 products over the rounded query).
         var portable = false
+        /// Compiled with plain AVX2 flags on a CPU that has AVX-VNNI (vpmaddubsw instead of vpdpbusd).
+        var plainAVX2 = false
+        /// Threads the KV heads are split over (kvplan_set_threads); large enough cases only split.
+        var threads = 1
         var testDescription: String {
             "\(heads)/\(kvHeads) heads d \(d), \(sinks)+\(window) fp16, \(high) at K\(keyBits)V\(valueBits), \(low) at \(lowBits), \(tokens) tokens"
-                + (portable ? ", portable" : "")
+                + (portable ? ", portable" : "") + (plainAVX2 ? ", plain AVX2" : "") + (threads > 1 ? ", \(threads) threads" : "")
         }
     }
 
-    static let cases: [Case] = [
+    static let cases: [Case] = baseCases + (KernelLibrary.hasAVXVNNI ? [
+        Case(heads: 8, kvHeads: 2, d: 64, sinks: 2, window: 6, high: 96, keyBits: 4, valueBits: 4, low: 40, lowBits: 2, tokens: 200, plainAVX2: true),
+    ] : [])
+
+    static let baseCases: [Case] = [
         Case(heads: 4, kvHeads: 4, d: 32, sinks: 2, window: 8, high: 40, keyBits: 4, valueBits: 4, low: 20, lowBits: 2, tokens: 60),
         Case(heads: 6, kvHeads: 2, d: 32, sinks: 0, window: 0, high: 64, keyBits: 8, valueBits: 4, low: 0, lowBits: 0, tokens: 50),
         Case(heads: 10, kvHeads: 2, d: 32, sinks: 4, window: 4, high: 32, keyBits: 2, valueBits: 2, low: 33, lowBits: 4, tokens: 90),
@@ -39,6 +47,8 @@ struct PackedAttentionKernelTests {
         Case(heads: 8, kvHeads: 2, d: 64, sinks: 2, window: 6, high: 96, keyBits: 4, valueBits: 4, low: 40, lowBits: 2, tokens: 200, portable: true),
         Case(heads: 5, kvHeads: 1, d: 32, sinks: 0, window: 8, high: 64, keyBits: 4, valueBits: 2, low: 0, lowBits: 0, tokens: 90),
         Case(heads: 5, kvHeads: 1, d: 32, sinks: 0, window: 8, high: 64, keyBits: 4, valueBits: 2, low: 0, lowBits: 0, tokens: 90, portable: true),
+        // Large enough to split: 3 KV heads over 2 threads (one part of 1, one of 2), after eviction.
+        Case(heads: 12, kvHeads: 3, d: 64, sinks: 2, window: 14, high: 1600, keyBits: 4, valueBits: 4, low: 432, lowBits: 2, tokens: 2100, threads: 2),
     ]
 
     static func noise(_ n: Int, seed: UInt64) -> [Float] {
@@ -81,8 +91,8 @@ struct PackedAttentionKernelTests {
         let program = ModelProgram(model: "t", dimensions: [:], tensors: tensors, ops: [op])
         let (kernels, step) = try SwiftEmitter(program: program, schedule: schedule).emit()
         if x.keyBits == 4 && x.d % 32 == 0 && x.high >= 32 { #expect(kernels.contains("keyGroupLogitsI8H")) }
-        let library = x.portable ? try KernelLibrary(kernels: kernels, schedule: step, targetFlags: ["-target-cpu", "haswell"])
-                                 : try KernelLibrary(kernels: kernels, schedule: step)
+        let flags = x.portable ? ["-target-cpu", "haswell"] : x.plainAVX2 ? KernelLibrary.avx2Flags : KernelLibrary.defaultTargetFlags
+        let library = try KernelLibrary(kernels: kernels, schedule: step, targetFlags: flags)
 
         let arena = UnsafeMutableRawBufferPointer.allocate(byteCount: end, alignment: 64)
         defer { arena.deallocate() }
@@ -112,7 +122,22 @@ struct PackedAttentionKernelTests {
         }
         let tiers = [arena.baseAddress!], states = [state.baseAddress!]
         var links = [0]
-        tiers.withUnsafeBufferPointer { t in states.withUnsafeBufferPointer { s in library.step(t.baseAddress!, s.baseAddress!, &links, nil, nil) } }
+        let run = {
+            tiers.withUnsafeBufferPointer { t in states.withUnsafeBufferPointer { s in library.step(t.baseAddress!, s.baseAddress!, &links, nil, nil) } }
+        }
+        if x.threads > 1 {
+            // Split over threads, every output and score is bit-identical to one thread's.
+            library.setThreads(1)
+            run()
+            let (single, singleState) = (Array(arena[offsets[5]..<offsets[5] + bytes[5]]), Array(state))
+            library.setThreads(x.threads)
+            run()
+            #expect(Array(arena[offsets[5]..<offsets[5] + bytes[5]]) == single, "outputs differ between 1 and \(x.threads) threads")
+            #expect(Array(state) == singleState, "scores differ between 1 and \(x.threads) threads")
+            library.setThreads(1)
+        } else {
+            run()
+        }
 
         let (reference, newScores) = cache.attend(q, key: kNew, value: vNew, heads: x.heads, kvHeads: x.kvHeads, scale: 1 / Double(x.d).squareRoot())
         let y = (0..<x.heads * x.d).map { arena.load(fromByteOffset: offsets[5] + 4 * $0, as: Float.self) }

@@ -314,8 +314,18 @@ func quantiseRow(_ x: UnsafePointer<Float>, _ n: Int, _ q: QuantisedRow) {
 /// unsigned-by-signed multiply-add applies; |w| ≤ 127 keeps each pair within Int16).
 @inline(__always)
 func signedDot32(_ w: __m256i, _ x: __m256i) -> SIMD8<Float> {
-    let pairs = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w))
-    return unsafeBitCast(_mm256_cvtepi32_ps(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1))), to: SIMD8<Float>.self)
+    return unsafeBitCast(_mm256_cvtepi32_ps(unsignedDot32(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w))), to: SIMD8<Float>.self)
+}
+
+/// Σ u·s over 32 (u8, s8) pairs as eight Int32 lane sums (each of four neighbouring pairs):
+/// `vpdpbusd` with AVX-VNNI, `vpmaddubsw` + `vpmaddwd` without (callers keep pairs within Int16).
+@inline(__always)
+func unsignedDot32(_ u: __m256i, _ s: __m256i) -> __m256i {
+#if KVPLAN_AVXVNNI
+    return _mm256_dpbusd_avx_epi32(_mm256_setzero_si256(), u, s)
+#else
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))
+#endif
 }
 
 /// Σ (nibble − 8)·x over one q4_0 block's 32 values (low nibbles first) as eight f32 lane sums.
@@ -323,8 +333,7 @@ func signedDot32(_ w: __m256i, _ x: __m256i) -> SIMD8<Float> {
 func nibbleDot32(_ p: UnsafeRawPointer, _ x: __m256i, _ offset: __m256i) -> SIMD8<Float> {
     let bytes = unsafeBitCast(p.loadUnaligned(as: SIMD16<UInt8>.self), to: __m128i.self)
     let nibbles = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(bytes, 4), bytes), _mm256_set1_epi8(15))
-    let sums = _mm256_madd_epi16(_mm256_maddubs_epi16(nibbles, x), _mm256_set1_epi16(1))
-    return unsafeBitCast(_mm256_cvtepi32_ps(_mm256_sub_epi32(sums, offset)), to: SIMD8<Float>.self)
+    return unsafeBitCast(_mm256_cvtepi32_ps(_mm256_sub_epi32(unsignedDot32(nibbles, x), offset)), to: SIMD8<Float>.self)
 }
 
 /// Weight rows stored as ggml q8_0 blocks (fp16 d, 32 int8 codes): x·row over `n` values, a
@@ -1007,6 +1016,27 @@ func roundQueries(_ x: UnsafePointer<Float>, _ n: Int, _ codes: UnsafeMutablePoi
         b &+= 1
     }
 }
+
+/// a + the (u8 × s8) products of u and s summed per four neighbouring bytes: `vpdpbusd` into
+/// Int32 lanes with AVX-VNNI; otherwise `vpmaddubsw` into Int16 pair sums (keySums widens them).
+@inline(__always)
+func keyProducts(_ a: __m256i, _ u: __m256i, _ s: __m256i) -> __m256i {
+#if KVPLAN_AVXVNNI
+    return _mm256_dpbusd_avx_epi32(a, u, s)
+#else
+    return _mm256_add_epi16(a, _mm256_maddubs_epi16(u, s))
+#endif
+}
+
+/// keyProducts' accumulator as eight f32 sums of four neighbouring bytes' products each.
+@inline(__always)
+func keySums(_ a: __m256i) -> SIMD8<Float> {
+#if KVPLAN_AVXVNNI
+    return unsafeBitCast(_mm256_cvtepi32_ps(a), to: SIMD8<Float>.self)
+#else
+    return unsafeBitCast(_mm256_cvtepi32_ps(_mm256_madd_epi16(a, _mm256_set1_epi16(1))), to: SIMD8<Float>.self)
+#endif
+}
 #endif
 
 #if KVPLAN_AVX2
@@ -1018,9 +1048,8 @@ func roundQueries(_ x: UnsafePointer<Float>, _ n: Int, _ codes: UnsafeMutablePoi
 func keyGroupLogitsI8H4(_ q8: UnsafePointer<Int8>, _ qs: UnsafePointer<Float>, _ group: UnsafeRawPointer, rowBytes: Int, d: Int,
                            _ bias: UnsafePointer<Float>, scale: Float, _ out: UnsafeMutablePointer<Float>, stride: Int,
                            _ tmp: UnsafeMutablePointer<Float>) {
-    let low = _mm256_set1_epi8(15), ones = _mm256_set1_epi16(1)
+    let low = _mm256_set1_epi8(15)
     @inline(__always) func bytes8(_ p: UnsafeRawPointer) -> __m128i { unsafeBitCast(SIMD2<UInt64>(p.loadUnaligned(as: UInt64.self), 0), to: __m128i.self) }
-    @inline(__always) func floats(_ x: __m256i) -> SIMD8<Float> { unsafeBitCast(_mm256_cvtepi32_ps(_mm256_madd_epi16(x, ones)), to: SIMD8<Float>.self) }
     let blocks = d &>> 5
     for half in 0..<2 {
         for i in 0..<64 { tmp[i] = 0 }
@@ -1034,31 +1063,31 @@ func keyGroupLogitsI8H4(_ q8: UnsafePointer<Int8>, _ qs: UnsafePointer<Float>, _
                 let w = _mm256_set_m128i(_mm_unpackhi_epi16(u01, u23), _mm_unpacklo_epi16(u01, u23))
                 let e = _mm256_and_si256(w, low), o = _mm256_and_si256(_mm256_srli_epi16(w, 4), low)
                 let q0 = _mm256_set1_epi32((qb + (quad &* 4)).loadUnaligned(as: Int32.self))
-                a0e = _mm256_add_epi16(a0e, _mm256_maddubs_epi16(e, q0)); a0o = _mm256_add_epi16(a0o, _mm256_maddubs_epi16(o, q0))
+                a0e = keyProducts(a0e, e, q0); a0o = keyProducts(a0o, o, q0)
                 let q1 = _mm256_set1_epi32((qb + (d &* 1 &+ quad &* 4)).loadUnaligned(as: Int32.self))
-                a1e = _mm256_add_epi16(a1e, _mm256_maddubs_epi16(e, q1)); a1o = _mm256_add_epi16(a1o, _mm256_maddubs_epi16(o, q1))
+                a1e = keyProducts(a1e, e, q1); a1o = keyProducts(a1o, o, q1)
                 let q2 = _mm256_set1_epi32((qb + (d &* 2 &+ quad &* 4)).loadUnaligned(as: Int32.self))
-                a2e = _mm256_add_epi16(a2e, _mm256_maddubs_epi16(e, q2)); a2o = _mm256_add_epi16(a2o, _mm256_maddubs_epi16(o, q2))
+                a2e = keyProducts(a2e, e, q2); a2o = keyProducts(a2o, o, q2)
                 let q3 = _mm256_set1_epi32((qb + (d &* 3 &+ quad &* 4)).loadUnaligned(as: Int32.self))
-                a3e = _mm256_add_epi16(a3e, _mm256_maddubs_epi16(e, q3)); a3o = _mm256_add_epi16(a3o, _mm256_maddubs_epi16(o, q3))
+                a3e = keyProducts(a3e, e, q3); a3o = keyProducts(a3o, o, q3)
                 p += 4 &* rowBytes
             }
             let s0 = SIMD8<Float>(repeating: qs[b])
             let t0 = UnsafeMutableRawPointer(tmp + 0)
-            t0.storeBytes(of: t0.loadUnaligned(as: SIMD8<Float>.self).addingProduct(s0, floats(a0e)), as: SIMD8<Float>.self)
-            t0.storeBytes(of: t0.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self).addingProduct(s0, floats(a0o)), toByteOffset: 32, as: SIMD8<Float>.self)
+            t0.storeBytes(of: t0.loadUnaligned(as: SIMD8<Float>.self).addingProduct(s0, keySums(a0e)), as: SIMD8<Float>.self)
+            t0.storeBytes(of: t0.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self).addingProduct(s0, keySums(a0o)), toByteOffset: 32, as: SIMD8<Float>.self)
             let s1 = SIMD8<Float>(repeating: qs[blocks &* 1 &+ b])
             let t1 = UnsafeMutableRawPointer(tmp + 16)
-            t1.storeBytes(of: t1.loadUnaligned(as: SIMD8<Float>.self).addingProduct(s1, floats(a1e)), as: SIMD8<Float>.self)
-            t1.storeBytes(of: t1.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self).addingProduct(s1, floats(a1o)), toByteOffset: 32, as: SIMD8<Float>.self)
+            t1.storeBytes(of: t1.loadUnaligned(as: SIMD8<Float>.self).addingProduct(s1, keySums(a1e)), as: SIMD8<Float>.self)
+            t1.storeBytes(of: t1.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self).addingProduct(s1, keySums(a1o)), toByteOffset: 32, as: SIMD8<Float>.self)
             let s2 = SIMD8<Float>(repeating: qs[blocks &* 2 &+ b])
             let t2 = UnsafeMutableRawPointer(tmp + 32)
-            t2.storeBytes(of: t2.loadUnaligned(as: SIMD8<Float>.self).addingProduct(s2, floats(a2e)), as: SIMD8<Float>.self)
-            t2.storeBytes(of: t2.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self).addingProduct(s2, floats(a2o)), toByteOffset: 32, as: SIMD8<Float>.self)
+            t2.storeBytes(of: t2.loadUnaligned(as: SIMD8<Float>.self).addingProduct(s2, keySums(a2e)), as: SIMD8<Float>.self)
+            t2.storeBytes(of: t2.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self).addingProduct(s2, keySums(a2o)), toByteOffset: 32, as: SIMD8<Float>.self)
             let s3 = SIMD8<Float>(repeating: qs[blocks &* 3 &+ b])
             let t3 = UnsafeMutableRawPointer(tmp + 48)
-            t3.storeBytes(of: t3.loadUnaligned(as: SIMD8<Float>.self).addingProduct(s3, floats(a3e)), as: SIMD8<Float>.self)
-            t3.storeBytes(of: t3.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self).addingProduct(s3, floats(a3o)), toByteOffset: 32, as: SIMD8<Float>.self)
+            t3.storeBytes(of: t3.loadUnaligned(as: SIMD8<Float>.self).addingProduct(s3, keySums(a3e)), as: SIMD8<Float>.self)
+            t3.storeBytes(of: t3.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self).addingProduct(s3, keySums(a3o)), toByteOffset: 32, as: SIMD8<Float>.self)
         }
         let o0 = out + (half &* 16), b0 = bias[0]
         for i in 0..<8 { o0[2 &* i] = (tmp[0 &+ i] + b0) * scale; o0[2 &* i &+ 1] = (tmp[8 &+ i] + b0) * scale }
@@ -1149,113 +1178,116 @@ func k6(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v:
     let received = (state + 8192).assumingMemoryBound(to: Float.self)
     let newScore = (state + 16384).assumingMemoryBound(to: Float.self)
     let logits = UnsafeMutablePointer<Float>.allocate(capacity: 8200)
-    let scratch = UnsafeMutablePointer<Float>.allocate(capacity: 1288)
-    defer { logits.deallocate(); scratch.deallocate() }
-    let codes = scratch, bias = scratch + 256, weights = scratch + 260, scaled = scratch + 264
-    _ = (codes, bias, weights, scaled)
-    let rounding = UnsafeMutableRawPointer.allocate(byteCount: 784, alignment: 32)
-    defer { rounding.deallocate() }
-    let qrow = QuantisedRow(values: rounding.bindMemory(to: Float.self, capacity: 128),
-                            offsets: (rounding + 512).bindMemory(to: Int32.self, capacity: 32),
-                            scales: (rounding + 640).bindMemory(to: Float.self, capacity: 4),
-                            codes: (rounding + 656).bindMemory(to: Int8.self, capacity: 128))
+    defer { logits.deallocate() }
     for b in 0..<1 {
         (kn + b &* 64).update(from: k + b &* 64, count: 64)
         (vn + b &* 64).update(from: v + b &* 64, count: 64)
         let keys = UnsafeRawPointer(kc) + b &* 42688, values = UnsafeRawPointer(vc) + b &* 28320
-        for g in 0..<2 {
-            let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
-            let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
-            _ = (occ, lg, qg, yg)
-            for h in 0..<4 { halfKeyLogits(qg + h &* 32, keys + 0, tokens: 36, channels: 64, first: g &* 32, d: 32, scale: 0.17677669, lg + (h &* 1025 &+ 0)) }
-        }
-        for grp in 0..<28 {
-            for g in 0..<2 {
+        parallelRows(2, work: 16384) { gLo, gHi in
+            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: 1288)
+            defer { scratch.deallocate() }
+            let codes = scratch, bias = scratch + 256, weights = scratch + 260, scaled = scratch + 264
+            _ = (codes, bias, weights, scaled)
+            let rounding = UnsafeMutableRawPointer.allocate(byteCount: 784, alignment: 32)
+            defer { rounding.deallocate() }
+            let qrow = QuantisedRow(values: rounding.bindMemory(to: Float.self, capacity: 128),
+                                    offsets: (rounding + 512).bindMemory(to: Int32.self, capacity: 32),
+                                    scales: (rounding + 640).bindMemory(to: Float.self, capacity: 4),
+                                    codes: (rounding + 656).bindMemory(to: Int8.self, capacity: 128))
+            for g in gLo..<gHi {
                 let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
                 let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
                 _ = (occ, lg, qg, yg)
-                let group = keys + (4608 &+ grp &* 1280 &+ g &* 640)
-                scaleQueries(qg, heads: 4, group, rowBytes: 20, d: 32, scaled, bias)
-    #if KVPLAN_AVX2
-                roundQueries(scaled, 128, qrow.codes, qrow.scales)
-                keyGroupLogitsI8H4(qrow.codes + 0, qrow.scales + 0, group, rowBytes: 20, d: 32, bias + 0, scale: 0.17677669, lg + (36 &+ grp &* 32), stride: 1025, codes)
-    #else
-                quantiseRow(scaled, 128, qrow)
-                keyGroupLogitsB4H4(qrow.values + 0, group, rowBytes: 20, d: 32, bias + 0, scale: 0.17677669, lg + (36 &+ grp &* 32), stride: 1025, codes)
-    #endif
+                for h in 0..<4 { halfKeyLogits(qg + h &* 32, keys + 0, tokens: 36, channels: 64, first: g &* 32, d: 32, scale: 0.17677669, lg + (h &* 1025 &+ 0)) }
             }
-        }
-        for grp in 0..<2 {
-            for g in 0..<2 {
-                let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
-                let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
-                _ = (occ, lg, qg, yg)
-                let group = keys + (40448 &+ grp &* 768 &+ g &* 384)
-                scaleQueries(qg, heads: 4, group, rowBytes: 12, d: 32, scaled, bias)
-                keyGroupLogitsB2H2(scaled + 0, group, rowBytes: 12, d: 32, bias + 0, scale: 0.17677669, lg + (932 &+ grp &* 32), stride: 1025, codes)
-                keyGroupLogitsB2H2(scaled + 64, group, rowBytes: 12, d: 32, bias + 2, scale: 0.17677669, lg + (2982 &+ grp &* 32), stride: 1025, codes)
-            }
-        }
-        for g in 0..<2 {
-            let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
-            let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
-            _ = (occ, lg, qg, yg)
-            quantizedKeyLogits(qg, heads: 4, keys + (41984), tokens: 28, channels: 64, first: g &* 32, d: 32, bits: 2, group: 32, scale: 0.17677669, lg + 996, stride: 1025, codes: codes, bias: bias)
-        }
-        for g in 0..<2 {
-            let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
-            let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
-            _ = (occ, lg, qg, yg)
-            let kNew = k + (b &* 64 &+ g &* 32), vNew = v + (b &* 64 &+ g &* 32)
-            var newWeight: Float = 0
-            for h in 0..<4 {
-                let wNew = slotSoftmax(lg + h &* 1025, occ, 1024, newLogit: dot(qg + h &* 32, kNew, 32) * 0.17677669)
-                let yh = yg + h &* 32
-                for i in 0..<32 { yh[i] = wNew * vNew[i] }
-                newWeight += wNew
-            }
-            newScore[b &* 2 &+ g] = newWeight
-            let rec = received + (b &* 2 &+ g) &* 1024
-            for s in 0..<1024 {
-                var r: Float = 0
-                for h in 0..<4 { r += lg[h &* 1025 &+ s] }
-                rec[s] = r
-            }
-        }
-        for g in 0..<2 {
-            let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
-            let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
-            _ = (occ, lg, qg, yg)
-            for s in 0..<36 where occ[0 &+ s] >= 0 {
-                for h in 0..<4 { weights[h] = lg[h &* 1025 &+ 0 &+ s] }
-                halfValueAccumulate(values + (0 &+ s &* 128), first: g &* 32, dv: 32, heads: 4, weights: weights, yg)
-            }
-        }
-        for t0 in stride(from: 0, to: 896, by: 256) {
-            let n = min(256, 896 &- t0)
-            for g in 0..<2 {
-                let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
-                let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
-                _ = (occ, lg, qg, yg)
-                for j in 0..<1 {
-                    let rows = values + (4608 &+ t0 &* 24 &+ (g &* 1 &+ j) &* 12)
-                    scaleWeights(lg + (36 &+ t0), stride: 1025, occ + (36 &+ t0), heads: 4, rows, rowBytes: 24, tokens: n, scaled, bias)
-                    valueGroupAccumulateB2H2(scaled + 0 &* n, tokens: n, rows, rowBytes: 24, bias + 0, yg + (0 &+ j &* 32), dv: 32, codes)
-                    valueGroupAccumulateB2H2(scaled + 2 &* n, tokens: n, rows, rowBytes: 24, bias + 2, yg + (64 &+ j &* 32), dv: 32, codes)
+            for grp in 0..<28 {
+                for g in gLo..<gHi {
+                    let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
+                    let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
+                    _ = (occ, lg, qg, yg)
+                    let group = keys + (4608 &+ grp &* 1280 &+ g &* 640)
+                    scaleQueries(qg, heads: 4, group, rowBytes: 20, d: 32, scaled, bias)
+        #if KVPLAN_AVX2
+                    roundQueries(scaled, 128, qrow.codes, qrow.scales)
+                    keyGroupLogitsI8H4(qrow.codes + 0, qrow.scales + 0, group, rowBytes: 20, d: 32, bias + 0, scale: 0.17677669, lg + (36 &+ grp &* 32), stride: 1025, codes)
+        #else
+                    quantiseRow(scaled, 128, qrow)
+                    keyGroupLogitsB4H4(qrow.values + 0, group, rowBytes: 20, d: 32, bias + 0, scale: 0.17677669, lg + (36 &+ grp &* 32), stride: 1025, codes)
+        #endif
                 }
             }
-        }
-        for t0 in stride(from: 0, to: 92, by: 256) {
-            let n = min(256, 92 &- t0)
-            for g in 0..<2 {
+            for grp in 0..<2 {
+                for g in gLo..<gHi {
+                    let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
+                    let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
+                    _ = (occ, lg, qg, yg)
+                    let group = keys + (40448 &+ grp &* 768 &+ g &* 384)
+                    scaleQueries(qg, heads: 4, group, rowBytes: 12, d: 32, scaled, bias)
+                    keyGroupLogitsB2H2(scaled + 0, group, rowBytes: 12, d: 32, bias + 0, scale: 0.17677669, lg + (932 &+ grp &* 32), stride: 1025, codes)
+                    keyGroupLogitsB2H2(scaled + 64, group, rowBytes: 12, d: 32, bias + 2, scale: 0.17677669, lg + (2982 &+ grp &* 32), stride: 1025, codes)
+                }
+            }
+            for g in gLo..<gHi {
                 let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
                 let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
                 _ = (occ, lg, qg, yg)
-                for j in 0..<1 {
-                    let rows = values + (26112 &+ t0 &* 24 &+ (g &* 1 &+ j) &* 12)
-                    scaleWeights(lg + (932 &+ t0), stride: 1025, occ + (932 &+ t0), heads: 4, rows, rowBytes: 24, tokens: n, scaled, bias)
-                    valueGroupAccumulateB2H2(scaled + 0 &* n, tokens: n, rows, rowBytes: 24, bias + 0, yg + (0 &+ j &* 32), dv: 32, codes)
-                    valueGroupAccumulateB2H2(scaled + 2 &* n, tokens: n, rows, rowBytes: 24, bias + 2, yg + (64 &+ j &* 32), dv: 32, codes)
+                quantizedKeyLogits(qg, heads: 4, keys + (41984), tokens: 28, channels: 64, first: g &* 32, d: 32, bits: 2, group: 32, scale: 0.17677669, lg + 996, stride: 1025, codes: codes, bias: bias)
+            }
+            for g in gLo..<gHi {
+                let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
+                let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
+                _ = (occ, lg, qg, yg)
+                let kNew = k + (b &* 64 &+ g &* 32), vNew = v + (b &* 64 &+ g &* 32)
+                var newWeight: Float = 0
+                for h in 0..<4 {
+                    let wNew = slotSoftmax(lg + h &* 1025, occ, 1024, newLogit: dot(qg + h &* 32, kNew, 32) * 0.17677669)
+                    let yh = yg + h &* 32
+                    for i in 0..<32 { yh[i] = wNew * vNew[i] }
+                    newWeight += wNew
+                }
+                newScore[b &* 2 &+ g] = newWeight
+                let rec = received + (b &* 2 &+ g) &* 1024
+                for s in 0..<1024 {
+                    var r: Float = 0
+                    for h in 0..<4 { r += lg[h &* 1025 &+ s] }
+                    rec[s] = r
+                }
+            }
+            for g in gLo..<gHi {
+                let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
+                let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
+                _ = (occ, lg, qg, yg)
+                for s in 0..<36 where occ[0 &+ s] >= 0 {
+                    for h in 0..<4 { weights[h] = lg[h &* 1025 &+ 0 &+ s] }
+                    halfValueAccumulate(values + (0 &+ s &* 128), first: g &* 32, dv: 32, heads: 4, weights: weights, yg)
+                }
+            }
+            for t0 in stride(from: 0, to: 896, by: 256) {
+                let n = min(256, 896 &- t0)
+                for g in gLo..<gHi {
+                    let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
+                    let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
+                    _ = (occ, lg, qg, yg)
+                    for j in 0..<1 {
+                        let rows = values + (4608 &+ t0 &* 24 &+ (g &* 1 &+ j) &* 12)
+                        scaleWeights(lg + (36 &+ t0), stride: 1025, occ + (36 &+ t0), heads: 4, rows, rowBytes: 24, tokens: n, scaled, bias)
+                        valueGroupAccumulateB2H2(scaled + 0 &* n, tokens: n, rows, rowBytes: 24, bias + 0, yg + (0 &+ j &* 32), dv: 32, codes)
+                        valueGroupAccumulateB2H2(scaled + 2 &* n, tokens: n, rows, rowBytes: 24, bias + 2, yg + (64 &+ j &* 32), dv: 32, codes)
+                    }
+                }
+            }
+            for t0 in stride(from: 0, to: 92, by: 256) {
+                let n = min(256, 92 &- t0)
+                for g in gLo..<gHi {
+                    let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
+                    let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
+                    _ = (occ, lg, qg, yg)
+                    for j in 0..<1 {
+                        let rows = values + (26112 &+ t0 &* 24 &+ (g &* 1 &+ j) &* 12)
+                        scaleWeights(lg + (932 &+ t0), stride: 1025, occ + (932 &+ t0), heads: 4, rows, rowBytes: 24, tokens: n, scaled, bias)
+                        valueGroupAccumulateB2H2(scaled + 0 &* n, tokens: n, rows, rowBytes: 24, bias + 0, yg + (0 &+ j &* 32), dv: 32, codes)
+                        valueGroupAccumulateB2H2(scaled + 2 &* n, tokens: n, rows, rowBytes: 24, bias + 2, yg + (64 &+ j &* 32), dv: 32, codes)
+                    }
                 }
             }
         }
@@ -1296,112 +1328,115 @@ func k11(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v
     let received = (state + 8192).assumingMemoryBound(to: Float.self)
     let newScore = (state + 16384).assumingMemoryBound(to: Float.self)
     let logits = UnsafeMutablePointer<Float>.allocate(capacity: 8200)
-    let scratch = UnsafeMutablePointer<Float>.allocate(capacity: 1288)
-    defer { logits.deallocate(); scratch.deallocate() }
-    let codes = scratch, bias = scratch + 256, weights = scratch + 260, scaled = scratch + 264
-    _ = (codes, bias, weights, scaled)
-    let rounding = UnsafeMutableRawPointer.allocate(byteCount: 784, alignment: 32)
-    defer { rounding.deallocate() }
-    let qrow = QuantisedRow(values: rounding.bindMemory(to: Float.self, capacity: 128),
-                            offsets: (rounding + 512).bindMemory(to: Int32.self, capacity: 32),
-                            scales: (rounding + 640).bindMemory(to: Float.self, capacity: 4),
-                            codes: (rounding + 656).bindMemory(to: Int8.self, capacity: 128))
+    defer { logits.deallocate() }
     for b in 0..<1 {
         (kn + b &* 64).update(from: k + b &* 64, count: 64)
         (vn + b &* 64).update(from: v + b &* 64, count: 64)
         let keys = UnsafeRawPointer(kc) + b &* 30848, values = UnsafeRawPointer(vc) + b &* 30816
-        for g in 0..<2 {
-            let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
-            let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
-            _ = (occ, lg, qg, yg)
-            for h in 0..<4 { halfKeyLogits(qg + h &* 32, keys + 0, tokens: 36, channels: 64, first: g &* 32, d: 32, scale: 0.17677669, lg + (h &* 1025 &+ 0)) }
-        }
-        for grp in 0..<4 {
-            for g in 0..<2 {
+        parallelRows(2, work: 16384) { gLo, gHi in
+            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: 1288)
+            defer { scratch.deallocate() }
+            let codes = scratch, bias = scratch + 256, weights = scratch + 260, scaled = scratch + 264
+            _ = (codes, bias, weights, scaled)
+            let rounding = UnsafeMutableRawPointer.allocate(byteCount: 784, alignment: 32)
+            defer { rounding.deallocate() }
+            let qrow = QuantisedRow(values: rounding.bindMemory(to: Float.self, capacity: 128),
+                                    offsets: (rounding + 512).bindMemory(to: Int32.self, capacity: 32),
+                                    scales: (rounding + 640).bindMemory(to: Float.self, capacity: 4),
+                                    codes: (rounding + 656).bindMemory(to: Int8.self, capacity: 128))
+            for g in gLo..<gHi {
                 let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
                 let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
                 _ = (occ, lg, qg, yg)
-                let group = keys + (4608 &+ grp &* 1280 &+ g &* 640)
-                scaleQueries(qg, heads: 4, group, rowBytes: 20, d: 32, scaled, bias)
-    #if KVPLAN_AVX2
-                roundQueries(scaled, 128, qrow.codes, qrow.scales)
-                keyGroupLogitsI8H4(qrow.codes + 0, qrow.scales + 0, group, rowBytes: 20, d: 32, bias + 0, scale: 0.17677669, lg + (36 &+ grp &* 32), stride: 1025, codes)
-    #else
-                quantiseRow(scaled, 128, qrow)
-                keyGroupLogitsB4H4(qrow.values + 0, group, rowBytes: 20, d: 32, bias + 0, scale: 0.17677669, lg + (36 &+ grp &* 32), stride: 1025, codes)
-    #endif
+                for h in 0..<4 { halfKeyLogits(qg + h &* 32, keys + 0, tokens: 36, channels: 64, first: g &* 32, d: 32, scale: 0.17677669, lg + (h &* 1025 &+ 0)) }
             }
-        }
-        for g in 0..<2 {
-            let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
-            let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
-            _ = (occ, lg, qg, yg)
-            quantizedKeyLogits(qg, heads: 4, keys + (9728), tokens: 28, channels: 64, first: g &* 32, d: 32, bits: 4, group: 32, scale: 0.17677669, lg + 164, stride: 1025, codes: codes, bias: bias)
-        }
-        for grp in 0..<26 {
-            for g in 0..<2 {
-                let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
-                let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
-                _ = (occ, lg, qg, yg)
-                let group = keys + (10880 &+ grp &* 768 &+ g &* 384)
-                scaleQueries(qg, heads: 4, group, rowBytes: 12, d: 32, scaled, bias)
-                keyGroupLogitsB2H2(scaled + 0, group, rowBytes: 12, d: 32, bias + 0, scale: 0.17677669, lg + (192 &+ grp &* 32), stride: 1025, codes)
-                keyGroupLogitsB2H2(scaled + 64, group, rowBytes: 12, d: 32, bias + 2, scale: 0.17677669, lg + (2242 &+ grp &* 32), stride: 1025, codes)
-            }
-        }
-        for g in 0..<2 {
-            let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
-            let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
-            _ = (occ, lg, qg, yg)
-            let kNew = k + (b &* 64 &+ g &* 32), vNew = v + (b &* 64 &+ g &* 32)
-            var newWeight: Float = 0
-            for h in 0..<4 {
-                let wNew = slotSoftmax(lg + h &* 1025, occ, 1024, newLogit: dot(qg + h &* 32, kNew, 32) * 0.17677669)
-                let yh = yg + h &* 32
-                for i in 0..<32 { yh[i] = wNew * vNew[i] }
-                newWeight += wNew
-            }
-            newScore[b &* 2 &+ g] = newWeight
-            let rec = received + (b &* 2 &+ g) &* 1024
-            for s in 0..<1024 {
-                var r: Float = 0
-                for h in 0..<4 { r += lg[h &* 1025 &+ s] }
-                rec[s] = r
-            }
-        }
-        for g in 0..<2 {
-            let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
-            let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
-            _ = (occ, lg, qg, yg)
-            for s in 0..<36 where occ[0 &+ s] >= 0 {
-                for h in 0..<4 { weights[h] = lg[h &* 1025 &+ 0 &+ s] }
-                halfValueAccumulate(values + (0 &+ s &* 128), first: g &* 32, dv: 32, heads: 4, weights: weights, yg)
-            }
-        }
-        for t0 in stride(from: 0, to: 156, by: 256) {
-            let n = min(256, 156 &- t0)
-            for g in 0..<2 {
-                let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
-                let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
-                _ = (occ, lg, qg, yg)
-                for j in 0..<1 {
-                    let rows = values + (4608 &+ t0 &* 40 &+ (g &* 1 &+ j) &* 20)
-                    scaleWeights(lg + (36 &+ t0), stride: 1025, occ + (36 &+ t0), heads: 4, rows, rowBytes: 40, tokens: n, scaled, bias)
-                    valueGroupAccumulateB4H4(scaled + 0 &* n, tokens: n, rows, rowBytes: 40, bias + 0, yg + (0 &+ j &* 32), dv: 32, codes)
+            for grp in 0..<4 {
+                for g in gLo..<gHi {
+                    let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
+                    let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
+                    _ = (occ, lg, qg, yg)
+                    let group = keys + (4608 &+ grp &* 1280 &+ g &* 640)
+                    scaleQueries(qg, heads: 4, group, rowBytes: 20, d: 32, scaled, bias)
+        #if KVPLAN_AVX2
+                    roundQueries(scaled, 128, qrow.codes, qrow.scales)
+                    keyGroupLogitsI8H4(qrow.codes + 0, qrow.scales + 0, group, rowBytes: 20, d: 32, bias + 0, scale: 0.17677669, lg + (36 &+ grp &* 32), stride: 1025, codes)
+        #else
+                    quantiseRow(scaled, 128, qrow)
+                    keyGroupLogitsB4H4(qrow.values + 0, group, rowBytes: 20, d: 32, bias + 0, scale: 0.17677669, lg + (36 &+ grp &* 32), stride: 1025, codes)
+        #endif
                 }
             }
-        }
-        for t0 in stride(from: 0, to: 832, by: 256) {
-            let n = min(256, 832 &- t0)
-            for g in 0..<2 {
+            for g in gLo..<gHi {
                 let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
                 let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
                 _ = (occ, lg, qg, yg)
-                for j in 0..<1 {
-                    let rows = values + (10848 &+ t0 &* 24 &+ (g &* 1 &+ j) &* 12)
-                    scaleWeights(lg + (192 &+ t0), stride: 1025, occ + (192 &+ t0), heads: 4, rows, rowBytes: 24, tokens: n, scaled, bias)
-                    valueGroupAccumulateB2H2(scaled + 0 &* n, tokens: n, rows, rowBytes: 24, bias + 0, yg + (0 &+ j &* 32), dv: 32, codes)
-                    valueGroupAccumulateB2H2(scaled + 2 &* n, tokens: n, rows, rowBytes: 24, bias + 2, yg + (64 &+ j &* 32), dv: 32, codes)
+                quantizedKeyLogits(qg, heads: 4, keys + (9728), tokens: 28, channels: 64, first: g &* 32, d: 32, bits: 4, group: 32, scale: 0.17677669, lg + 164, stride: 1025, codes: codes, bias: bias)
+            }
+            for grp in 0..<26 {
+                for g in gLo..<gHi {
+                    let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
+                    let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
+                    _ = (occ, lg, qg, yg)
+                    let group = keys + (10880 &+ grp &* 768 &+ g &* 384)
+                    scaleQueries(qg, heads: 4, group, rowBytes: 12, d: 32, scaled, bias)
+                    keyGroupLogitsB2H2(scaled + 0, group, rowBytes: 12, d: 32, bias + 0, scale: 0.17677669, lg + (192 &+ grp &* 32), stride: 1025, codes)
+                    keyGroupLogitsB2H2(scaled + 64, group, rowBytes: 12, d: 32, bias + 2, scale: 0.17677669, lg + (2242 &+ grp &* 32), stride: 1025, codes)
+                }
+            }
+            for g in gLo..<gHi {
+                let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
+                let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
+                _ = (occ, lg, qg, yg)
+                let kNew = k + (b &* 64 &+ g &* 32), vNew = v + (b &* 64 &+ g &* 32)
+                var newWeight: Float = 0
+                for h in 0..<4 {
+                    let wNew = slotSoftmax(lg + h &* 1025, occ, 1024, newLogit: dot(qg + h &* 32, kNew, 32) * 0.17677669)
+                    let yh = yg + h &* 32
+                    for i in 0..<32 { yh[i] = wNew * vNew[i] }
+                    newWeight += wNew
+                }
+                newScore[b &* 2 &+ g] = newWeight
+                let rec = received + (b &* 2 &+ g) &* 1024
+                for s in 0..<1024 {
+                    var r: Float = 0
+                    for h in 0..<4 { r += lg[h &* 1025 &+ s] }
+                    rec[s] = r
+                }
+            }
+            for g in gLo..<gHi {
+                let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
+                let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
+                _ = (occ, lg, qg, yg)
+                for s in 0..<36 where occ[0 &+ s] >= 0 {
+                    for h in 0..<4 { weights[h] = lg[h &* 1025 &+ 0 &+ s] }
+                    halfValueAccumulate(values + (0 &+ s &* 128), first: g &* 32, dv: 32, heads: 4, weights: weights, yg)
+                }
+            }
+            for t0 in stride(from: 0, to: 156, by: 256) {
+                let n = min(256, 156 &- t0)
+                for g in gLo..<gHi {
+                    let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
+                    let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
+                    _ = (occ, lg, qg, yg)
+                    for j in 0..<1 {
+                        let rows = values + (4608 &+ t0 &* 40 &+ (g &* 1 &+ j) &* 20)
+                        scaleWeights(lg + (36 &+ t0), stride: 1025, occ + (36 &+ t0), heads: 4, rows, rowBytes: 40, tokens: n, scaled, bias)
+                        valueGroupAccumulateB4H4(scaled + 0 &* n, tokens: n, rows, rowBytes: 40, bias + 0, yg + (0 &+ j &* 32), dv: 32, codes)
+                    }
+                }
+            }
+            for t0 in stride(from: 0, to: 832, by: 256) {
+                let n = min(256, 832 &- t0)
+                for g in gLo..<gHi {
+                    let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
+                    let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
+                    _ = (occ, lg, qg, yg)
+                    for j in 0..<1 {
+                        let rows = values + (10848 &+ t0 &* 24 &+ (g &* 1 &+ j) &* 12)
+                        scaleWeights(lg + (192 &+ t0), stride: 1025, occ + (192 &+ t0), heads: 4, rows, rowBytes: 24, tokens: n, scaled, bias)
+                        valueGroupAccumulateB2H2(scaled + 0 &* n, tokens: n, rows, rowBytes: 24, bias + 0, yg + (0 &+ j &* 32), dv: 32, codes)
+                        valueGroupAccumulateB2H2(scaled + 2 &* n, tokens: n, rows, rowBytes: 24, bias + 2, yg + (64 &+ j &* 32), dv: 32, codes)
+                    }
                 }
             }
         }
@@ -1414,119 +1449,122 @@ func k12(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v
     let received = (state + 8192).assumingMemoryBound(to: Float.self)
     let newScore = (state + 16384).assumingMemoryBound(to: Float.self)
     let logits = UnsafeMutablePointer<Float>.allocate(capacity: 8200)
-    let scratch = UnsafeMutablePointer<Float>.allocate(capacity: 1288)
-    defer { logits.deallocate(); scratch.deallocate() }
-    let codes = scratch, bias = scratch + 256, weights = scratch + 260, scaled = scratch + 264
-    _ = (codes, bias, weights, scaled)
-    let rounding = UnsafeMutableRawPointer.allocate(byteCount: 784, alignment: 32)
-    defer { rounding.deallocate() }
-    let qrow = QuantisedRow(values: rounding.bindMemory(to: Float.self, capacity: 128),
-                            offsets: (rounding + 512).bindMemory(to: Int32.self, capacity: 32),
-                            scales: (rounding + 640).bindMemory(to: Float.self, capacity: 4),
-                            codes: (rounding + 656).bindMemory(to: Int8.self, capacity: 128))
+    defer { logits.deallocate() }
     for b in 0..<1 {
         (kn + b &* 64).update(from: k + b &* 64, count: 64)
         (vn + b &* 64).update(from: v + b &* 64, count: 64)
         let keys = UnsafeRawPointer(kc) + b &* 39424, values = UnsafeRawPointer(vc) + b &* 28320
-        for g in 0..<2 {
-            let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
-            let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
-            _ = (occ, lg, qg, yg)
-            for h in 0..<4 { halfKeyLogits(qg + h &* 32, keys + 0, tokens: 36, channels: 64, first: g &* 32, d: 32, scale: 0.17677669, lg + (h &* 1025 &+ 0)) }
-        }
-        for grp in 0..<21 {
-            for g in 0..<2 {
+        parallelRows(2, work: 16384) { gLo, gHi in
+            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: 1288)
+            defer { scratch.deallocate() }
+            let codes = scratch, bias = scratch + 256, weights = scratch + 260, scaled = scratch + 264
+            _ = (codes, bias, weights, scaled)
+            let rounding = UnsafeMutableRawPointer.allocate(byteCount: 784, alignment: 32)
+            defer { rounding.deallocate() }
+            let qrow = QuantisedRow(values: rounding.bindMemory(to: Float.self, capacity: 128),
+                                    offsets: (rounding + 512).bindMemory(to: Int32.self, capacity: 32),
+                                    scales: (rounding + 640).bindMemory(to: Float.self, capacity: 4),
+                                    codes: (rounding + 656).bindMemory(to: Int8.self, capacity: 128))
+            for g in gLo..<gHi {
                 let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
                 let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
                 _ = (occ, lg, qg, yg)
-                let group = keys + (4608 &+ grp &* 1280 &+ g &* 640)
-                scaleQueries(qg, heads: 4, group, rowBytes: 20, d: 32, scaled, bias)
-    #if KVPLAN_AVX2
-                roundQueries(scaled, 128, qrow.codes, qrow.scales)
-                keyGroupLogitsI8H4(qrow.codes + 0, qrow.scales + 0, group, rowBytes: 20, d: 32, bias + 0, scale: 0.17677669, lg + (36 &+ grp &* 32), stride: 1025, codes)
-    #else
-                quantiseRow(scaled, 128, qrow)
-                keyGroupLogitsB4H4(qrow.values + 0, group, rowBytes: 20, d: 32, bias + 0, scale: 0.17677669, lg + (36 &+ grp &* 32), stride: 1025, codes)
-    #endif
+                for h in 0..<4 { halfKeyLogits(qg + h &* 32, keys + 0, tokens: 36, channels: 64, first: g &* 32, d: 32, scale: 0.17677669, lg + (h &* 1025 &+ 0)) }
             }
-        }
-        for g in 0..<2 {
-            let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
-            let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
-            _ = (occ, lg, qg, yg)
-            quantizedKeyLogits(qg, heads: 4, keys + (31488), tokens: 1, channels: 64, first: g &* 32, d: 32, bits: 4, group: 32, scale: 0.17677669, lg + 708, stride: 1025, codes: codes, bias: bias)
-        }
-        for grp in 0..<9 {
-            for g in 0..<2 {
-                let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
-                let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
-                _ = (occ, lg, qg, yg)
-                let group = keys + (31808 &+ grp &* 768 &+ g &* 384)
-                scaleQueries(qg, heads: 4, group, rowBytes: 12, d: 32, scaled, bias)
-                keyGroupLogitsB2H2(scaled + 0, group, rowBytes: 12, d: 32, bias + 0, scale: 0.17677669, lg + (709 &+ grp &* 32), stride: 1025, codes)
-                keyGroupLogitsB2H2(scaled + 64, group, rowBytes: 12, d: 32, bias + 2, scale: 0.17677669, lg + (2759 &+ grp &* 32), stride: 1025, codes)
-            }
-        }
-        for g in 0..<2 {
-            let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
-            let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
-            _ = (occ, lg, qg, yg)
-            quantizedKeyLogits(qg, heads: 4, keys + (38720), tokens: 27, channels: 64, first: g &* 32, d: 32, bits: 2, group: 32, scale: 0.17677669, lg + 997, stride: 1025, codes: codes, bias: bias)
-        }
-        for g in 0..<2 {
-            let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
-            let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
-            _ = (occ, lg, qg, yg)
-            let kNew = k + (b &* 64 &+ g &* 32), vNew = v + (b &* 64 &+ g &* 32)
-            var newWeight: Float = 0
-            for h in 0..<4 {
-                let wNew = slotSoftmax(lg + h &* 1025, occ, 1024, newLogit: dot(qg + h &* 32, kNew, 32) * 0.17677669)
-                let yh = yg + h &* 32
-                for i in 0..<32 { yh[i] = wNew * vNew[i] }
-                newWeight += wNew
-            }
-            newScore[b &* 2 &+ g] = newWeight
-            let rec = received + (b &* 2 &+ g) &* 1024
-            for s in 0..<1024 {
-                var r: Float = 0
-                for h in 0..<4 { r += lg[h &* 1025 &+ s] }
-                rec[s] = r
-            }
-        }
-        for g in 0..<2 {
-            let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
-            let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
-            _ = (occ, lg, qg, yg)
-            for s in 0..<36 where occ[0 &+ s] >= 0 {
-                for h in 0..<4 { weights[h] = lg[h &* 1025 &+ 0 &+ s] }
-                halfValueAccumulate(values + (0 &+ s &* 128), first: g &* 32, dv: 32, heads: 4, weights: weights, yg)
-            }
-        }
-        for t0 in stride(from: 0, to: 673, by: 256) {
-            let n = min(256, 673 &- t0)
-            for g in 0..<2 {
-                let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
-                let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
-                _ = (occ, lg, qg, yg)
-                for j in 0..<1 {
-                    let rows = values + (4608 &+ t0 &* 24 &+ (g &* 1 &+ j) &* 12)
-                    scaleWeights(lg + (36 &+ t0), stride: 1025, occ + (36 &+ t0), heads: 4, rows, rowBytes: 24, tokens: n, scaled, bias)
-                    valueGroupAccumulateB2H2(scaled + 0 &* n, tokens: n, rows, rowBytes: 24, bias + 0, yg + (0 &+ j &* 32), dv: 32, codes)
-                    valueGroupAccumulateB2H2(scaled + 2 &* n, tokens: n, rows, rowBytes: 24, bias + 2, yg + (64 &+ j &* 32), dv: 32, codes)
+            for grp in 0..<21 {
+                for g in gLo..<gHi {
+                    let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
+                    let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
+                    _ = (occ, lg, qg, yg)
+                    let group = keys + (4608 &+ grp &* 1280 &+ g &* 640)
+                    scaleQueries(qg, heads: 4, group, rowBytes: 20, d: 32, scaled, bias)
+        #if KVPLAN_AVX2
+                    roundQueries(scaled, 128, qrow.codes, qrow.scales)
+                    keyGroupLogitsI8H4(qrow.codes + 0, qrow.scales + 0, group, rowBytes: 20, d: 32, bias + 0, scale: 0.17677669, lg + (36 &+ grp &* 32), stride: 1025, codes)
+        #else
+                    quantiseRow(scaled, 128, qrow)
+                    keyGroupLogitsB4H4(qrow.values + 0, group, rowBytes: 20, d: 32, bias + 0, scale: 0.17677669, lg + (36 &+ grp &* 32), stride: 1025, codes)
+        #endif
                 }
             }
-        }
-        for t0 in stride(from: 0, to: 315, by: 256) {
-            let n = min(256, 315 &- t0)
-            for g in 0..<2 {
+            for g in gLo..<gHi {
                 let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
                 let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
                 _ = (occ, lg, qg, yg)
-                for j in 0..<1 {
-                    let rows = values + (20760 &+ t0 &* 24 &+ (g &* 1 &+ j) &* 12)
-                    scaleWeights(lg + (709 &+ t0), stride: 1025, occ + (709 &+ t0), heads: 4, rows, rowBytes: 24, tokens: n, scaled, bias)
-                    valueGroupAccumulateB2H2(scaled + 0 &* n, tokens: n, rows, rowBytes: 24, bias + 0, yg + (0 &+ j &* 32), dv: 32, codes)
-                    valueGroupAccumulateB2H2(scaled + 2 &* n, tokens: n, rows, rowBytes: 24, bias + 2, yg + (64 &+ j &* 32), dv: 32, codes)
+                quantizedKeyLogits(qg, heads: 4, keys + (31488), tokens: 1, channels: 64, first: g &* 32, d: 32, bits: 4, group: 32, scale: 0.17677669, lg + 708, stride: 1025, codes: codes, bias: bias)
+            }
+            for grp in 0..<9 {
+                for g in gLo..<gHi {
+                    let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
+                    let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
+                    _ = (occ, lg, qg, yg)
+                    let group = keys + (31808 &+ grp &* 768 &+ g &* 384)
+                    scaleQueries(qg, heads: 4, group, rowBytes: 12, d: 32, scaled, bias)
+                    keyGroupLogitsB2H2(scaled + 0, group, rowBytes: 12, d: 32, bias + 0, scale: 0.17677669, lg + (709 &+ grp &* 32), stride: 1025, codes)
+                    keyGroupLogitsB2H2(scaled + 64, group, rowBytes: 12, d: 32, bias + 2, scale: 0.17677669, lg + (2759 &+ grp &* 32), stride: 1025, codes)
+                }
+            }
+            for g in gLo..<gHi {
+                let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
+                let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
+                _ = (occ, lg, qg, yg)
+                quantizedKeyLogits(qg, heads: 4, keys + (38720), tokens: 27, channels: 64, first: g &* 32, d: 32, bits: 2, group: 32, scale: 0.17677669, lg + 997, stride: 1025, codes: codes, bias: bias)
+            }
+            for g in gLo..<gHi {
+                let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
+                let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
+                _ = (occ, lg, qg, yg)
+                let kNew = k + (b &* 64 &+ g &* 32), vNew = v + (b &* 64 &+ g &* 32)
+                var newWeight: Float = 0
+                for h in 0..<4 {
+                    let wNew = slotSoftmax(lg + h &* 1025, occ, 1024, newLogit: dot(qg + h &* 32, kNew, 32) * 0.17677669)
+                    let yh = yg + h &* 32
+                    for i in 0..<32 { yh[i] = wNew * vNew[i] }
+                    newWeight += wNew
+                }
+                newScore[b &* 2 &+ g] = newWeight
+                let rec = received + (b &* 2 &+ g) &* 1024
+                for s in 0..<1024 {
+                    var r: Float = 0
+                    for h in 0..<4 { r += lg[h &* 1025 &+ s] }
+                    rec[s] = r
+                }
+            }
+            for g in gLo..<gHi {
+                let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
+                let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
+                _ = (occ, lg, qg, yg)
+                for s in 0..<36 where occ[0 &+ s] >= 0 {
+                    for h in 0..<4 { weights[h] = lg[h &* 1025 &+ 0 &+ s] }
+                    halfValueAccumulate(values + (0 &+ s &* 128), first: g &* 32, dv: 32, heads: 4, weights: weights, yg)
+                }
+            }
+            for t0 in stride(from: 0, to: 673, by: 256) {
+                let n = min(256, 673 &- t0)
+                for g in gLo..<gHi {
+                    let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
+                    let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
+                    _ = (occ, lg, qg, yg)
+                    for j in 0..<1 {
+                        let rows = values + (4608 &+ t0 &* 24 &+ (g &* 1 &+ j) &* 12)
+                        scaleWeights(lg + (36 &+ t0), stride: 1025, occ + (36 &+ t0), heads: 4, rows, rowBytes: 24, tokens: n, scaled, bias)
+                        valueGroupAccumulateB2H2(scaled + 0 &* n, tokens: n, rows, rowBytes: 24, bias + 0, yg + (0 &+ j &* 32), dv: 32, codes)
+                        valueGroupAccumulateB2H2(scaled + 2 &* n, tokens: n, rows, rowBytes: 24, bias + 2, yg + (64 &+ j &* 32), dv: 32, codes)
+                    }
+                }
+            }
+            for t0 in stride(from: 0, to: 315, by: 256) {
+                let n = min(256, 315 &- t0)
+                for g in gLo..<gHi {
+                    let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
+                    let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
+                    _ = (occ, lg, qg, yg)
+                    for j in 0..<1 {
+                        let rows = values + (20760 &+ t0 &* 24 &+ (g &* 1 &+ j) &* 12)
+                        scaleWeights(lg + (709 &+ t0), stride: 1025, occ + (709 &+ t0), heads: 4, rows, rowBytes: 24, tokens: n, scaled, bias)
+                        valueGroupAccumulateB2H2(scaled + 0 &* n, tokens: n, rows, rowBytes: 24, bias + 0, yg + (0 &+ j &* 32), dv: 32, codes)
+                        valueGroupAccumulateB2H2(scaled + 2 &* n, tokens: n, rows, rowBytes: 24, bias + 2, yg + (64 &+ j &* 32), dv: 32, codes)
+                    }
                 }
             }
         }
