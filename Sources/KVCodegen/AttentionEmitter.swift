@@ -92,7 +92,7 @@ extension SwiftEmitter {
         // threads; each part has its own scratch.
         body += """
                 let keys = UnsafeRawPointer(kc) + b &* \(cache.keyBytes / batch), values = UnsafeRawPointer(vc) + b &* \(cache.valueBytes / batch)
-                parallelRows(\(kvHeads), work: \(heads * slots * d / 16)) { gLo, gHi in
+                parallelRows(\(kvHeads), work: \(heads * slots * d / 2)) { gLo, gHi in
                     let scratch = UnsafeMutablePointer<Float>.allocate(capacity: \(256 + 2 * groupSize + groupSize * max(d, 256)))
                     defer { scratch.deallocate() }
                     let codes = scratch, bias = scratch + 256, weights = scratch + \(256 + groupSize), scaled = scratch + \(256 + 2 * groupSize)

@@ -128,10 +128,12 @@ extension SwiftEmitter {
             }
             if format == .q8_0 || format == .q4_0 {
                 // Weights that fit in L2 go in pairs of rows, each activation block loaded once for both.
+                // Threads split whole pairs, so every row is summed alike however many threads run.
                 let pair = format == .q8_0 ? "dotQ8Pair" : "dotQ4Pair"
                 let (first, second) = accumulate ? ("y[r &* \(rows) &+ j] + s0", "y[r &* \(rows) &+ j &+ 1] + s1") : ("s0", "s1")
                 let secondBias = bias.isEmpty ? "" : " + \(load(2, "j &+ 1"))"
-                return "    parallelRows(\(rows), work: \(m * rows * k)) { lo, hi in\n        withQuantisedRow(\(k)) { q in\n"
+                return "    parallelRows(\((rows + 1) / 2), work: \(m * rows * k)) { pairLo, pairHi in\n        withQuantisedRow(\(k)) { q in\n"
+                    + "            let lo = pairLo &* 2, hi = min(pairHi &* 2, \(rows))\n"
                     + "            for r in 0..<\(m) {\n                quantiseRow(x + r &* \(k), \(k), q)\n"
                     + "                var j = lo\n                while j &+ 2 <= hi {\n"
                     + "                    let (s0, s1) = \(pair)(q, UnsafeRawPointer(z) + j &* \(rowBytes), rowBytes: \(rowBytes), \(k))\n"

@@ -32,7 +32,7 @@ struct KernelBench: ParsableCommand {
     @Option(help: "Families to measure: all (default), gemv, attention or rowwise (norms, softmax, rope, elementwise, embed).")
     var family: String = "all"
 
-    @Option(help: "Threads for the generated kernels, memcpy and OpenBLAS alike (the scalar loop stays on one); 1 to 64.")
+    @Option(help: "Threads for the generated kernels, memcpy and OpenBLAS alike (the scalar loop stays on one); 1...64.")
     var threads: Int = 1
 
     func run() throws {
@@ -42,7 +42,7 @@ struct KernelBench: ParsableCommand {
             throw ExitCode(64)
         }
         guard (1...64).contains(threads) else {
-            printError("error: --threads: expected 1 to 64, got \(threads)\n")
+            printError("error: --threads: expected 1...64, got \(threads)\n")
             throw ExitCode(64)
         }
         let wants = { (f: String) in family == "all" || family == f }

@@ -11,10 +11,11 @@ nonisolated(unsafe) var kvplanThreads = 1
 @_cdecl("kvplan_set_threads")
 public func kvplan_set_threads(_ n: Int) { kvplanThreads = max(1, n) }
 
-/// Runs body(lo, hi) over 0..<n, split in contiguous parts over kvplanThreads when the work is large.
+/// Runs body(lo, hi) over 0..<n, split in contiguous parts over kvplanThreads when the work
+/// (multiply-adds) is at least 2^19: a dispatch costs ~7 µs here, so smaller kernels ran slower split.
 @inline(__always)
 func parallelRows(_ n: Int, work: Int, _ body: (Int, Int) -> Void) {
-    let parts = work >= 1 << 16 ? min(kvplanThreads, n) : 1
+    let parts = work >= 1 << 19 ? min(kvplanThreads, n) : 1
     if parts <= 1 { body(0, n); return }
     withoutActuallyEscaping(body) { body in
         nonisolated(unsafe) let run = body  // the parts write disjoint rows
@@ -1183,7 +1184,7 @@ func k6(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v:
         (kn + b &* 64).update(from: k + b &* 64, count: 64)
         (vn + b &* 64).update(from: v + b &* 64, count: 64)
         let keys = UnsafeRawPointer(kc) + b &* 42688, values = UnsafeRawPointer(vc) + b &* 28320
-        parallelRows(2, work: 16384) { gLo, gHi in
+        parallelRows(2, work: 131072) { gLo, gHi in
             let scratch = UnsafeMutablePointer<Float>.allocate(capacity: 1288)
             defer { scratch.deallocate() }
             let codes = scratch, bias = scratch + 256, weights = scratch + 260, scaled = scratch + 264
@@ -1333,7 +1334,7 @@ func k11(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v
         (kn + b &* 64).update(from: k + b &* 64, count: 64)
         (vn + b &* 64).update(from: v + b &* 64, count: 64)
         let keys = UnsafeRawPointer(kc) + b &* 30848, values = UnsafeRawPointer(vc) + b &* 30816
-        parallelRows(2, work: 16384) { gLo, gHi in
+        parallelRows(2, work: 131072) { gLo, gHi in
             let scratch = UnsafeMutablePointer<Float>.allocate(capacity: 1288)
             defer { scratch.deallocate() }
             let codes = scratch, bias = scratch + 256, weights = scratch + 260, scaled = scratch + 264
@@ -1454,7 +1455,7 @@ func k12(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v
         (kn + b &* 64).update(from: k + b &* 64, count: 64)
         (vn + b &* 64).update(from: v + b &* 64, count: 64)
         let keys = UnsafeRawPointer(kc) + b &* 39424, values = UnsafeRawPointer(vc) + b &* 28320
-        parallelRows(2, work: 16384) { gLo, gHi in
+        parallelRows(2, work: 131072) { gLo, gHi in
             let scratch = UnsafeMutablePointer<Float>.allocate(capacity: 1288)
             defer { scratch.deallocate() }
             let codes = scratch, bias = scratch + 256, weights = scratch + 260, scaled = scratch + 264
