@@ -193,12 +193,16 @@ struct CLITests {
         #expect(stray.status == 1 && stray.stderr.contains("--capacity applies only with --instances"))
     }
 
-    @Test("bench kernels refuses an unknown --family before measuring anything")
+    @Test("bench kernels refuses an unknown --family or a --threads outside 1...64 before measuring anything")
     func benchKernelsFamily() throws {
         let r = try run(["bench", "kernels", "--family", "convolutions"])
         #expect(r.status == 64)
         #expect(r.stderr.contains("--family: expected one of all, gemv, attention, rowwise, got 'convolutions'"))
         #expect(r.stdout.isEmpty)
+        for bad in ["0", "65"] {
+            let t = try run(["bench", "kernels", "--threads", bad])
+            #expect(t.status == 64 && t.stderr.contains("--threads: expected 1...64, got \(bad)") && t.stdout.isEmpty)
+        }
     }
 }
 
