@@ -197,7 +197,8 @@ public struct SwiftEmitter {
         }
         if let k = observed { calls.append("    observe?(context, \(k))") }
         let quantisedDots = Self.usesQuantisedDots(kernels)
-        kernels = Self.header + "import Foundation\n" + (quantisedDots ? Self.quantisedDotImports : "") + "\n" + Self.helpers + Self.elementwiseHelpers
+        let intrinsics = quantisedDots || kernels.contains("valueGroupAccumulateB4H")  // the AVX-512 value kernel calls them too
+        kernels = Self.header + "import Foundation\n" + (intrinsics ? Self.quantisedDotImports : "") + "\n" + Self.helpers + Self.elementwiseHelpers
             + (quantisedDots ? Self.quantisedDotHelpers : "") + Self.attentionHelpers(for: kernels) + kernels
         var step = Self.header
         step += """

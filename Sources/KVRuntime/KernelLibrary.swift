@@ -10,7 +10,9 @@ import KVArtifact
 // On a CPU with AVX-VNNI (its `avx_vnni` flag in /proc/cpuinfo) the flags add `-Xcc -mavxvnni`
 // and -D KVPLAN_AVXVNNI: the integer products then use `vpdpbusd` (u8 × s8 summed four at a time
 // into Int32) in place of `vpmaddubsw` + `vpmaddwd`. Both compute the same integers, so results
-// are bit-identical; KVPLAN_AVXVNNI=0 in the environment keeps the plain AVX2 flags.
+// are bit-identical; KVPLAN_AVXVNNI=0 in the environment keeps the plain AVX2 flags. Likewise
+// AVX-512 F/BW/VL adds `-Xcc -mavx512f -mavx512bw -mavx512vl -mno-gather` and -D KVPLAN_AVX512:
+// the 4-bit value kernel then runs 16 lanes wide, bit-identical (KVPLAN_AVX512=0 turns it off).
 
 /// A compiled and loaded generated schedule.
 public final class KernelLibrary {
@@ -33,7 +35,9 @@ public final class KernelLibrary {
     /// turns on the kernels written for them); the toolchain's default elsewhere.
     public static var defaultTargetFlags: [String] {
         #if arch(x86_64)
-        return hasAVXVNNI && ProcessInfo.processInfo.environment["KVPLAN_AVXVNNI"] != "0" ? avx2Flags + vnniFlags : avx2Flags
+        let environment = ProcessInfo.processInfo.environment
+        return avx2Flags + (hasAVXVNNI && environment["KVPLAN_AVXVNNI"] != "0" ? vnniFlags : [])
+            + (hasAVX512 && environment["KVPLAN_AVX512"] != "0" ? avx512Flags : [])
         #else
         return []
         #endif
@@ -45,12 +49,23 @@ public final class KernelLibrary {
     /// What AVX-VNNI adds to avx2Flags: the instruction set (swiftc passes it to Clang's target) and its define.
     public static let vnniFlags = ["-Xcc", "-mavxvnni", "-D", "KVPLAN_AVXVNNI"]
 
-    /// True when this CPU has AVX-VNNI (Linux: the `avx_vnni` flag in /proc/cpuinfo).
-    public static let hasAVXVNNI: Bool = {
+    /// What AVX-512 (F, BW, VL) adds to avx2Flags: the instruction sets, its define, and -mno-gather —
+    /// with AVX-512 enabled LLVM turns the scale passes' eight strided header loads into
+    /// `vpgatherdd`, slow on this machine (the attention kernel 4.1 → 3.3–3.5 GB/s).
+    public static let avx512Flags = ["-Xcc", "-mavx512f", "-Xcc", "-mavx512bw", "-Xcc", "-mavx512vl", "-Xcc", "-mno-gather", "-D", "KVPLAN_AVX512"]
+
+    /// The flags of this CPU (Linux: /proc/cpuinfo's first `flags` line; empty elsewhere).
+    static let cpuFlags: Set<Substring> = {
         guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
-              let flags = info.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else { return false }
-        return flags.split(separator: " ").contains("avx_vnni")
+              let flags = info.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else { return [] }
+        return Set(flags.split(separator: " "))
     }()
+
+    /// True when this CPU has AVX-VNNI (the `avx_vnni` flag).
+    public static let hasAVXVNNI = cpuFlags.contains("avx_vnni")
+
+    /// True when this CPU has AVX-512 F, BW and VL.
+    public static let hasAVX512 = ["avx512f", "avx512bw", "avx512vl"].allSatisfy { cpuFlags.contains($0) }
 
     /// Splits large kernels over `n` threads (1: none).
     public func setThreads(_ n: Int) { threads(max(1, n)) }

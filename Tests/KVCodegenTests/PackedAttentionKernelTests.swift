@@ -22,7 +22,8 @@ struct PackedAttentionKernelTests {
         var tokens: Int
         /// Compiled without KVPLAN_AVX2: the portable paths (f32 products over the rounded query).
         var portable = false
-        /// Compiled with plain AVX2 flags on a CPU that has AVX-VNNI (vpmaddubsw instead of vpdpbusd).
+        /// Compiled with plain AVX2 flags on a CPU that has AVX-VNNI or AVX-512 (vpmaddubsw instead of
+        /// vpdpbusd, 8-lane value kernels), and compared bit for bit with the runtime's own flags.
         var plainAVX2 = false
         /// Threads the KV heads are split over (kvplan_set_threads); large enough cases only split.
         var threads = 1
@@ -32,7 +33,7 @@ struct PackedAttentionKernelTests {
         }
     }
 
-    static let cases: [Case] = baseCases + (KernelLibrary.hasAVXVNNI ? [
+    static let cases: [Case] = baseCases + (KernelLibrary.hasAVXVNNI || KernelLibrary.hasAVX512 ? [
         Case(heads: 8, kvHeads: 2, d: 64, sinks: 2, window: 6, high: 96, keyBits: 4, valueBits: 4, low: 40, lowBits: 2, tokens: 200, plainAVX2: true),
     ] : [])
 
@@ -137,6 +138,14 @@ struct PackedAttentionKernelTests {
             library.setThreads(1)
         } else {
             run()
+        }
+        if x.plainAVX2 {
+            // The runtime's flags (AVX-VNNI key products, 16-lane value kernel) compute the same numbers.
+            let plain = (Array(arena[offsets[5]..<offsets[5] + bytes[5]]), Array(state))
+            let wide = try KernelLibrary(kernels: kernels, schedule: step, targetFlags: KernelLibrary.defaultTargetFlags)
+            tiers.withUnsafeBufferPointer { t in states.withUnsafeBufferPointer { s in wide.step(t.baseAddress!, s.baseAddress!, &links, nil, nil) } }
+            #expect(Array(arena[offsets[5]..<offsets[5] + bytes[5]]) == plain.0, "outputs differ between plain AVX2 and \(KernelLibrary.defaultTargetFlags)")
+            #expect(Array(state) == plain.1, "scores differ between plain AVX2 and \(KernelLibrary.defaultTargetFlags)")
         }
 
         let (reference, newScores) = cache.attend(q, key: kNew, value: vNew, heads: x.heads, kvHeads: x.kvHeads, scale: 1 / Double(x.d).squareRoot())

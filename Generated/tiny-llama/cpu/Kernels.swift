@@ -915,6 +915,30 @@ func valueGroupAccumulateB2H2(_ scaled: UnsafePointer<Float>, tokens: Int, _ row
 func valueGroupAccumulateB4H4(_ scaled: UnsafePointer<Float>, tokens: Int, _ rows: UnsafeRawPointer, rowBytes: Int,
                                   _ bias: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, dv: Int,
                                   _ tmp: UnsafeMutablePointer<Float>) {
+#if KVPLAN_AVX512
+    let low = _mm512_set1_epi32(15)
+    var a0e = _mm512_setzero_ps(), a0o = _mm512_setzero_ps(), a1e = _mm512_setzero_ps(), a1o = _mm512_setzero_ps(), a2e = _mm512_setzero_ps(), a2o = _mm512_setzero_ps(), a3e = _mm512_setzero_ps(), a3o = _mm512_setzero_ps()
+    for t in 0..<tokens {
+        let r = _mm512_cvtepu8_epi32(unsafeBitCast((rows + (t &* rowBytes &+ 4)).loadUnaligned(as: SIMD16<UInt8>.self), to: __m128i.self))
+        let ce = _mm512_cvtepi32_ps(_mm512_and_si512(r, low)), co = _mm512_cvtepi32_ps(_mm512_and_si512(_mm512_srli_epi32(r, 4), low))
+        let w0 = _mm512_set1_ps(scaled[t]); a0e = _mm512_fmadd_ps(w0, ce, a0e); a0o = _mm512_fmadd_ps(w0, co, a0o)
+        let w1 = _mm512_set1_ps(scaled[tokens &* 1 &+ t]); a1e = _mm512_fmadd_ps(w1, ce, a1e); a1o = _mm512_fmadd_ps(w1, co, a1o)
+        let w2 = _mm512_set1_ps(scaled[tokens &* 2 &+ t]); a2e = _mm512_fmadd_ps(w2, ce, a2e); a2o = _mm512_fmadd_ps(w2, co, a2o)
+        let w3 = _mm512_set1_ps(scaled[tokens &* 3 &+ t]); a3e = _mm512_fmadd_ps(w3, ce, a3e); a3o = _mm512_fmadd_ps(w3, co, a3o)
+    }
+    _mm512_storeu_ps(tmp + 0, a0e); _mm512_storeu_ps(tmp + 16, a0o)
+    let y0 = y + 0, b0 = bias[0]
+    for i in 0..<16 { y0[i &* 2] += tmp[0 &+ i] + b0; y0[i &* 2 &+ 1] += tmp[16 &+ i] + b0 }
+    _mm512_storeu_ps(tmp + 32, a1e); _mm512_storeu_ps(tmp + 48, a1o)
+    let y1 = y + dv &* 1, b1 = bias[1]
+    for i in 0..<16 { y1[i &* 2] += tmp[32 &+ i] + b1; y1[i &* 2 &+ 1] += tmp[48 &+ i] + b1 }
+    _mm512_storeu_ps(tmp + 64, a2e); _mm512_storeu_ps(tmp + 80, a2o)
+    let y2 = y + dv &* 2, b2 = bias[2]
+    for i in 0..<16 { y2[i &* 2] += tmp[64 &+ i] + b2; y2[i &* 2 &+ 1] += tmp[80 &+ i] + b2 }
+    _mm512_storeu_ps(tmp + 96, a3e); _mm512_storeu_ps(tmp + 112, a3o)
+    let y3 = y + dv &* 3, b3 = bias[3]
+    for i in 0..<16 { y3[i &* 2] += tmp[96 &+ i] + b3; y3[i &* 2 &+ 1] += tmp[112 &+ i] + b3 }
+#else
     do {
         var a0s0 = SIMD8<Float>(), a0s1 = SIMD8<Float>(), a1s0 = SIMD8<Float>(), a1s1 = SIMD8<Float>(), a2s0 = SIMD8<Float>(), a2s1 = SIMD8<Float>(), a3s0 = SIMD8<Float>(), a3s1 = SIMD8<Float>()
         for t in 0..<tokens {
@@ -989,6 +1013,7 @@ func valueGroupAccumulateB4H4(_ scaled: UnsafePointer<Float>, tokens: Int, _ row
         for i in 0..<8 { y3[16 &+ i &* 2] += tmp[48 &+ i] + b3 }
         for i in 0..<8 { y3[17 &+ i &* 2] += tmp[56 &+ i] + b3 }
     }
+#endif
 }
 
 #if KVPLAN_AVX2
