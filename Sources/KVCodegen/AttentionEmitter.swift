@@ -169,7 +169,7 @@ extension SwiftEmitter {
         if full > 0 {
             var inner = """
                         let group = keys + (\(s.keys) &+ grp &* \(c * rowBytes) &+ g &* \(d * rowBytes))
-                        scaleQueries(qg, heads: \(heads), group, rowBytes: \(rowBytes), d: \(d), scaled, bias)
+                        \(heads <= 4 ? "scaleQueriesH\(heads)(qg," : "scaleQueries(qg, heads: \(heads),") group, rowBytes: \(rowBytes), d: \(d), scaled, bias)
 
             """
             var h0 = 0
@@ -231,7 +231,7 @@ extension SwiftEmitter {
         var inner = """
                     for j in 0..<\(dv / 32) {
                         let rows = values + (\(s.values) &+ t0 &* \(rowBytes) &+ (g &* \(dv / 32) &+ j) &* \(groupBytes))
-                        scaleWeights(lg + (\(s.first) &+ t0), stride: \(stride), occ + (\(s.first) &+ t0), heads: \(heads), rows, rowBytes: \(rowBytes), tokens: n, scaled, bias)
+                        \(heads <= 4 ? "scaleWeightsH\(heads)(lg + (\(s.first) &+ t0), stride: \(stride), occ + (\(s.first) &+ t0)," : "scaleWeights(lg + (\(s.first) &+ t0), stride: \(stride), occ + (\(s.first) &+ t0), heads: \(heads),") rows, rowBytes: \(rowBytes), tokens: n, scaled, bias)
 
         """
         var h0 = 0

@@ -36,6 +36,8 @@ extension SwiftEmitter {
             let parts = name.split(separator: "B").last!.split(separator: "H").map { Int($0)! }
             text += name.hasPrefix("key") ? keyGroupKernel(bits: parts[0], heads: parts[1]) : valueGroupKernel(bits: parts[0], heads: parts[1])
         }
+        for heads in 1...4 where kernels.contains("scaleQueriesH\(heads)(") { text += queryScaling(heads: heads) }
+        for heads in 1...4 where kernels.contains("scaleWeightsH\(heads)(") { text += weightScaling(heads: heads) }
         if kernels.contains("roundQueries(") { text += queryRounding }
         for heads in 1...4 where kernels.contains("keyGroupLogitsI8H\(heads)(") { text += integerKeyKernel(heads: heads) }
         return text
@@ -332,6 +334,98 @@ extension SwiftEmitter {
 
     /// Passes over a group: sets per pass (2, or 4 at 2 bits — one 8-byte chunk's lanes).
     static func passes(bits: Int) -> [[Int]] { bits == 2 ? [[0, 1, 2, 3]] : [[0, 1], [2, 3]] }
+
+    /// scaleQueries for a fixed `heads` (1–4), named `scaleQueriesH<heads>`: one accumulator per
+    /// head, no per-head switch. Inlined into the attention kernel, the generic pass came out as
+    /// 128-bit pieces — queries loaded 8 bytes at a time and shuffled together, the bias sums split
+    /// into halves (measured in the profile). The same operations in the same order: bit-identical.
+    static func queryScaling(heads: Int) -> String {
+        let hs = 0..<heads
+        var s = """
+
+        /// scaleQueries for \(heads) head(s), not inlined.
+        @inline(never)
+        func scaleQueriesH\(heads)(_ q: UnsafePointer<Float>, _ group: UnsafeRawPointer, rowBytes: Int, d: Int,
+                               _ scaled: UnsafeMutablePointer<Float>, _ bias: UnsafeMutablePointer<Float>) {
+            var \(hs.map { "s\($0) = SIMD8<Float>()" }.joined(separator: ", "))
+            var c = 0
+            while c &+ 8 <= d {
+                let raw = headers(group + c &* rowBytes, rowBytes: rowBytes)
+                let s = halves(raw & 0xFFFF), z = halves(raw &>> 16)
+
+        """
+        for h in hs {
+            let at = h == 0 ? "c" : "d &* \(h) &+ c"
+            s += "        let q\(h) = UnsafeRawPointer(q + (\(at))).loadUnaligned(as: SIMD8<Float>.self)\n"
+            s += "        UnsafeMutableRawPointer(scaled + (\(at))).storeBytes(of: q\(h) * s, as: SIMD8<Float>.self)\n"
+            s += "        s\(h).addProduct(q\(h), z)\n"
+        }
+        s += "        c &+= 8\n    }\n"
+        for h in hs { s += "    bias[\(h)] = 0\n    bias[\(h)] += s\(h).sum()\n" }
+        s += """
+            while c < d {
+                let p = group + c &* rowBytes
+                let s = blockScale(p), z = blockScale(p + 2)
+                for h in 0..<\(heads) {
+                    let qc = q[h &* d &+ c]
+                    scaled[h &* d &+ c] = qc * s
+                    bias[h] += qc * z
+                }
+                c &+= 1
+            }
+        }
+
+        """
+        return s
+    }
+
+    /// scaleWeights for a fixed `heads` (1–4), named `scaleWeightsH<heads>`, for the reason
+    /// queryScaling gives; the same operations in the same order: bit-identical.
+    static func weightScaling(heads: Int) -> String {
+        let hs = 0..<heads
+        var s = """
+
+        /// scaleWeights for \(heads) head(s), not inlined.
+        @inline(never)
+        func scaleWeightsH\(heads)(_ weights: UnsafePointer<Float>, stride: Int, _ occ: UnsafePointer<Int32>, _ rows: UnsafeRawPointer,
+                              rowBytes: Int, tokens: Int, _ scaled: UnsafeMutablePointer<Float>, _ bias: UnsafeMutablePointer<Float>) {
+            var \(hs.map { "s\($0) = SIMD8<Float>()" }.joined(separator: ", "))
+            var t = 0
+            while t &+ 8 <= tokens {
+                let raw = headers(rows + t &* rowBytes, rowBytes: rowBytes)
+                let keep = unsafeBitCast(~(UnsafeRawPointer(occ + t).loadUnaligned(as: SIMD8<Int32>.self) &>> 31), to: SIMD8<UInt32>.self)
+                let s = halves(raw & 0xFFFF), z = halves(raw &>> 16)
+
+        """
+        for h in hs {
+            let at = h == 0 ? "t" : "stride &* \(h) &+ t", out = h == 0 ? "t" : "tokens &* \(h) &+ t"
+            s += "        let w\(h) = unsafeBitCast(unsafeBitCast(UnsafeRawPointer(weights + (\(at))).loadUnaligned(as: SIMD8<Float>.self), to: SIMD8<UInt32>.self) & keep, to: SIMD8<Float>.self)\n"
+            s += "        UnsafeMutableRawPointer(scaled + (\(out))).storeBytes(of: w\(h) * s, as: SIMD8<Float>.self)\n"
+            s += "        s\(h).addProduct(w\(h), z)\n"
+        }
+        s += "        t &+= 8\n    }\n"
+        for h in hs { s += "    bias[\(h)] = 0\n    bias[\(h)] += s\(h).sum()\n" }
+        s += """
+            while t < tokens {
+                guard occ[t] >= 0 else {
+                    for h in 0..<\(heads) { scaled[h &* tokens &+ t] = 0 }
+                    t &+= 1
+                    continue
+                }
+                let p = rows + t &* rowBytes
+                let s = blockScale(p), z = blockScale(p + 2)
+                for h in 0..<\(heads) {
+                    let w = weights[h &* stride &+ t]
+                    scaled[h &* tokens &+ t] = w * s
+                    bias[h] += w * z
+                }
+                t &+= 1
+            }
+        }
+
+        """
+        return s
+    }
 
     /// A blocked key kernel at `bits` for `heads` heads over one full group of 32 tokens.
     static func keyGroupKernel(bits: Int, heads: Int) -> String {

@@ -1016,6 +1016,98 @@ func valueGroupAccumulateB4H4(_ scaled: UnsafePointer<Float>, tokens: Int, _ row
 #endif
 }
 
+/// scaleQueries for 4 head(s), not inlined.
+@inline(never)
+func scaleQueriesH4(_ q: UnsafePointer<Float>, _ group: UnsafeRawPointer, rowBytes: Int, d: Int,
+                       _ scaled: UnsafeMutablePointer<Float>, _ bias: UnsafeMutablePointer<Float>) {
+    var s0 = SIMD8<Float>(), s1 = SIMD8<Float>(), s2 = SIMD8<Float>(), s3 = SIMD8<Float>()
+    var c = 0
+    while c &+ 8 <= d {
+        let raw = headers(group + c &* rowBytes, rowBytes: rowBytes)
+        let s = halves(raw & 0xFFFF), z = halves(raw &>> 16)
+        let q0 = UnsafeRawPointer(q + (c)).loadUnaligned(as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(scaled + (c)).storeBytes(of: q0 * s, as: SIMD8<Float>.self)
+        s0.addProduct(q0, z)
+        let q1 = UnsafeRawPointer(q + (d &* 1 &+ c)).loadUnaligned(as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(scaled + (d &* 1 &+ c)).storeBytes(of: q1 * s, as: SIMD8<Float>.self)
+        s1.addProduct(q1, z)
+        let q2 = UnsafeRawPointer(q + (d &* 2 &+ c)).loadUnaligned(as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(scaled + (d &* 2 &+ c)).storeBytes(of: q2 * s, as: SIMD8<Float>.self)
+        s2.addProduct(q2, z)
+        let q3 = UnsafeRawPointer(q + (d &* 3 &+ c)).loadUnaligned(as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(scaled + (d &* 3 &+ c)).storeBytes(of: q3 * s, as: SIMD8<Float>.self)
+        s3.addProduct(q3, z)
+        c &+= 8
+    }
+    bias[0] = 0
+    bias[0] += s0.sum()
+    bias[1] = 0
+    bias[1] += s1.sum()
+    bias[2] = 0
+    bias[2] += s2.sum()
+    bias[3] = 0
+    bias[3] += s3.sum()
+    while c < d {
+        let p = group + c &* rowBytes
+        let s = blockScale(p), z = blockScale(p + 2)
+        for h in 0..<4 {
+            let qc = q[h &* d &+ c]
+            scaled[h &* d &+ c] = qc * s
+            bias[h] += qc * z
+        }
+        c &+= 1
+    }
+}
+
+/// scaleWeights for 4 head(s), not inlined.
+@inline(never)
+func scaleWeightsH4(_ weights: UnsafePointer<Float>, stride: Int, _ occ: UnsafePointer<Int32>, _ rows: UnsafeRawPointer,
+                      rowBytes: Int, tokens: Int, _ scaled: UnsafeMutablePointer<Float>, _ bias: UnsafeMutablePointer<Float>) {
+    var s0 = SIMD8<Float>(), s1 = SIMD8<Float>(), s2 = SIMD8<Float>(), s3 = SIMD8<Float>()
+    var t = 0
+    while t &+ 8 <= tokens {
+        let raw = headers(rows + t &* rowBytes, rowBytes: rowBytes)
+        let keep = unsafeBitCast(~(UnsafeRawPointer(occ + t).loadUnaligned(as: SIMD8<Int32>.self) &>> 31), to: SIMD8<UInt32>.self)
+        let s = halves(raw & 0xFFFF), z = halves(raw &>> 16)
+        let w0 = unsafeBitCast(unsafeBitCast(UnsafeRawPointer(weights + (t)).loadUnaligned(as: SIMD8<Float>.self), to: SIMD8<UInt32>.self) & keep, to: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(scaled + (t)).storeBytes(of: w0 * s, as: SIMD8<Float>.self)
+        s0.addProduct(w0, z)
+        let w1 = unsafeBitCast(unsafeBitCast(UnsafeRawPointer(weights + (stride &* 1 &+ t)).loadUnaligned(as: SIMD8<Float>.self), to: SIMD8<UInt32>.self) & keep, to: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(scaled + (tokens &* 1 &+ t)).storeBytes(of: w1 * s, as: SIMD8<Float>.self)
+        s1.addProduct(w1, z)
+        let w2 = unsafeBitCast(unsafeBitCast(UnsafeRawPointer(weights + (stride &* 2 &+ t)).loadUnaligned(as: SIMD8<Float>.self), to: SIMD8<UInt32>.self) & keep, to: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(scaled + (tokens &* 2 &+ t)).storeBytes(of: w2 * s, as: SIMD8<Float>.self)
+        s2.addProduct(w2, z)
+        let w3 = unsafeBitCast(unsafeBitCast(UnsafeRawPointer(weights + (stride &* 3 &+ t)).loadUnaligned(as: SIMD8<Float>.self), to: SIMD8<UInt32>.self) & keep, to: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(scaled + (tokens &* 3 &+ t)).storeBytes(of: w3 * s, as: SIMD8<Float>.self)
+        s3.addProduct(w3, z)
+        t &+= 8
+    }
+    bias[0] = 0
+    bias[0] += s0.sum()
+    bias[1] = 0
+    bias[1] += s1.sum()
+    bias[2] = 0
+    bias[2] += s2.sum()
+    bias[3] = 0
+    bias[3] += s3.sum()
+    while t < tokens {
+        guard occ[t] >= 0 else {
+            for h in 0..<4 { scaled[h &* tokens &+ t] = 0 }
+            t &+= 1
+            continue
+        }
+        let p = rows + t &* rowBytes
+        let s = blockScale(p), z = blockScale(p + 2)
+        for h in 0..<4 {
+            let w = weights[h &* stride &+ t]
+            scaled[h &* tokens &+ t] = w * s
+            bias[h] += w * z
+        }
+        t &+= 1
+    }
+}
+
 #if KVPLAN_AVX2
 /// Rounds `n` scaled query values (a multiple of 32) to int8 per block of 32: scales[b] =
 /// max|x|/127, codes x/scale rounded to nearest even (KVQuant.KeyProductRounding) —
@@ -1232,7 +1324,7 @@ func k6(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v:
                     let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
                     _ = (occ, lg, qg, yg)
                     let group = keys + (4608 &+ grp &* 1280 &+ g &* 640)
-                    scaleQueries(qg, heads: 4, group, rowBytes: 20, d: 32, scaled, bias)
+                    scaleQueriesH4(qg, group, rowBytes: 20, d: 32, scaled, bias)
         #if KVPLAN_AVX2
                     roundQueries(scaled, 128, qrow.codes, qrow.scales)
                     keyGroupLogitsI8H4(qrow.codes + 0, qrow.scales + 0, group, rowBytes: 20, d: 32, bias + 0, scale: 0.17677669, lg + (36 &+ grp &* 32), stride: 1025, codes)
@@ -1248,7 +1340,7 @@ func k6(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v:
                     let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
                     _ = (occ, lg, qg, yg)
                     let group = keys + (40448 &+ grp &* 768 &+ g &* 384)
-                    scaleQueries(qg, heads: 4, group, rowBytes: 12, d: 32, scaled, bias)
+                    scaleQueriesH4(qg, group, rowBytes: 12, d: 32, scaled, bias)
                     keyGroupLogitsB2H2(scaled + 0, group, rowBytes: 12, d: 32, bias + 0, scale: 0.17677669, lg + (932 &+ grp &* 32), stride: 1025, codes)
                     keyGroupLogitsB2H2(scaled + 64, group, rowBytes: 12, d: 32, bias + 2, scale: 0.17677669, lg + (2982 &+ grp &* 32), stride: 1025, codes)
                 }
@@ -1296,7 +1388,7 @@ func k6(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v:
                     _ = (occ, lg, qg, yg)
                     for j in 0..<1 {
                         let rows = values + (4608 &+ t0 &* 24 &+ (g &* 1 &+ j) &* 12)
-                        scaleWeights(lg + (36 &+ t0), stride: 1025, occ + (36 &+ t0), heads: 4, rows, rowBytes: 24, tokens: n, scaled, bias)
+                        scaleWeightsH4(lg + (36 &+ t0), stride: 1025, occ + (36 &+ t0), rows, rowBytes: 24, tokens: n, scaled, bias)
                         valueGroupAccumulateB2H2(scaled + 0 &* n, tokens: n, rows, rowBytes: 24, bias + 0, yg + (0 &+ j &* 32), dv: 32, codes)
                         valueGroupAccumulateB2H2(scaled + 2 &* n, tokens: n, rows, rowBytes: 24, bias + 2, yg + (64 &+ j &* 32), dv: 32, codes)
                     }
@@ -1310,7 +1402,7 @@ func k6(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v:
                     _ = (occ, lg, qg, yg)
                     for j in 0..<1 {
                         let rows = values + (26112 &+ t0 &* 24 &+ (g &* 1 &+ j) &* 12)
-                        scaleWeights(lg + (932 &+ t0), stride: 1025, occ + (932 &+ t0), heads: 4, rows, rowBytes: 24, tokens: n, scaled, bias)
+                        scaleWeightsH4(lg + (932 &+ t0), stride: 1025, occ + (932 &+ t0), rows, rowBytes: 24, tokens: n, scaled, bias)
                         valueGroupAccumulateB2H2(scaled + 0 &* n, tokens: n, rows, rowBytes: 24, bias + 0, yg + (0 &+ j &* 32), dv: 32, codes)
                         valueGroupAccumulateB2H2(scaled + 2 &* n, tokens: n, rows, rowBytes: 24, bias + 2, yg + (64 &+ j &* 32), dv: 32, codes)
                     }
@@ -1382,7 +1474,7 @@ func k11(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v
                     let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
                     _ = (occ, lg, qg, yg)
                     let group = keys + (4608 &+ grp &* 1280 &+ g &* 640)
-                    scaleQueries(qg, heads: 4, group, rowBytes: 20, d: 32, scaled, bias)
+                    scaleQueriesH4(qg, group, rowBytes: 20, d: 32, scaled, bias)
         #if KVPLAN_AVX2
                     roundQueries(scaled, 128, qrow.codes, qrow.scales)
                     keyGroupLogitsI8H4(qrow.codes + 0, qrow.scales + 0, group, rowBytes: 20, d: 32, bias + 0, scale: 0.17677669, lg + (36 &+ grp &* 32), stride: 1025, codes)
@@ -1404,7 +1496,7 @@ func k11(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v
                     let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
                     _ = (occ, lg, qg, yg)
                     let group = keys + (10880 &+ grp &* 768 &+ g &* 384)
-                    scaleQueries(qg, heads: 4, group, rowBytes: 12, d: 32, scaled, bias)
+                    scaleQueriesH4(qg, group, rowBytes: 12, d: 32, scaled, bias)
                     keyGroupLogitsB2H2(scaled + 0, group, rowBytes: 12, d: 32, bias + 0, scale: 0.17677669, lg + (192 &+ grp &* 32), stride: 1025, codes)
                     keyGroupLogitsB2H2(scaled + 64, group, rowBytes: 12, d: 32, bias + 2, scale: 0.17677669, lg + (2242 &+ grp &* 32), stride: 1025, codes)
                 }
@@ -1446,7 +1538,7 @@ func k11(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v
                     _ = (occ, lg, qg, yg)
                     for j in 0..<1 {
                         let rows = values + (4608 &+ t0 &* 40 &+ (g &* 1 &+ j) &* 20)
-                        scaleWeights(lg + (36 &+ t0), stride: 1025, occ + (36 &+ t0), heads: 4, rows, rowBytes: 40, tokens: n, scaled, bias)
+                        scaleWeightsH4(lg + (36 &+ t0), stride: 1025, occ + (36 &+ t0), rows, rowBytes: 40, tokens: n, scaled, bias)
                         valueGroupAccumulateB4H4(scaled + 0 &* n, tokens: n, rows, rowBytes: 40, bias + 0, yg + (0 &+ j &* 32), dv: 32, codes)
                     }
                 }
@@ -1459,7 +1551,7 @@ func k11(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v
                     _ = (occ, lg, qg, yg)
                     for j in 0..<1 {
                         let rows = values + (10848 &+ t0 &* 24 &+ (g &* 1 &+ j) &* 12)
-                        scaleWeights(lg + (192 &+ t0), stride: 1025, occ + (192 &+ t0), heads: 4, rows, rowBytes: 24, tokens: n, scaled, bias)
+                        scaleWeightsH4(lg + (192 &+ t0), stride: 1025, occ + (192 &+ t0), rows, rowBytes: 24, tokens: n, scaled, bias)
                         valueGroupAccumulateB2H2(scaled + 0 &* n, tokens: n, rows, rowBytes: 24, bias + 0, yg + (0 &+ j &* 32), dv: 32, codes)
                         valueGroupAccumulateB2H2(scaled + 2 &* n, tokens: n, rows, rowBytes: 24, bias + 2, yg + (64 &+ j &* 32), dv: 32, codes)
                     }
@@ -1503,7 +1595,7 @@ func k12(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v
                     let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
                     _ = (occ, lg, qg, yg)
                     let group = keys + (4608 &+ grp &* 1280 &+ g &* 640)
-                    scaleQueries(qg, heads: 4, group, rowBytes: 20, d: 32, scaled, bias)
+                    scaleQueriesH4(qg, group, rowBytes: 20, d: 32, scaled, bias)
         #if KVPLAN_AVX2
                     roundQueries(scaled, 128, qrow.codes, qrow.scales)
                     keyGroupLogitsI8H4(qrow.codes + 0, qrow.scales + 0, group, rowBytes: 20, d: 32, bias + 0, scale: 0.17677669, lg + (36 &+ grp &* 32), stride: 1025, codes)
@@ -1525,7 +1617,7 @@ func k12(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v
                     let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
                     _ = (occ, lg, qg, yg)
                     let group = keys + (31808 &+ grp &* 768 &+ g &* 384)
-                    scaleQueries(qg, heads: 4, group, rowBytes: 12, d: 32, scaled, bias)
+                    scaleQueriesH4(qg, group, rowBytes: 12, d: 32, scaled, bias)
                     keyGroupLogitsB2H2(scaled + 0, group, rowBytes: 12, d: 32, bias + 0, scale: 0.17677669, lg + (709 &+ grp &* 32), stride: 1025, codes)
                     keyGroupLogitsB2H2(scaled + 64, group, rowBytes: 12, d: 32, bias + 2, scale: 0.17677669, lg + (2759 &+ grp &* 32), stride: 1025, codes)
                 }
@@ -1573,7 +1665,7 @@ func k12(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v
                     _ = (occ, lg, qg, yg)
                     for j in 0..<1 {
                         let rows = values + (4608 &+ t0 &* 24 &+ (g &* 1 &+ j) &* 12)
-                        scaleWeights(lg + (36 &+ t0), stride: 1025, occ + (36 &+ t0), heads: 4, rows, rowBytes: 24, tokens: n, scaled, bias)
+                        scaleWeightsH4(lg + (36 &+ t0), stride: 1025, occ + (36 &+ t0), rows, rowBytes: 24, tokens: n, scaled, bias)
                         valueGroupAccumulateB2H2(scaled + 0 &* n, tokens: n, rows, rowBytes: 24, bias + 0, yg + (0 &+ j &* 32), dv: 32, codes)
                         valueGroupAccumulateB2H2(scaled + 2 &* n, tokens: n, rows, rowBytes: 24, bias + 2, yg + (64 &+ j &* 32), dv: 32, codes)
                     }
@@ -1587,7 +1679,7 @@ func k12(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v
                     _ = (occ, lg, qg, yg)
                     for j in 0..<1 {
                         let rows = values + (20760 &+ t0 &* 24 &+ (g &* 1 &+ j) &* 12)
-                        scaleWeights(lg + (709 &+ t0), stride: 1025, occ + (709 &+ t0), heads: 4, rows, rowBytes: 24, tokens: n, scaled, bias)
+                        scaleWeightsH4(lg + (709 &+ t0), stride: 1025, occ + (709 &+ t0), rows, rowBytes: 24, tokens: n, scaled, bias)
                         valueGroupAccumulateB2H2(scaled + 0 &* n, tokens: n, rows, rowBytes: 24, bias + 0, yg + (0 &+ j &* 32), dv: 32, codes)
                         valueGroupAccumulateB2H2(scaled + 2 &* n, tokens: n, rows, rowBytes: 24, bias + 2, yg + (64 &+ j &* 32), dv: 32, codes)
                     }
