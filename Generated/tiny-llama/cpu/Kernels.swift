@@ -1118,20 +1118,44 @@ func roundQueries(_ x: UnsafePointer<Float>, _ n: Int, _ codes: UnsafeMutablePoi
     let magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFF_FFFF))
     @inline(__always) func load(_ i: Int) -> SIMD8<Float> { UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<Float>.self) }
     @inline(__always) func i32(_ v: SIMD8<Float>, _ inverse: SIMD8<Float>) -> __m256i { _mm256_cvtps_epi32((v * inverse).rounded(.toNearestOrEven)) }
-    var b = 0
-    while b < n &>> 5 {
-        let v0 = load(b &* 32), v1 = load(b &* 32 &+ 8), v2 = load(b &* 32 &+ 16), v3 = load(b &* 32 &+ 24)
-        var m = _mm256_max_ps(_mm256_max_ps(_mm256_and_ps(v0, magnitude), _mm256_and_ps(v1, magnitude)),
-                              _mm256_max_ps(_mm256_and_ps(v2, magnitude), _mm256_and_ps(v3, magnitude)))
-        m = _mm256_max_ps(m, SIMD8(m[4], m[5], m[6], m[7], m[0], m[1], m[2], m[3]))
-        m = _mm256_max_ps(m, SIMD8(m[2], m[3], m[0], m[1], m[6], m[7], m[4], m[5]))
-        m = _mm256_max_ps(m, SIMD8(m[1], m[0], m[3], m[2], m[5], m[4], m[7], m[6]))
-        let d = m[0] / 127, inverse = SIMD8<Float>(repeating: d == 0 ? 0 : 1 / d)
-        scales[b] = d
-        let low = _mm256_packs_epi32(i32(v0, inverse), i32(v1, inverse)), high = _mm256_packs_epi32(i32(v2, inverse), i32(v3, inverse))
-        let packed = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(low, high), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7))
-        UnsafeMutableRawPointer(codes + b &* 32).storeBytes(of: unsafeBitCast(packed, to: SIMD32<Int8>.self), as: SIMD32<Int8>.self)
-        b &+= 1
+    let blocks = n &>> 5, padded = (blocks &+ 7) & ~7
+    // Three passes, so no block waits on its own max → divide → divide → round chain: the
+    // maxima, then scales and inverses eight blocks per vector division (IEEE division, so
+    // the same values as one at a time), then the rounding.
+    withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 &* padded) { buffer in
+        let maxima = buffer.baseAddress!, inverses = maxima + padded
+        var b = 0
+        while b < padded {
+            guard b < blocks else { maxima[b] = 0; b &+= 1; continue }
+            let v0 = load(b &* 32), v1 = load(b &* 32 &+ 8), v2 = load(b &* 32 &+ 16), v3 = load(b &* 32 &+ 24)
+            var m = _mm256_max_ps(_mm256_max_ps(_mm256_and_ps(v0, magnitude), _mm256_and_ps(v1, magnitude)),
+                                  _mm256_max_ps(_mm256_and_ps(v2, magnitude), _mm256_and_ps(v3, magnitude)))
+            m = _mm256_max_ps(m, SIMD8(m[4], m[5], m[6], m[7], m[0], m[1], m[2], m[3]))
+            m = _mm256_max_ps(m, SIMD8(m[2], m[3], m[0], m[1], m[6], m[7], m[4], m[5]))
+            m = _mm256_max_ps(m, SIMD8(m[1], m[0], m[3], m[2], m[5], m[4], m[7], m[6]))
+            maxima[b] = m[0]
+            b &+= 1
+        }
+        b = 0
+        while b < padded {
+            let d = UnsafeRawPointer(maxima + b).loadUnaligned(as: SIMD8<Float>.self) / 127
+            // 1/d, and 0 where d is +0 (d ≥ 0 or NaN: a maximum of magnitudes; NaN stays NaN).
+            let zero = _mm256_castsi256_ps(_mm256_cmpeq_epi32(_mm256_castps_si256(d), _mm256_setzero_si256()))
+            let inverse = _mm256_andnot_ps(zero, SIMD8<Float>(repeating: 1) / d)
+            UnsafeMutableRawPointer(inverses + b).storeBytes(of: inverse, as: SIMD8<Float>.self)
+            UnsafeMutableRawPointer(maxima + b).storeBytes(of: d, as: SIMD8<Float>.self)
+            b &+= 8
+        }
+        b = 0
+        while b < blocks {
+            scales[b] = maxima[b]
+            let inverse = SIMD8<Float>(repeating: inverses[b])
+            let v0 = load(b &* 32), v1 = load(b &* 32 &+ 8), v2 = load(b &* 32 &+ 16), v3 = load(b &* 32 &+ 24)
+            let low = _mm256_packs_epi32(i32(v0, inverse), i32(v1, inverse)), high = _mm256_packs_epi32(i32(v2, inverse), i32(v3, inverse))
+            let packed = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(low, high), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7))
+            UnsafeMutableRawPointer(codes + b &* 32).storeBytes(of: unsafeBitCast(packed, to: SIMD32<Int8>.self), as: SIMD32<Int8>.self)
+            b &+= 1
+        }
     }
 }
 
