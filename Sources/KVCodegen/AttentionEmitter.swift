@@ -117,7 +117,19 @@ extension SwiftEmitter {
         let scope = Self.headScope(kvHeads: kvHeads, heads: heads, groupSize: groupSize, d: d, dv: dv, slots: slots, stride: stride)
         var phases = ""
         for s in segments { phases += keyLogits(s, heads: groupSize, channels: c, d: d, scale: scale, stride: stride, scope: scope) }
-        phases += scope("""
+        phases += groupSize <= 4 ? scope("""
+                    let kNew = k + (b &* \(c) &+ g &* \(d)), vNew = v + (b &* \(c) &+ g &* \(dv))
+                    for h in 0..<\(groupSize) { weights[h] = dot(qg + h &* \(d), kNew, \(d)) * \(scale) }
+                    slotSoftmaxH\(groupSize)(lg, stride: \(stride), occ, \(slots), weights, received + (b &* \(kvHeads) &+ g) &* \(slots))
+                    var newWeight: Float = 0
+                    for h in 0..<\(groupSize) {
+                        let wNew = weights[h], yh = yg + h &* \(dv)
+                        for i in 0..<\(dv) { yh[i] = wNew * vNew[i] }
+                        newWeight += wNew
+                    }
+                    newScore[b &* \(kvHeads) &+ g] = newWeight
+
+        """, 0) : scope("""
                     let kNew = k + (b &* \(c) &+ g &* \(d)), vNew = v + (b &* \(c) &+ g &* \(dv))
                     var newWeight: Float = 0
                     for h in 0..<\(groupSize) {

@@ -36,6 +36,7 @@ extension SwiftEmitter {
             let parts = name.split(separator: "B").last!.split(separator: "H").map { Int($0)! }
             text += name.hasPrefix("key") ? keyGroupKernel(bits: parts[0], heads: parts[1]) : valueGroupKernel(bits: parts[0], heads: parts[1])
         }
+        for heads in 1...4 where kernels.contains("slotSoftmaxH\(heads)(") { text += groupSoftmax(heads: heads) }
         for heads in 1...4 where kernels.contains("scaleQueriesH\(heads)(") { text += queryScaling(heads: heads) }
         for heads in 1...4 where kernels.contains("scaleWeightsH\(heads)(") { text += weightScaling(heads: heads) }
         if kernels.contains("roundQueries(") { text += queryRounding }
@@ -334,6 +335,57 @@ extension SwiftEmitter {
 
     /// Passes over a group: sets per pass (2, or 4 at 2 bits — one 8-byte chunk's lanes).
     static func passes(bits: Int) -> [[Int]] { bits == 2 ? [[0, 1, 2, 3]] : [[0, 1], [2, 3]] }
+
+    /// slotSoftmax for the `heads` (1–4) query heads of one KV head at once, named
+    /// `slotSoftmaxH<heads>`, plus the attention each slot received (their sum): one pass over the
+    /// slots per step — occupancy loaded once for all heads, and the normalisation and the sums
+    /// in one pass — instead of three passes per head and one more for the sums. Each head's
+    /// operations are slotSoftmax's in the same order (the sums too: 0 + w₀ + w₁ + …), so the
+    /// results are bit-identical.
+    static func groupSoftmax(heads: Int) -> String {
+        let hs = 0..<heads
+        func each(_ f: (Int) -> String) -> String { hs.map(f).joined() }
+        return """
+
+        /// Softmax of \(heads) heads' slot logits (`stride` apart) and new-token logits (`logits[h]`,
+        /// replaced by the new token's weights), as slotSoftmax for each; rec[s] = Σ_h weight_h[s].
+        @inline(never)
+        func slotSoftmaxH\(heads)(_ l: UnsafeMutablePointer<Float>, stride: Int, _ occ: UnsafePointer<Int32>, _ n: Int,
+                                _ logits: UnsafeMutablePointer<Float>, _ rec: UnsafeMutablePointer<Float>) {
+            @inline(__always) func empty(_ i: Int) -> SIMD8<Int32> { UnsafeRawPointer(occ + i).loadUnaligned(as: SIMD8<Int32>.self) &>> 31 }
+            @inline(__always) func logit(_ h: Int, _ i: Int) -> SIMD8<Float> { UnsafeRawPointer(l + (h &* stride &+ i)).loadUnaligned(as: SIMD8<Float>.self) }
+            @inline(__always) func store(_ h: Int, _ i: Int, _ v: SIMD8<Float>) { UnsafeMutableRawPointer(l + (h &* stride &+ i)).storeBytes(of: v, as: SIMD8<Float>.self) }
+            @inline(__always) func bits(_ x: SIMD8<Float>) -> SIMD8<Int32> { unsafeBitCast(x, to: SIMD8<Int32>.self) }
+            let negativeInfinity = bits(SIMD8<Float>(repeating: -.infinity))
+            var \(hs.map { "mv\($0) = SIMD8<Float>(repeating: logits[\($0)])" }.joined(separator: ", "))
+            var i = 0
+            while i &+ 8 <= n {
+                let e = empty(i)
+        \(each { "        mv\($0) = lanesMax(mv\($0), unsafeBitCast((bits(logit(\($0), i)) & ~e) | (negativeInfinity & e), to: SIMD8<Float>.self))\n" })            i &+= 8
+            }
+            var \(hs.map { "m\($0) = mv\($0).max()" }.joined(separator: ", "))
+            let tail = i
+        \(each { "    i = tail\n    while i < n { if occ[i] >= 0 { m\($0) = max(m\($0), l[\($0) &* stride &+ i]) }; i &+= 1 }\n" })    var \(hs.map { "tv\($0) = SIMD8<Float>()" }.joined(separator: ", "))
+            i = 0
+            while i &+ 8 <= n {
+                let keep = ~empty(i)
+        \(each { "        let e\($0) = unsafeBitCast(bits(expv(logit(\($0), i) - m\($0))) & keep, to: SIMD8<Float>.self)\n        store(\($0), i, e\($0))\n        tv\($0) += e\($0)\n" })            i &+= 8
+            }
+        \(each { h in "    var total\(h) = tv\(h).sum()\n    i = tail\n    while i < n { l[\(h) &* stride &+ i] = occ[i] >= 0 ? exp(l[\(h) &* stride &+ i] - m\(h)) : 0; total\(h) += l[\(h) &* stride &+ i]; i &+= 1 }\n    let eNew\(h) = exp(logits[\(h)] - m\(h))\n    let inv\(h) = 1 / (total\(h) + eNew\(h))\n    logits[\(h)] = eNew\(h) * inv\(h)\n" })    i = 0
+            while i &+ 8 <= n {
+                var r = SIMD8<Float>()
+        \(each { "        let w\($0) = logit(\($0), i) * inv\($0)\n        store(\($0), i, w\($0))\n        r += w\($0)\n" })            UnsafeMutableRawPointer(rec + i).storeBytes(of: r, as: SIMD8<Float>.self)
+                i &+= 8
+            }
+            while i < n {
+                var r: Float = 0
+        \(each { "        l[\($0) &* stride &+ i] *= inv\($0)\n        r += l[\($0) &* stride &+ i]\n" })            rec[i] = r
+                i &+= 1
+            }
+        }
+
+        """
+    }
 
     /// scaleQueries for a fixed `heads` (1–4), named `scaleQueriesH<heads>`: one accumulator per
     /// head, no per-head switch. Inlined into the attention kernel, the generic pass came out as

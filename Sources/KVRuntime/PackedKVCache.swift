@@ -271,6 +271,9 @@ public final class PackedKVCache {
     /// empty) — the occupancy generated attention kernels read.
     public func slotTokens(head: Int) -> [Int] { fixed.token[head] + high.token[head] + low.token[head] }
 
+    /// The score (attention received so far) in every slot of KV head `head`, in slotTokens' order.
+    public func slotScores(head: Int) -> [Double] { fixed.score[head] + high.score[head] + low.score[head] }
+
     /// Adds attention received per KV head and slot (head-major, `slots` per head) to the scores.
     public func addReceived(_ received: UnsafeBufferPointer<Float>) {
         precondition(received.count >= kvHeads * slots)

@@ -60,7 +60,7 @@ struct PackedAttentionKernelTests {
         }
     }
 
-    @Test("outputs and new-token scores match the reference", arguments: cases)
+    @Test("outputs, new-token scores and the attention every slot received match the reference", arguments: cases)
     func matchesReference(_ x: Case) throws {
         let c = x.kvHeads * x.d
         let layout = KVLayerLayout(layer: 0, sinkTokens: x.sinks, windowTokens: x.window, highTokens: x.high, keyBitsHigh: x.keyBits,
@@ -148,7 +148,18 @@ struct PackedAttentionKernelTests {
             #expect(Array(state) == plain.1, "scores differ between plain AVX2 and \(KernelLibrary.defaultTargetFlags)")
         }
 
+        let before = (0..<x.kvHeads).map { cache.slotScores(head: $0) }
         let (reference, newScores) = cache.attend(q, key: kNew, value: vNew, heads: x.heads, kvHeads: x.kvHeads, scale: 1 / Double(x.d).squareRoot())
+        // The attention each slot received (summed over the group's query heads), which the cache
+        // manager adds to the slot's score: the reference's score increments; 0 in empty slots.
+        for g in 0..<x.kvHeads {
+            let after = cache.slotScores(head: g), occupied = cache.slotTokens(head: g).map { $0 >= 0 }
+            let worst = (0..<kv.slots).map { s in
+                let generated = state.load(fromByteOffset: kv.stateLayout.received + 4 * (g * kv.slots + s), as: Float.self)
+                return occupied[s] ? abs(Double(generated) - (after[s] - before[g][s])) : Double(abs(generated))
+            }.max() ?? 0
+            #expect(worst <= Double(Self.tolerance), "KV head \(g): received attention off by \(worst)")
+        }
         let y = (0..<x.heads * x.d).map { arena.load(fromByteOffset: offsets[5] + 4 * $0, as: Float.self) }
         let worst = zip(y, reference).map { abs($0 - $1) }.max() ?? 0
         #expect(worst <= Self.tolerance, "max |Δ| \(worst)")

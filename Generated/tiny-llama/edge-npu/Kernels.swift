@@ -1016,6 +1016,111 @@ func valueGroupAccumulateB4H4(_ scaled: UnsafePointer<Float>, tokens: Int, _ row
 #endif
 }
 
+/// Softmax of 4 heads' slot logits (`stride` apart) and new-token logits (`logits[h]`,
+/// replaced by the new token's weights), as slotSoftmax for each; rec[s] = Σ_h weight_h[s].
+@inline(never)
+func slotSoftmaxH4(_ l: UnsafeMutablePointer<Float>, stride: Int, _ occ: UnsafePointer<Int32>, _ n: Int,
+                        _ logits: UnsafeMutablePointer<Float>, _ rec: UnsafeMutablePointer<Float>) {
+    @inline(__always) func empty(_ i: Int) -> SIMD8<Int32> { UnsafeRawPointer(occ + i).loadUnaligned(as: SIMD8<Int32>.self) &>> 31 }
+    @inline(__always) func logit(_ h: Int, _ i: Int) -> SIMD8<Float> { UnsafeRawPointer(l + (h &* stride &+ i)).loadUnaligned(as: SIMD8<Float>.self) }
+    @inline(__always) func store(_ h: Int, _ i: Int, _ v: SIMD8<Float>) { UnsafeMutableRawPointer(l + (h &* stride &+ i)).storeBytes(of: v, as: SIMD8<Float>.self) }
+    @inline(__always) func bits(_ x: SIMD8<Float>) -> SIMD8<Int32> { unsafeBitCast(x, to: SIMD8<Int32>.self) }
+    let negativeInfinity = bits(SIMD8<Float>(repeating: -.infinity))
+    var mv0 = SIMD8<Float>(repeating: logits[0]), mv1 = SIMD8<Float>(repeating: logits[1]), mv2 = SIMD8<Float>(repeating: logits[2]), mv3 = SIMD8<Float>(repeating: logits[3])
+    var i = 0
+    while i &+ 8 <= n {
+        let e = empty(i)
+        mv0 = lanesMax(mv0, unsafeBitCast((bits(logit(0, i)) & ~e) | (negativeInfinity & e), to: SIMD8<Float>.self))
+        mv1 = lanesMax(mv1, unsafeBitCast((bits(logit(1, i)) & ~e) | (negativeInfinity & e), to: SIMD8<Float>.self))
+        mv2 = lanesMax(mv2, unsafeBitCast((bits(logit(2, i)) & ~e) | (negativeInfinity & e), to: SIMD8<Float>.self))
+        mv3 = lanesMax(mv3, unsafeBitCast((bits(logit(3, i)) & ~e) | (negativeInfinity & e), to: SIMD8<Float>.self))
+            i &+= 8
+    }
+    var m0 = mv0.max(), m1 = mv1.max(), m2 = mv2.max(), m3 = mv3.max()
+    let tail = i
+    i = tail
+    while i < n { if occ[i] >= 0 { m0 = max(m0, l[0 &* stride &+ i]) }; i &+= 1 }
+    i = tail
+    while i < n { if occ[i] >= 0 { m1 = max(m1, l[1 &* stride &+ i]) }; i &+= 1 }
+    i = tail
+    while i < n { if occ[i] >= 0 { m2 = max(m2, l[2 &* stride &+ i]) }; i &+= 1 }
+    i = tail
+    while i < n { if occ[i] >= 0 { m3 = max(m3, l[3 &* stride &+ i]) }; i &+= 1 }
+    var tv0 = SIMD8<Float>(), tv1 = SIMD8<Float>(), tv2 = SIMD8<Float>(), tv3 = SIMD8<Float>()
+    i = 0
+    while i &+ 8 <= n {
+        let keep = ~empty(i)
+        let e0 = unsafeBitCast(bits(expv(logit(0, i) - m0)) & keep, to: SIMD8<Float>.self)
+        store(0, i, e0)
+        tv0 += e0
+        let e1 = unsafeBitCast(bits(expv(logit(1, i) - m1)) & keep, to: SIMD8<Float>.self)
+        store(1, i, e1)
+        tv1 += e1
+        let e2 = unsafeBitCast(bits(expv(logit(2, i) - m2)) & keep, to: SIMD8<Float>.self)
+        store(2, i, e2)
+        tv2 += e2
+        let e3 = unsafeBitCast(bits(expv(logit(3, i) - m3)) & keep, to: SIMD8<Float>.self)
+        store(3, i, e3)
+        tv3 += e3
+            i &+= 8
+    }
+    var total0 = tv0.sum()
+    i = tail
+    while i < n { l[0 &* stride &+ i] = occ[i] >= 0 ? exp(l[0 &* stride &+ i] - m0) : 0; total0 += l[0 &* stride &+ i]; i &+= 1 }
+    let eNew0 = exp(logits[0] - m0)
+    let inv0 = 1 / (total0 + eNew0)
+    logits[0] = eNew0 * inv0
+    var total1 = tv1.sum()
+    i = tail
+    while i < n { l[1 &* stride &+ i] = occ[i] >= 0 ? exp(l[1 &* stride &+ i] - m1) : 0; total1 += l[1 &* stride &+ i]; i &+= 1 }
+    let eNew1 = exp(logits[1] - m1)
+    let inv1 = 1 / (total1 + eNew1)
+    logits[1] = eNew1 * inv1
+    var total2 = tv2.sum()
+    i = tail
+    while i < n { l[2 &* stride &+ i] = occ[i] >= 0 ? exp(l[2 &* stride &+ i] - m2) : 0; total2 += l[2 &* stride &+ i]; i &+= 1 }
+    let eNew2 = exp(logits[2] - m2)
+    let inv2 = 1 / (total2 + eNew2)
+    logits[2] = eNew2 * inv2
+    var total3 = tv3.sum()
+    i = tail
+    while i < n { l[3 &* stride &+ i] = occ[i] >= 0 ? exp(l[3 &* stride &+ i] - m3) : 0; total3 += l[3 &* stride &+ i]; i &+= 1 }
+    let eNew3 = exp(logits[3] - m3)
+    let inv3 = 1 / (total3 + eNew3)
+    logits[3] = eNew3 * inv3
+    i = 0
+    while i &+ 8 <= n {
+        var r = SIMD8<Float>()
+        let w0 = logit(0, i) * inv0
+        store(0, i, w0)
+        r += w0
+        let w1 = logit(1, i) * inv1
+        store(1, i, w1)
+        r += w1
+        let w2 = logit(2, i) * inv2
+        store(2, i, w2)
+        r += w2
+        let w3 = logit(3, i) * inv3
+        store(3, i, w3)
+        r += w3
+            UnsafeMutableRawPointer(rec + i).storeBytes(of: r, as: SIMD8<Float>.self)
+        i &+= 8
+    }
+    while i < n {
+        var r: Float = 0
+        l[0 &* stride &+ i] *= inv0
+        r += l[0 &* stride &+ i]
+        l[1 &* stride &+ i] *= inv1
+        r += l[1 &* stride &+ i]
+        l[2 &* stride &+ i] *= inv2
+        r += l[2 &* stride &+ i]
+        l[3 &* stride &+ i] *= inv3
+        r += l[3 &* stride &+ i]
+            rec[i] = r
+        i &+= 1
+    }
+}
+
 /// scaleQueries for 4 head(s), not inlined.
 @inline(never)
 func scaleQueriesH4(_ q: UnsafePointer<Float>, _ group: UnsafeRawPointer, rowBytes: Int, d: Int,
@@ -1380,20 +1485,15 @@ func k6(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v:
                 let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
                 _ = (occ, lg, qg, yg)
                 let kNew = k + (b &* 64 &+ g &* 32), vNew = v + (b &* 64 &+ g &* 32)
+                for h in 0..<4 { weights[h] = dot(qg + h &* 32, kNew, 32) * 0.17677669 }
+                slotSoftmaxH4(lg, stride: 1025, occ, 1024, weights, received + (b &* 2 &+ g) &* 1024)
                 var newWeight: Float = 0
                 for h in 0..<4 {
-                    let wNew = slotSoftmax(lg + h &* 1025, occ, 1024, newLogit: dot(qg + h &* 32, kNew, 32) * 0.17677669)
-                    let yh = yg + h &* 32
+                    let wNew = weights[h], yh = yg + h &* 32
                     for i in 0..<32 { yh[i] = wNew * vNew[i] }
                     newWeight += wNew
                 }
                 newScore[b &* 2 &+ g] = newWeight
-                let rec = received + (b &* 2 &+ g) &* 1024
-                for s in 0..<1024 {
-                    var r: Float = 0
-                    for h in 0..<4 { r += lg[h &* 1025 &+ s] }
-                    rec[s] = r
-                }
             }
             for g in gLo..<gHi {
                 let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
@@ -1530,20 +1630,15 @@ func k11(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v
                 let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
                 _ = (occ, lg, qg, yg)
                 let kNew = k + (b &* 64 &+ g &* 32), vNew = v + (b &* 64 &+ g &* 32)
+                for h in 0..<4 { weights[h] = dot(qg + h &* 32, kNew, 32) * 0.17677669 }
+                slotSoftmaxH4(lg, stride: 1025, occ, 1024, weights, received + (b &* 2 &+ g) &* 1024)
                 var newWeight: Float = 0
                 for h in 0..<4 {
-                    let wNew = slotSoftmax(lg + h &* 1025, occ, 1024, newLogit: dot(qg + h &* 32, kNew, 32) * 0.17677669)
-                    let yh = yg + h &* 32
+                    let wNew = weights[h], yh = yg + h &* 32
                     for i in 0..<32 { yh[i] = wNew * vNew[i] }
                     newWeight += wNew
                 }
                 newScore[b &* 2 &+ g] = newWeight
-                let rec = received + (b &* 2 &+ g) &* 1024
-                for s in 0..<1024 {
-                    var r: Float = 0
-                    for h in 0..<4 { r += lg[h &* 1025 &+ s] }
-                    rec[s] = r
-                }
             }
             for g in gLo..<gHi {
                 let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
@@ -1657,20 +1752,15 @@ func k12(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v
                 let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
                 _ = (occ, lg, qg, yg)
                 let kNew = k + (b &* 64 &+ g &* 32), vNew = v + (b &* 64 &+ g &* 32)
+                for h in 0..<4 { weights[h] = dot(qg + h &* 32, kNew, 32) * 0.17677669 }
+                slotSoftmaxH4(lg, stride: 1025, occ, 1024, weights, received + (b &* 2 &+ g) &* 1024)
                 var newWeight: Float = 0
                 for h in 0..<4 {
-                    let wNew = slotSoftmax(lg + h &* 1025, occ, 1024, newLogit: dot(qg + h &* 32, kNew, 32) * 0.17677669)
-                    let yh = yg + h &* 32
+                    let wNew = weights[h], yh = yg + h &* 32
                     for i in 0..<32 { yh[i] = wNew * vNew[i] }
                     newWeight += wNew
                 }
                 newScore[b &* 2 &+ g] = newWeight
-                let rec = received + (b &* 2 &+ g) &* 1024
-                for s in 0..<1024 {
-                    var r: Float = 0
-                    for h in 0..<4 { r += lg[h &* 1025 &+ s] }
-                    rec[s] = r
-                }
             }
             for g in gLo..<gHi {
                 let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
