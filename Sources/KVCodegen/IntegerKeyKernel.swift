@@ -112,6 +112,9 @@ extension SwiftEmitter {
         func keyGroupLogitsI8H\(heads)(_ q8: UnsafePointer<Int8>, _ qs: UnsafePointer<Float>, _ group: UnsafeRawPointer, rowBytes: Int, d: Int,
                                    _ bias: UnsafePointer<Float>, scale: Float, _ out: UnsafeMutablePointer<Float>, stride: Int,
                                    _ tmp: UnsafeMutablePointer<Float>) {
+        #if KVPLAN_AVX512VNNI
+        \(wideIntegerKeys(heads: heads))
+        #else
             let low = _mm256_set1_epi8(15)
             @inline(__always) func bytes8(_ p: UnsafeRawPointer) -> __m128i { unsafeBitCast(SIMD2<UInt64>(p.loadUnaligned(as: UInt64.self), 0), to: __m128i.self) }
             let blocks = d &>> 5
@@ -151,6 +154,51 @@ extension SwiftEmitter {
             s += "        let o\(h) = out + (\(h == 0 ? "" : "stride &* \(h) &+ ")half &* 16), b\(h) = bias[\(h)]\n"
             s += "        for i in 0..<8 { o\(h)[2 &* i] = (tmp[\(h * 16) &+ i] + b\(h)) * scale; o\(h)[2 &* i &+ 1] = (tmp[\(h * 16 + 8) &+ i] + b\(h)) * scale }\n"
         }
-        return s + "    }\n}\n#endif\n"
+        return s + "    }\n#endif\n}\n#endif\n"
+    }
+
+    /// The integer key kernel's body with AVX-512 VNNI: a quad of channel rows read whole (16
+    /// bytes = the group's 32 tokens) and interleaved into one 512-bit vector, so each head takes
+    /// one `vpdpbusd` per nibble half and quad where the 256-bit kernel takes two (a half of 16
+    /// tokens at a time). Per token the same integer sums, converted and accumulated over the
+    /// 32-channel blocks in the same order: bit-identical.
+    static func wideIntegerKeys(heads: Int) -> String {
+        let hs = 0..<heads
+        var s = """
+            let low = _mm512_set1_epi8(15)
+                @inline(__always) func row(_ p: UnsafeRawPointer) -> __m128i { unsafeBitCast(p.loadUnaligned(as: SIMD16<UInt8>.self), to: __m128i.self) }
+                let blocks = d &>> 5
+                for i in 0..<\(heads * 32) { tmp[i] = 0 }
+                for b in 0..<blocks {
+                    var \(hs.map { "a\($0)e = _mm512_setzero_si512(), a\($0)o = _mm512_setzero_si512()" }.joined(separator: ", "))
+                    var p = group + (b &* 32 &* rowBytes &+ 4)
+                    let qb = UnsafeRawPointer(q8 + b &* 32)
+                    for quad in 0..<8 {
+                        let r0 = row(p), r1 = row(p + rowBytes), r2 = row(p + 2 &* rowBytes), r3 = row(p + 3 &* rowBytes)
+                        let l01 = _mm_unpacklo_epi8(r0, r1), h01 = _mm_unpackhi_epi8(r0, r1), l23 = _mm_unpacklo_epi8(r2, r3), h23 = _mm_unpackhi_epi8(r2, r3)
+                        let w = __m512i(lowHalf: _mm256_set_m128i(_mm_unpackhi_epi16(l01, l23), _mm_unpacklo_epi16(l01, l23)),
+                                        highHalf: _mm256_set_m128i(_mm_unpackhi_epi16(h01, h23), _mm_unpacklo_epi16(h01, h23)))
+                        let e = _mm512_and_si512(w, low), o = _mm512_and_si512(_mm512_srli_epi16(w, 4), low)
+
+        """
+        for h in hs {
+            s += "                let q\(h) = _mm512_set1_epi32((qb + (\(h == 0 ? "" : "d &* \(h) &+ ")quad &* 4)).loadUnaligned(as: Int32.self))\n"
+            s += "                a\(h)e = _mm512_dpbusd_epi32(a\(h)e, e, q\(h)); a\(h)o = _mm512_dpbusd_epi32(a\(h)o, o, q\(h))\n"
+        }
+        s += "                p += 4 &* rowBytes\n            }\n"
+        for h in hs {
+            s += """
+                        let s\(h) = _mm512_set1_ps(qs[\(h == 0 ? "" : "blocks &* \(h) &+ ")b])
+                        _mm512_storeu_ps(tmp + \(h * 32), _mm512_fmadd_ps(s\(h), _mm512_cvtepi32_ps(a\(h)e), _mm512_loadu_ps(tmp + \(h * 32))))
+                        _mm512_storeu_ps(tmp + \(h * 32 + 16), _mm512_fmadd_ps(s\(h), _mm512_cvtepi32_ps(a\(h)o), _mm512_loadu_ps(tmp + \(h * 32 + 16))))
+
+            """
+        }
+        s += "        }\n"
+        for h in hs {
+            s += "        let o\(h) = out + \(h == 0 ? "0" : "stride &* \(h)"), b\(h) = bias[\(h)]\n"
+            s += "        for i in 0..<16 { o\(h)[2 &* i] = (tmp[\(h * 32) &+ i] + b\(h)) * scale; o\(h)[2 &* i &+ 1] = (tmp[\(h * 32 + 16) &+ i] + b\(h)) * scale }\n"
+        }
+        return s
     }
 }

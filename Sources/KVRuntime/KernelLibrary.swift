@@ -52,7 +52,10 @@ public final class KernelLibrary {
     /// What AVX-512 (F, BW, VL) adds to avx2Flags: the instruction sets, its define, and -mno-gather —
     /// with AVX-512 enabled LLVM turns the scale passes' eight strided header loads into
     /// `vpgatherdd`, slow on this machine (the attention kernel 4.1 → 3.3–3.5 GB/s).
+    /// With AVX-512 VNNI too (`avx512_vnni`), also -D KVPLAN_AVX512VNNI: the integer key products
+    /// then take a whole 32-token group per 512-bit `vpdpbusd`.
     public static let avx512Flags = ["-Xcc", "-mavx512f", "-Xcc", "-mavx512bw", "-Xcc", "-mavx512vl", "-Xcc", "-mno-gather", "-D", "KVPLAN_AVX512"]
+        + (cpuFlags.contains("avx512_vnni") ? ["-Xcc", "-mavx512vnni", "-D", "KVPLAN_AVX512VNNI"] : [])
 
     /// The flags of this CPU (Linux: /proc/cpuinfo's first `flags` line; empty elsewhere).
     static let cpuFlags: Set<Substring> = {

@@ -1295,6 +1295,54 @@ func keySums(_ a: __m256i) -> SIMD8<Float> {
 func keyGroupLogitsI8H4(_ q8: UnsafePointer<Int8>, _ qs: UnsafePointer<Float>, _ group: UnsafeRawPointer, rowBytes: Int, d: Int,
                            _ bias: UnsafePointer<Float>, scale: Float, _ out: UnsafeMutablePointer<Float>, stride: Int,
                            _ tmp: UnsafeMutablePointer<Float>) {
+#if KVPLAN_AVX512VNNI
+    let low = _mm512_set1_epi8(15)
+        @inline(__always) func row(_ p: UnsafeRawPointer) -> __m128i { unsafeBitCast(p.loadUnaligned(as: SIMD16<UInt8>.self), to: __m128i.self) }
+        let blocks = d &>> 5
+        for i in 0..<128 { tmp[i] = 0 }
+        for b in 0..<blocks {
+            var a0e = _mm512_setzero_si512(), a0o = _mm512_setzero_si512(), a1e = _mm512_setzero_si512(), a1o = _mm512_setzero_si512(), a2e = _mm512_setzero_si512(), a2o = _mm512_setzero_si512(), a3e = _mm512_setzero_si512(), a3o = _mm512_setzero_si512()
+            var p = group + (b &* 32 &* rowBytes &+ 4)
+            let qb = UnsafeRawPointer(q8 + b &* 32)
+            for quad in 0..<8 {
+                let r0 = row(p), r1 = row(p + rowBytes), r2 = row(p + 2 &* rowBytes), r3 = row(p + 3 &* rowBytes)
+                let l01 = _mm_unpacklo_epi8(r0, r1), h01 = _mm_unpackhi_epi8(r0, r1), l23 = _mm_unpacklo_epi8(r2, r3), h23 = _mm_unpackhi_epi8(r2, r3)
+                let w = __m512i(lowHalf: _mm256_set_m128i(_mm_unpackhi_epi16(l01, l23), _mm_unpacklo_epi16(l01, l23)),
+                                highHalf: _mm256_set_m128i(_mm_unpackhi_epi16(h01, h23), _mm_unpacklo_epi16(h01, h23)))
+                let e = _mm512_and_si512(w, low), o = _mm512_and_si512(_mm512_srli_epi16(w, 4), low)
+                let q0 = _mm512_set1_epi32((qb + (quad &* 4)).loadUnaligned(as: Int32.self))
+                a0e = _mm512_dpbusd_epi32(a0e, e, q0); a0o = _mm512_dpbusd_epi32(a0o, o, q0)
+                let q1 = _mm512_set1_epi32((qb + (d &* 1 &+ quad &* 4)).loadUnaligned(as: Int32.self))
+                a1e = _mm512_dpbusd_epi32(a1e, e, q1); a1o = _mm512_dpbusd_epi32(a1o, o, q1)
+                let q2 = _mm512_set1_epi32((qb + (d &* 2 &+ quad &* 4)).loadUnaligned(as: Int32.self))
+                a2e = _mm512_dpbusd_epi32(a2e, e, q2); a2o = _mm512_dpbusd_epi32(a2o, o, q2)
+                let q3 = _mm512_set1_epi32((qb + (d &* 3 &+ quad &* 4)).loadUnaligned(as: Int32.self))
+                a3e = _mm512_dpbusd_epi32(a3e, e, q3); a3o = _mm512_dpbusd_epi32(a3o, o, q3)
+                p += 4 &* rowBytes
+            }
+            let s0 = _mm512_set1_ps(qs[b])
+            _mm512_storeu_ps(tmp + 0, _mm512_fmadd_ps(s0, _mm512_cvtepi32_ps(a0e), _mm512_loadu_ps(tmp + 0)))
+            _mm512_storeu_ps(tmp + 16, _mm512_fmadd_ps(s0, _mm512_cvtepi32_ps(a0o), _mm512_loadu_ps(tmp + 16)))
+            let s1 = _mm512_set1_ps(qs[blocks &* 1 &+ b])
+            _mm512_storeu_ps(tmp + 32, _mm512_fmadd_ps(s1, _mm512_cvtepi32_ps(a1e), _mm512_loadu_ps(tmp + 32)))
+            _mm512_storeu_ps(tmp + 48, _mm512_fmadd_ps(s1, _mm512_cvtepi32_ps(a1o), _mm512_loadu_ps(tmp + 48)))
+            let s2 = _mm512_set1_ps(qs[blocks &* 2 &+ b])
+            _mm512_storeu_ps(tmp + 64, _mm512_fmadd_ps(s2, _mm512_cvtepi32_ps(a2e), _mm512_loadu_ps(tmp + 64)))
+            _mm512_storeu_ps(tmp + 80, _mm512_fmadd_ps(s2, _mm512_cvtepi32_ps(a2o), _mm512_loadu_ps(tmp + 80)))
+            let s3 = _mm512_set1_ps(qs[blocks &* 3 &+ b])
+            _mm512_storeu_ps(tmp + 96, _mm512_fmadd_ps(s3, _mm512_cvtepi32_ps(a3e), _mm512_loadu_ps(tmp + 96)))
+            _mm512_storeu_ps(tmp + 112, _mm512_fmadd_ps(s3, _mm512_cvtepi32_ps(a3o), _mm512_loadu_ps(tmp + 112)))
+        }
+        let o0 = out + 0, b0 = bias[0]
+        for i in 0..<16 { o0[2 &* i] = (tmp[0 &+ i] + b0) * scale; o0[2 &* i &+ 1] = (tmp[16 &+ i] + b0) * scale }
+        let o1 = out + stride &* 1, b1 = bias[1]
+        for i in 0..<16 { o1[2 &* i] = (tmp[32 &+ i] + b1) * scale; o1[2 &* i &+ 1] = (tmp[48 &+ i] + b1) * scale }
+        let o2 = out + stride &* 2, b2 = bias[2]
+        for i in 0..<16 { o2[2 &* i] = (tmp[64 &+ i] + b2) * scale; o2[2 &* i &+ 1] = (tmp[80 &+ i] + b2) * scale }
+        let o3 = out + stride &* 3, b3 = bias[3]
+        for i in 0..<16 { o3[2 &* i] = (tmp[96 &+ i] + b3) * scale; o3[2 &* i &+ 1] = (tmp[112 &+ i] + b3) * scale }
+
+#else
     let low = _mm256_set1_epi8(15)
     @inline(__always) func bytes8(_ p: UnsafeRawPointer) -> __m128i { unsafeBitCast(SIMD2<UInt64>(p.loadUnaligned(as: UInt64.self), 0), to: __m128i.self) }
     let blocks = d &>> 5
@@ -1345,6 +1393,7 @@ func keyGroupLogitsI8H4(_ q8: UnsafePointer<Int8>, _ qs: UnsafePointer<Float>, _
         let o3 = out + (stride &* 3 &+ half &* 16), b3 = bias[3]
         for i in 0..<8 { o3[2 &* i] = (tmp[48 &+ i] + b3) * scale; o3[2 &* i &+ 1] = (tmp[56 &+ i] + b3) * scale }
     }
+#endif
 }
 #endif
 
