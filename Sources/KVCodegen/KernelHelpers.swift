@@ -6,6 +6,9 @@
 // every block to the last one). The q8_0 and q4_0 dot products are in QuantisedDotHelpers.swift.
 
 extension SwiftEmitter {
+    /// The prefetch module's import (KernelLibrary.prefetchModule, on the runtime's -I path).
+    static let prefetchImport = "#if KVPLAN_PREFETCH\nimport KVPlanPrefetch\n#endif\n"
+
     static let helpers = """
     /// Threads large kernels are split over (set by the runtime through kvplan_set_threads).
     nonisolated(unsafe) var kvplanThreads = 1
@@ -23,6 +26,17 @@ extension SwiftEmitter {
             nonisolated(unsafe) let run = body  // the parts write disjoint rows
             DispatchQueue.concurrentPerform(iterations: parts) { p in run(n &* p / parts, n &* (p &+ 1) / parts) }
         }
+    }
+
+    /// Asks for the `n` bytes at `p` to be brought into cache (one `prefetcht0` per 64 bytes; a
+    /// prefetch never faults, so `p` may point past the data). Without KVPLAN_PREFETCH (sources
+    /// compiled as plain Swift) it does nothing.
+    @inline(__always)
+    func prefetchBytes(_ p: UnsafeRawPointer, _ n: Int) {
+    #if KVPLAN_PREFETCH
+        var i = 0
+        while i < n { kvplan_prefetch(p + i); i &+= 64 }
+    #endif
     }
 
     /// Not inlined on purpose: with the length a literal at the call site, LLVM unrolls this loop

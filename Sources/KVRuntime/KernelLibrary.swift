@@ -43,8 +43,9 @@ public final class KernelLibrary {
         #endif
     }
 
-    /// AVX2 and FMA (any x86-64 of the last decade) with the define selecting the kernels written for them.
-    public static let avx2Flags = ["-target-cpu", "haswell", "-D", "KVPLAN_AVX2"]
+    /// AVX2 and FMA (any x86-64 of the last decade) with the define selecting the kernels written for
+    /// them, and KVPLAN_PREFETCH (software prefetch through prefetchModule).
+    public static let avx2Flags = ["-target-cpu", "haswell", "-D", "KVPLAN_AVX2", "-D", "KVPLAN_PREFETCH"]
 
     /// What AVX-VNNI adds to avx2Flags: the instruction set (swiftc passes it to Clang's target) and its define.
     public static let vnniFlags = ["-Xcc", "-mavxvnni", "-D", "KVPLAN_AVXVNNI"]
@@ -70,6 +71,13 @@ public final class KernelLibrary {
     /// True when this CPU has AVX-512 F, BW and VL.
     public static let hasAVX512 = ["avx512f", "avx512bw", "avx512vl"].allSatisfy { cpuFlags.contains($0) }
 
+    /// The C module generated sources import under KVPLAN_PREFETCH: Swift has no prefetch
+    /// intrinsic (`_m_prefetch` from the intrinsics module compiles to nothing), but a C inline
+    /// function calling `__builtin_prefetch` is compiled by Clang into `prefetcht0`.
+    static let prefetchModule = (
+        header: "static inline __attribute__((always_inline)) void kvplan_prefetch(const void *p) { __builtin_prefetch(p, 0, 3); }\n",
+        map: "module KVPlanPrefetch { header \"kvplan_prefetch.h\" export * }\n")
+
     /// Splits large kernels over `n` threads (1: none).
     public func setThreads(_ n: Int) { threads(max(1, n)) }
 
@@ -91,13 +99,15 @@ public final class KernelLibrary {
                 try FileManager.default.createDirectory(atPath: staging, withIntermediateDirectories: true)
                 try kernels.write(toFile: "\(staging)/Kernels.swift", atomically: true, encoding: .utf8)
                 try schedule.write(toFile: "\(staging)/Schedule.swift", atomically: true, encoding: .utf8)
+                try Self.prefetchModule.header.write(toFile: "\(staging)/kvplan_prefetch.h", atomically: true, encoding: .utf8)
+                try Self.prefetchModule.map.write(toFile: "\(staging)/module.modulemap", atomically: true, encoding: .utf8)
             } catch {
                 throw RuntimeError("cannot write generated sources to '\(staging)': \(error.localizedDescription)")
             }
             defer { try? FileManager.default.removeItem(atPath: staging) }
             let process = Process()
             process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            process.arguments = [swiftc, "-O"] + targetFlags + ["-parse-as-library", "-emit-library",
+            process.arguments = [swiftc, "-O"] + targetFlags + ["-I", staging, "-parse-as-library", "-emit-library",
                                  "-module-name", "KVPlanSchedule_\(hash)", "-o", "\(staging)/libschedule.so",
                                  "\(staging)/Kernels.swift", "\(staging)/Schedule.swift"]
             let errors = Pipe()

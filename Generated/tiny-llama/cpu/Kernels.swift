@@ -4,6 +4,9 @@ import Foundation
 #if KVPLAN_AVX2
 import _Builtin_intrinsics.intel
 #endif
+#if KVPLAN_PREFETCH
+import KVPlanPrefetch
+#endif
 
 /// Threads large kernels are split over (set by the runtime through kvplan_set_threads).
 nonisolated(unsafe) var kvplanThreads = 1
@@ -21,6 +24,17 @@ func parallelRows(_ n: Int, work: Int, _ body: (Int, Int) -> Void) {
         nonisolated(unsafe) let run = body  // the parts write disjoint rows
         DispatchQueue.concurrentPerform(iterations: parts) { p in run(n &* p / parts, n &* (p &+ 1) / parts) }
     }
+}
+
+/// Asks for the `n` bytes at `p` to be brought into cache (one `prefetcht0` per 64 bytes; a
+/// prefetch never faults, so `p` may point past the data). Without KVPLAN_PREFETCH (sources
+/// compiled as plain Swift) it does nothing.
+@inline(__always)
+func prefetchBytes(_ p: UnsafeRawPointer, _ n: Int) {
+#if KVPLAN_PREFETCH
+    var i = 0
+    while i < n { kvplan_prefetch(p + i); i &+= 64 }
+#endif
 }
 
 /// Not inlined on purpose: with the length a literal at the call site, LLVM unrolls this loop
@@ -1502,6 +1516,7 @@ func k6(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v:
                     let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
                     _ = (occ, lg, qg, yg)
                     let group = keys + (4608 &+ grp &* 1280 &+ g &* 640)
+                    prefetchBytes(group + 1280, 640)
                     scaleQueriesH4(qg, group, rowBytes: 20, d: 32, scaled, bias)
         #if KVPLAN_AVX2
                     roundQueries(scaled, 128, qrow.codes, qrow.scales)
@@ -1518,6 +1533,7 @@ func k6(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v:
                     let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
                     _ = (occ, lg, qg, yg)
                     let group = keys + (40448 &+ grp &* 768 &+ g &* 384)
+                    prefetchBytes(group + 768, 384)
                     scaleQueriesH4(qg, group, rowBytes: 12, d: 32, scaled, bias)
                     keyGroupLogitsB2H2(scaled + 0, group, rowBytes: 12, d: 32, bias + 0, scale: 0.17677669, lg + (932 &+ grp &* 32), stride: 1025, codes)
                     keyGroupLogitsB2H2(scaled + 64, group, rowBytes: 12, d: 32, bias + 2, scale: 0.17677669, lg + (2982 &+ grp &* 32), stride: 1025, codes)
@@ -1647,6 +1663,7 @@ func k11(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v
                     let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
                     _ = (occ, lg, qg, yg)
                     let group = keys + (4608 &+ grp &* 1280 &+ g &* 640)
+                    prefetchBytes(group + 1280, 640)
                     scaleQueriesH4(qg, group, rowBytes: 20, d: 32, scaled, bias)
         #if KVPLAN_AVX2
                     roundQueries(scaled, 128, qrow.codes, qrow.scales)
@@ -1669,6 +1686,7 @@ func k11(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v
                     let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
                     _ = (occ, lg, qg, yg)
                     let group = keys + (10880 &+ grp &* 768 &+ g &* 384)
+                    prefetchBytes(group + 768, 384)
                     scaleQueriesH4(qg, group, rowBytes: 12, d: 32, scaled, bias)
                     keyGroupLogitsB2H2(scaled + 0, group, rowBytes: 12, d: 32, bias + 0, scale: 0.17677669, lg + (192 &+ grp &* 32), stride: 1025, codes)
                     keyGroupLogitsB2H2(scaled + 64, group, rowBytes: 12, d: 32, bias + 2, scale: 0.17677669, lg + (2242 &+ grp &* 32), stride: 1025, codes)
@@ -1763,6 +1781,7 @@ func k12(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v
                     let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
                     _ = (occ, lg, qg, yg)
                     let group = keys + (4608 &+ grp &* 1280 &+ g &* 640)
+                    prefetchBytes(group + 1280, 640)
                     scaleQueriesH4(qg, group, rowBytes: 20, d: 32, scaled, bias)
         #if KVPLAN_AVX2
                     roundQueries(scaled, 128, qrow.codes, qrow.scales)
@@ -1785,6 +1804,7 @@ func k12(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v
                     let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
                     _ = (occ, lg, qg, yg)
                     let group = keys + (31808 &+ grp &* 768 &+ g &* 384)
+                    prefetchBytes(group + 768, 384)
                     scaleQueriesH4(qg, group, rowBytes: 12, d: 32, scaled, bias)
                     keyGroupLogitsB2H2(scaled + 0, group, rowBytes: 12, d: 32, bias + 0, scale: 0.17677669, lg + (709 &+ grp &* 32), stride: 1025, codes)
                     keyGroupLogitsB2H2(scaled + 64, group, rowBytes: 12, d: 32, bias + 2, scale: 0.17677669, lg + (2759 &+ grp &* 32), stride: 1025, codes)
