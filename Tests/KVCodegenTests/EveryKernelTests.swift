@@ -65,7 +65,7 @@ struct EveryKernelTests {
     /// small) and, with the pairing limit at 0, one row per call.
     @Test("12 decode steps: every op's results equal the reference interpreter's within 1e-4 + 1e-3·|ref|",
           arguments: [(KernelLibrary.defaultTargetFlags, SwiftEmitter.defaultPairedRowsLimit), (["-target-cpu", "haswell"], SwiftEmitter.defaultPairedRowsLimit),
-                      (KernelLibrary.defaultTargetFlags, 0)] + (KernelLibrary.hasAVXVNNI ? [(KernelLibrary.avx2Flags, SwiftEmitter.defaultPairedRowsLimit)] : []))
+                      (KernelLibrary.defaultTargetFlags, 0)] + (KernelLibrary.hasAVXVNNI || KernelLibrary.hasAVX512 ? [(KernelLibrary.avx2Flags, SwiftEmitter.defaultPairedRowsLimit)] : []))
     func everyOp(targetFlags: [String], pairedRowsLimit: Int) throws {
         let (program, _, _, _) = try Self.compiled(pairedRowsLimit: pairedRowsLimit)
         let steps = try Self.generatedSteps(targetFlags: targetFlags, pairedRowsLimit: pairedRowsLimit)
@@ -94,10 +94,10 @@ struct EveryKernelTests {
     /// 16-lane value kernel is compared in PackedAttentionKernelTests).
     @Test("the runtime's flags (AVX-VNNI, AVX-512) and plain AVX2 give bit-identical results",
           .enabled(if: KernelLibrary.hasAVXVNNI || KernelLibrary.hasAVX512))
-    func vnniIsBitIdentical() throws {
-        let vnni = try Self.generatedSteps(targetFlags: KernelLibrary.defaultTargetFlags)
+    func runtimeFlagsAreBitIdentical() throws {
+        let runtime = try Self.generatedSteps(targetFlags: KernelLibrary.defaultTargetFlags)
         let plain = try Self.generatedSteps(targetFlags: KernelLibrary.avx2Flags)
-        for (position, (a, b)) in zip(vnni, plain).enumerated() {
+        for (position, (a, b)) in zip(runtime, plain).enumerated() {
             for i in a.keys.sorted() {
                 let same = zip(a[i]!, b[i]!).allSatisfy { $0.map(\.bitPattern) == $1.map(\.bitPattern) }
                 #expect(same, "step \(position) op \(i) differs between \(KernelLibrary.defaultTargetFlags) and plain AVX2")

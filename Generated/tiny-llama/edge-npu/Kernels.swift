@@ -311,7 +311,7 @@ func quantiseRow(_ x: UnsafePointer<Float>, _ n: Int, _ q: QuantisedRow) {
         let low = _mm256_packs_epi32(i32(r0), i32(r1)), high = _mm256_packs_epi32(i32(r2), i32(r3))
         let codes = _mm256_permutevar8x32_epi32(_mm256_packs_epi16(low, high), _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7))
         UnsafeMutableRawPointer(q.codes + b &* 32).storeBytes(of: unsafeBitCast(codes, to: SIMD32<Int8>.self), as: SIMD32<Int8>.self)
-        let offsets = _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(8), codes), _mm256_set1_epi16(1))
+        let offsets = unsignedDot32(_mm256_set1_epi8(8), codes)
         UnsafeMutableRawPointer(q.offsets + b &* 8).storeBytes(of: unsafeBitCast(offsets, to: SIMD8<Int32>.self), as: SIMD8<Int32>.self)
 #else
         let out = UnsafeMutableRawPointer(q.values + b &* 32), dv = SIMD8<Float>(repeating: d)
