@@ -112,6 +112,16 @@ extension SwiftEmitter {
 
             """
         }
+        if segments.contains(where: { Self.integerValues($0, dv: dv) }) {
+            // Each head's weights of a 256-token block rounded to int16 per 32 tokens, and the block scales.
+            body += """
+                        let weightRounding = UnsafeMutableRawPointer.allocate(byteCount: \(groupSize * 256 * 2 + groupSize * 8 * 4), alignment: 64)
+                        defer { weightRounding.deallocate() }
+                        let weightCodes = weightRounding.bindMemory(to: Int16.self, capacity: \(groupSize * 256))
+                        let weightScales = (weightRounding + \(groupSize * 256 * 2)).bindMemory(to: Float.self, capacity: \(groupSize * 8))
+
+            """
+        }
         // Phases run over every KV head in turn, so the cache is read front to back (a quantised
         // key group or a block of value rows holds every head's channels): keys, softmax, values.
         let scope = Self.headScope(kvHeads: kvHeads, heads: heads, groupSize: groupSize, d: d, dv: dv, slots: slots, stride: stride)
@@ -221,6 +231,11 @@ extension SwiftEmitter {
         return code
     }
 
+    /// True when segment `s`'s values are multiplied in 16-bit integers (ValueProductRounding).
+    static func integerValues(_ s: KVSegment, dv: Int) -> Bool {
+        ValueProductRounding.applies(bits: KVBits(rawValue: s.valueBits) ?? .b16, headDim: dv)
+    }
+
     /// True when segment `s`'s whole key groups are multiplied in 8-bit integers (KeyProductRounding).
     static func integerKeys(_ s: KVSegment, d: Int) -> Bool {
         s.count >= 32 && KeyProductRounding.applies(bits: KVBits(rawValue: s.keyBits) ?? .b16, tokens: 32, headDim: d)
@@ -244,13 +259,29 @@ extension SwiftEmitter {
         // Blocks of 256 tokens, every KV head and channel group of a block while its rows are in
         // cache: the rows are read front to back once (a sweep per group re-read each row 3×).
         let groupBytes = 4 + 32 * s.valueBits / 8
+        // Each KV head's pass first prefetches the part of the rows the next pass reads (the next
+        // head's groups, or the first head's of the next block): rows 640+ bytes apart, touched
+        // 80 bytes at a time, left the value kernel waiting on memory at DRAM sizes.
+        let headBytes = dv / 32 * groupBytes
         var inner = """
+                    let (pg, pt) = g &+ 1 < gHi ? (g &+ 1, t0) : (gLo, t0 &+ 256)
+                    let next = values + (\(s.values) &+ pt &* \(rowBytes) &+ pg &* \(headBytes)), ahead = max(0, min(256, \(s.count) &- pt))
                     for j in 0..<\(dv / 32) {
+                        for r in stride(from: j &* \(256 / (dv / 32)), to: min(ahead, (j &+ 1) &* \(256 / (dv / 32))), by: 1) { prefetchBytes(next + r &* \(rowBytes), \(headBytes + 63)) }
                         let rows = values + (\(s.values) &+ t0 &* \(rowBytes) &+ (g &* \(dv / 32) &+ j) &* \(groupBytes))
                         \(heads <= 4 ? "scaleWeightsH\(heads)(lg + (\(s.first) &+ t0), stride: \(stride), occ + (\(s.first) &+ t0)," : "scaleWeights(lg + (\(s.first) &+ t0), stride: \(stride), occ + (\(s.first) &+ t0), heads: \(heads),") rows, rowBytes: \(rowBytes), tokens: n, scaled, bias)
 
         """
         var h0 = 0
+        if Self.integerValues(s, dv: dv) {
+            // 16-bit products over the weights rounded per 32 tokens (ValueProductRounding).
+            inner += "                roundWeights(scaled, heads: \(heads), n, weightCodes, weightScales)\n"
+            while h0 < heads {
+                let n = min(4, heads - h0)
+                inner += "                valueGroupAccumulateI16H\(n)(weightCodes + \(h0 * 256), weightScales + \(h0 * 8), tokens: n, rows, rowBytes: \(rowBytes), bias + \(h0), yg + (\(h0 * dv) &+ j &* 32), dv: \(dv), codes)\n"
+                h0 += n
+            }
+        }
         while h0 < heads {
             let n = min(Self.headsPerBlock(bits: s.valueBits), heads - h0)
             inner += "                valueGroupAccumulateB\(s.valueBits)H\(n)(scaled + \(h0) &* n, tokens: n, rows, rowBytes: \(rowBytes), bias + \(h0), yg + (\(h0 * dv) &+ j &* 32), dv: \(dv), codes)\n"

@@ -41,6 +41,8 @@ extension SwiftEmitter {
         for heads in 1...4 where kernels.contains("scaleWeightsH\(heads)(") { text += weightScaling(heads: heads) }
         if kernels.contains("roundQueries(") { text += queryRounding }
         for heads in 1...4 where kernels.contains("keyGroupLogitsI8H\(heads)(") { text += integerKeyKernel(heads: heads) }
+        if kernels.contains("roundWeights(") { text += weightRounding }
+        for heads in 1...4 where kernels.contains("valueGroupAccumulateI16H\(heads)(") { text += integerValueKernel(heads: heads) }
         return text
     }
 
@@ -549,7 +551,6 @@ extension SwiftEmitter {
                                           _ tmp: UnsafeMutablePointer<Float>) {
 
         """
-        if bits == 4 { s += "#if KVPLAN_AVX512\n" + wideValueAccumulation(heads: heads) + "#else\n" }
         for sets in passes(bits: bits) {
             s += "    do {\n"
             s += accumulation(over: "t", count: "tokens", row: "rows + (t &* rowBytes &+ 4)", bits: bits, heads: heads, sets: sets)
@@ -562,34 +563,6 @@ extension SwiftEmitter {
             }
             s += "    }\n"
         }
-        if bits == 4 { s += "#endif\n" }
         return s + "}\n"
-    }
-
-    /// The 4-bit value kernel's body with AVX-512 (KVPLAN_AVX512): a token's 16 code bytes widened
-    /// to 16 Int32 lanes, its 32 channels as two 16-lane vectors (even channels: low nibbles, odd:
-    /// high), so one pass over the tokens with 2 accumulators per head replaces two passes with 2
-    /// 8-lane accumulators each. Every lane runs the same FMA sequence over the tokens as in the
-    /// 8-lane kernel (one channel per lane, tokens in order), so the results are bit-identical.
-    static func wideValueAccumulation(heads: Int) -> String {
-        let hs = 0..<heads
-        var s = "    let low = _mm512_set1_epi32(15)\n"
-        s += "    var " + hs.map { "a\($0)e = _mm512_setzero_ps(), a\($0)o = _mm512_setzero_ps()" }.joined(separator: ", ") + "\n"
-        s += """
-            for t in 0..<tokens {
-                let r = _mm512_cvtepu8_epi32(unsafeBitCast((rows + (t &* rowBytes &+ 4)).loadUnaligned(as: SIMD16<UInt8>.self), to: __m128i.self))
-                let ce = _mm512_cvtepi32_ps(_mm512_and_si512(r, low)), co = _mm512_cvtepi32_ps(_mm512_and_si512(_mm512_srli_epi32(r, 4), low))
-
-        """
-        for h in hs {
-            s += "        let w\(h) = _mm512_set1_ps(scaled[\(h == 0 ? "" : "tokens &* \(h) &+ ")t]); a\(h)e = _mm512_fmadd_ps(w\(h), ce, a\(h)e); a\(h)o = _mm512_fmadd_ps(w\(h), co, a\(h)o)\n"
-        }
-        s += "    }\n"
-        for h in hs {
-            s += "    _mm512_storeu_ps(tmp + \(h * 32), a\(h)e); _mm512_storeu_ps(tmp + \(h * 32 + 16), a\(h)o)\n"
-            s += "    let y\(h) = y + \(h == 0 ? "0" : "dv &* \(h)"), b\(h) = bias[\(h)]\n"
-            s += "    for i in 0..<16 { y\(h)[i &* 2] += tmp[\(h * 32) &+ i] + b\(h); y\(h)[i &* 2 &+ 1] += tmp[\(h * 32 + 16) &+ i] + b\(h) }\n"
-        }
-        return s
     }
 }

@@ -197,7 +197,7 @@ public struct SwiftEmitter {
         }
         if let k = observed { calls.append("    observe?(context, \(k))") }
         let quantisedDots = Self.usesQuantisedDots(kernels)
-        let intrinsics = quantisedDots || kernels.contains("valueGroupAccumulateB4H")  // the AVX-512 value kernel calls them too
+        let intrinsics = quantisedDots || kernels.contains("valueGroupAccumulateI16H")  // the integer value kernels call them too
         kernels = Self.header + "import Foundation\n" + (intrinsics ? Self.quantisedDotImports : "") + Self.prefetchImport + "\n" + Self.helpers + Self.elementwiseHelpers
             + (quantisedDots ? Self.quantisedDotHelpers : "") + Self.attentionHelpers(for: kernels) + kernels
         var step = Self.header

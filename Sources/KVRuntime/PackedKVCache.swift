@@ -274,6 +274,32 @@ public final class PackedKVCache {
     /// The score (attention received so far) in every slot of KV head `head`, in slotTokens' order.
     public func slotScores(head: Int) -> [Double] { fixed.score[head] + high.score[head] + low.score[head] }
 
+    /// The largest |scale| among the 4-bit value groups this cache's segments hold (0 without
+    /// any): the generated kernel's 16-bit value products (ValueProductRounding) are exact to
+    /// within `valueRoundingBound`, which grows with it.
+    public var largestValueScale: Float {
+        var largest: Float = 0
+        for s in [fixed, high, low] where s.valueBits == .b4 && s.capacity > 0 {
+            let groupBytes = KVSegmentLayout.groupHeaderBytes + KVSegmentLayout.packedBytes(s.group, bits: 4)
+            let rowBytes = KVSegmentLayout(kind: .values, tokens: 1, channels: channels, bits: .b4, group: s.group).bytes
+            for row in 0..<s.capacity {
+                for g in 0..<channels / s.group {
+                    let bits = s.values.load(fromByteOffset: row * rowBytes + g * groupBytes, as: UInt16.self)
+                    largest = max(largest, abs(Float(Float16(bitPattern: bits))))
+                }
+            }
+        }
+        return largest
+    }
+
+    /// How far the generated attention kernel's outputs may differ from the exact products
+    /// because its 4-bit value groups are multiplied in 16-bit integers (ValueProductRounding):
+    /// 0 where that kernel does not apply (no 4-bit values, or head_dim not a multiple of 32).
+    public var valueRoundingBound: Float {
+        guard ValueProductRounding.applies(bits: .b4, headDim: channels / kvHeads) else { return 0 }
+        return ValueProductRounding.errorBound(largestScale: largestValueScale)
+    }
+
     /// Adds attention received per KV head and slot (head-major, `slots` per head) to the scores.
     public func addReceived(_ received: UnsafeBufferPointer<Float>) {
         precondition(received.count >= kvHeads * slots)

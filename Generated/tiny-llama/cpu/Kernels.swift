@@ -921,115 +921,6 @@ func valueGroupAccumulateB2H2(_ scaled: UnsafePointer<Float>, tokens: Int, _ row
     }
 }
 
-/// y_h[0..<32] += Σ_t scaled[h·tokens + t]·code_t + bias[h] for 4 head(s) over one
-/// 4-bit value channel group of `tokens` rows (`rowBytes` apart, codes after the 4-byte
-/// scale and zero), outputs `dv` apart; unpacked once for all heads. Not inlined on
-/// purpose (as the key kernel).
-@inline(never)
-func valueGroupAccumulateB4H4(_ scaled: UnsafePointer<Float>, tokens: Int, _ rows: UnsafeRawPointer, rowBytes: Int,
-                                  _ bias: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, dv: Int,
-                                  _ tmp: UnsafeMutablePointer<Float>) {
-#if KVPLAN_AVX512
-    let low = _mm512_set1_epi32(15)
-    var a0e = _mm512_setzero_ps(), a0o = _mm512_setzero_ps(), a1e = _mm512_setzero_ps(), a1o = _mm512_setzero_ps(), a2e = _mm512_setzero_ps(), a2o = _mm512_setzero_ps(), a3e = _mm512_setzero_ps(), a3o = _mm512_setzero_ps()
-    for t in 0..<tokens {
-        let r = _mm512_cvtepu8_epi32(unsafeBitCast((rows + (t &* rowBytes &+ 4)).loadUnaligned(as: SIMD16<UInt8>.self), to: __m128i.self))
-        let ce = _mm512_cvtepi32_ps(_mm512_and_si512(r, low)), co = _mm512_cvtepi32_ps(_mm512_and_si512(_mm512_srli_epi32(r, 4), low))
-        let w0 = _mm512_set1_ps(scaled[t]); a0e = _mm512_fmadd_ps(w0, ce, a0e); a0o = _mm512_fmadd_ps(w0, co, a0o)
-        let w1 = _mm512_set1_ps(scaled[tokens &* 1 &+ t]); a1e = _mm512_fmadd_ps(w1, ce, a1e); a1o = _mm512_fmadd_ps(w1, co, a1o)
-        let w2 = _mm512_set1_ps(scaled[tokens &* 2 &+ t]); a2e = _mm512_fmadd_ps(w2, ce, a2e); a2o = _mm512_fmadd_ps(w2, co, a2o)
-        let w3 = _mm512_set1_ps(scaled[tokens &* 3 &+ t]); a3e = _mm512_fmadd_ps(w3, ce, a3e); a3o = _mm512_fmadd_ps(w3, co, a3o)
-    }
-    _mm512_storeu_ps(tmp + 0, a0e); _mm512_storeu_ps(tmp + 16, a0o)
-    let y0 = y + 0, b0 = bias[0]
-    for i in 0..<16 { y0[i &* 2] += tmp[0 &+ i] + b0; y0[i &* 2 &+ 1] += tmp[16 &+ i] + b0 }
-    _mm512_storeu_ps(tmp + 32, a1e); _mm512_storeu_ps(tmp + 48, a1o)
-    let y1 = y + dv &* 1, b1 = bias[1]
-    for i in 0..<16 { y1[i &* 2] += tmp[32 &+ i] + b1; y1[i &* 2 &+ 1] += tmp[48 &+ i] + b1 }
-    _mm512_storeu_ps(tmp + 64, a2e); _mm512_storeu_ps(tmp + 80, a2o)
-    let y2 = y + dv &* 2, b2 = bias[2]
-    for i in 0..<16 { y2[i &* 2] += tmp[64 &+ i] + b2; y2[i &* 2 &+ 1] += tmp[80 &+ i] + b2 }
-    _mm512_storeu_ps(tmp + 96, a3e); _mm512_storeu_ps(tmp + 112, a3o)
-    let y3 = y + dv &* 3, b3 = bias[3]
-    for i in 0..<16 { y3[i &* 2] += tmp[96 &+ i] + b3; y3[i &* 2 &+ 1] += tmp[112 &+ i] + b3 }
-#else
-    do {
-        var a0s0 = SIMD8<Float>(), a0s1 = SIMD8<Float>(), a1s0 = SIMD8<Float>(), a1s1 = SIMD8<Float>(), a2s0 = SIMD8<Float>(), a2s1 = SIMD8<Float>(), a3s0 = SIMD8<Float>(), a3s1 = SIMD8<Float>()
-        for t in 0..<tokens {
-            let p = rows + (t &* rowBytes &+ 4)
-            let r0 = SIMD8<Int32>(truncatingIfNeeded: (p + 0).loadUnaligned(as: SIMD8<UInt8>.self))
-            let c0 = SIMD8<Float>((r0 & 15))
-            let c1 = SIMD8<Float>(((r0 &>> 4) & 15))
-            let w0 = SIMD8<Float>(repeating: scaled[t])
-            a0s0.addProduct(w0, c0); a0s1.addProduct(w0, c1)
-            let w1 = SIMD8<Float>(repeating: scaled[tokens &* 1 &+ t])
-            a1s0.addProduct(w1, c0); a1s1.addProduct(w1, c1)
-            let w2 = SIMD8<Float>(repeating: scaled[tokens &* 2 &+ t])
-            a2s0.addProduct(w2, c0); a2s1.addProduct(w2, c1)
-            let w3 = SIMD8<Float>(repeating: scaled[tokens &* 3 &+ t])
-            a3s0.addProduct(w3, c0); a3s1.addProduct(w3, c1)
-        }
-        UnsafeMutableRawPointer(tmp + 0).storeBytes(of: a0s0, as: SIMD8<Float>.self)
-        UnsafeMutableRawPointer(tmp + 8).storeBytes(of: a0s1, as: SIMD8<Float>.self)
-        UnsafeMutableRawPointer(tmp + 16).storeBytes(of: a1s0, as: SIMD8<Float>.self)
-        UnsafeMutableRawPointer(tmp + 24).storeBytes(of: a1s1, as: SIMD8<Float>.self)
-        UnsafeMutableRawPointer(tmp + 32).storeBytes(of: a2s0, as: SIMD8<Float>.self)
-        UnsafeMutableRawPointer(tmp + 40).storeBytes(of: a2s1, as: SIMD8<Float>.self)
-        UnsafeMutableRawPointer(tmp + 48).storeBytes(of: a3s0, as: SIMD8<Float>.self)
-        UnsafeMutableRawPointer(tmp + 56).storeBytes(of: a3s1, as: SIMD8<Float>.self)
-        let y0 = y + 0, b0 = bias[0]
-        for i in 0..<8 { y0[0 &+ i &* 2] += tmp[0 &+ i] + b0 }
-        for i in 0..<8 { y0[1 &+ i &* 2] += tmp[8 &+ i] + b0 }
-        let y1 = y + dv &* 1, b1 = bias[1]
-        for i in 0..<8 { y1[0 &+ i &* 2] += tmp[16 &+ i] + b1 }
-        for i in 0..<8 { y1[1 &+ i &* 2] += tmp[24 &+ i] + b1 }
-        let y2 = y + dv &* 2, b2 = bias[2]
-        for i in 0..<8 { y2[0 &+ i &* 2] += tmp[32 &+ i] + b2 }
-        for i in 0..<8 { y2[1 &+ i &* 2] += tmp[40 &+ i] + b2 }
-        let y3 = y + dv &* 3, b3 = bias[3]
-        for i in 0..<8 { y3[0 &+ i &* 2] += tmp[48 &+ i] + b3 }
-        for i in 0..<8 { y3[1 &+ i &* 2] += tmp[56 &+ i] + b3 }
-    }
-    do {
-        var a0s2 = SIMD8<Float>(), a0s3 = SIMD8<Float>(), a1s2 = SIMD8<Float>(), a1s3 = SIMD8<Float>(), a2s2 = SIMD8<Float>(), a2s3 = SIMD8<Float>(), a3s2 = SIMD8<Float>(), a3s3 = SIMD8<Float>()
-        for t in 0..<tokens {
-            let p = rows + (t &* rowBytes &+ 4)
-            let r1 = SIMD8<Int32>(truncatingIfNeeded: (p + 8).loadUnaligned(as: SIMD8<UInt8>.self))
-            let c2 = SIMD8<Float>((r1 & 15))
-            let c3 = SIMD8<Float>(((r1 &>> 4) & 15))
-            let w0 = SIMD8<Float>(repeating: scaled[t])
-            a0s2.addProduct(w0, c2); a0s3.addProduct(w0, c3)
-            let w1 = SIMD8<Float>(repeating: scaled[tokens &* 1 &+ t])
-            a1s2.addProduct(w1, c2); a1s3.addProduct(w1, c3)
-            let w2 = SIMD8<Float>(repeating: scaled[tokens &* 2 &+ t])
-            a2s2.addProduct(w2, c2); a2s3.addProduct(w2, c3)
-            let w3 = SIMD8<Float>(repeating: scaled[tokens &* 3 &+ t])
-            a3s2.addProduct(w3, c2); a3s3.addProduct(w3, c3)
-        }
-        UnsafeMutableRawPointer(tmp + 0).storeBytes(of: a0s2, as: SIMD8<Float>.self)
-        UnsafeMutableRawPointer(tmp + 8).storeBytes(of: a0s3, as: SIMD8<Float>.self)
-        UnsafeMutableRawPointer(tmp + 16).storeBytes(of: a1s2, as: SIMD8<Float>.self)
-        UnsafeMutableRawPointer(tmp + 24).storeBytes(of: a1s3, as: SIMD8<Float>.self)
-        UnsafeMutableRawPointer(tmp + 32).storeBytes(of: a2s2, as: SIMD8<Float>.self)
-        UnsafeMutableRawPointer(tmp + 40).storeBytes(of: a2s3, as: SIMD8<Float>.self)
-        UnsafeMutableRawPointer(tmp + 48).storeBytes(of: a3s2, as: SIMD8<Float>.self)
-        UnsafeMutableRawPointer(tmp + 56).storeBytes(of: a3s3, as: SIMD8<Float>.self)
-        let y0 = y + 0, b0 = bias[0]
-        for i in 0..<8 { y0[16 &+ i &* 2] += tmp[0 &+ i] + b0 }
-        for i in 0..<8 { y0[17 &+ i &* 2] += tmp[8 &+ i] + b0 }
-        let y1 = y + dv &* 1, b1 = bias[1]
-        for i in 0..<8 { y1[16 &+ i &* 2] += tmp[16 &+ i] + b1 }
-        for i in 0..<8 { y1[17 &+ i &* 2] += tmp[24 &+ i] + b1 }
-        let y2 = y + dv &* 2, b2 = bias[2]
-        for i in 0..<8 { y2[16 &+ i &* 2] += tmp[32 &+ i] + b2 }
-        for i in 0..<8 { y2[17 &+ i &* 2] += tmp[40 &+ i] + b2 }
-        let y3 = y + dv &* 3, b3 = bias[3]
-        for i in 0..<8 { y3[16 &+ i &* 2] += tmp[48 &+ i] + b3 }
-        for i in 0..<8 { y3[17 &+ i &* 2] += tmp[56 &+ i] + b3 }
-    }
-#endif
-}
-
 /// Softmax of 4 heads' slot logits (`stride` apart) and new-token logits (`logits[h]`,
 /// replaced by the new token's weights), as slotSoftmax for each; rec[s] = Σ_h weight_h[s].
 @inline(never)
@@ -1411,6 +1302,202 @@ func keyGroupLogitsI8H4(_ q8: UnsafePointer<Int8>, _ qs: UnsafePointer<Float>, _
 }
 #endif
 
+/// Rounds each of `heads` rows of `n` (≤ 256) scaled weights (`x`, rows `n` apart) to int16
+/// per block of 32 tokens (KVQuant.ValueProductRounding): scales[h·8 + b] = max|x|/32767,
+/// q[h·256 + t] = x/scale rounded to nearest even (0 in a zero block); q is 0 from n to the
+/// next multiple of 32, so a kernel reading token pairs multiplies a missing partner by 0.
+@inline(never)
+func roundWeights(_ x: UnsafePointer<Float>, heads: Int, _ n: Int, _ q: UnsafeMutablePointer<Int16>, _ scales: UnsafeMutablePointer<Float>) {
+    for h in 0..<heads {
+        let row = x + h &* n, qh = q + h &* 256
+        var t0 = 0, b = 0
+        while t0 < n {
+            let m = min(32, n &- t0)
+#if KVPLAN_AVX512
+            if m == 32 {
+                let v0 = _mm512_loadu_ps(row + t0), v1 = _mm512_loadu_ps(row + (t0 &+ 16))
+                let a = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1))) / 32767
+                let inverse = _mm512_set1_ps(a == 0 ? 0 : 1 / a)
+                scales[h &* 8 &+ b] = a
+                // vpmovsdw: Int32 → Int16 in order (saturating; the codes are within ±32767).
+                @inline(__always) func codes(_ v: __m512, _ at: Int) {
+                    _mm256_storeu_si256(UnsafeMutableRawPointer(qh + at).assumingMemoryBound(to: __m256i.self), _mm512_cvtsepi32_epi16(_mm512_cvtps_epi32(_mm512_mul_ps(v, inverse))))
+                }
+                codes(v0, t0)
+                codes(v1, t0 &+ 16)
+                t0 &+= 32
+                b &+= 1
+                continue
+            }
+#elseif KVPLAN_AVX2
+            if m == 32 {
+                let magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFF_FFFF))
+                @inline(__always) func load(_ i: Int) -> __m256 { _mm256_loadu_ps(row + (t0 &+ i)) }
+                let v0 = load(0), v1 = load(8), v2 = load(16), v3 = load(24)
+                var mv = _mm256_max_ps(_mm256_max_ps(_mm256_and_ps(v0, magnitude), _mm256_and_ps(v1, magnitude)),
+                                       _mm256_max_ps(_mm256_and_ps(v2, magnitude), _mm256_and_ps(v3, magnitude)))
+                mv = _mm256_max_ps(mv, SIMD8(mv[4], mv[5], mv[6], mv[7], mv[0], mv[1], mv[2], mv[3]))
+                mv = _mm256_max_ps(mv, SIMD8(mv[2], mv[3], mv[0], mv[1], mv[6], mv[7], mv[4], mv[5]))
+                mv = _mm256_max_ps(mv, SIMD8(mv[1], mv[0], mv[3], mv[2], mv[5], mv[4], mv[7], mv[6]))
+                let a = mv[0] / 32767
+                let inverse = _mm256_set1_ps(a == 0 ? 0 : 1 / a)
+                scales[h &* 8 &+ b] = a
+                @inline(__always) func codes(_ v: __m256) -> __m256i { _mm256_cvtps_epi32(_mm256_mul_ps(v, inverse)) }
+                // packs works per 128-bit half: dwords [v0 0–3, v1 0–3, v0 4–7, v1 4–7] → in order.
+                let order = _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7)
+                let low = _mm256_permutevar8x32_epi32(_mm256_packs_epi32(codes(v0), codes(v1)), order)
+                let high = _mm256_permutevar8x32_epi32(_mm256_packs_epi32(codes(v2), codes(v3)), order)
+                _mm256_storeu_si256(UnsafeMutableRawPointer(qh + t0).assumingMemoryBound(to: __m256i.self), low)
+                _mm256_storeu_si256(UnsafeMutableRawPointer(qh + (t0 &+ 16)).assumingMemoryBound(to: __m256i.self), high)
+                t0 &+= 32
+                b &+= 1
+                continue
+            }
+#endif
+            var amax: Float = 0
+            for t in 0..<m { amax = max(amax, abs(row[t0 &+ t])) }
+            let a = amax / 32767
+            let inverse: Float = a == 0 ? 0 : 1 / a
+            scales[h &* 8 &+ b] = a
+            for t in 0..<m {
+                let r = (row[t0 &+ t] * inverse).rounded(.toNearestOrEven)
+                qh[t0 &+ t] = r.isNaN ? 0 : Int16(max(-32767, min(32767, r)))
+            }
+            for t in m..<32 { qh[t0 &+ t] = 0 }
+            t0 &+= 32
+            b &+= 1
+        }
+    }
+}
+
+#if KVPLAN_AVX2
+/// a + the (s16 × s16) products of x and q summed per two neighbouring words: `vpdpwssd` with
+/// AVX-VNNI, otherwise `vpmaddwd` + `vpaddd` (the same Int32 sums).
+@inline(__always)
+func valueProducts(_ a: __m256i, _ x: __m256i, _ q: __m256i) -> __m256i {
+#if KVPLAN_AVXVNNI
+    return _mm256_dpwssd_avx_epi32(a, x, q)
+#else
+    return _mm256_add_epi32(a, _mm256_madd_epi16(x, q))
+#endif
+}
+#endif
+
+/// y_h[0..<32] += Σ_B qs[h·8 + B]·Σ_{t∈B} q[h·256 + t]·code_t + bias[h] for 4 head(s) over one
+/// 4-bit value channel group of `tokens` rows (`rowBytes` apart, codes after the 4-byte scale
+/// and zero), outputs `dv` apart: the weights rounded by roundWeights
+/// (KVQuant.ValueProductRounding), 16-bit products summed exactly per block of 32 tokens.
+/// Not inlined, as the f32 blocked kernels.
+@inline(never)
+func valueGroupAccumulateI16H4(_ q: UnsafePointer<Int16>, _ qs: UnsafePointer<Float>, tokens: Int, _ rows: UnsafeRawPointer, rowBytes: Int,
+                                  _ bias: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, dv: Int,
+                                  _ tmp: UnsafeMutablePointer<Float>) {
+    @inline(__always) func pair(_ t: Int) -> Int32 { UnsafeRawPointer(q + t).loadUnaligned(as: Int32.self) }
+#if KVPLAN_AVX512VNNI
+    // A token pair's codes: each row's 16 bytes zero-extended to dwords, the second row's
+    // shifted to the upper word, so dword i = [byte i of t, byte i of t+1]; the low nibbles
+    // (even channels) masked, the high ones (odd channels) shifted down word-wise.
+    let low = _mm512_set1_epi32(0x000F_000F)
+    @inline(__always) func row(_ p: UnsafeRawPointer) -> __m512i { _mm512_cvtepu8_epi32(unsafeBitCast(p.loadUnaligned(as: SIMD16<UInt8>.self), to: __m128i.self)) }
+    var y0e = _mm512_setzero_ps(), y0o = _mm512_setzero_ps(), y1e = _mm512_setzero_ps(), y1o = _mm512_setzero_ps(), y2e = _mm512_setzero_ps(), y2o = _mm512_setzero_ps(), y3e = _mm512_setzero_ps(), y3o = _mm512_setzero_ps()
+    var p = rows + 4
+    var t = 0, b = 0
+    while t < tokens {
+        let end = min(t &+ 32, tokens)
+        var a0e = _mm512_setzero_si512(), a0o = _mm512_setzero_si512(), a1e = _mm512_setzero_si512(), a1o = _mm512_setzero_si512(), a2e = _mm512_setzero_si512(), a2o = _mm512_setzero_si512(), a3e = _mm512_setzero_si512(), a3o = _mm512_setzero_si512()
+        while t < end {
+            // The last token of an odd count pairs with nothing (its partner's weight is 0).
+            let x = t &+ 1 < end ? _mm512_or_si512(row(p), _mm512_slli_epi32(row(p + rowBytes), 16)) : row(p)
+            let e = _mm512_and_si512(x, low), o = _mm512_srli_epi16(x, 4)
+            let q0 = _mm512_set1_epi32(pair(t)); a0e = _mm512_dpwssd_epi32(a0e, e, q0); a0o = _mm512_dpwssd_epi32(a0o, o, q0)
+            let q1 = _mm512_set1_epi32(pair(256 &+ t)); a1e = _mm512_dpwssd_epi32(a1e, e, q1); a1o = _mm512_dpwssd_epi32(a1o, o, q1)
+            let q2 = _mm512_set1_epi32(pair(512 &+ t)); a2e = _mm512_dpwssd_epi32(a2e, e, q2); a2o = _mm512_dpwssd_epi32(a2o, o, q2)
+            let q3 = _mm512_set1_epi32(pair(768 &+ t)); a3e = _mm512_dpwssd_epi32(a3e, e, q3); a3o = _mm512_dpwssd_epi32(a3o, o, q3)
+            t &+= 2
+            p += 2 &* rowBytes
+        }
+        let s0 = _mm512_set1_ps(qs[b]); y0e = _mm512_fmadd_ps(s0, _mm512_cvtepi32_ps(a0e), y0e); y0o = _mm512_fmadd_ps(s0, _mm512_cvtepi32_ps(a0o), y0o)
+        let s1 = _mm512_set1_ps(qs[8 &+ b]); y1e = _mm512_fmadd_ps(s1, _mm512_cvtepi32_ps(a1e), y1e); y1o = _mm512_fmadd_ps(s1, _mm512_cvtepi32_ps(a1o), y1o)
+        let s2 = _mm512_set1_ps(qs[16 &+ b]); y2e = _mm512_fmadd_ps(s2, _mm512_cvtepi32_ps(a2e), y2e); y2o = _mm512_fmadd_ps(s2, _mm512_cvtepi32_ps(a2o), y2o)
+        let s3 = _mm512_set1_ps(qs[24 &+ b]); y3e = _mm512_fmadd_ps(s3, _mm512_cvtepi32_ps(a3e), y3e); y3o = _mm512_fmadd_ps(s3, _mm512_cvtepi32_ps(a3o), y3o)
+        b &+= 1
+    }
+    _mm512_storeu_ps(tmp + 0, y0e); _mm512_storeu_ps(tmp + 16, y0o)
+    _mm512_storeu_ps(tmp + 32, y1e); _mm512_storeu_ps(tmp + 48, y1o)
+    _mm512_storeu_ps(tmp + 64, y2e); _mm512_storeu_ps(tmp + 80, y2o)
+    _mm512_storeu_ps(tmp + 96, y3e); _mm512_storeu_ps(tmp + 112, y3o)
+#elseif KVPLAN_AVX2
+    let low = _mm256_set1_epi16(15)
+    @inline(__always) func bytes8(_ t: Int, _ half: Int) -> __m128i {
+        unsafeBitCast(SIMD2<UInt64>((rows + (t &* rowBytes &+ 4 &+ half &* 8)).loadUnaligned(as: UInt64.self), 0), to: __m128i.self)
+    }
+    for i in 0..<128 { tmp[i] = 0 }
+    for half in 0..<2 {
+        var t = 0, b = 0
+        while t < tokens {
+            let end = min(t &+ 32, tokens)
+            var a0e = _mm256_setzero_si256(), a0o = _mm256_setzero_si256(), a1e = _mm256_setzero_si256(), a1o = _mm256_setzero_si256(), a2e = _mm256_setzero_si256(), a2o = _mm256_setzero_si256(), a3e = _mm256_setzero_si256(), a3o = _mm256_setzero_si256()
+            while t < end {
+                let x = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(bytes8(t, half), bytes8(min(t &+ 1, tokens &- 1), half)))
+                let e = _mm256_and_si256(x, low), o = _mm256_srli_epi16(x, 4)
+                let q0 = _mm256_set1_epi32(pair(t)); a0e = valueProducts(a0e, e, q0); a0o = valueProducts(a0o, o, q0)
+                let q1 = _mm256_set1_epi32(pair(256 &+ t)); a1e = valueProducts(a1e, e, q1); a1o = valueProducts(a1o, o, q1)
+                let q2 = _mm256_set1_epi32(pair(512 &+ t)); a2e = valueProducts(a2e, e, q2); a2o = valueProducts(a2o, o, q2)
+                let q3 = _mm256_set1_epi32(pair(768 &+ t)); a3e = valueProducts(a3e, e, q3); a3o = valueProducts(a3o, o, q3)
+                t &+= 2
+            }
+            let s0 = SIMD8<Float>(repeating: qs[b])
+            let e0 = UnsafeMutableRawPointer(tmp + (0 &+ half &* 8)), o0 = UnsafeMutableRawPointer(tmp + (16 &+ half &* 8))
+            e0.storeBytes(of: e0.loadUnaligned(as: SIMD8<Float>.self).addingProduct(s0, unsafeBitCast(_mm256_cvtepi32_ps(a0e), to: SIMD8<Float>.self)), as: SIMD8<Float>.self)
+            o0.storeBytes(of: o0.loadUnaligned(as: SIMD8<Float>.self).addingProduct(s0, unsafeBitCast(_mm256_cvtepi32_ps(a0o), to: SIMD8<Float>.self)), as: SIMD8<Float>.self)
+            let s1 = SIMD8<Float>(repeating: qs[8 &+ b])
+            let e1 = UnsafeMutableRawPointer(tmp + (32 &+ half &* 8)), o1 = UnsafeMutableRawPointer(tmp + (48 &+ half &* 8))
+            e1.storeBytes(of: e1.loadUnaligned(as: SIMD8<Float>.self).addingProduct(s1, unsafeBitCast(_mm256_cvtepi32_ps(a1e), to: SIMD8<Float>.self)), as: SIMD8<Float>.self)
+            o1.storeBytes(of: o1.loadUnaligned(as: SIMD8<Float>.self).addingProduct(s1, unsafeBitCast(_mm256_cvtepi32_ps(a1o), to: SIMD8<Float>.self)), as: SIMD8<Float>.self)
+            let s2 = SIMD8<Float>(repeating: qs[16 &+ b])
+            let e2 = UnsafeMutableRawPointer(tmp + (64 &+ half &* 8)), o2 = UnsafeMutableRawPointer(tmp + (80 &+ half &* 8))
+            e2.storeBytes(of: e2.loadUnaligned(as: SIMD8<Float>.self).addingProduct(s2, unsafeBitCast(_mm256_cvtepi32_ps(a2e), to: SIMD8<Float>.self)), as: SIMD8<Float>.self)
+            o2.storeBytes(of: o2.loadUnaligned(as: SIMD8<Float>.self).addingProduct(s2, unsafeBitCast(_mm256_cvtepi32_ps(a2o), to: SIMD8<Float>.self)), as: SIMD8<Float>.self)
+            let s3 = SIMD8<Float>(repeating: qs[24 &+ b])
+            let e3 = UnsafeMutableRawPointer(tmp + (96 &+ half &* 8)), o3 = UnsafeMutableRawPointer(tmp + (112 &+ half &* 8))
+            e3.storeBytes(of: e3.loadUnaligned(as: SIMD8<Float>.self).addingProduct(s3, unsafeBitCast(_mm256_cvtepi32_ps(a3e), to: SIMD8<Float>.self)), as: SIMD8<Float>.self)
+            o3.storeBytes(of: o3.loadUnaligned(as: SIMD8<Float>.self).addingProduct(s3, unsafeBitCast(_mm256_cvtepi32_ps(a3o), to: SIMD8<Float>.self)), as: SIMD8<Float>.self)
+            b &+= 1
+        }
+    }
+#else
+    for i in 0..<128 { tmp[i] = 0 }
+    var t0 = 0, b = 0
+    while t0 < tokens {
+        let end = min(t0 &+ 32, tokens)
+        for h in 0..<4 {
+            var e = SIMD16<Int32>(), o = SIMD16<Int32>()
+            for t in t0..<end {
+                let w = Int32(q[h &* 256 &+ t])
+                let codes = SIMD16<Int32>(truncatingIfNeeded: (rows + (t &* rowBytes &+ 4)).loadUnaligned(as: SIMD16<UInt8>.self))
+                e &+= w &* (codes & 15)
+                o &+= w &* (codes &>> 4)
+            }
+            let scale = qs[h &* 8 &+ b]
+            for i in 0..<16 {
+                tmp[h &* 32 &+ i] = tmp[h &* 32 &+ i].addingProduct(scale, Float(e[i]))
+                tmp[h &* 32 &+ 16 &+ i] = tmp[h &* 32 &+ 16 &+ i].addingProduct(scale, Float(o[i]))
+            }
+        }
+        t0 = end
+        b &+= 1
+    }
+#endif
+    let y0 = y + 0, b0 = bias[0]
+    for i in 0..<16 { y0[i &* 2] += tmp[0 &+ i] + b0; y0[i &* 2 &+ 1] += tmp[16 &+ i] + b0 }
+    let y1 = y + dv &* 1, b1 = bias[1]
+    for i in 0..<16 { y1[i &* 2] += tmp[32 &+ i] + b1; y1[i &* 2 &+ 1] += tmp[48 &+ i] + b1 }
+    let y2 = y + dv &* 2, b2 = bias[2]
+    for i in 0..<16 { y2[i &* 2] += tmp[64 &+ i] + b2; y2[i &* 2 &+ 1] += tmp[80 &+ i] + b2 }
+    let y3 = y + dv &* 3, b3 = bias[3]
+    for i in 0..<16 { y3[i &* 2] += tmp[96 &+ i] + b3; y3[i &* 2 &+ 1] += tmp[112 &+ i] + b3 }
+}
+
 @inline(never)
 func k0(_ x: UnsafeMutablePointer<Float>, _ z: UnsafeMutablePointer<Float>, _ y: UnsafeMutablePointer<Float>) {
     y.update(from: x, count: 256)
@@ -1575,7 +1662,10 @@ func k6(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v:
                     let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
                     let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
                     _ = (occ, lg, qg, yg)
+                    let (pg, pt) = g &+ 1 < gHi ? (g &+ 1, t0) : (gLo, t0 &+ 256)
+                    let next = values + (4608 &+ pt &* 24 &+ pg &* 12), ahead = max(0, min(256, 896 &- pt))
                     for j in 0..<1 {
+                        for r in stride(from: j &* 256, to: min(ahead, (j &+ 1) &* 256), by: 1) { prefetchBytes(next + r &* 24, 75) }
                         let rows = values + (4608 &+ t0 &* 24 &+ (g &* 1 &+ j) &* 12)
                         scaleWeightsH4(lg + (36 &+ t0), stride: 1025, occ + (36 &+ t0), rows, rowBytes: 24, tokens: n, scaled, bias)
                         valueGroupAccumulateB2H2(scaled + 0 &* n, tokens: n, rows, rowBytes: 24, bias + 0, yg + (0 &+ j &* 32), dv: 32, codes)
@@ -1589,7 +1679,10 @@ func k6(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v:
                     let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
                     let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
                     _ = (occ, lg, qg, yg)
+                    let (pg, pt) = g &+ 1 < gHi ? (g &+ 1, t0) : (gLo, t0 &+ 256)
+                    let next = values + (26112 &+ pt &* 24 &+ pg &* 12), ahead = max(0, min(256, 92 &- pt))
                     for j in 0..<1 {
+                        for r in stride(from: j &* 256, to: min(ahead, (j &+ 1) &* 256), by: 1) { prefetchBytes(next + r &* 24, 75) }
                         let rows = values + (26112 &+ t0 &* 24 &+ (g &* 1 &+ j) &* 12)
                         scaleWeightsH4(lg + (932 &+ t0), stride: 1025, occ + (932 &+ t0), rows, rowBytes: 24, tokens: n, scaled, bias)
                         valueGroupAccumulateB2H2(scaled + 0 &* n, tokens: n, rows, rowBytes: 24, bias + 0, yg + (0 &+ j &* 32), dv: 32, codes)
@@ -1651,6 +1744,10 @@ func k11(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v
                                     offsets: (rounding + 512).bindMemory(to: Int32.self, capacity: 32),
                                     scales: (rounding + 640).bindMemory(to: Float.self, capacity: 4),
                                     codes: (rounding + 656).bindMemory(to: Int8.self, capacity: 128))
+            let weightRounding = UnsafeMutableRawPointer.allocate(byteCount: 2176, alignment: 64)
+            defer { weightRounding.deallocate() }
+            let weightCodes = weightRounding.bindMemory(to: Int16.self, capacity: 1024)
+            let weightScales = (weightRounding + 2048).bindMemory(to: Float.self, capacity: 32)
             for g in gLo..<gHi {
                 let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
                 let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
@@ -1722,10 +1819,14 @@ func k11(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v
                     let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
                     let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
                     _ = (occ, lg, qg, yg)
+                    let (pg, pt) = g &+ 1 < gHi ? (g &+ 1, t0) : (gLo, t0 &+ 256)
+                    let next = values + (4608 &+ pt &* 40 &+ pg &* 20), ahead = max(0, min(256, 156 &- pt))
                     for j in 0..<1 {
+                        for r in stride(from: j &* 256, to: min(ahead, (j &+ 1) &* 256), by: 1) { prefetchBytes(next + r &* 40, 83) }
                         let rows = values + (4608 &+ t0 &* 40 &+ (g &* 1 &+ j) &* 20)
                         scaleWeightsH4(lg + (36 &+ t0), stride: 1025, occ + (36 &+ t0), rows, rowBytes: 40, tokens: n, scaled, bias)
-                        valueGroupAccumulateB4H4(scaled + 0 &* n, tokens: n, rows, rowBytes: 40, bias + 0, yg + (0 &+ j &* 32), dv: 32, codes)
+                        roundWeights(scaled, heads: 4, n, weightCodes, weightScales)
+                        valueGroupAccumulateI16H4(weightCodes + 0, weightScales + 0, tokens: n, rows, rowBytes: 40, bias + 0, yg + (0 &+ j &* 32), dv: 32, codes)
                     }
                 }
             }
@@ -1735,7 +1836,10 @@ func k11(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v
                     let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
                     let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
                     _ = (occ, lg, qg, yg)
+                    let (pg, pt) = g &+ 1 < gHi ? (g &+ 1, t0) : (gLo, t0 &+ 256)
+                    let next = values + (10848 &+ pt &* 24 &+ pg &* 12), ahead = max(0, min(256, 832 &- pt))
                     for j in 0..<1 {
+                        for r in stride(from: j &* 256, to: min(ahead, (j &+ 1) &* 256), by: 1) { prefetchBytes(next + r &* 24, 75) }
                         let rows = values + (10848 &+ t0 &* 24 &+ (g &* 1 &+ j) &* 12)
                         scaleWeightsH4(lg + (192 &+ t0), stride: 1025, occ + (192 &+ t0), rows, rowBytes: 24, tokens: n, scaled, bias)
                         valueGroupAccumulateB2H2(scaled + 0 &* n, tokens: n, rows, rowBytes: 24, bias + 0, yg + (0 &+ j &* 32), dv: 32, codes)
@@ -1846,7 +1950,10 @@ func k12(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v
                     let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
                     let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
                     _ = (occ, lg, qg, yg)
+                    let (pg, pt) = g &+ 1 < gHi ? (g &+ 1, t0) : (gLo, t0 &+ 256)
+                    let next = values + (4608 &+ pt &* 24 &+ pg &* 12), ahead = max(0, min(256, 673 &- pt))
                     for j in 0..<1 {
+                        for r in stride(from: j &* 256, to: min(ahead, (j &+ 1) &* 256), by: 1) { prefetchBytes(next + r &* 24, 75) }
                         let rows = values + (4608 &+ t0 &* 24 &+ (g &* 1 &+ j) &* 12)
                         scaleWeightsH4(lg + (36 &+ t0), stride: 1025, occ + (36 &+ t0), rows, rowBytes: 24, tokens: n, scaled, bias)
                         valueGroupAccumulateB2H2(scaled + 0 &* n, tokens: n, rows, rowBytes: 24, bias + 0, yg + (0 &+ j &* 32), dv: 32, codes)
@@ -1860,7 +1967,10 @@ func k12(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v
                     let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
                     let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
                     _ = (occ, lg, qg, yg)
+                    let (pg, pt) = g &+ 1 < gHi ? (g &+ 1, t0) : (gLo, t0 &+ 256)
+                    let next = values + (20760 &+ pt &* 24 &+ pg &* 12), ahead = max(0, min(256, 315 &- pt))
                     for j in 0..<1 {
+                        for r in stride(from: j &* 256, to: min(ahead, (j &+ 1) &* 256), by: 1) { prefetchBytes(next + r &* 24, 75) }
                         let rows = values + (20760 &+ t0 &* 24 &+ (g &* 1 &+ j) &* 12)
                         scaleWeightsH4(lg + (709 &+ t0), stride: 1025, occ + (709 &+ t0), rows, rowBytes: 24, tokens: n, scaled, bias)
                         valueGroupAccumulateB2H2(scaled + 0 &* n, tokens: n, rows, rowBytes: 24, bias + 0, yg + (0 &+ j &* 32), dv: 32, codes)

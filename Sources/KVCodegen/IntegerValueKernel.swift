@@ -1,0 +1,214 @@
+// The value phase of decode attention over 4-bit value groups in 16-bit integer products.
+//
+// Rationale. In f32 every 4-bit value code of a GQA-4 group feeds four FMAs (one per query
+// head), so the value phase ran at about 65% of the FMA bound and was the largest share of the
+// attention kernel (29–33% in the profile, Docs/benchmarks.md). KVQuant.ValueProductRounding
+// rounds each head's scaled weights w_t·s_t to int16 per block of 32 tokens, so the products
+// can be 16-bit pair multiply-adds into Int32 (`vpdpwssd` with AVX-512 VNNI: 32 per
+// instruction; `vpmaddwd` + `vpaddd` otherwise). A lane needs two tokens' codes of one channel
+// in adjacent 16-bit slots, while the stored layout keeps each token's 32 codes of a group in
+// its own row: two rows' 16 code bytes are interleaved byte-wise (`vpunpckl/hbw`) and widened to
+// words (`vpmovzxbw`), which puts [code_t, code_t+1] of byte i's two channels in dword i; a mask
+// gives the even channels, a 4-bit shift the odd ones. That is 5 instructions per token pair
+// shared by all heads, against 2 multiply-adds per head (the f32 kernel: 4 per token and head).
+// After each block of 32 tokens its Int32 sums (at most 32767·15·32 < 2²⁴, so exact in f32) are
+// converted and added with an FMA by the block's scale into f32 accumulators, in block order.
+// The AVX-512 VNNI, AVX2 (with AVX-VNNI's 256-bit `vpdpwssd` where present) and portable paths
+// compute the same integers and the same FMAs in the same order: bit-identical.
+
+extension SwiftEmitter {
+    /// The rounding of the scaled weights for the integer value kernels.
+    static let weightRounding = """
+
+    /// Rounds each of `heads` rows of `n` (≤ 256) scaled weights (`x`, rows `n` apart) to int16
+    /// per block of 32 tokens (KVQuant.ValueProductRounding): scales[h·8 + b] = max|x|/32767,
+    /// q[h·256 + t] = x/scale rounded to nearest even (0 in a zero block); q is 0 from n to the
+    /// next multiple of 32, so a kernel reading token pairs multiplies a missing partner by 0.
+    @inline(never)
+    func roundWeights(_ x: UnsafePointer<Float>, heads: Int, _ n: Int, _ q: UnsafeMutablePointer<Int16>, _ scales: UnsafeMutablePointer<Float>) {
+        for h in 0..<heads {
+            let row = x + h &* n, qh = q + h &* 256
+            var t0 = 0, b = 0
+            while t0 < n {
+                let m = min(32, n &- t0)
+    #if KVPLAN_AVX512
+                if m == 32 {
+                    let v0 = _mm512_loadu_ps(row + t0), v1 = _mm512_loadu_ps(row + (t0 &+ 16))
+                    let a = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1))) / 32767
+                    let inverse = _mm512_set1_ps(a == 0 ? 0 : 1 / a)
+                    scales[h &* 8 &+ b] = a
+                    // vpmovsdw: Int32 → Int16 in order (saturating; the codes are within ±32767).
+                    @inline(__always) func codes(_ v: __m512, _ at: Int) {
+                        _mm256_storeu_si256(UnsafeMutableRawPointer(qh + at).assumingMemoryBound(to: __m256i.self), _mm512_cvtsepi32_epi16(_mm512_cvtps_epi32(_mm512_mul_ps(v, inverse))))
+                    }
+                    codes(v0, t0)
+                    codes(v1, t0 &+ 16)
+                    t0 &+= 32
+                    b &+= 1
+                    continue
+                }
+    #elseif KVPLAN_AVX2
+                if m == 32 {
+                    let magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFF_FFFF))
+                    @inline(__always) func load(_ i: Int) -> __m256 { _mm256_loadu_ps(row + (t0 &+ i)) }
+                    let v0 = load(0), v1 = load(8), v2 = load(16), v3 = load(24)
+                    var mv = _mm256_max_ps(_mm256_max_ps(_mm256_and_ps(v0, magnitude), _mm256_and_ps(v1, magnitude)),
+                                           _mm256_max_ps(_mm256_and_ps(v2, magnitude), _mm256_and_ps(v3, magnitude)))
+                    mv = _mm256_max_ps(mv, SIMD8(mv[4], mv[5], mv[6], mv[7], mv[0], mv[1], mv[2], mv[3]))
+                    mv = _mm256_max_ps(mv, SIMD8(mv[2], mv[3], mv[0], mv[1], mv[6], mv[7], mv[4], mv[5]))
+                    mv = _mm256_max_ps(mv, SIMD8(mv[1], mv[0], mv[3], mv[2], mv[5], mv[4], mv[7], mv[6]))
+                    let a = mv[0] / 32767
+                    let inverse = _mm256_set1_ps(a == 0 ? 0 : 1 / a)
+                    scales[h &* 8 &+ b] = a
+                    @inline(__always) func codes(_ v: __m256) -> __m256i { _mm256_cvtps_epi32(_mm256_mul_ps(v, inverse)) }
+                    // packs works per 128-bit half: dwords [v0 0–3, v1 0–3, v0 4–7, v1 4–7] → in order.
+                    let order = _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7)
+                    let low = _mm256_permutevar8x32_epi32(_mm256_packs_epi32(codes(v0), codes(v1)), order)
+                    let high = _mm256_permutevar8x32_epi32(_mm256_packs_epi32(codes(v2), codes(v3)), order)
+                    _mm256_storeu_si256(UnsafeMutableRawPointer(qh + t0).assumingMemoryBound(to: __m256i.self), low)
+                    _mm256_storeu_si256(UnsafeMutableRawPointer(qh + (t0 &+ 16)).assumingMemoryBound(to: __m256i.self), high)
+                    t0 &+= 32
+                    b &+= 1
+                    continue
+                }
+    #endif
+                var amax: Float = 0
+                for t in 0..<m { amax = max(amax, abs(row[t0 &+ t])) }
+                let a = amax / 32767
+                let inverse: Float = a == 0 ? 0 : 1 / a
+                scales[h &* 8 &+ b] = a
+                for t in 0..<m {
+                    let r = (row[t0 &+ t] * inverse).rounded(.toNearestOrEven)
+                    qh[t0 &+ t] = r.isNaN ? 0 : Int16(max(-32767, min(32767, r)))
+                }
+                for t in m..<32 { qh[t0 &+ t] = 0 }
+                t0 &+= 32
+                b &+= 1
+            }
+        }
+    }
+
+    #if KVPLAN_AVX2
+    /// a + the (s16 × s16) products of x and q summed per two neighbouring words: `vpdpwssd` with
+    /// AVX-VNNI, otherwise `vpmaddwd` + `vpaddd` (the same Int32 sums).
+    @inline(__always)
+    func valueProducts(_ a: __m256i, _ x: __m256i, _ q: __m256i) -> __m256i {
+    #if KVPLAN_AVXVNNI
+        return _mm256_dpwssd_avx_epi32(a, x, q)
+    #else
+        return _mm256_add_epi32(a, _mm256_madd_epi16(x, q))
+    #endif
+    }
+    #endif
+
+    """
+
+    /// The integer value kernel for `heads` heads (1–4), named `valueGroupAccumulateI16H<heads>`.
+    static func integerValueKernel(heads: Int) -> String {
+        let hs = 0..<heads
+        func at(_ h: Int, _ stride: Int, _ i: String) -> String { h == 0 ? i : "\(h * stride) &+ \(i)" }
+        var s = """
+
+        /// y_h[0..<32] += Σ_B qs[h·8 + B]·Σ_{t∈B} q[h·256 + t]·code_t + bias[h] for \(heads) head(s) over one
+        /// 4-bit value channel group of `tokens` rows (`rowBytes` apart, codes after the 4-byte scale
+        /// and zero), outputs `dv` apart: the weights rounded by roundWeights
+        /// (KVQuant.ValueProductRounding), 16-bit products summed exactly per block of 32 tokens.
+        /// Not inlined, as the f32 blocked kernels.
+        @inline(never)
+        func valueGroupAccumulateI16H\(heads)(_ q: UnsafePointer<Int16>, _ qs: UnsafePointer<Float>, tokens: Int, _ rows: UnsafeRawPointer, rowBytes: Int,
+                                          _ bias: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, dv: Int,
+                                          _ tmp: UnsafeMutablePointer<Float>) {
+            @inline(__always) func pair(_ t: Int) -> Int32 { UnsafeRawPointer(q + t).loadUnaligned(as: Int32.self) }
+        #if KVPLAN_AVX512VNNI
+            // A token pair's codes: each row's 16 bytes zero-extended to dwords, the second row's
+            // shifted to the upper word, so dword i = [byte i of t, byte i of t+1]; the low nibbles
+            // (even channels) masked, the high ones (odd channels) shifted down word-wise.
+            let low = _mm512_set1_epi32(0x000F_000F)
+            @inline(__always) func row(_ p: UnsafeRawPointer) -> __m512i { _mm512_cvtepu8_epi32(unsafeBitCast(p.loadUnaligned(as: SIMD16<UInt8>.self), to: __m128i.self)) }
+            var \(hs.map { "y\($0)e = _mm512_setzero_ps(), y\($0)o = _mm512_setzero_ps()" }.joined(separator: ", "))
+            var p = rows + 4
+            var t = 0, b = 0
+            while t < tokens {
+                let end = min(t &+ 32, tokens)
+                var \(hs.map { "a\($0)e = _mm512_setzero_si512(), a\($0)o = _mm512_setzero_si512()" }.joined(separator: ", "))
+                while t < end {
+                    // The last token of an odd count pairs with nothing (its partner's weight is 0).
+                    let x = t &+ 1 < end ? _mm512_or_si512(row(p), _mm512_slli_epi32(row(p + rowBytes), 16)) : row(p)
+                    let e = _mm512_and_si512(x, low), o = _mm512_srli_epi16(x, 4)
+
+        """
+        for h in hs {
+            s += "            let q\(h) = _mm512_set1_epi32(pair(\(at(h, 256, "t")))); a\(h)e = _mm512_dpwssd_epi32(a\(h)e, e, q\(h)); a\(h)o = _mm512_dpwssd_epi32(a\(h)o, o, q\(h))\n"
+        }
+        s += "            t &+= 2\n            p += 2 &* rowBytes\n        }\n"
+        for h in hs {
+            s += "        let s\(h) = _mm512_set1_ps(qs[\(at(h, 8, "b"))]); y\(h)e = _mm512_fmadd_ps(s\(h), _mm512_cvtepi32_ps(a\(h)e), y\(h)e); y\(h)o = _mm512_fmadd_ps(s\(h), _mm512_cvtepi32_ps(a\(h)o), y\(h)o)\n"
+        }
+        s += "        b &+= 1\n    }\n"
+        for h in hs { s += "    _mm512_storeu_ps(tmp + \(h * 32), y\(h)e); _mm512_storeu_ps(tmp + \(h * 32 + 16), y\(h)o)\n" }
+        s += """
+        #elseif KVPLAN_AVX2
+            let low = _mm256_set1_epi16(15)
+            @inline(__always) func bytes8(_ t: Int, _ half: Int) -> __m128i {
+                unsafeBitCast(SIMD2<UInt64>((rows + (t &* rowBytes &+ 4 &+ half &* 8)).loadUnaligned(as: UInt64.self), 0), to: __m128i.self)
+            }
+            for i in 0..<\(heads * 32) { tmp[i] = 0 }
+            for half in 0..<2 {
+                var t = 0, b = 0
+                while t < tokens {
+                    let end = min(t &+ 32, tokens)
+                    var \(hs.map { "a\($0)e = _mm256_setzero_si256(), a\($0)o = _mm256_setzero_si256()" }.joined(separator: ", "))
+                    while t < end {
+                        let x = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(bytes8(t, half), bytes8(min(t &+ 1, tokens &- 1), half)))
+                        let e = _mm256_and_si256(x, low), o = _mm256_srli_epi16(x, 4)
+
+        """
+        for h in hs {
+            s += "                let q\(h) = _mm256_set1_epi32(pair(\(at(h, 256, "t")))); a\(h)e = valueProducts(a\(h)e, e, q\(h)); a\(h)o = valueProducts(a\(h)o, o, q\(h))\n"
+        }
+        s += "                t &+= 2\n            }\n"
+        for h in hs {
+            s += """
+                        let s\(h) = SIMD8<Float>(repeating: qs[\(at(h, 8, "b"))])
+                        let e\(h) = UnsafeMutableRawPointer(tmp + (\(h * 32) &+ half &* 8)), o\(h) = UnsafeMutableRawPointer(tmp + (\(h * 32 + 16) &+ half &* 8))
+                        e\(h).storeBytes(of: e\(h).loadUnaligned(as: SIMD8<Float>.self).addingProduct(s\(h), unsafeBitCast(_mm256_cvtepi32_ps(a\(h)e), to: SIMD8<Float>.self)), as: SIMD8<Float>.self)
+                        o\(h).storeBytes(of: o\(h).loadUnaligned(as: SIMD8<Float>.self).addingProduct(s\(h), unsafeBitCast(_mm256_cvtepi32_ps(a\(h)o), to: SIMD8<Float>.self)), as: SIMD8<Float>.self)
+
+            """
+        }
+        s += """
+                    b &+= 1
+                }
+            }
+        #else
+            for i in 0..<\(heads * 32) { tmp[i] = 0 }
+            var t0 = 0, b = 0
+            while t0 < tokens {
+                let end = min(t0 &+ 32, tokens)
+                for h in 0..<\(heads) {
+                    var e = SIMD16<Int32>(), o = SIMD16<Int32>()
+                    for t in t0..<end {
+                        let w = Int32(q[h &* 256 &+ t])
+                        let codes = SIMD16<Int32>(truncatingIfNeeded: (rows + (t &* rowBytes &+ 4)).loadUnaligned(as: SIMD16<UInt8>.self))
+                        e &+= w &* (codes & 15)
+                        o &+= w &* (codes &>> 4)
+                    }
+                    let scale = qs[h &* 8 &+ b]
+                    for i in 0..<16 {
+                        tmp[h &* 32 &+ i] = tmp[h &* 32 &+ i].addingProduct(scale, Float(e[i]))
+                        tmp[h &* 32 &+ 16 &+ i] = tmp[h &* 32 &+ 16 &+ i].addingProduct(scale, Float(o[i]))
+                    }
+                }
+                t0 = end
+                b &+= 1
+            }
+        #endif
+
+        """
+        for h in hs {
+            s += "    let y\(h) = y + \(h == 0 ? "0" : "dv &* \(h)"), b\(h) = bias[\(h)]\n"
+            s += "    for i in 0..<16 { y\(h)[i &* 2] += tmp[\(h * 32) &+ i] + b\(h); y\(h)[i &* 2 &+ 1] += tmp[\(h * 32 + 16) &+ i] + b\(h) }\n"
+        }
+        return s + "}\n"
+    }
+}
