@@ -358,9 +358,20 @@ extension SwiftEmitter {
             @inline(__always) func logit(_ h: Int, _ i: Int) -> SIMD8<Float> { UnsafeRawPointer(l + (h &* stride &+ i)).loadUnaligned(as: SIMD8<Float>.self) }
             @inline(__always) func store(_ h: Int, _ i: Int, _ v: SIMD8<Float>) { UnsafeMutableRawPointer(l + (h &* stride &+ i)).storeBytes(of: v, as: SIMD8<Float>.self) }
             @inline(__always) func bits(_ x: SIMD8<Float>) -> SIMD8<Int32> { unsafeBitCast(x, to: SIMD8<Int32>.self) }
-            let negativeInfinity = bits(SIMD8<Float>(repeating: -.infinity))
-            var \(hs.map { "mv\($0) = SIMD8<Float>(repeating: logits[\($0)])" }.joined(separator: ", "))
+            // 16 slots at a time first (512-bit with AVX-512), then 8: the sums still add 8 lanes
+            // at a time in slot order, so the results do not depend on the width.
+            @inline(__always) func empty16(_ i: Int) -> SIMD16<Int32> { UnsafeRawPointer(occ + i).loadUnaligned(as: SIMD16<Int32>.self) &>> 31 }
+            @inline(__always) func logit16(_ h: Int, _ i: Int) -> SIMD16<Float> { UnsafeRawPointer(l + (h &* stride &+ i)).loadUnaligned(as: SIMD16<Float>.self) }
+            @inline(__always) func store16(_ h: Int, _ i: Int, _ v: SIMD16<Float>) { UnsafeMutableRawPointer(l + (h &* stride &+ i)).storeBytes(of: v, as: SIMD16<Float>.self) }
+            @inline(__always) func bits16(_ x: SIMD16<Float>) -> SIMD16<Int32> { unsafeBitCast(x, to: SIMD16<Int32>.self) }
+            let negativeInfinity = bits(SIMD8<Float>(repeating: -.infinity)), negativeInfinity16 = bits16(SIMD16<Float>(repeating: -.infinity))
+            var \(hs.map { "mw\($0) = SIMD16<Float>(repeating: logits[\($0)])" }.joined(separator: ", "))
             var i = 0
+            while i &+ 16 <= n {
+                let e = empty16(i)
+        \(each { "        mw\($0) = lanesMax(mw\($0), unsafeBitCast((bits16(logit16(\($0), i)) & ~e) | (negativeInfinity16 & e), to: SIMD16<Float>.self))\n" })            i &+= 16
+            }
+            var \(hs.map { "mv\($0) = lanesMax(mw\($0).lowHalf, mw\($0).highHalf)" }.joined(separator: ", "))
             while i &+ 8 <= n {
                 let e = empty(i)
         \(each { "        mv\($0) = lanesMax(mv\($0), unsafeBitCast((bits(logit(\($0), i)) & ~e) | (negativeInfinity & e), to: SIMD8<Float>.self))\n" })            i &+= 8
@@ -369,11 +380,20 @@ extension SwiftEmitter {
             let tail = i
         \(each { "    i = tail\n    while i < n { if occ[i] >= 0 { m\($0) = max(m\($0), l[\($0) &* stride &+ i]) }; i &+= 1 }\n" })    var \(hs.map { "tv\($0) = SIMD8<Float>()" }.joined(separator: ", "))
             i = 0
+            while i &+ 16 <= n {
+                let keep = ~empty16(i)
+        \(each { "        let e\($0) = unsafeBitCast(bits16(expv(logit16(\($0), i) - m\($0))) & keep, to: SIMD16<Float>.self)\n        store16(\($0), i, e\($0))\n        tv\($0) += e\($0).lowHalf\n        tv\($0) += e\($0).highHalf\n" })            i &+= 16
+            }
             while i &+ 8 <= n {
                 let keep = ~empty(i)
         \(each { "        let e\($0) = unsafeBitCast(bits(expv(logit(\($0), i) - m\($0))) & keep, to: SIMD8<Float>.self)\n        store(\($0), i, e\($0))\n        tv\($0) += e\($0)\n" })            i &+= 8
             }
         \(each { h in "    var total\(h) = tv\(h).sum()\n    i = tail\n    while i < n { l[\(h) &* stride &+ i] = occ[i] >= 0 ? exp(l[\(h) &* stride &+ i] - m\(h)) : 0; total\(h) += l[\(h) &* stride &+ i]; i &+= 1 }\n    let eNew\(h) = exp(logits[\(h)] - m\(h))\n    let inv\(h) = 1 / (total\(h) + eNew\(h))\n    logits[\(h)] = eNew\(h) * inv\(h)\n" })    i = 0
+            while i &+ 16 <= n {
+                var r = SIMD16<Float>()
+        \(each { "        let w\($0) = logit16(\($0), i) * inv\($0)\n        store16(\($0), i, w\($0))\n        r += w\($0)\n" })            UnsafeMutableRawPointer(rec + i).storeBytes(of: r, as: SIMD16<Float>.self)
+                i &+= 16
+            }
             while i &+ 8 <= n {
                 var r = SIMD8<Float>()
         \(each { "        let w\($0) = logit(\($0), i) * inv\($0)\n        store(\($0), i, w\($0))\n        r += w\($0)\n" })            UnsafeMutableRawPointer(rec + i).storeBytes(of: r, as: SIMD8<Float>.self)

@@ -11,8 +11,15 @@
 // (10⁻⁴ + 10⁻³·|reference| against the interpreter's Double arithmetic). Tails shorter than a
 // vector use the scalar libm functions.
 
+import Foundation
+
 extension SwiftEmitter {
-    static let elementwiseHelpers = """
+    /// lanesMax, lanesMin and expv over SIMD8<Float>, and the same over SIMD16<Float> (decode
+    /// attention's softmax: 512-bit where the CPU has AVX-512, two 256-bit halves otherwise —
+    /// the same operations per lane either way).
+    static let laneHelpers = laneHelperTemplate + laneHelperTemplate.replacingOccurrences(of: "SIMD8<", with: "SIMD16<")
+
+    static let laneHelperTemplate = """
     /// max(a, b) lane by lane, by the sign of a − b smeared over the lane (the standard library's
     /// pointwiseMax is called out of line, 128 bits at a time: measured 4× slower softmax).
     @inline(__always)
@@ -46,6 +53,9 @@ extension SwiftEmitter {
         return e * unsafeBitCast(exponent, to: SIMD8<Float>.self)
     }
 
+    """
+
+    static let elementwiseHelpers = laneHelpers + """
     /// erf lane by lane (Abramowitz & Stegun 7.1.26, |error| ≤ 1.5e-7).
     @inline(__always)
     func erfv(_ x: SIMD8<Float>) -> SIMD8<Float> {
