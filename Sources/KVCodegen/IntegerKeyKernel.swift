@@ -42,6 +42,12 @@ extension SwiftEmitter {
             var b = 0
             while b < padded {
                 guard b < blocks else { maxima[b] = 0; b &+= 1; continue }
+    #if KVPLAN_AVX512
+                // Two 512-bit vectors per block: the same maximum (max is exact in any order).
+                maxima[b] = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(x + b &* 32)), _mm512_abs_ps(_mm512_loadu_ps(x + (b &* 32 &+ 16)))))
+                b &+= 1
+                continue
+    #endif
                 let v0 = load(b &* 32), v1 = load(b &* 32 &+ 8), v2 = load(b &* 32 &+ 16), v3 = load(b &* 32 &+ 24)
                 var m = _mm256_max_ps(_mm256_max_ps(_mm256_and_ps(v0, magnitude), _mm256_and_ps(v1, magnitude)),
                                       _mm256_max_ps(_mm256_and_ps(v2, magnitude), _mm256_and_ps(v3, magnitude)))
@@ -64,6 +70,15 @@ extension SwiftEmitter {
             b = 0
             while b < blocks {
                 scales[b] = maxima[b]
+    #if KVPLAN_AVX512
+                // vpmovsdb saturates Int32 to Int8 in order: the codes packs + permute give.
+                let inverse16 = _mm512_set1_ps(inverses[b])
+                @inline(__always) func codes16(_ i: Int) -> __m128i { _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + i), inverse16))) }
+                UnsafeMutableRawPointer(codes + b &* 32).storeBytes(of: unsafeBitCast(codes16(b &* 32), to: SIMD16<Int8>.self), as: SIMD16<Int8>.self)
+                UnsafeMutableRawPointer(codes + (b &* 32 &+ 16)).storeBytes(of: unsafeBitCast(codes16(b &* 32 &+ 16), to: SIMD16<Int8>.self), as: SIMD16<Int8>.self)
+                b &+= 1
+                continue
+    #endif
                 let inverse = SIMD8<Float>(repeating: inverses[b])
                 let v0 = load(b &* 32), v1 = load(b &* 32 &+ 8), v2 = load(b &* 32 &+ 16), v3 = load(b &* 32 &+ 24)
                 let low = _mm256_packs_epi32(i32(v0, inverse), i32(v1, inverse)), high = _mm256_packs_epi32(i32(v2, inverse), i32(v3, inverse))
