@@ -121,6 +121,13 @@ extension SwiftEmitter {
         return unsafeBitCast(unsafeBitCast(magnitude, to: SIMD8<UInt32>.self) | ((h & 0x8000) &<< 16), to: SIMD8<Float>.self)
     }
 
+    /// halves over sixteen lanes.
+    @inline(__always)
+    func halves16(_ h: SIMD16<UInt32>) -> SIMD16<Float> {
+        let magnitude = unsafeBitCast((h & 0x7FFF) &<< 13, to: SIMD16<Float>.self) * 0x1p112
+        return unsafeBitCast(unsafeBitCast(magnitude, to: SIMD16<UInt32>.self) | ((h & 0x8000) &<< 16), to: SIMD16<Float>.self)
+    }
+
     /// The 4-byte headers (fp16 scale, fp16 zero) of eight rows `rowBytes` apart, one per lane.
     @inline(__always)
     func headers(_ p: UnsafeRawPointer, rowBytes: Int) -> SIMD8<UInt32> {
@@ -423,6 +430,31 @@ extension SwiftEmitter {
                                _ scaled: UnsafeMutablePointer<Float>, _ bias: UnsafeMutablePointer<Float>) {
             var \(hs.map { "s\($0) = SIMD8<Float>()" }.joined(separator: ", "))
             var c = 0
+        #if KVPLAN_AVX512
+            if rowBytes == 20 {
+                // 16 channels at a time, their headers picked out of four 64-byte loads (rows are
+                // 20 bytes: four headers per load) instead of sixteen scalar inserts; the bias sums
+                // still take 8 lanes at a time in channel order, so the results are the 8-lane pass's.
+                let pick = unsafeBitCast(SIMD16<Int32>(0, 5, 10, 15, 16, 21, 26, 31, 0, 5, 10, 15, 16, 21, 26, 31), to: __m512i.self)
+                while c &+ 16 <= d {
+                    let p = group + c &* 20
+                    let low = _mm512_permutex2var_epi32(_mm512_loadu_si512(p), pick, _mm512_loadu_si512(p + 80))
+                    let high = _mm512_permutex2var_epi32(_mm512_loadu_si512(p + 160), pick, _mm512_loadu_si512(p + 240))
+                    let raw = unsafeBitCast(__m512i(lowHalf: low.lowHalf, highHalf: high.lowHalf), to: SIMD16<UInt32>.self)
+                    let s = halves16(raw & 0xFFFF), z = halves16(raw &>> 16)
+
+        """
+        for h in hs {
+            let at = h == 0 ? "c" : "d &* \(h) &+ c"
+            s += "                let q\(h) = UnsafeRawPointer(q + (\(at))).loadUnaligned(as: SIMD16<Float>.self)\n"
+            s += "                UnsafeMutableRawPointer(scaled + (\(at))).storeBytes(of: q\(h) * s, as: SIMD16<Float>.self)\n"
+            s += "                s\(h).addProduct(q\(h).lowHalf, z.lowHalf)\n                s\(h).addProduct(q\(h).highHalf, z.highHalf)\n"
+        }
+        s += """
+                    c &+= 16
+                }
+            }
+        #endif
             while c &+ 8 <= d {
                 let raw = headers(group + c &* rowBytes, rowBytes: rowBytes)
                 let s = halves(raw & 0xFFFF), z = halves(raw &>> 16)

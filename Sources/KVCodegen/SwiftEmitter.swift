@@ -197,7 +197,8 @@ public struct SwiftEmitter {
         }
         if let k = observed { calls.append("    observe?(context, \(k))") }
         let quantisedDots = Self.usesQuantisedDots(kernels)
-        let intrinsics = quantisedDots || kernels.contains("valueGroupAccumulateI16H")  // the integer value kernels call them too
+        // The integer value kernels and the 512-bit query scaling call them too.
+        let intrinsics = quantisedDots || kernels.contains("valueGroupAccumulateI16H") || kernels.contains("scaleQueriesH")
         kernels = Self.header + "import Foundation\n" + (intrinsics ? Self.quantisedDotImports : "") + Self.prefetchImport + "\n" + Self.helpers + Self.elementwiseHelpers
             + (quantisedDots ? Self.quantisedDotHelpers : "") + Self.attentionHelpers(for: kernels) + kernels
         var step = Self.header
