@@ -158,7 +158,38 @@ func expv(_ x: SIMD8<Float>) -> SIMD8<Float> {
     let exponent = (unsafeBitCast(t, to: SIMD8<Int32>.self) &- 0x4B40_0000 &+ 127) &<< 23
     return e * unsafeBitCast(exponent, to: SIMD8<Float>.self)
 }
+/// max(a, b) lane by lane, by the sign of a − b smeared over the lane (the standard library's
+/// pointwiseMax is called out of line, 128 bits at a time: measured 4× slower softmax).
+@inline(__always)
+func lanesMax(_ a: SIMD16<Float>, _ b: SIMD16<Float>) -> SIMD16<Float> {
+    let aIsLess = unsafeBitCast(a - b, to: SIMD16<Int32>.self) &>> 31
+    return unsafeBitCast((unsafeBitCast(b, to: SIMD16<Int32>.self) & aIsLess) | (unsafeBitCast(a, to: SIMD16<Int32>.self) & ~aIsLess), to: SIMD16<Float>.self)
+}
 
+/// min(a, b) lane by lane (as lanesMax).
+@inline(__always)
+func lanesMin(_ a: SIMD16<Float>, _ b: SIMD16<Float>) -> SIMD16<Float> {
+    let aIsLess = unsafeBitCast(a - b, to: SIMD16<Int32>.self) &>> 31
+    return unsafeBitCast((unsafeBitCast(a, to: SIMD16<Int32>.self) & aIsLess) | (unsafeBitCast(b, to: SIMD16<Int32>.self) & ~aIsLess), to: SIMD16<Float>.self)
+}
+
+/// e^x lane by lane (Cephes expf; x clamped to [-87, 88]).
+@inline(__always)
+func expv(_ x: SIMD16<Float>) -> SIMD16<Float> {
+    let x = lanesMin(lanesMax(x, SIMD16<Float>(repeating: -87)), SIMD16<Float>(repeating: 88))
+    let t = x * 1.44269504 + 12_582_912  // 1.5·2^23: x·log2(e) rounded lands in the low mantissa bits
+    let n = t - 12_582_912
+    let r = (x - n * 0.693359375) + n * 2.12194440e-4
+    var p = SIMD16<Float>(repeating: 1.9875691500e-4)
+    p = SIMD16<Float>(repeating: 1.3981999507e-3).addingProduct(p, r)
+    p = SIMD16<Float>(repeating: 8.3334519073e-3).addingProduct(p, r)
+    p = SIMD16<Float>(repeating: 4.1665795894e-2).addingProduct(p, r)
+    p = SIMD16<Float>(repeating: 1.6666665459e-1).addingProduct(p, r)
+    p = SIMD16<Float>(repeating: 5.0000001201e-1).addingProduct(p, r)
+    let e = (r + 1).addingProduct(p, r * r)
+    let exponent = (unsafeBitCast(t, to: SIMD16<Int32>.self) &- 0x4B40_0000 &+ 127) &<< 23
+    return e * unsafeBitCast(exponent, to: SIMD16<Float>.self)
+}
 /// erf lane by lane (Abramowitz & Stegun 7.1.26, |error| ≤ 1.5e-7).
 @inline(__always)
 func erfv(_ x: SIMD8<Float>) -> SIMD8<Float> {
@@ -563,6 +594,13 @@ func halves(_ h: SIMD8<UInt32>) -> SIMD8<Float> {
     return unsafeBitCast(unsafeBitCast(magnitude, to: SIMD8<UInt32>.self) | ((h & 0x8000) &<< 16), to: SIMD8<Float>.self)
 }
 
+/// halves over sixteen lanes.
+@inline(__always)
+func halves16(_ h: SIMD16<UInt32>) -> SIMD16<Float> {
+    let magnitude = unsafeBitCast((h & 0x7FFF) &<< 13, to: SIMD16<Float>.self) * 0x1p112
+    return unsafeBitCast(unsafeBitCast(magnitude, to: SIMD16<UInt32>.self) | ((h & 0x8000) &<< 16), to: SIMD16<Float>.self)
+}
+
 /// The 4-byte headers (fp16 scale, fp16 zero) of eight rows `rowBytes` apart, one per lane.
 @inline(__always)
 func headers(_ p: UnsafeRawPointer, rowBytes: Int) -> SIMD8<UInt32> {
@@ -930,9 +968,24 @@ func slotSoftmaxH4(_ l: UnsafeMutablePointer<Float>, stride: Int, _ occ: UnsafeP
     @inline(__always) func logit(_ h: Int, _ i: Int) -> SIMD8<Float> { UnsafeRawPointer(l + (h &* stride &+ i)).loadUnaligned(as: SIMD8<Float>.self) }
     @inline(__always) func store(_ h: Int, _ i: Int, _ v: SIMD8<Float>) { UnsafeMutableRawPointer(l + (h &* stride &+ i)).storeBytes(of: v, as: SIMD8<Float>.self) }
     @inline(__always) func bits(_ x: SIMD8<Float>) -> SIMD8<Int32> { unsafeBitCast(x, to: SIMD8<Int32>.self) }
-    let negativeInfinity = bits(SIMD8<Float>(repeating: -.infinity))
-    var mv0 = SIMD8<Float>(repeating: logits[0]), mv1 = SIMD8<Float>(repeating: logits[1]), mv2 = SIMD8<Float>(repeating: logits[2]), mv3 = SIMD8<Float>(repeating: logits[3])
+    // 16 slots at a time first (512-bit with AVX-512), then 8: the sums still add 8 lanes
+    // at a time in slot order, so the results do not depend on the width.
+    @inline(__always) func empty16(_ i: Int) -> SIMD16<Int32> { UnsafeRawPointer(occ + i).loadUnaligned(as: SIMD16<Int32>.self) &>> 31 }
+    @inline(__always) func logit16(_ h: Int, _ i: Int) -> SIMD16<Float> { UnsafeRawPointer(l + (h &* stride &+ i)).loadUnaligned(as: SIMD16<Float>.self) }
+    @inline(__always) func store16(_ h: Int, _ i: Int, _ v: SIMD16<Float>) { UnsafeMutableRawPointer(l + (h &* stride &+ i)).storeBytes(of: v, as: SIMD16<Float>.self) }
+    @inline(__always) func bits16(_ x: SIMD16<Float>) -> SIMD16<Int32> { unsafeBitCast(x, to: SIMD16<Int32>.self) }
+    let negativeInfinity = bits(SIMD8<Float>(repeating: -.infinity)), negativeInfinity16 = bits16(SIMD16<Float>(repeating: -.infinity))
+    var mw0 = SIMD16<Float>(repeating: logits[0]), mw1 = SIMD16<Float>(repeating: logits[1]), mw2 = SIMD16<Float>(repeating: logits[2]), mw3 = SIMD16<Float>(repeating: logits[3])
     var i = 0
+    while i &+ 16 <= n {
+        let e = empty16(i)
+        mw0 = lanesMax(mw0, unsafeBitCast((bits16(logit16(0, i)) & ~e) | (negativeInfinity16 & e), to: SIMD16<Float>.self))
+        mw1 = lanesMax(mw1, unsafeBitCast((bits16(logit16(1, i)) & ~e) | (negativeInfinity16 & e), to: SIMD16<Float>.self))
+        mw2 = lanesMax(mw2, unsafeBitCast((bits16(logit16(2, i)) & ~e) | (negativeInfinity16 & e), to: SIMD16<Float>.self))
+        mw3 = lanesMax(mw3, unsafeBitCast((bits16(logit16(3, i)) & ~e) | (negativeInfinity16 & e), to: SIMD16<Float>.self))
+            i &+= 16
+    }
+    var mv0 = lanesMax(mw0.lowHalf, mw0.highHalf), mv1 = lanesMax(mw1.lowHalf, mw1.highHalf), mv2 = lanesMax(mw2.lowHalf, mw2.highHalf), mv3 = lanesMax(mw3.lowHalf, mw3.highHalf)
     while i &+ 8 <= n {
         let e = empty(i)
         mv0 = lanesMax(mv0, unsafeBitCast((bits(logit(0, i)) & ~e) | (negativeInfinity & e), to: SIMD8<Float>.self))
@@ -953,6 +1006,26 @@ func slotSoftmaxH4(_ l: UnsafeMutablePointer<Float>, stride: Int, _ occ: UnsafeP
     while i < n { if occ[i] >= 0 { m3 = max(m3, l[3 &* stride &+ i]) }; i &+= 1 }
     var tv0 = SIMD8<Float>(), tv1 = SIMD8<Float>(), tv2 = SIMD8<Float>(), tv3 = SIMD8<Float>()
     i = 0
+    while i &+ 16 <= n {
+        let keep = ~empty16(i)
+        let e0 = unsafeBitCast(bits16(expv(logit16(0, i) - m0)) & keep, to: SIMD16<Float>.self)
+        store16(0, i, e0)
+        tv0 += e0.lowHalf
+        tv0 += e0.highHalf
+        let e1 = unsafeBitCast(bits16(expv(logit16(1, i) - m1)) & keep, to: SIMD16<Float>.self)
+        store16(1, i, e1)
+        tv1 += e1.lowHalf
+        tv1 += e1.highHalf
+        let e2 = unsafeBitCast(bits16(expv(logit16(2, i) - m2)) & keep, to: SIMD16<Float>.self)
+        store16(2, i, e2)
+        tv2 += e2.lowHalf
+        tv2 += e2.highHalf
+        let e3 = unsafeBitCast(bits16(expv(logit16(3, i) - m3)) & keep, to: SIMD16<Float>.self)
+        store16(3, i, e3)
+        tv3 += e3.lowHalf
+        tv3 += e3.highHalf
+            i &+= 16
+    }
     while i &+ 8 <= n {
         let keep = ~empty(i)
         let e0 = unsafeBitCast(bits(expv(logit(0, i) - m0)) & keep, to: SIMD8<Float>.self)
@@ -994,6 +1067,23 @@ func slotSoftmaxH4(_ l: UnsafeMutablePointer<Float>, stride: Int, _ occ: UnsafeP
     let inv3 = 1 / (total3 + eNew3)
     logits[3] = eNew3 * inv3
     i = 0
+    while i &+ 16 <= n {
+        var r = SIMD16<Float>()
+        let w0 = logit16(0, i) * inv0
+        store16(0, i, w0)
+        r += w0
+        let w1 = logit16(1, i) * inv1
+        store16(1, i, w1)
+        r += w1
+        let w2 = logit16(2, i) * inv2
+        store16(2, i, w2)
+        r += w2
+        let w3 = logit16(3, i) * inv3
+        store16(3, i, w3)
+        r += w3
+            UnsafeMutableRawPointer(rec + i).storeBytes(of: r, as: SIMD16<Float>.self)
+        i &+= 16
+    }
     while i &+ 8 <= n {
         var r = SIMD8<Float>()
         let w0 = logit(0, i) * inv0
@@ -1032,6 +1122,38 @@ func scaleQueriesH4(_ q: UnsafePointer<Float>, _ group: UnsafeRawPointer, rowByt
                        _ scaled: UnsafeMutablePointer<Float>, _ bias: UnsafeMutablePointer<Float>) {
     var s0 = SIMD8<Float>(), s1 = SIMD8<Float>(), s2 = SIMD8<Float>(), s3 = SIMD8<Float>()
     var c = 0
+#if KVPLAN_AVX512
+    if rowBytes == 20 {
+        // 16 channels at a time, their headers picked out of four 64-byte loads (rows are
+        // 20 bytes: four headers per load) instead of sixteen scalar inserts; the bias sums
+        // still take 8 lanes at a time in channel order, so the results are the 8-lane pass's.
+        let pick = unsafeBitCast(SIMD16<Int32>(0, 5, 10, 15, 16, 21, 26, 31, 0, 5, 10, 15, 16, 21, 26, 31), to: __m512i.self)
+        while c &+ 16 <= d {
+            let p = group + c &* 20
+            let low = _mm512_permutex2var_epi32(_mm512_loadu_si512(p), pick, _mm512_loadu_si512(p + 80))
+            let high = _mm512_permutex2var_epi32(_mm512_loadu_si512(p + 160), pick, _mm512_loadu_si512(p + 240))
+            let raw = unsafeBitCast(__m512i(lowHalf: low.lowHalf, highHalf: high.lowHalf), to: SIMD16<UInt32>.self)
+            let s = halves16(raw & 0xFFFF), z = halves16(raw &>> 16)
+                let q0 = UnsafeRawPointer(q + (c)).loadUnaligned(as: SIMD16<Float>.self)
+                UnsafeMutableRawPointer(scaled + (c)).storeBytes(of: q0 * s, as: SIMD16<Float>.self)
+                s0.addProduct(q0.lowHalf, z.lowHalf)
+                s0.addProduct(q0.highHalf, z.highHalf)
+                let q1 = UnsafeRawPointer(q + (d &* 1 &+ c)).loadUnaligned(as: SIMD16<Float>.self)
+                UnsafeMutableRawPointer(scaled + (d &* 1 &+ c)).storeBytes(of: q1 * s, as: SIMD16<Float>.self)
+                s1.addProduct(q1.lowHalf, z.lowHalf)
+                s1.addProduct(q1.highHalf, z.highHalf)
+                let q2 = UnsafeRawPointer(q + (d &* 2 &+ c)).loadUnaligned(as: SIMD16<Float>.self)
+                UnsafeMutableRawPointer(scaled + (d &* 2 &+ c)).storeBytes(of: q2 * s, as: SIMD16<Float>.self)
+                s2.addProduct(q2.lowHalf, z.lowHalf)
+                s2.addProduct(q2.highHalf, z.highHalf)
+                let q3 = UnsafeRawPointer(q + (d &* 3 &+ c)).loadUnaligned(as: SIMD16<Float>.self)
+                UnsafeMutableRawPointer(scaled + (d &* 3 &+ c)).storeBytes(of: q3 * s, as: SIMD16<Float>.self)
+                s3.addProduct(q3.lowHalf, z.lowHalf)
+                s3.addProduct(q3.highHalf, z.highHalf)
+            c &+= 16
+        }
+    }
+#endif
     while c &+ 8 <= d {
         let raw = headers(group + c &* rowBytes, rowBytes: rowBytes)
         let s = halves(raw & 0xFFFF), z = halves(raw &>> 16)
@@ -1137,6 +1259,12 @@ func roundQueries(_ x: UnsafePointer<Float>, _ n: Int, _ codes: UnsafeMutablePoi
         var b = 0
         while b < padded {
             guard b < blocks else { maxima[b] = 0; b &+= 1; continue }
+#if KVPLAN_AVX512
+            // Two 512-bit vectors per block: the same maximum (max is exact in any order).
+            maxima[b] = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(x + b &* 32)), _mm512_abs_ps(_mm512_loadu_ps(x + (b &* 32 &+ 16)))))
+            b &+= 1
+            continue
+#endif
             let v0 = load(b &* 32), v1 = load(b &* 32 &+ 8), v2 = load(b &* 32 &+ 16), v3 = load(b &* 32 &+ 24)
             var m = _mm256_max_ps(_mm256_max_ps(_mm256_and_ps(v0, magnitude), _mm256_and_ps(v1, magnitude)),
                                   _mm256_max_ps(_mm256_and_ps(v2, magnitude), _mm256_and_ps(v3, magnitude)))
@@ -1159,6 +1287,15 @@ func roundQueries(_ x: UnsafePointer<Float>, _ n: Int, _ codes: UnsafeMutablePoi
         b = 0
         while b < blocks {
             scales[b] = maxima[b]
+#if KVPLAN_AVX512
+            // vpmovsdb saturates Int32 to Int8 in order: the codes packs + permute give.
+            let inverse16 = _mm512_set1_ps(inverses[b])
+            @inline(__always) func codes16(_ i: Int) -> __m128i { _mm512_cvtsepi32_epi8(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + i), inverse16))) }
+            UnsafeMutableRawPointer(codes + b &* 32).storeBytes(of: unsafeBitCast(codes16(b &* 32), to: SIMD16<Int8>.self), as: SIMD16<Int8>.self)
+            UnsafeMutableRawPointer(codes + (b &* 32 &+ 16)).storeBytes(of: unsafeBitCast(codes16(b &* 32 &+ 16), to: SIMD16<Int8>.self), as: SIMD16<Int8>.self)
+            b &+= 1
+            continue
+#endif
             let inverse = SIMD8<Float>(repeating: inverses[b])
             let v0 = load(b &* 32), v1 = load(b &* 32 &+ 8), v2 = load(b &* 32 &+ 16), v3 = load(b &* 32 &+ 24)
             let low = _mm256_packs_epi32(i32(v0, inverse), i32(v1, inverse)), high = _mm256_packs_epi32(i32(v2, inverse), i32(v3, inverse))
