@@ -267,7 +267,7 @@ extension SwiftEmitter {
                     let (pg, pt) = g &+ 1 < gHi ? (g &+ 1, t0) : (gLo, t0 &+ 256)
                     let next = values + (\(s.values) &+ pt &* \(rowBytes) &+ pg &* \(headBytes)), ahead = max(0, min(256, \(s.count) &- pt))
                     for j in 0..<\(dv / 32) {
-                        for r in stride(from: j &* \(256 / (dv / 32)), to: min(ahead, (j &+ 1) &* \(256 / (dv / 32))), by: 1) { prefetchBytes(next + r &* \(rowBytes), \(headBytes + 63)) }
+                        for r in stride(from: j &* \(256 / (dv / 32)), to: min(ahead, (j &+ 1) &* \(256 / (dv / 32))), by: 1) { prefetchBytesL2(next + r &* \(rowBytes), \(headBytes + 63)) }
                         let rows = values + (\(s.values) &+ t0 &* \(rowBytes) &+ (g &* \(dv / 32) &+ j) &* \(groupBytes))
                         \(heads <= 4 ? "scaleWeightsH\(heads)(lg + (\(s.first) &+ t0), stride: \(stride), occ + (\(s.first) &+ t0)," : "scaleWeights(lg + (\(s.first) &+ t0), stride: \(stride), occ + (\(s.first) &+ t0), heads: \(heads),") rows, rowBytes: \(rowBytes), tokens: n, scaled, bias)
 

@@ -39,6 +39,16 @@ extension SwiftEmitter {
     #endif
     }
 
+    /// prefetchBytes into the second-level cache only (`prefetcht1`): for data wanted a while
+    /// later, which would crowd the first level's working set.
+    @inline(__always)
+    func prefetchBytesL2(_ p: UnsafeRawPointer, _ n: Int) {
+    #if KVPLAN_PREFETCH
+        var i = 0
+        while i < n { kvplan_prefetch_l2(p + i); i &+= 64 }
+    #endif
+    }
+
     /// Not inlined on purpose: with the length a literal at the call site, LLVM unrolls this loop
     /// completely and re-vectorises it into 128-bit shuffles — 10× slower (measured: 8 vs 72 GB/s).
     @inline(never)

@@ -75,7 +75,8 @@ public final class KernelLibrary {
     /// intrinsic (`_m_prefetch` from the intrinsics module compiles to nothing), but a C inline
     /// function calling `__builtin_prefetch` is compiled by Clang into `prefetcht0`.
     static let prefetchModule = (
-        header: "static inline __attribute__((always_inline)) void kvplan_prefetch(const void *p) { __builtin_prefetch(p, 0, 3); }\n",
+        header: "static inline __attribute__((always_inline)) void kvplan_prefetch(const void *p) { __builtin_prefetch(p, 0, 3); }\n"
+            + "static inline __attribute__((always_inline)) void kvplan_prefetch_l2(const void *p) { __builtin_prefetch(p, 0, 2); }\n",
         map: "module KVPlanPrefetch { header \"kvplan_prefetch.h\" export * }\n")
 
     /// Splits large kernels over `n` threads (1: none).

@@ -37,6 +37,16 @@ func prefetchBytes(_ p: UnsafeRawPointer, _ n: Int) {
 #endif
 }
 
+/// prefetchBytes into the second-level cache only (`prefetcht1`): for data wanted a while
+/// later, which would crowd the first level's working set.
+@inline(__always)
+func prefetchBytesL2(_ p: UnsafeRawPointer, _ n: Int) {
+#if KVPLAN_PREFETCH
+    var i = 0
+    while i < n { kvplan_prefetch_l2(p + i); i &+= 64 }
+#endif
+}
+
 /// Not inlined on purpose: with the length a literal at the call site, LLVM unrolls this loop
 /// completely and re-vectorises it into 128-bit shuffles — 10× slower (measured: 8 vs 72 GB/s).
 @inline(never)
@@ -1802,7 +1812,7 @@ func k6(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v:
                     let (pg, pt) = g &+ 1 < gHi ? (g &+ 1, t0) : (gLo, t0 &+ 256)
                     let next = values + (4608 &+ pt &* 24 &+ pg &* 12), ahead = max(0, min(256, 896 &- pt))
                     for j in 0..<1 {
-                        for r in stride(from: j &* 256, to: min(ahead, (j &+ 1) &* 256), by: 1) { prefetchBytes(next + r &* 24, 75) }
+                        for r in stride(from: j &* 256, to: min(ahead, (j &+ 1) &* 256), by: 1) { prefetchBytesL2(next + r &* 24, 75) }
                         let rows = values + (4608 &+ t0 &* 24 &+ (g &* 1 &+ j) &* 12)
                         scaleWeightsH4(lg + (36 &+ t0), stride: 1025, occ + (36 &+ t0), rows, rowBytes: 24, tokens: n, scaled, bias)
                         valueGroupAccumulateB2H2(scaled + 0 &* n, tokens: n, rows, rowBytes: 24, bias + 0, yg + (0 &+ j &* 32), dv: 32, codes)
@@ -1819,7 +1829,7 @@ func k6(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v:
                     let (pg, pt) = g &+ 1 < gHi ? (g &+ 1, t0) : (gLo, t0 &+ 256)
                     let next = values + (26112 &+ pt &* 24 &+ pg &* 12), ahead = max(0, min(256, 92 &- pt))
                     for j in 0..<1 {
-                        for r in stride(from: j &* 256, to: min(ahead, (j &+ 1) &* 256), by: 1) { prefetchBytes(next + r &* 24, 75) }
+                        for r in stride(from: j &* 256, to: min(ahead, (j &+ 1) &* 256), by: 1) { prefetchBytesL2(next + r &* 24, 75) }
                         let rows = values + (26112 &+ t0 &* 24 &+ (g &* 1 &+ j) &* 12)
                         scaleWeightsH4(lg + (932 &+ t0), stride: 1025, occ + (932 &+ t0), rows, rowBytes: 24, tokens: n, scaled, bias)
                         valueGroupAccumulateB2H2(scaled + 0 &* n, tokens: n, rows, rowBytes: 24, bias + 0, yg + (0 &+ j &* 32), dv: 32, codes)
@@ -1959,7 +1969,7 @@ func k11(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v
                     let (pg, pt) = g &+ 1 < gHi ? (g &+ 1, t0) : (gLo, t0 &+ 256)
                     let next = values + (4608 &+ pt &* 40 &+ pg &* 20), ahead = max(0, min(256, 156 &- pt))
                     for j in 0..<1 {
-                        for r in stride(from: j &* 256, to: min(ahead, (j &+ 1) &* 256), by: 1) { prefetchBytes(next + r &* 40, 83) }
+                        for r in stride(from: j &* 256, to: min(ahead, (j &+ 1) &* 256), by: 1) { prefetchBytesL2(next + r &* 40, 83) }
                         let rows = values + (4608 &+ t0 &* 40 &+ (g &* 1 &+ j) &* 20)
                         scaleWeightsH4(lg + (36 &+ t0), stride: 1025, occ + (36 &+ t0), rows, rowBytes: 40, tokens: n, scaled, bias)
                         roundWeights(scaled, heads: 4, n, weightCodes, weightScales)
@@ -1976,7 +1986,7 @@ func k11(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v
                     let (pg, pt) = g &+ 1 < gHi ? (g &+ 1, t0) : (gLo, t0 &+ 256)
                     let next = values + (10848 &+ pt &* 24 &+ pg &* 12), ahead = max(0, min(256, 832 &- pt))
                     for j in 0..<1 {
-                        for r in stride(from: j &* 256, to: min(ahead, (j &+ 1) &* 256), by: 1) { prefetchBytes(next + r &* 24, 75) }
+                        for r in stride(from: j &* 256, to: min(ahead, (j &+ 1) &* 256), by: 1) { prefetchBytesL2(next + r &* 24, 75) }
                         let rows = values + (10848 &+ t0 &* 24 &+ (g &* 1 &+ j) &* 12)
                         scaleWeightsH4(lg + (192 &+ t0), stride: 1025, occ + (192 &+ t0), rows, rowBytes: 24, tokens: n, scaled, bias)
                         valueGroupAccumulateB2H2(scaled + 0 &* n, tokens: n, rows, rowBytes: 24, bias + 0, yg + (0 &+ j &* 32), dv: 32, codes)
@@ -2090,7 +2100,7 @@ func k12(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v
                     let (pg, pt) = g &+ 1 < gHi ? (g &+ 1, t0) : (gLo, t0 &+ 256)
                     let next = values + (4608 &+ pt &* 24 &+ pg &* 12), ahead = max(0, min(256, 673 &- pt))
                     for j in 0..<1 {
-                        for r in stride(from: j &* 256, to: min(ahead, (j &+ 1) &* 256), by: 1) { prefetchBytes(next + r &* 24, 75) }
+                        for r in stride(from: j &* 256, to: min(ahead, (j &+ 1) &* 256), by: 1) { prefetchBytesL2(next + r &* 24, 75) }
                         let rows = values + (4608 &+ t0 &* 24 &+ (g &* 1 &+ j) &* 12)
                         scaleWeightsH4(lg + (36 &+ t0), stride: 1025, occ + (36 &+ t0), rows, rowBytes: 24, tokens: n, scaled, bias)
                         valueGroupAccumulateB2H2(scaled + 0 &* n, tokens: n, rows, rowBytes: 24, bias + 0, yg + (0 &+ j &* 32), dv: 32, codes)
@@ -2107,7 +2117,7 @@ func k12(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v
                     let (pg, pt) = g &+ 1 < gHi ? (g &+ 1, t0) : (gLo, t0 &+ 256)
                     let next = values + (20760 &+ pt &* 24 &+ pg &* 12), ahead = max(0, min(256, 315 &- pt))
                     for j in 0..<1 {
-                        for r in stride(from: j &* 256, to: min(ahead, (j &+ 1) &* 256), by: 1) { prefetchBytes(next + r &* 24, 75) }
+                        for r in stride(from: j &* 256, to: min(ahead, (j &+ 1) &* 256), by: 1) { prefetchBytesL2(next + r &* 24, 75) }
                         let rows = values + (20760 &+ t0 &* 24 &+ (g &* 1 &+ j) &* 12)
                         scaleWeightsH4(lg + (709 &+ t0), stride: 1025, occ + (709 &+ t0), rows, rowBytes: 24, tokens: n, scaled, bias)
                         valueGroupAccumulateB2H2(scaled + 0 &* n, tokens: n, rows, rowBytes: 24, bias + 0, yg + (0 &+ j &* 32), dv: 32, codes)
