@@ -122,9 +122,17 @@ extension SwiftEmitter {
 
             """
         }
-        // Phases run over every KV head in turn, so the cache is read front to back (a quantised
-        // key group or a block of value rows holds every head's channels): keys, softmax, values.
-        let scope = Self.headScope(kvHeads: kvHeads, heads: heads, groupSize: groupSize, d: d, dv: dv, slots: slots, stride: stride)
+        // The phases — keys, softmax, values — run one KV head at a time, so the head's logits
+        // stay in L2 from the key products to the value products (run phase by phase over every
+        // head, 4 MiB of logits at 32K tokens went out to L3/DRAM and back three times). The
+        // phases' code is written head by head (`scope` only indents) inside one loop over the
+        // part's KV heads (`headLoop`); quantised value rows are head-major, so a head's are
+        // contiguous.
+        let headLoop = Self.headScope(kvHeads: kvHeads, heads: heads, groupSize: groupSize, d: d, dv: dv, slots: slots, stride: stride)
+        let scope: (String, Int) -> String = { inner, indent in
+            let pad = String(repeating: "    ", count: indent)
+            return inner.split(separator: "\n", omittingEmptySubsequences: false).map { $0.isEmpty ? "" : pad + $0 }.joined(separator: "\n")
+        }
         var phases = ""
         for s in segments { phases += keyLogits(s, heads: groupSize, channels: c, d: d, scale: scale, stride: stride, scope: scope) }
         phases += groupSize <= 4 ? scope("""
@@ -158,6 +166,7 @@ extension SwiftEmitter {
 
         """, 0)
         for s in segments { phases += valueAccumulation(s, heads: groupSize, channels: c, dv: dv, stride: stride, scope: scope) }
+        phases = headLoop(phases, 0)
         body += phases.split(separator: "\n", omittingEmptySubsequences: false).map { $0.isEmpty ? "" : "    " + $0 }.joined(separator: "\n")
         body += "        }\n    }\n"
         return (Self.attentionSignature, body)
@@ -256,20 +265,18 @@ extension SwiftEmitter {
 
             """, 0)
         }
-        // Blocks of 256 tokens, every KV head and channel group of a block while its rows are in
-        // cache: the rows are read front to back once (a sweep per group re-read each row 3×).
+        // Quantised values of whole groups are stored head-major (KVSegmentLayout): KV head g's
+        // rows of the segment are contiguous, `headBytes` apart, read in blocks of 256 tokens;
+        // each block first prefetches (into L2) the next block's rows.
         let groupBytes = 4 + 32 * s.valueBits / 8
-        // Each KV head's pass first prefetches the part of the rows the next pass reads (the next
-        // head's groups, or the first head's of the next block): rows 640+ bytes apart, touched
-        // 80 bytes at a time, left the value kernel waiting on memory at DRAM sizes.
-        let headBytes = dv / 32 * groupBytes
+        let headBytes = dv / 32 * groupBytes, headStride = s.count * headBytes
         var inner = """
-                    let (pg, pt) = g &+ 1 < gHi ? (g &+ 1, t0) : (gLo, t0 &+ 256)
-                    let next = values + (\(s.values) &+ pt &* \(rowBytes) &+ pg &* \(headBytes)), ahead = max(0, min(256, \(s.count) &- pt))
+                    let next = values + (\(s.values) &+ g &* \(headStride) &+ (t0 &+ 256) &* \(headBytes)), ahead = max(0, min(256, \(s.count) &- t0 &- 256)) &* \(headBytes)
                     for j in 0..<\(dv / 32) {
-                        for r in stride(from: j &* \(256 / (dv / 32)), to: min(ahead, (j &+ 1) &* \(256 / (dv / 32))), by: 1) { prefetchBytesL2(next + r &* \(rowBytes), \(headBytes + 63)) }
-                        let rows = values + (\(s.values) &+ t0 &* \(rowBytes) &+ (g &* \(dv / 32) &+ j) &* \(groupBytes))
-                        \(heads <= 4 ? "scaleWeightsH\(heads)(lg + (\(s.first) &+ t0), stride: \(stride), occ + (\(s.first) &+ t0)," : "scaleWeights(lg + (\(s.first) &+ t0), stride: \(stride), occ + (\(s.first) &+ t0), heads: \(heads),") rows, rowBytes: \(rowBytes), tokens: n, scaled, bias)
+                        let quarter = j &* \(256 * headBytes / (dv / 32))
+                        prefetchBytesL2(next + quarter, min(max(0, ahead &- quarter), \(256 * headBytes / (dv / 32))))
+                        let rows = values + (\(s.values) &+ g &* \(headStride) &+ t0 &* \(headBytes) &+ j &* \(groupBytes))
+                        \(heads <= 4 ? "scaleWeightsH\(heads)(lg + (\(s.first) &+ t0), stride: \(stride), occ + (\(s.first) &+ t0)," : "scaleWeights(lg + (\(s.first) &+ t0), stride: \(stride), occ + (\(s.first) &+ t0), heads: \(heads),") rows, rowBytes: \(headBytes), tokens: n, scaled, bias)
 
         """
         var h0 = 0
@@ -278,13 +285,13 @@ extension SwiftEmitter {
             inner += "                roundWeights(scaled, heads: \(heads), n, weightCodes, weightScales)\n"
             while h0 < heads {
                 let n = min(4, heads - h0)
-                inner += "                valueGroupAccumulateI16H\(n)(weightCodes + \(h0 * 256), weightScales + \(h0 * 8), tokens: n, rows, rowBytes: \(rowBytes), bias + \(h0), yg + (\(h0 * dv) &+ j &* 32), dv: \(dv), codes)\n"
+                inner += "                valueGroupAccumulateI16H\(n)(weightCodes + \(h0 * 256), weightScales + \(h0 * 8), tokens: n, rows, rowBytes: \(headBytes), bias + \(h0), yg + (\(h0 * dv) &+ j &* 32), dv: \(dv), codes)\n"
                 h0 += n
             }
         }
         while h0 < heads {
             let n = min(Self.headsPerBlock(bits: s.valueBits), heads - h0)
-            inner += "                valueGroupAccumulateB\(s.valueBits)H\(n)(scaled + \(h0) &* n, tokens: n, rows, rowBytes: \(rowBytes), bias + \(h0), yg + (\(h0 * dv) &+ j &* 32), dv: \(dv), codes)\n"
+            inner += "                valueGroupAccumulateB\(s.valueBits)H\(n)(scaled + \(h0) &* n, tokens: n, rows, rowBytes: \(headBytes), bias + \(h0), yg + (\(h0 * dv) &+ j &* 32), dv: \(dv), codes)\n"
             h0 += n
         }
         inner += "            }\n"

@@ -9,7 +9,10 @@
 ///   filled group.
 /// - values at 8/4/2 bits (per token, in groups of `group` channels): for each token, for each
 ///   channel group: fp16 scale, fp16 zero point, then the group's codes packed LSB-first; the last
-///   channel group is partial when `channels` is not a multiple of `group`.
+///   channel group is partial when `channels` is not a multiple of `group`. A layer's cache
+///   (PackedKVCache) stores these rows head-major when its head dimension is a multiple of
+///   `group` — for each KV head, for each token, that head's groups — so a KV head's rows are
+///   contiguous; the bytes are the same.
 /// A code q stands for q·scale + zero; scale = (max − min)/(2^bits − 1), zero = min, both rounded
 /// to fp16 before the codes are chosen.
 public struct KVSegmentLayout: Sendable, Equatable, Hashable {

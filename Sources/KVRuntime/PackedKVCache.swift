@@ -96,20 +96,25 @@ public final class PackedKVCache {
                     KVSegmentLayout(kind: .keys, tokens: count, channels: d, bits: keyBits, group: group))
         }
 
-        /// Bytes of `slot`'s value row (every head's channels).
+        /// Bytes of `slot`'s value row (every head's channels), where values are token-major.
         func valueRow(_ slot: Int) -> Range<Int> {
             let row = KVSegmentLayout(kind: .values, tokens: 1, channels: channels, bits: valueBits, group: group).bytes
             return slot * row..<(slot + 1) * row
         }
 
-        /// Bytes and layout of head `h`'s channels in `slot`'s value row when they are whole
-        /// groups (or fp16); nil when a quantisation group spans two heads.
+        /// Bytes and layout of head `h`'s channels of `slot` when they are whole groups (or fp16);
+        /// nil when a quantisation group spans two heads. Quantised values of whole groups are
+        /// stored head-major (`[head][slot][head's groups]`, KVSegmentLayout), so each KV head's
+        /// rows are contiguous; fp16 values and groups spanning heads are token-major.
         func headValues(_ slot: Int, _ h: Int) -> (bytes: Range<Int>, layout: KVSegmentLayout)? {
-            let d = headChannels, row = valueRow(slot)
+            let d = headChannels
             let layout = KVSegmentLayout(kind: .values, tokens: 1, channels: d, bits: valueBits, group: group)
-            guard valueBits.isQuantised else { return (row.lowerBound + h * d * 2..<row.lowerBound + (h + 1) * d * 2, layout) }
+            guard valueBits.isQuantised else {
+                let row = valueRow(slot)
+                return (row.lowerBound + h * d * 2..<row.lowerBound + (h + 1) * d * 2, layout)
+            }
             guard d % group == 0 else { return nil }
-            let start = row.lowerBound + h * layout.bytes
+            let start = (h * capacity + slot) * layout.bytes
             return (start..<start + layout.bytes, layout)
         }
 

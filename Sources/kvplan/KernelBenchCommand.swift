@@ -273,8 +273,17 @@ struct KernelBench: ParsableCommand {
         for g in stride(from: 0, to: ctx, by: 32) {
             let keys = KVPack.pack(noise(32 * c), KVSegmentLayout(kind: .keys, tokens: 32, channels: c, bits: .b4))
             keys.withUnsafeBytes { (arena + offsets[3] + g / 32 * keys.count).copyMemory(from: $0.baseAddress!, byteCount: keys.count) }
+            // Values are packed token by token, then stored head-major as the cache keeps them
+            // (KVSegmentLayout: each KV head's rows contiguous).
             let values = KVPack.pack(noise(32 * c), KVSegmentLayout(kind: .values, tokens: 32, channels: c, bits: .b4))
-            values.withUnsafeBytes { (arena + offsets[4] + g / 32 * values.count).copyMemory(from: $0.baseAddress!, byteCount: values.count) }
+            let rowBytes = values.count / 32, headBytes = rowBytes / kvHeads
+            values.withUnsafeBytes { packed in
+                for t in 0..<32 {
+                    for h in 0..<kvHeads {
+                        (arena + offsets[4] + (h * ctx + g + t) * headBytes).copyMemory(from: packed.baseAddress! + t * rowBytes + h * headBytes, byteCount: headBytes)
+                    }
+                }
+            }
         }
         for (i, value) in noise(heads * d + 2 * c).enumerated() { arena.storeBytes(of: value, toByteOffset: offsets[0] + 4 * i, as: Float.self) }
         let stateBlock = UnsafeMutableRawPointer.allocate(byteCount: schedule.kv[0].stateLayout.total, alignment: 64)
@@ -309,7 +318,7 @@ struct KernelBench: ParsableCommand {
                                 vNew: UnsafePointer<Float>, ctx: Int, heads: Int, kvHeads: Int, d: Int, out: inout [Float]) {
         let c = kvHeads * d
         func half(_ p: UnsafeRawPointer, _ o: Int) -> Float { Float(Float16(bitPattern: p.loadUnaligned(fromByteOffset: o, as: UInt16.self))) }
-        let keyGroupBytes = c * (4 + 16), valueRowBytes = c / 32 * (4 + 16)
+        let keyGroupBytes = c * (4 + 16), valueHeadBytes = d / 32 * (4 + 16)
         var logits = [Float](repeating: 0, count: ctx + 1)
         for h in 0..<heads {
             let g = h / (heads / kvHeads)
@@ -332,10 +341,9 @@ struct KernelBench: ParsableCommand {
             for i in 0..<d {
                 var acc: Float = logits[ctx] * vNew[g * d + i]
                 for t in 0..<ctx {
-                    let channel = g * d + i
-                    let p = values + t * valueRowBytes + (channel / 32) * 20
-                    let byte = p.load(fromByteOffset: 4 + (channel % 32) / 2, as: UInt8.self)
-                    let code = (channel % 2 == 0) ? byte & 15 : byte >> 4
+                    let p = values + (g * ctx + t) * valueHeadBytes + (i / 32) * 20
+                    let byte = p.load(fromByteOffset: 4 + (i % 32) / 2, as: UInt8.self)
+                    let code = (i % 2 == 0) ? byte & 15 : byte >> 4
                     acc += logits[t] * (Float(code) * half(p, 0) + half(p, 2))
                 }
                 out[h * d + i] = acc / total

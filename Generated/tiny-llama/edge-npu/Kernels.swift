@@ -1743,12 +1743,7 @@ func k6(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v:
                 let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
                 _ = (occ, lg, qg, yg)
                 for h in 0..<4 { halfKeyLogits(qg + h &* 32, keys + 0, tokens: 36, channels: 64, first: g &* 32, d: 32, scale: 0.17677669, lg + (h &* 1025 &+ 0)) }
-            }
             for grp in 0..<28 {
-                for g in gLo..<gHi {
-                    let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
-                    let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
-                    _ = (occ, lg, qg, yg)
                     let group = keys + (4608 &+ grp &* 1280 &+ g &* 640)
                     prefetchBytes(group + 1280, 640)
                     scaleQueriesH4(qg, group, rowBytes: 20, d: 32, scaled, bias)
@@ -1759,30 +1754,15 @@ func k6(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v:
                     quantiseRow(scaled, 128, qrow)
                     keyGroupLogitsB4H4(qrow.values + 0, group, rowBytes: 20, d: 32, bias + 0, scale: 0.17677669, lg + (36 &+ grp &* 32), stride: 1025, codes)
         #endif
-                }
             }
             for grp in 0..<2 {
-                for g in gLo..<gHi {
-                    let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
-                    let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
-                    _ = (occ, lg, qg, yg)
                     let group = keys + (40448 &+ grp &* 768 &+ g &* 384)
                     prefetchBytes(group + 768, 384)
                     scaleQueriesH4(qg, group, rowBytes: 12, d: 32, scaled, bias)
                     keyGroupLogitsB2H2(scaled + 0, group, rowBytes: 12, d: 32, bias + 0, scale: 0.17677669, lg + (932 &+ grp &* 32), stride: 1025, codes)
                     keyGroupLogitsB2H2(scaled + 64, group, rowBytes: 12, d: 32, bias + 2, scale: 0.17677669, lg + (2982 &+ grp &* 32), stride: 1025, codes)
-                }
             }
-            for g in gLo..<gHi {
-                let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
-                let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
-                _ = (occ, lg, qg, yg)
                 quantizedKeyLogits(qg, heads: 4, keys + (41984), tokens: 28, channels: 64, first: g &* 32, d: 32, bits: 2, group: 32, scale: 0.17677669, lg + 996, stride: 1025, codes: codes, bias: bias)
-            }
-            for g in gLo..<gHi {
-                let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
-                let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
-                _ = (occ, lg, qg, yg)
                 let kNew = k + (b &* 64 &+ g &* 32), vNew = v + (b &* 64 &+ g &* 32)
                 for h in 0..<4 { weights[h] = dot(qg + h &* 32, kNew, 32) * 0.17677669 }
                 slotSoftmaxH4(lg, stride: 1025, occ, 1024, weights, received + (b &* 2 &+ g) &* 1024)
@@ -1793,49 +1773,34 @@ func k6(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v:
                     newWeight += wNew
                 }
                 newScore[b &* 2 &+ g] = newWeight
-            }
-            for g in gLo..<gHi {
-                let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
-                let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
-                _ = (occ, lg, qg, yg)
                 for s in 0..<36 where occ[0 &+ s] >= 0 {
                     for h in 0..<4 { weights[h] = lg[h &* 1025 &+ 0 &+ s] }
                     halfValueAccumulate(values + (0 &+ s &* 128), first: g &* 32, dv: 32, heads: 4, weights: weights, yg)
                 }
-            }
             for t0 in stride(from: 0, to: 896, by: 256) {
                 let n = min(256, 896 &- t0)
-                for g in gLo..<gHi {
-                    let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
-                    let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
-                    _ = (occ, lg, qg, yg)
-                    let (pg, pt) = g &+ 1 < gHi ? (g &+ 1, t0) : (gLo, t0 &+ 256)
-                    let next = values + (4608 &+ pt &* 24 &+ pg &* 12), ahead = max(0, min(256, 896 &- pt))
+                    let next = values + (4608 &+ g &* 10752 &+ (t0 &+ 256) &* 12), ahead = max(0, min(256, 896 &- t0 &- 256)) &* 12
                     for j in 0..<1 {
-                        for r in stride(from: j &* 256, to: min(ahead, (j &+ 1) &* 256), by: 1) { prefetchBytesL2(next + r &* 24, 75) }
-                        let rows = values + (4608 &+ t0 &* 24 &+ (g &* 1 &+ j) &* 12)
-                        scaleWeightsH4(lg + (36 &+ t0), stride: 1025, occ + (36 &+ t0), rows, rowBytes: 24, tokens: n, scaled, bias)
-                        valueGroupAccumulateB2H2(scaled + 0 &* n, tokens: n, rows, rowBytes: 24, bias + 0, yg + (0 &+ j &* 32), dv: 32, codes)
-                        valueGroupAccumulateB2H2(scaled + 2 &* n, tokens: n, rows, rowBytes: 24, bias + 2, yg + (64 &+ j &* 32), dv: 32, codes)
+                        let quarter = j &* 3072
+                        prefetchBytesL2(next + quarter, min(max(0, ahead &- quarter), 3072))
+                        let rows = values + (4608 &+ g &* 10752 &+ t0 &* 12 &+ j &* 12)
+                        scaleWeightsH4(lg + (36 &+ t0), stride: 1025, occ + (36 &+ t0), rows, rowBytes: 12, tokens: n, scaled, bias)
+                        valueGroupAccumulateB2H2(scaled + 0 &* n, tokens: n, rows, rowBytes: 12, bias + 0, yg + (0 &+ j &* 32), dv: 32, codes)
+                        valueGroupAccumulateB2H2(scaled + 2 &* n, tokens: n, rows, rowBytes: 12, bias + 2, yg + (64 &+ j &* 32), dv: 32, codes)
                     }
-                }
             }
             for t0 in stride(from: 0, to: 92, by: 256) {
                 let n = min(256, 92 &- t0)
-                for g in gLo..<gHi {
-                    let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
-                    let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
-                    _ = (occ, lg, qg, yg)
-                    let (pg, pt) = g &+ 1 < gHi ? (g &+ 1, t0) : (gLo, t0 &+ 256)
-                    let next = values + (26112 &+ pt &* 24 &+ pg &* 12), ahead = max(0, min(256, 92 &- pt))
+                    let next = values + (26112 &+ g &* 1104 &+ (t0 &+ 256) &* 12), ahead = max(0, min(256, 92 &- t0 &- 256)) &* 12
                     for j in 0..<1 {
-                        for r in stride(from: j &* 256, to: min(ahead, (j &+ 1) &* 256), by: 1) { prefetchBytesL2(next + r &* 24, 75) }
-                        let rows = values + (26112 &+ t0 &* 24 &+ (g &* 1 &+ j) &* 12)
-                        scaleWeightsH4(lg + (932 &+ t0), stride: 1025, occ + (932 &+ t0), rows, rowBytes: 24, tokens: n, scaled, bias)
-                        valueGroupAccumulateB2H2(scaled + 0 &* n, tokens: n, rows, rowBytes: 24, bias + 0, yg + (0 &+ j &* 32), dv: 32, codes)
-                        valueGroupAccumulateB2H2(scaled + 2 &* n, tokens: n, rows, rowBytes: 24, bias + 2, yg + (64 &+ j &* 32), dv: 32, codes)
+                        let quarter = j &* 3072
+                        prefetchBytesL2(next + quarter, min(max(0, ahead &- quarter), 3072))
+                        let rows = values + (26112 &+ g &* 1104 &+ t0 &* 12 &+ j &* 12)
+                        scaleWeightsH4(lg + (932 &+ t0), stride: 1025, occ + (932 &+ t0), rows, rowBytes: 12, tokens: n, scaled, bias)
+                        valueGroupAccumulateB2H2(scaled + 0 &* n, tokens: n, rows, rowBytes: 12, bias + 0, yg + (0 &+ j &* 32), dv: 32, codes)
+                        valueGroupAccumulateB2H2(scaled + 2 &* n, tokens: n, rows, rowBytes: 12, bias + 2, yg + (64 &+ j &* 32), dv: 32, codes)
                     }
-                }
+            }
             }
         }
     }
@@ -1900,12 +1865,7 @@ func k11(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v
                 let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
                 _ = (occ, lg, qg, yg)
                 for h in 0..<4 { halfKeyLogits(qg + h &* 32, keys + 0, tokens: 36, channels: 64, first: g &* 32, d: 32, scale: 0.17677669, lg + (h &* 1025 &+ 0)) }
-            }
             for grp in 0..<4 {
-                for g in gLo..<gHi {
-                    let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
-                    let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
-                    _ = (occ, lg, qg, yg)
                     let group = keys + (4608 &+ grp &* 1280 &+ g &* 640)
                     prefetchBytes(group + 1280, 640)
                     scaleQueriesH4(qg, group, rowBytes: 20, d: 32, scaled, bias)
@@ -1916,30 +1876,15 @@ func k11(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v
                     quantiseRow(scaled, 128, qrow)
                     keyGroupLogitsB4H4(qrow.values + 0, group, rowBytes: 20, d: 32, bias + 0, scale: 0.17677669, lg + (36 &+ grp &* 32), stride: 1025, codes)
         #endif
-                }
             }
-            for g in gLo..<gHi {
-                let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
-                let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
-                _ = (occ, lg, qg, yg)
                 quantizedKeyLogits(qg, heads: 4, keys + (9728), tokens: 28, channels: 64, first: g &* 32, d: 32, bits: 4, group: 32, scale: 0.17677669, lg + 164, stride: 1025, codes: codes, bias: bias)
-            }
             for grp in 0..<26 {
-                for g in gLo..<gHi {
-                    let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
-                    let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
-                    _ = (occ, lg, qg, yg)
                     let group = keys + (10880 &+ grp &* 768 &+ g &* 384)
                     prefetchBytes(group + 768, 384)
                     scaleQueriesH4(qg, group, rowBytes: 12, d: 32, scaled, bias)
                     keyGroupLogitsB2H2(scaled + 0, group, rowBytes: 12, d: 32, bias + 0, scale: 0.17677669, lg + (192 &+ grp &* 32), stride: 1025, codes)
                     keyGroupLogitsB2H2(scaled + 64, group, rowBytes: 12, d: 32, bias + 2, scale: 0.17677669, lg + (2242 &+ grp &* 32), stride: 1025, codes)
-                }
             }
-            for g in gLo..<gHi {
-                let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
-                let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
-                _ = (occ, lg, qg, yg)
                 let kNew = k + (b &* 64 &+ g &* 32), vNew = v + (b &* 64 &+ g &* 32)
                 for h in 0..<4 { weights[h] = dot(qg + h &* 32, kNew, 32) * 0.17677669 }
                 slotSoftmaxH4(lg, stride: 1025, occ, 1024, weights, received + (b &* 2 &+ g) &* 1024)
@@ -1950,49 +1895,34 @@ func k11(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v
                     newWeight += wNew
                 }
                 newScore[b &* 2 &+ g] = newWeight
-            }
-            for g in gLo..<gHi {
-                let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
-                let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
-                _ = (occ, lg, qg, yg)
                 for s in 0..<36 where occ[0 &+ s] >= 0 {
                     for h in 0..<4 { weights[h] = lg[h &* 1025 &+ 0 &+ s] }
                     halfValueAccumulate(values + (0 &+ s &* 128), first: g &* 32, dv: 32, heads: 4, weights: weights, yg)
                 }
-            }
             for t0 in stride(from: 0, to: 156, by: 256) {
                 let n = min(256, 156 &- t0)
-                for g in gLo..<gHi {
-                    let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
-                    let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
-                    _ = (occ, lg, qg, yg)
-                    let (pg, pt) = g &+ 1 < gHi ? (g &+ 1, t0) : (gLo, t0 &+ 256)
-                    let next = values + (4608 &+ pt &* 40 &+ pg &* 20), ahead = max(0, min(256, 156 &- pt))
+                    let next = values + (4608 &+ g &* 3120 &+ (t0 &+ 256) &* 20), ahead = max(0, min(256, 156 &- t0 &- 256)) &* 20
                     for j in 0..<1 {
-                        for r in stride(from: j &* 256, to: min(ahead, (j &+ 1) &* 256), by: 1) { prefetchBytesL2(next + r &* 40, 83) }
-                        let rows = values + (4608 &+ t0 &* 40 &+ (g &* 1 &+ j) &* 20)
-                        scaleWeightsH4(lg + (36 &+ t0), stride: 1025, occ + (36 &+ t0), rows, rowBytes: 40, tokens: n, scaled, bias)
+                        let quarter = j &* 5120
+                        prefetchBytesL2(next + quarter, min(max(0, ahead &- quarter), 5120))
+                        let rows = values + (4608 &+ g &* 3120 &+ t0 &* 20 &+ j &* 20)
+                        scaleWeightsH4(lg + (36 &+ t0), stride: 1025, occ + (36 &+ t0), rows, rowBytes: 20, tokens: n, scaled, bias)
                         roundWeights(scaled, heads: 4, n, weightCodes, weightScales)
-                        valueGroupAccumulateI16H4(weightCodes + 0, weightScales + 0, tokens: n, rows, rowBytes: 40, bias + 0, yg + (0 &+ j &* 32), dv: 32, codes)
+                        valueGroupAccumulateI16H4(weightCodes + 0, weightScales + 0, tokens: n, rows, rowBytes: 20, bias + 0, yg + (0 &+ j &* 32), dv: 32, codes)
                     }
-                }
             }
             for t0 in stride(from: 0, to: 832, by: 256) {
                 let n = min(256, 832 &- t0)
-                for g in gLo..<gHi {
-                    let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
-                    let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
-                    _ = (occ, lg, qg, yg)
-                    let (pg, pt) = g &+ 1 < gHi ? (g &+ 1, t0) : (gLo, t0 &+ 256)
-                    let next = values + (10848 &+ pt &* 24 &+ pg &* 12), ahead = max(0, min(256, 832 &- pt))
+                    let next = values + (10848 &+ g &* 9984 &+ (t0 &+ 256) &* 12), ahead = max(0, min(256, 832 &- t0 &- 256)) &* 12
                     for j in 0..<1 {
-                        for r in stride(from: j &* 256, to: min(ahead, (j &+ 1) &* 256), by: 1) { prefetchBytesL2(next + r &* 24, 75) }
-                        let rows = values + (10848 &+ t0 &* 24 &+ (g &* 1 &+ j) &* 12)
-                        scaleWeightsH4(lg + (192 &+ t0), stride: 1025, occ + (192 &+ t0), rows, rowBytes: 24, tokens: n, scaled, bias)
-                        valueGroupAccumulateB2H2(scaled + 0 &* n, tokens: n, rows, rowBytes: 24, bias + 0, yg + (0 &+ j &* 32), dv: 32, codes)
-                        valueGroupAccumulateB2H2(scaled + 2 &* n, tokens: n, rows, rowBytes: 24, bias + 2, yg + (64 &+ j &* 32), dv: 32, codes)
+                        let quarter = j &* 3072
+                        prefetchBytesL2(next + quarter, min(max(0, ahead &- quarter), 3072))
+                        let rows = values + (10848 &+ g &* 9984 &+ t0 &* 12 &+ j &* 12)
+                        scaleWeightsH4(lg + (192 &+ t0), stride: 1025, occ + (192 &+ t0), rows, rowBytes: 12, tokens: n, scaled, bias)
+                        valueGroupAccumulateB2H2(scaled + 0 &* n, tokens: n, rows, rowBytes: 12, bias + 0, yg + (0 &+ j &* 32), dv: 32, codes)
+                        valueGroupAccumulateB2H2(scaled + 2 &* n, tokens: n, rows, rowBytes: 12, bias + 2, yg + (64 &+ j &* 32), dv: 32, codes)
                     }
-                }
+            }
             }
         }
     }
@@ -2025,12 +1955,7 @@ func k12(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v
                 let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
                 _ = (occ, lg, qg, yg)
                 for h in 0..<4 { halfKeyLogits(qg + h &* 32, keys + 0, tokens: 36, channels: 64, first: g &* 32, d: 32, scale: 0.17677669, lg + (h &* 1025 &+ 0)) }
-            }
             for grp in 0..<21 {
-                for g in gLo..<gHi {
-                    let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
-                    let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
-                    _ = (occ, lg, qg, yg)
                     let group = keys + (4608 &+ grp &* 1280 &+ g &* 640)
                     prefetchBytes(group + 1280, 640)
                     scaleQueriesH4(qg, group, rowBytes: 20, d: 32, scaled, bias)
@@ -2041,36 +1966,16 @@ func k12(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v
                     quantiseRow(scaled, 128, qrow)
                     keyGroupLogitsB4H4(qrow.values + 0, group, rowBytes: 20, d: 32, bias + 0, scale: 0.17677669, lg + (36 &+ grp &* 32), stride: 1025, codes)
         #endif
-                }
             }
-            for g in gLo..<gHi {
-                let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
-                let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
-                _ = (occ, lg, qg, yg)
                 quantizedKeyLogits(qg, heads: 4, keys + (31488), tokens: 1, channels: 64, first: g &* 32, d: 32, bits: 4, group: 32, scale: 0.17677669, lg + 708, stride: 1025, codes: codes, bias: bias)
-            }
             for grp in 0..<9 {
-                for g in gLo..<gHi {
-                    let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
-                    let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
-                    _ = (occ, lg, qg, yg)
                     let group = keys + (31808 &+ grp &* 768 &+ g &* 384)
                     prefetchBytes(group + 768, 384)
                     scaleQueriesH4(qg, group, rowBytes: 12, d: 32, scaled, bias)
                     keyGroupLogitsB2H2(scaled + 0, group, rowBytes: 12, d: 32, bias + 0, scale: 0.17677669, lg + (709 &+ grp &* 32), stride: 1025, codes)
                     keyGroupLogitsB2H2(scaled + 64, group, rowBytes: 12, d: 32, bias + 2, scale: 0.17677669, lg + (2759 &+ grp &* 32), stride: 1025, codes)
-                }
             }
-            for g in gLo..<gHi {
-                let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
-                let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
-                _ = (occ, lg, qg, yg)
                 quantizedKeyLogits(qg, heads: 4, keys + (38720), tokens: 27, channels: 64, first: g &* 32, d: 32, bits: 2, group: 32, scale: 0.17677669, lg + 997, stride: 1025, codes: codes, bias: bias)
-            }
-            for g in gLo..<gHi {
-                let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
-                let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
-                _ = (occ, lg, qg, yg)
                 let kNew = k + (b &* 64 &+ g &* 32), vNew = v + (b &* 64 &+ g &* 32)
                 for h in 0..<4 { weights[h] = dot(qg + h &* 32, kNew, 32) * 0.17677669 }
                 slotSoftmaxH4(lg, stride: 1025, occ, 1024, weights, received + (b &* 2 &+ g) &* 1024)
@@ -2081,49 +1986,34 @@ func k12(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v
                     newWeight += wNew
                 }
                 newScore[b &* 2 &+ g] = newWeight
-            }
-            for g in gLo..<gHi {
-                let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
-                let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
-                _ = (occ, lg, qg, yg)
                 for s in 0..<36 where occ[0 &+ s] >= 0 {
                     for h in 0..<4 { weights[h] = lg[h &* 1025 &+ 0 &+ s] }
                     halfValueAccumulate(values + (0 &+ s &* 128), first: g &* 32, dv: 32, heads: 4, weights: weights, yg)
                 }
-            }
             for t0 in stride(from: 0, to: 673, by: 256) {
                 let n = min(256, 673 &- t0)
-                for g in gLo..<gHi {
-                    let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
-                    let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
-                    _ = (occ, lg, qg, yg)
-                    let (pg, pt) = g &+ 1 < gHi ? (g &+ 1, t0) : (gLo, t0 &+ 256)
-                    let next = values + (4608 &+ pt &* 24 &+ pg &* 12), ahead = max(0, min(256, 673 &- pt))
+                    let next = values + (4608 &+ g &* 8076 &+ (t0 &+ 256) &* 12), ahead = max(0, min(256, 673 &- t0 &- 256)) &* 12
                     for j in 0..<1 {
-                        for r in stride(from: j &* 256, to: min(ahead, (j &+ 1) &* 256), by: 1) { prefetchBytesL2(next + r &* 24, 75) }
-                        let rows = values + (4608 &+ t0 &* 24 &+ (g &* 1 &+ j) &* 12)
-                        scaleWeightsH4(lg + (36 &+ t0), stride: 1025, occ + (36 &+ t0), rows, rowBytes: 24, tokens: n, scaled, bias)
-                        valueGroupAccumulateB2H2(scaled + 0 &* n, tokens: n, rows, rowBytes: 24, bias + 0, yg + (0 &+ j &* 32), dv: 32, codes)
-                        valueGroupAccumulateB2H2(scaled + 2 &* n, tokens: n, rows, rowBytes: 24, bias + 2, yg + (64 &+ j &* 32), dv: 32, codes)
+                        let quarter = j &* 3072
+                        prefetchBytesL2(next + quarter, min(max(0, ahead &- quarter), 3072))
+                        let rows = values + (4608 &+ g &* 8076 &+ t0 &* 12 &+ j &* 12)
+                        scaleWeightsH4(lg + (36 &+ t0), stride: 1025, occ + (36 &+ t0), rows, rowBytes: 12, tokens: n, scaled, bias)
+                        valueGroupAccumulateB2H2(scaled + 0 &* n, tokens: n, rows, rowBytes: 12, bias + 0, yg + (0 &+ j &* 32), dv: 32, codes)
+                        valueGroupAccumulateB2H2(scaled + 2 &* n, tokens: n, rows, rowBytes: 12, bias + 2, yg + (64 &+ j &* 32), dv: 32, codes)
                     }
-                }
             }
             for t0 in stride(from: 0, to: 315, by: 256) {
                 let n = min(256, 315 &- t0)
-                for g in gLo..<gHi {
-                    let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
-                    let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
-                    _ = (occ, lg, qg, yg)
-                    let (pg, pt) = g &+ 1 < gHi ? (g &+ 1, t0) : (gLo, t0 &+ 256)
-                    let next = values + (20760 &+ pt &* 24 &+ pg &* 12), ahead = max(0, min(256, 315 &- pt))
+                    let next = values + (20760 &+ g &* 3780 &+ (t0 &+ 256) &* 12), ahead = max(0, min(256, 315 &- t0 &- 256)) &* 12
                     for j in 0..<1 {
-                        for r in stride(from: j &* 256, to: min(ahead, (j &+ 1) &* 256), by: 1) { prefetchBytesL2(next + r &* 24, 75) }
-                        let rows = values + (20760 &+ t0 &* 24 &+ (g &* 1 &+ j) &* 12)
-                        scaleWeightsH4(lg + (709 &+ t0), stride: 1025, occ + (709 &+ t0), rows, rowBytes: 24, tokens: n, scaled, bias)
-                        valueGroupAccumulateB2H2(scaled + 0 &* n, tokens: n, rows, rowBytes: 24, bias + 0, yg + (0 &+ j &* 32), dv: 32, codes)
-                        valueGroupAccumulateB2H2(scaled + 2 &* n, tokens: n, rows, rowBytes: 24, bias + 2, yg + (64 &+ j &* 32), dv: 32, codes)
+                        let quarter = j &* 3072
+                        prefetchBytesL2(next + quarter, min(max(0, ahead &- quarter), 3072))
+                        let rows = values + (20760 &+ g &* 3780 &+ t0 &* 12 &+ j &* 12)
+                        scaleWeightsH4(lg + (709 &+ t0), stride: 1025, occ + (709 &+ t0), rows, rowBytes: 12, tokens: n, scaled, bias)
+                        valueGroupAccumulateB2H2(scaled + 0 &* n, tokens: n, rows, rowBytes: 12, bias + 0, yg + (0 &+ j &* 32), dv: 32, codes)
+                        valueGroupAccumulateB2H2(scaled + 2 &* n, tokens: n, rows, rowBytes: 12, bias + 2, yg + (64 &+ j &* 32), dv: 32, codes)
                     }
-                }
+            }
             }
         }
     }
