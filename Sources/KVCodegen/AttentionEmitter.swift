@@ -124,18 +124,12 @@ extension SwiftEmitter {
         }
         // The phases — keys, softmax, values — run one KV head at a time, so the head's logits
         // stay in L2 from the key products to the value products (run phase by phase over every
-        // head, 4 MiB of logits at 32K tokens went out to L3/DRAM and back three times). The
-        // phases' code is written head by head (`scope` only indents) inside one loop over the
-        // part's KV heads (`headLoop`); quantised value rows are head-major, so a head's are
-        // contiguous.
-        let headLoop = Self.headScope(kvHeads: kvHeads, heads: heads, groupSize: groupSize, d: d, dv: dv, slots: slots, stride: stride)
-        let scope: (String, Int) -> String = { inner, indent in
-            let pad = String(repeating: "    ", count: indent)
-            return inner.split(separator: "\n", omittingEmptySubsequences: false).map { $0.isEmpty ? "" : pad + $0 }.joined(separator: "\n")
-        }
+        // head, 4 MiB of logits at 32K tokens went out to L3/DRAM and back three times): the
+        // phases' code is written for head g and wrapped in one loop over the part's KV heads
+        // (`headLoop`); quantised value rows are head-major, so a head's are contiguous.
         var phases = ""
-        for s in segments { phases += keyLogits(s, heads: groupSize, channels: c, d: d, scale: scale, stride: stride, scope: scope) }
-        phases += groupSize <= 4 ? scope("""
+        for s in segments { phases += keyLogits(s, heads: groupSize, channels: c, d: d, scale: scale, stride: stride) }
+        phases += groupSize <= 4 ? Self.indented("""
                     let kNew = k + (b &* \(c) &+ g &* \(d)), vNew = v + (b &* \(c) &+ g &* \(dv))
                     for h in 0..<\(groupSize) { weights[h] = dot(qg + h &* \(d), kNew, \(d)) * \(scale) }
                     slotSoftmaxH\(groupSize)(lg, stride: \(stride), occ, \(slots), weights, received + (b &* \(kvHeads) &+ g) &* \(slots))
@@ -147,7 +141,7 @@ extension SwiftEmitter {
                     }
                     newScore[b &* \(kvHeads) &+ g] = newWeight
 
-        """, 0) : scope("""
+        """, 0) : Self.indented("""
                     let kNew = k + (b &* \(c) &+ g &* \(d)), vNew = v + (b &* \(c) &+ g &* \(dv))
                     var newWeight: Float = 0
                     for h in 0..<\(groupSize) {
@@ -165,34 +159,35 @@ extension SwiftEmitter {
                     }
 
         """, 0)
-        for s in segments { phases += valueAccumulation(s, heads: groupSize, channels: c, dv: dv, stride: stride, scope: scope) }
-        phases = headLoop(phases, 0)
-        body += phases.split(separator: "\n", omittingEmptySubsequences: false).map { $0.isEmpty ? "" : "    " + $0 }.joined(separator: "\n")
+        for s in segments { phases += valueAccumulation(s, heads: groupSize, channels: c, dv: dv, stride: stride) }
+        phases = Self.headLoop(phases, kvHeads: kvHeads, heads: heads, groupSize: groupSize, d: d, dv: dv, slots: slots, stride: stride)
+        body += Self.indented(phases, 1)
         body += "        }\n    }\n"
         return (Self.attentionSignature, body)
     }
 
-    /// A wrapper putting code in a loop over KV heads g (extra indentation `indent` levels), with
-    /// g's occupancy `occ`, queries `qg`, outputs `yg` and logits `lg` (h·stride + slot) in scope.
-    static func headScope(kvHeads: Int, heads: Int, groupSize: Int, d: Int, dv: Int, slots: Int, stride: Int) -> (String, Int) -> String {
-        { inner, indent in
-            let pad = String(repeating: "    ", count: indent)
-            let head = """
-                    for g in gLo..<gHi {
-                        let occ = occupancy + (b &* \(kvHeads) &+ g) &* \(slots), lg = logits + g &* \(groupSize * stride)
-                        let qg = q + (b &* \(heads) &+ g &* \(groupSize)) &* \(d), yg = y + (b &* \(heads) &+ g &* \(groupSize)) &* \(dv)
-                        _ = (occ, lg, qg, yg)
+    /// `code` in a loop over the part's KV heads g, with g's occupancy `occ`, queries `qg`,
+    /// outputs `yg` and logits `lg` (h·stride + slot) in scope.
+    static func headLoop(_ code: String, kvHeads: Int, heads: Int, groupSize: Int, d: Int, dv: Int, slots: Int, stride: Int) -> String {
+        """
+                for g in gLo..<gHi {
+                    let occ = occupancy + (b &* \(kvHeads) &+ g) &* \(slots), lg = logits + g &* \(groupSize * stride)
+                    let qg = q + (b &* \(heads) &+ g &* \(groupSize)) &* \(d), yg = y + (b &* \(heads) &+ g &* \(groupSize)) &* \(dv)
+                    _ = (occ, lg, qg, yg)
 
-            """
-            let lines = (head + inner).split(separator: "\n", omittingEmptySubsequences: false).map { $0.isEmpty ? "" : pad + $0 }
-            return lines.joined(separator: "\n") + pad + "        }\n"
-        }
+        """ + code + "        }\n"
+    }
+
+    /// `code` with each non-empty line indented by `levels` × 4 spaces.
+    static func indented(_ code: String, _ levels: Int) -> String {
+        let pad = String(repeating: "    ", count: levels)
+        return code.split(separator: "\n", omittingEmptySubsequences: false).map { $0.isEmpty ? "" : pad + $0 }.joined(separator: "\n")
     }
 
     /// Code filling `lg[h·stride + slot]` (h < heads) with the scaled logits of segment `s`.
-    private func keyLogits(_ s: KVSegment, heads: Int, channels c: Int, d: Int, scale: Float, stride: Int, scope: (String, Int) -> String) -> String {
+    private func keyLogits(_ s: KVSegment, heads: Int, channels c: Int, d: Int, scale: Float, stride: Int) -> String {
         if s.keyBits == 16 {
-            return scope("            for h in 0..<\(heads) { halfKeyLogits(qg + h &* \(d), keys + \(s.keys), tokens: \(s.count), channels: \(c), first: g &* \(d), d: \(d), scale: \(scale), lg + (h &* \(stride) &+ \(s.first))) }\n", 0)
+            return Self.indented("            for h in 0..<\(heads) { halfKeyLogits(qg + h &* \(d), keys + \(s.keys), tokens: \(s.count), channels: \(c), first: g &* \(d), d: \(d), scale: \(scale), lg + (h &* \(stride) &+ \(s.first))) }\n", 0)
         }
         let full = s.count / 32, rest = s.count % 32
         let rowBytes = 4 + 32 * s.keyBits / 8
@@ -232,10 +227,10 @@ extension SwiftEmitter {
                 inner += "            keyGroupLogitsB\(s.keyBits)H\(n)(scaled + \(h0 * d), group, rowBytes: \(rowBytes), d: \(d), bias + \(h0), scale: \(scale), lg + (\(h0 * stride + s.first) &+ grp &* 32), stride: \(stride), codes)\n"
                 h0 += n
             }
-            code += "        for grp in 0..<\(full) {\n" + scope(inner, 1) + "        }\n"
+            code += "        for grp in 0..<\(full) {\n" + Self.indented(inner, 1) + "        }\n"
         }
         if rest > 0 {
-            code += scope("            quantizedKeyLogits(qg, heads: \(heads), keys + (\(s.keys + full * c * rowBytes)), tokens: \(rest), channels: \(c), first: g &* \(d), d: \(d), bits: \(s.keyBits), group: 32, scale: \(scale), lg + \(s.first + full * 32), stride: \(stride), codes: codes, bias: bias)\n", 0)
+            code += Self.indented("            quantizedKeyLogits(qg, heads: \(heads), keys + (\(s.keys + full * c * rowBytes)), tokens: \(rest), channels: \(c), first: g &* \(d), d: \(d), bits: \(s.keyBits), group: 32, scale: \(scale), lg + \(s.first + full * 32), stride: \(stride), codes: codes, bias: bias)\n", 0)
         }
         return code
     }
@@ -251,13 +246,13 @@ extension SwiftEmitter {
     }
 
     /// Code adding segment `s`'s weighted values into every head's output.
-    private func valueAccumulation(_ s: KVSegment, heads: Int, channels c: Int, dv: Int, stride: Int, scope: (String, Int) -> String) -> String {
+    private func valueAccumulation(_ s: KVSegment, heads: Int, channels c: Int, dv: Int, stride: Int) -> String {
         let rowBytes = KVSegmentLayout(kind: .values, tokens: 1, channels: c, bits: KVBits(rawValue: s.valueBits) ?? .b16).bytes
         if s.valueBits == 16 || dv % 32 != 0 {
             let accumulate = s.valueBits == 16
                 ? "halfValueAccumulate(values + (\(s.values) &+ s &* \(rowBytes)), first: g &* \(dv), dv: \(dv), heads: \(heads), weights: weights, yg)"
                 : "quantizedValueAccumulate(values + (\(s.values) &+ s &* \(rowBytes)), first: g &* \(dv), dv: \(dv), bits: \(s.valueBits), group: 32, heads: \(heads), weights: weights, yg, codes: codes)"
-            return scope("""
+            return Self.indented("""
                         for s in 0..<\(s.count) where occ[\(s.first) &+ s] >= 0 {
                             for h in 0..<\(heads) { weights[h] = lg[h &* \(stride) &+ \(s.first) &+ s] }
                             \(accumulate)
@@ -295,6 +290,6 @@ extension SwiftEmitter {
             h0 += n
         }
         inner += "            }\n"
-        return "        for t0 in stride(from: 0, to: \(s.count), by: 256) {\n            let n = min(256, \(s.count) &- t0)\n" + scope(inner, 1) + "        }\n"
+        return "        for t0 in stride(from: 0, to: \(s.count), by: 256) {\n            let n = min(256, \(s.count) &- t0)\n" + Self.indented(inner, 1) + "        }\n"
     }
 }

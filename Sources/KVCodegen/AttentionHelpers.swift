@@ -39,12 +39,37 @@ extension SwiftEmitter {
         for heads in 1...4 where kernels.contains("slotSoftmaxH\(heads)(") { text += groupSoftmax(heads: heads) }
         for heads in 1...4 where kernels.contains("scaleQueriesH\(heads)(") { text += queryScaling(heads: heads) }
         for heads in 1...4 where kernels.contains("scaleWeightsH\(heads)(") { text += weightScaling(heads: heads) }
+        if kernels.contains("roundQueries(") || kernels.contains("roundWeights(") { text += blockMaximum }
         if kernels.contains("roundQueries(") { text += queryRounding }
         for heads in 1...4 where kernels.contains("keyGroupLogitsI8H\(heads)(") { text += integerKeyKernel(heads: heads) }
         if kernels.contains("roundWeights(") { text += weightRounding }
         for heads in 1...4 where kernels.contains("valueGroupAccumulateI16H\(heads)(") { text += integerValueKernel(heads: heads) }
         return text
     }
+
+    /// max|x| over a block of 32 values, for the roundings of queries (int8) and weights (int16).
+    static let blockMaximum = """
+
+    #if KVPLAN_AVX2
+    /// max|x[i]| for i < 32: two 512-bit vectors with AVX-512, four 256-bit ones otherwise
+    /// (the maximum is exact in any order, so both give the same value).
+    @inline(__always)
+    func absoluteMaximum32(_ x: UnsafePointer<Float>) -> Float {
+    #if KVPLAN_AVX512
+        return _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(x)), _mm512_abs_ps(_mm512_loadu_ps(x + 16))))
+    #else
+        let magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFF_FFFF))
+        @inline(__always) func load(_ i: Int) -> __m256 { _mm256_and_ps(_mm256_loadu_ps(x + i), magnitude) }
+        var m = _mm256_max_ps(_mm256_max_ps(load(0), load(8)), _mm256_max_ps(load(16), load(24)))
+        m = _mm256_max_ps(m, SIMD8(m[4], m[5], m[6], m[7], m[0], m[1], m[2], m[3]))
+        m = _mm256_max_ps(m, SIMD8(m[2], m[3], m[0], m[1], m[6], m[7], m[4], m[5]))
+        m = _mm256_max_ps(m, SIMD8(m[1], m[0], m[3], m[2], m[5], m[4], m[7], m[6]))
+        return m[0]
+    #endif
+    }
+    #endif
+
+    """
 
     /// Heads one blocked kernel serves at `bits`: 2 accumulators per head per pass for 4 and 8
     /// bits (4 heads), 4 for 2 bits (2 heads) — at most 8 accumulator registers.

@@ -30,7 +30,6 @@ extension SwiftEmitter {
     /// (a lane-by-lane scalar maximum made this pass cost more than the products).
     @inline(never)
     func roundQueries(_ x: UnsafePointer<Float>, _ n: Int, _ codes: UnsafeMutablePointer<Int8>, _ scales: UnsafeMutablePointer<Float>) {
-        let magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFF_FFFF))
         @inline(__always) func load(_ i: Int) -> SIMD8<Float> { UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<Float>.self) }
         @inline(__always) func i32(_ v: SIMD8<Float>, _ inverse: SIMD8<Float>) -> __m256i { _mm256_cvtps_epi32((v * inverse).rounded(.toNearestOrEven)) }
         let blocks = n &>> 5, padded = (blocks &+ 7) & ~7
@@ -42,19 +41,7 @@ extension SwiftEmitter {
             var b = 0
             while b < padded {
                 guard b < blocks else { maxima[b] = 0; b &+= 1; continue }
-    #if KVPLAN_AVX512
-                // Two 512-bit vectors per block: the same maximum (max is exact in any order).
-                maxima[b] = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(x + b &* 32)), _mm512_abs_ps(_mm512_loadu_ps(x + (b &* 32 &+ 16)))))
-                b &+= 1
-                continue
-    #endif
-                let v0 = load(b &* 32), v1 = load(b &* 32 &+ 8), v2 = load(b &* 32 &+ 16), v3 = load(b &* 32 &+ 24)
-                var m = _mm256_max_ps(_mm256_max_ps(_mm256_and_ps(v0, magnitude), _mm256_and_ps(v1, magnitude)),
-                                      _mm256_max_ps(_mm256_and_ps(v2, magnitude), _mm256_and_ps(v3, magnitude)))
-                m = _mm256_max_ps(m, SIMD8(m[4], m[5], m[6], m[7], m[0], m[1], m[2], m[3]))
-                m = _mm256_max_ps(m, SIMD8(m[2], m[3], m[0], m[1], m[6], m[7], m[4], m[5]))
-                m = _mm256_max_ps(m, SIMD8(m[1], m[0], m[3], m[2], m[5], m[4], m[7], m[6]))
-                maxima[b] = m[0]
+                maxima[b] = absoluteMaximum32(x + b &* 32)
                 b &+= 1
             }
             b = 0

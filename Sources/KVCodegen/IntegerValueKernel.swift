@@ -7,10 +7,12 @@
 // can be 16-bit pair multiply-adds into Int32 (`vpdpwssd` with AVX-512 VNNI: 32 per
 // instruction; `vpmaddwd` + `vpaddd` otherwise). A lane needs two tokens' codes of one channel
 // in adjacent 16-bit slots, while the stored layout keeps each token's 32 codes of a group in
-// its own row: two rows' 16 code bytes are interleaved byte-wise (`vpunpckl/hbw`) and widened to
-// words (`vpmovzxbw`), which puts [code_t, code_t+1] of byte i's two channels in dword i; a mask
-// gives the even channels, a 4-bit shift the odd ones. That is 5 instructions per token pair
-// shared by all heads, against 2 multiply-adds per head (the f32 kernel: 4 per token and head).
+// its own row: with AVX-512 two rows' 16 code bytes are zero-extended to dwords (`vpmovzxbd`)
+// and the second shifted into the upper word; with AVX2 they are interleaved byte-wise
+// (`vpunpcklbw`) and widened to words. Either way dword i holds [code_t, code_t+1] of byte i's
+// two channels; a mask gives the even channels, a 4-bit word shift the odd ones. That is 5
+// instructions per token pair shared by all heads, against 2 multiply-adds per head (the f32
+// kernel: 4 per token and head).
 // After each block of 32 tokens its Int32 sums (at most 32767·15·32 < 2²⁴, so exact in f32) are
 // converted and added with an FMA by the block's scale into f32 accumulators, in block order.
 // The AVX-512 VNNI, AVX2 (with AVX-VNNI's 256-bit `vpdpwssd` where present) and portable paths
@@ -31,42 +33,27 @@ extension SwiftEmitter {
             var t0 = 0, b = 0
             while t0 < n {
                 let m = min(32, n &- t0)
+    #if KVPLAN_AVX2
+                if m == 32 {
+                    let a = absoluteMaximum32(row + t0) / 32767
+                    scales[h &* 8 &+ b] = a
     #if KVPLAN_AVX512
-                if m == 32 {
-                    let v0 = _mm512_loadu_ps(row + t0), v1 = _mm512_loadu_ps(row + (t0 &+ 16))
-                    let a = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1))) / 32767
-                    let inverse = _mm512_set1_ps(a == 0 ? 0 : 1 / a)
-                    scales[h &* 8 &+ b] = a
                     // vpmovsdw: Int32 → Int16 in order (saturating; the codes are within ±32767).
-                    @inline(__always) func codes(_ v: __m512, _ at: Int) {
-                        _mm256_storeu_si256(UnsafeMutableRawPointer(qh + at).assumingMemoryBound(to: __m256i.self), _mm512_cvtsepi32_epi16(_mm512_cvtps_epi32(_mm512_mul_ps(v, inverse))))
+                    let inverse = _mm512_set1_ps(a == 0 ? 0 : 1 / a)
+                    for i in stride(from: 0, to: 32, by: 16) {
+                        let codes = _mm512_cvtsepi32_epi16(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(row + (t0 &+ i)), inverse)))
+                        _mm256_storeu_si256(UnsafeMutableRawPointer(qh + (t0 &+ i)).assumingMemoryBound(to: __m256i.self), codes)
                     }
-                    codes(v0, t0)
-                    codes(v1, t0 &+ 16)
-                    t0 &+= 32
-                    b &+= 1
-                    continue
-                }
-    #elseif KVPLAN_AVX2
-                if m == 32 {
-                    let magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFF_FFFF))
-                    @inline(__always) func load(_ i: Int) -> __m256 { _mm256_loadu_ps(row + (t0 &+ i)) }
-                    let v0 = load(0), v1 = load(8), v2 = load(16), v3 = load(24)
-                    var mv = _mm256_max_ps(_mm256_max_ps(_mm256_and_ps(v0, magnitude), _mm256_and_ps(v1, magnitude)),
-                                           _mm256_max_ps(_mm256_and_ps(v2, magnitude), _mm256_and_ps(v3, magnitude)))
-                    mv = _mm256_max_ps(mv, SIMD8(mv[4], mv[5], mv[6], mv[7], mv[0], mv[1], mv[2], mv[3]))
-                    mv = _mm256_max_ps(mv, SIMD8(mv[2], mv[3], mv[0], mv[1], mv[6], mv[7], mv[4], mv[5]))
-                    mv = _mm256_max_ps(mv, SIMD8(mv[1], mv[0], mv[3], mv[2], mv[5], mv[4], mv[7], mv[6]))
-                    let a = mv[0] / 32767
+    #else
                     let inverse = _mm256_set1_ps(a == 0 ? 0 : 1 / a)
-                    scales[h &* 8 &+ b] = a
-                    @inline(__always) func codes(_ v: __m256) -> __m256i { _mm256_cvtps_epi32(_mm256_mul_ps(v, inverse)) }
+                    @inline(__always) func codes(_ i: Int) -> __m256i { _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(row + (t0 &+ i)), inverse)) }
                     // packs works per 128-bit half: dwords [v0 0–3, v1 0–3, v0 4–7, v1 4–7] → in order.
                     let order = _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7)
-                    let low = _mm256_permutevar8x32_epi32(_mm256_packs_epi32(codes(v0), codes(v1)), order)
-                    let high = _mm256_permutevar8x32_epi32(_mm256_packs_epi32(codes(v2), codes(v3)), order)
-                    _mm256_storeu_si256(UnsafeMutableRawPointer(qh + t0).assumingMemoryBound(to: __m256i.self), low)
-                    _mm256_storeu_si256(UnsafeMutableRawPointer(qh + (t0 &+ 16)).assumingMemoryBound(to: __m256i.self), high)
+                    for i in stride(from: 0, to: 32, by: 16) {
+                        let packed = _mm256_permutevar8x32_epi32(_mm256_packs_epi32(codes(i), codes(i &+ 8)), order)
+                        _mm256_storeu_si256(UnsafeMutableRawPointer(qh + (t0 &+ i)).assumingMemoryBound(to: __m256i.self), packed)
+                    }
+    #endif
                     t0 &+= 32
                     b &+= 1
                     continue

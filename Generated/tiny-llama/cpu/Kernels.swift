@@ -1251,13 +1251,31 @@ func scaleWeightsH4(_ weights: UnsafePointer<Float>, stride: Int, _ occ: UnsafeP
 }
 
 #if KVPLAN_AVX2
+/// max|x[i]| for i < 32: two 512-bit vectors with AVX-512, four 256-bit ones otherwise
+/// (the maximum is exact in any order, so both give the same value).
+@inline(__always)
+func absoluteMaximum32(_ x: UnsafePointer<Float>) -> Float {
+#if KVPLAN_AVX512
+    return _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(x)), _mm512_abs_ps(_mm512_loadu_ps(x + 16))))
+#else
+    let magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFF_FFFF))
+    @inline(__always) func load(_ i: Int) -> __m256 { _mm256_and_ps(_mm256_loadu_ps(x + i), magnitude) }
+    var m = _mm256_max_ps(_mm256_max_ps(load(0), load(8)), _mm256_max_ps(load(16), load(24)))
+    m = _mm256_max_ps(m, SIMD8(m[4], m[5], m[6], m[7], m[0], m[1], m[2], m[3]))
+    m = _mm256_max_ps(m, SIMD8(m[2], m[3], m[0], m[1], m[6], m[7], m[4], m[5]))
+    m = _mm256_max_ps(m, SIMD8(m[1], m[0], m[3], m[2], m[5], m[4], m[7], m[6]))
+    return m[0]
+#endif
+}
+#endif
+
+#if KVPLAN_AVX2
 /// Rounds `n` scaled query values (a multiple of 32) to int8 per block of 32: scales[b] =
 /// max|x|/127, codes x/scale rounded to nearest even (KVQuant.KeyProductRounding) —
 /// quantiseRow's rounding without its q4_0 offsets, the block maximum reduced in registers
 /// (a lane-by-lane scalar maximum made this pass cost more than the products).
 @inline(never)
 func roundQueries(_ x: UnsafePointer<Float>, _ n: Int, _ codes: UnsafeMutablePointer<Int8>, _ scales: UnsafeMutablePointer<Float>) {
-    let magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFF_FFFF))
     @inline(__always) func load(_ i: Int) -> SIMD8<Float> { UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<Float>.self) }
     @inline(__always) func i32(_ v: SIMD8<Float>, _ inverse: SIMD8<Float>) -> __m256i { _mm256_cvtps_epi32((v * inverse).rounded(.toNearestOrEven)) }
     let blocks = n &>> 5, padded = (blocks &+ 7) & ~7
@@ -1269,19 +1287,7 @@ func roundQueries(_ x: UnsafePointer<Float>, _ n: Int, _ codes: UnsafeMutablePoi
         var b = 0
         while b < padded {
             guard b < blocks else { maxima[b] = 0; b &+= 1; continue }
-#if KVPLAN_AVX512
-            // Two 512-bit vectors per block: the same maximum (max is exact in any order).
-            maxima[b] = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(_mm512_loadu_ps(x + b &* 32)), _mm512_abs_ps(_mm512_loadu_ps(x + (b &* 32 &+ 16)))))
-            b &+= 1
-            continue
-#endif
-            let v0 = load(b &* 32), v1 = load(b &* 32 &+ 8), v2 = load(b &* 32 &+ 16), v3 = load(b &* 32 &+ 24)
-            var m = _mm256_max_ps(_mm256_max_ps(_mm256_and_ps(v0, magnitude), _mm256_and_ps(v1, magnitude)),
-                                  _mm256_max_ps(_mm256_and_ps(v2, magnitude), _mm256_and_ps(v3, magnitude)))
-            m = _mm256_max_ps(m, SIMD8(m[4], m[5], m[6], m[7], m[0], m[1], m[2], m[3]))
-            m = _mm256_max_ps(m, SIMD8(m[2], m[3], m[0], m[1], m[6], m[7], m[4], m[5]))
-            m = _mm256_max_ps(m, SIMD8(m[1], m[0], m[3], m[2], m[5], m[4], m[7], m[6]))
-            maxima[b] = m[0]
+            maxima[b] = absoluteMaximum32(x + b &* 32)
             b &+= 1
         }
         b = 0
@@ -1460,42 +1466,27 @@ func roundWeights(_ x: UnsafePointer<Float>, heads: Int, _ n: Int, _ q: UnsafeMu
         var t0 = 0, b = 0
         while t0 < n {
             let m = min(32, n &- t0)
+#if KVPLAN_AVX2
+            if m == 32 {
+                let a = absoluteMaximum32(row + t0) / 32767
+                scales[h &* 8 &+ b] = a
 #if KVPLAN_AVX512
-            if m == 32 {
-                let v0 = _mm512_loadu_ps(row + t0), v1 = _mm512_loadu_ps(row + (t0 &+ 16))
-                let a = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(v0), _mm512_abs_ps(v1))) / 32767
-                let inverse = _mm512_set1_ps(a == 0 ? 0 : 1 / a)
-                scales[h &* 8 &+ b] = a
                 // vpmovsdw: Int32 → Int16 in order (saturating; the codes are within ±32767).
-                @inline(__always) func codes(_ v: __m512, _ at: Int) {
-                    _mm256_storeu_si256(UnsafeMutableRawPointer(qh + at).assumingMemoryBound(to: __m256i.self), _mm512_cvtsepi32_epi16(_mm512_cvtps_epi32(_mm512_mul_ps(v, inverse))))
+                let inverse = _mm512_set1_ps(a == 0 ? 0 : 1 / a)
+                for i in stride(from: 0, to: 32, by: 16) {
+                    let codes = _mm512_cvtsepi32_epi16(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(row + (t0 &+ i)), inverse)))
+                    _mm256_storeu_si256(UnsafeMutableRawPointer(qh + (t0 &+ i)).assumingMemoryBound(to: __m256i.self), codes)
                 }
-                codes(v0, t0)
-                codes(v1, t0 &+ 16)
-                t0 &+= 32
-                b &+= 1
-                continue
-            }
-#elseif KVPLAN_AVX2
-            if m == 32 {
-                let magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFF_FFFF))
-                @inline(__always) func load(_ i: Int) -> __m256 { _mm256_loadu_ps(row + (t0 &+ i)) }
-                let v0 = load(0), v1 = load(8), v2 = load(16), v3 = load(24)
-                var mv = _mm256_max_ps(_mm256_max_ps(_mm256_and_ps(v0, magnitude), _mm256_and_ps(v1, magnitude)),
-                                       _mm256_max_ps(_mm256_and_ps(v2, magnitude), _mm256_and_ps(v3, magnitude)))
-                mv = _mm256_max_ps(mv, SIMD8(mv[4], mv[5], mv[6], mv[7], mv[0], mv[1], mv[2], mv[3]))
-                mv = _mm256_max_ps(mv, SIMD8(mv[2], mv[3], mv[0], mv[1], mv[6], mv[7], mv[4], mv[5]))
-                mv = _mm256_max_ps(mv, SIMD8(mv[1], mv[0], mv[3], mv[2], mv[5], mv[4], mv[7], mv[6]))
-                let a = mv[0] / 32767
+#else
                 let inverse = _mm256_set1_ps(a == 0 ? 0 : 1 / a)
-                scales[h &* 8 &+ b] = a
-                @inline(__always) func codes(_ v: __m256) -> __m256i { _mm256_cvtps_epi32(_mm256_mul_ps(v, inverse)) }
+                @inline(__always) func codes(_ i: Int) -> __m256i { _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(row + (t0 &+ i)), inverse)) }
                 // packs works per 128-bit half: dwords [v0 0–3, v1 0–3, v0 4–7, v1 4–7] → in order.
                 let order = _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7)
-                let low = _mm256_permutevar8x32_epi32(_mm256_packs_epi32(codes(v0), codes(v1)), order)
-                let high = _mm256_permutevar8x32_epi32(_mm256_packs_epi32(codes(v2), codes(v3)), order)
-                _mm256_storeu_si256(UnsafeMutableRawPointer(qh + t0).assumingMemoryBound(to: __m256i.self), low)
-                _mm256_storeu_si256(UnsafeMutableRawPointer(qh + (t0 &+ 16)).assumingMemoryBound(to: __m256i.self), high)
+                for i in stride(from: 0, to: 32, by: 16) {
+                    let packed = _mm256_permutevar8x32_epi32(_mm256_packs_epi32(codes(i), codes(i &+ 8)), order)
+                    _mm256_storeu_si256(UnsafeMutableRawPointer(qh + (t0 &+ i)).assumingMemoryBound(to: __m256i.self), packed)
+                }
+#endif
                 t0 &+= 32
                 b &+= 1
                 continue
