@@ -24,6 +24,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         // Heap: the priority queue behind the source-order-stable topological sort.
         .package(url: "https://github.com/apple/swift-collections", from: "1.1.0"),
+        // min(count:sortedBy:): the cache manager's k worst-scored tokens out of ~10³ without a full sort.
+        .package(url: "https://github.com/apple/swift-algorithms", from: "1.2.0"),
     ],
     targets: [
         // GLPK 5 from Debian's libglpk-dev (no pkg-config file; header in /usr/include).
@@ -37,7 +39,7 @@ let package = Package(
         // KV block formats: exact sizes, reference pack/unpack (shared by compiler and runtime).
         .target(name: "KVQuant"),
         // The run side: loads artifacts and executes them; never links GLPK or the graph language.
-        .target(name: "KVRuntime", dependencies: ["KVArtifact", "KVQuant"]),
+        .target(name: "KVRuntime", dependencies: ["KVArtifact", "KVQuant", .product(name: "Algorithms", package: "swift-algorithms")]),
         // Swift source emission from a plan's program; the compile side's last stage.
         .target(name: "KVCodegen", dependencies: ["KVArtifact", "KVQuant"]),
         // Reading plans back for people: tables, traces, timelines (`kvplan inspect`); plan.json only.

@@ -132,14 +132,25 @@ extension SwiftEmitter {
                 let pair = format == .q8_0 ? "dotQ8Pair" : "dotQ4Pair"
                 let (first, second) = accumulate ? ("y[r &* \(rows) &+ j] + s0", "y[r &* \(rows) &+ j &+ 1] + s1") : ("s0", "s1")
                 let secondBias = bias.isEmpty ? "" : " + \(load(2, "j &+ 1"))"
+                // q4_0 goes eight rows at a time first (dotQ4Rows8 finishes the eight sums together).
+                var eights = ""
+                if format == .q4_0 {
+                    let (eighth, eighthBias) = (accumulate ? "y[r &* \(rows) &+ j &+ t] + eight[t]" : "eight[t]", bias.isEmpty ? "" : " + \(load(2, "j &+ t"))")
+                    eights = "                while j &+ 8 <= hi {\n"
+                        + "                    dotQ4Rows8(q, UnsafeRawPointer(z) + j &* \(rowBytes), rowBytes: \(rowBytes), \(k), eight.baseAddress!)\n"
+                        + "                    for t in 0..<8 { y[r &* \(rows) &+ j &+ t] = \(eighth)\(eighthBias) }\n"
+                        + "                    j &+= 8\n                }\n"
+                }
                 return "    parallelRows(\((rows + 1) / 2), work: \(m * rows * k)) { pairLo, pairHi in\n        withQuantisedRow(\(k)) { q in\n"
+                    + (eights.isEmpty ? "" : "        withUnsafeTemporaryAllocation(of: Float.self, capacity: 8) { eight in\n")
                     + "            let lo = pairLo &* 2, hi = min(pairHi &* 2, \(rows))\n"
                     + "            for r in 0..<\(m) {\n                quantiseRow(x + r &* \(k), \(k), q)\n"
-                    + "                var j = lo\n                while j &+ 2 <= hi {\n"
+                    + "                var j = lo\n" + eights + "                while j &+ 2 <= hi {\n"
                     + "                    let (s0, s1) = \(pair)(q, UnsafeRawPointer(z) + j &* \(rowBytes), rowBytes: \(rowBytes), \(k))\n"
                     + "                    y[r &* \(rows) &+ j] = \(first)\(bias)\n                    y[r &* \(rows) &+ j &+ 1] = \(second)\(secondBias)\n"
                     + "                    j &+= 2\n                }\n"
-                    + "                if j < hi { y[r &* \(rows) &+ j] = \(sum)\(bias) }\n            }\n        }\n    }\n"
+                    + "                if j < hi { y[r &* \(rows) &+ j] = \(sum)\(bias) }\n            }\n"
+                    + (eights.isEmpty ? "" : "        }\n") + "        }\n    }\n"
             }
             return "    parallelRows(\(rows), work: \(m * rows * k)) { lo, hi in\n        for r in 0..<\(m) {\n"
                 + "            for j in lo..<hi { y[r &* \(rows) &+ j] = \(sum)\(bias) }\n        }\n    }\n"

@@ -207,9 +207,19 @@ extension SwiftEmitter {
     @inline(never)
     func dotQ8Pair(_ q: QuantisedRow, _ w: UnsafeRawPointer, rowBytes: Int, _ n: Int) -> (Float, Float) { dotPair(q, w, rowBytes: rowBytes, n, nibbles: false) }
 
+    #if KVPLAN_AVX512
+    \(q4RowsAVX512)
+    #else
     /// Two q4_0 rows `rowBytes` apart: x·row for both (dotPair).
     @inline(never)
     func dotQ4Pair(_ q: QuantisedRow, _ w: UnsafeRawPointer, rowBytes: Int, _ n: Int) -> (Float, Float) { dotPair(q, w, rowBytes: rowBytes, n, nibbles: true) }
+
+    /// Eight q4_0 rows `rowBytes` apart: x·row for each into y[0..<8] (four dotQ4Pair).
+    @inline(__always)
+    func dotQ4Rows8(_ q: QuantisedRow, _ w: UnsafeRawPointer, rowBytes: Int, _ n: Int, _ y: UnsafeMutablePointer<Float>) {
+        for i in stride(from: 0, to: 8, by: 2) { (y[i], y[i &+ 1]) = dotQ4Pair(q, w + rowBytes &* i, rowBytes: rowBytes, n) }
+    }
+    #endif
     #else
     /// Two weight rows `rowBytes` apart: x·row for both (the portable build calls the one-row products).
     @inline(never)
@@ -218,6 +228,12 @@ extension SwiftEmitter {
     /// Two q4_0 rows `rowBytes` apart: x·row for both (the portable build calls the one-row products).
     @inline(never)
     func dotQ4Pair(_ q: QuantisedRow, _ w: UnsafeRawPointer, rowBytes: Int, _ n: Int) -> (Float, Float) { (dotQ4(q, w, n), dotQ4(q, w + rowBytes, n)) }
+
+    /// Eight q4_0 rows `rowBytes` apart: x·row for each into y[0..<8] (the portable build calls the one-row products).
+    @inline(__always)
+    func dotQ4Rows8(_ q: QuantisedRow, _ w: UnsafeRawPointer, rowBytes: Int, _ n: Int, _ y: UnsafeMutablePointer<Float>) {
+        for i in 0..<8 { y[i] = dotQ4(q, w + rowBytes &* i, n) }
+    }
 
     /// Weight rows stored as ggml q8_0 blocks: x·row over `n` values (a multiple of 32), in f32
     /// over the quantised row's values (x scaled by d so the codes go straight into the FMAs).

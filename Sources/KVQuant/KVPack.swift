@@ -105,7 +105,11 @@ public enum KVPack {
         let s = Float(scale), z = Float(zero)
         var accumulator = 0, filled = 0
         for v in group {
-            let q = s > 0 ? min(bits.maxLevel, max(0, Int(((v - z) / s).rounded()))) : 0
+            // Clamped in f32 before the conversion: a NaN or infinite activation (broken weights)
+            // packs as code 0 instead of trapping; the step's logits then carry the NaN, which the
+            // generator reports.
+            let x = s > 0 ? ((v - z) / s).rounded() : 0
+            let q = x.isNaN ? 0 : Int(min(Float(bits.maxLevel), max(0, x)))
             accumulator |= q << filled
             filled += bits.bits
             while filled >= 8 {

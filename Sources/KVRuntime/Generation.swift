@@ -70,12 +70,20 @@ public struct Generator {
             try executor.setInput(program.tensors[tokenInput].name, [Float(token)])
             if let positionInput { try executor.setInput(program.tensors[positionInput].name, [Float(position)]) }
             try executor.step(observe: observe)
-            return try executor.output(program.tensors[logits].name)
+            return try finite(try executor.output(program.tensors[logits].name), position: position)
         }
         try interpreter!.setInput(tokenInput, [Float(token)])
         if let positionInput { try interpreter!.setInput(positionInput, [Float(position)]) }
         try interpreter!.step()
-        return interpreter!.values[logits]
+        return try finite(interpreter!.values[logits], position: position)
+    }
+
+    /// `logits`, or an error naming the first entry that is NaN or infinite (weights that are not
+    /// finite, or activations that overflowed): nothing can be sampled from them.
+    func finite(_ logits: [Float], position: Int) throws(RuntimeError) -> [Float] {
+        guard let bad = logits.firstIndex(where: { !$0.isFinite }) else { return logits }
+        throw RuntimeError("position \(position): logit \(bad) of '\(program.tensors[self.logits].name)' is \(logits[bad]); "
+                           + "the weights or the activations are not finite")
     }
 
     /// The prompt's bytes followed by `maxTokens` sampled bytes (calls `emit` with each new byte);

@@ -1,5 +1,6 @@
 import Foundation
 import KVArtifact
+import Algorithms
 import KVQuant
 
 // One layer's KV cache for one sequence, held in the packed layout of Docs/kv-layout.md and
@@ -78,6 +79,20 @@ public final class PackedKVCache {
         /// Channels of one KV head.
         var headChannels: Int { channels / heads }
         func freeSlots(_ h: Int) -> [Int] { token[h].indices.filter { token[h][$0] < 0 } }
+
+        /// Adds `received[s]` to head `h`'s score of slot s, for every slot.
+        mutating func addReceived(head h: Int, _ received: UnsafePointer<Float>) {
+            score[h].withUnsafeMutableBufferPointer { score in
+                for s in score.indices { score[s] += Double(received[s]) }
+            }
+        }
+
+        /// Head `h`'s token id per slot as Int32 at `out`.
+        func writeTokens(head h: Int, to out: UnsafeMutablePointer<Int32>) {
+            token[h].withUnsafeBufferPointer { token in
+                for s in token.indices { out[s] = Int32(truncatingIfNeeded: token[s]) }
+            }
+        }
 
         /// Slots of the key group holding `slot`, and the bytes and layout of head `h`'s part of it
         /// (quantised: the head's channel rows of the group; fp16: the head's channels of the slot).
@@ -308,12 +323,19 @@ public final class PackedKVCache {
     /// Adds attention received per KV head and slot (head-major, `slots` per head) to the scores.
     public func addReceived(_ received: UnsafeBufferPointer<Float>) {
         precondition(received.count >= kvHeads * slots)
+        let r = received.baseAddress!
         for h in 0..<kvHeads {
-            let r = h * slots
-            for s in 0..<fixed.capacity { fixed.score[h][s] += Double(received[r + s]) }
-            for s in 0..<high.capacity { high.score[h][s] += Double(received[r + fixed.capacity + s]) }
-            for s in 0..<low.capacity { low.score[h][s] += Double(received[r + fixed.capacity + high.capacity + s]) }
+            fixed.addReceived(head: h, r + h * slots)
+            high.addReceived(head: h, r + h * slots + fixed.capacity)
+            low.addReceived(head: h, r + h * slots + fixed.capacity + high.capacity)
         }
+    }
+
+    /// Writes KV head `h`'s token id per slot (slotTokens' order, -1 empty) as Int32 at `out`.
+    public func writeSlotTokens(head h: Int, to out: UnsafeMutablePointer<Int32>) {
+        fixed.writeTokens(head: h, to: out)
+        high.writeTokens(head: h, to: out + fixed.capacity)
+        low.writeTokens(head: h, to: out + fixed.capacity + high.capacity)
     }
 
     /// Appends the new token's key and value (`channels` each) with its first score per KV head.
@@ -369,11 +391,17 @@ public final class PackedKVCache {
         let resident = segment.token[h].indices.filter { segment.token[h][$0] >= 0 }
         let candidates = resident.map { (score: segment.score[h][$0], token: segment.token[h][$0], slot: Optional($0), moving: -1) }
             + incoming.enumerated().map { (score: $1.score, token: $1.token, slot: Optional<Int>.none, moving: $0) }
-        let ranked = candidates.sorted { ($0.score, $0.token) > ($1.score, $1.token) }
-        let kept = ranked.prefix(segment.capacity)
+        // The candidates beyond the capacity leave: the worst by (score, token), best first. A
+        // step usually moves one token into a full segment, so they are selected (O(n·k)) rather
+        // than all candidates sorted.
+        let worse = { (a: Int, b: Int) in (candidates[a].score, candidates[a].token) < (candidates[b].score, candidates[b].token) }
+        let leaving = candidates.indices.min(count: max(0, candidates.count - segment.capacity), sortedBy: worse).reversed()
+        let left = Set(leaving)
+        // The incoming tokens that stay, best first (the order they take the free slots in).
+        let arriving = candidates.indices.filter { candidates[$0].slot == nil && !left.contains($0) }.sorted { worse($1, $0) }
         var out: [Moving] = []
         var freed: [Int] = []
-        for c in ranked.dropFirst(segment.capacity) {
+        for c in leaving.map({ candidates[$0] }) {
             if let slot = c.slot {
                 let (k, v) = segment.read(slot, h)
                 out.append(Moving(token: c.token, score: c.score, key: k, value: v))
@@ -385,8 +413,8 @@ public final class PackedKVCache {
         for slot in freed { segment.clear(slot, head: h) }
         var free = segment.freeSlots(h)
         var writes: [Write] = []
-        for c in kept where c.slot == nil {
-            let m = incoming[c.moving]
+        for c in arriving {
+            let m = incoming[candidates[c].moving]
             writes.append((free.removeFirst(), m.token, m.score, m.key, m.value))
         }
         segment.write(writes, head: h)

@@ -124,6 +124,13 @@ public enum HFTensorNames {
 
 /// Weights for a program from a Hugging Face safetensors checkpoint.
 public enum CheckpointWeights {
+    /// The row-major multi-index of flat element `flat` in `shape`, as "[i, j, …]".
+    static func index(_ flat: Int, shape: [Int]) -> String {
+        var rest = flat, digits: [Int] = []
+        for n in shape.reversed() { digits.append(rest % max(n, 1)); rest /= max(n, 1) }
+        return "[" + digits.reversed().map(String.init).joined(separator: ", ") + "]"
+    }
+
     /// Every weight tensor of `program`, read by its HF name and checked against its shape.
     public static func load(_ program: ModelProgram, from file: SafetensorsFile) throws(RuntimeError) -> [String: [Float]] {
         var out: [String: [Float]] = [:]
@@ -136,7 +143,12 @@ public enum CheckpointWeights {
             guard entry.shape == t.shape else {
                 throw RuntimeError("\(file.path): '\(name)' has shape \(entry.shape); '\(t.name)' in the program is \(t.shape)")
             }
-            out[t.name] = try file.floats(name)
+            let values = try file.floats(name)
+            // A NaN or infinite weight would only surface as broken logits steps later.
+            if let bad = values.firstIndex(where: { !$0.isFinite }) {
+                throw RuntimeError("\(file.path): '\(name)' element \(bad) (index \(Self.index(bad, shape: t.shape))) is \(values[bad]); weights must be finite")
+            }
+            out[t.name] = values
         }
         return out
     }

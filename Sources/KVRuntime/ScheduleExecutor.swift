@@ -210,8 +210,7 @@ public final class ScheduleExecutor {
         }
         for b in 0..<cache.batch {
             for g in 0..<cache.kvHeads {
-                let base = (b * cache.kvHeads + g) * cache.slots
-                for (s, token) in packed[n][b].slotTokens(head: g).enumerated() { occupancy[base + s] = Int32(token) }
+                packed[n][b].writeSlotTokens(head: g, to: occupancy + (b * cache.kvHeads + g) * cache.slots)
             }
         }
     }

@@ -44,7 +44,7 @@ struct PlannerBench: ParsableCommand {
             let mR = whole.steps.indices.map(whole.workingSet).max() ?? 0
             var delta = Array(repeating: 0, count: whole.slotCount + 1)
             var first = [Int: Int](), last = [Int: Int]()
-            for (i, s) in whole.steps.enumerated() { for v in whole.touched(i) { first[v] = first[v] ?? i; last[v] = i } }
+            for i in whole.steps.indices { for v in whole.touched(i) { first[v] = first[v] ?? i; last[v] = i } }
             for (v, f) in first { delta[f] += whole.footprint(v, in: 0); delta[last[v]! + 1] -= whole.footprint(v, in: 0) }
             var live = 0, mP = 0
             for d in delta { live += d; mP = max(mP, live) }

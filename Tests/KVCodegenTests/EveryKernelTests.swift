@@ -39,7 +39,9 @@ struct EveryKernelTests {
     /// Every op's results at each of the 12 decode steps of the generated schedule compiled with `targetFlags`.
     static func generatedSteps(targetFlags: [String], pairedRowsLimit: Int = SwiftEmitter.defaultPairedRowsLimit) throws -> [[Int: [[Float]]]] {
         let (program, schedule, kernels, step) = try compiled(pairedRowsLimit: pairedRowsLimit)
-        #expect(kernels.contains("dotQ4Pair(q,") == (pairedRowsLimit > 0))
+        // The linear kernels call the paired and eight-row products exactly when pairing is on.
+        #expect(kernels.contains("dotQ4Pair(q, UnsafeRawPointer(z)") == (pairedRowsLimit > 0))
+        #expect(kernels.contains("dotQ4Rows8(q, UnsafeRawPointer(z)") == (pairedRowsLimit > 0))
         let library = try KernelLibrary(kernels: kernels, schedule: step, targetFlags: targetFlags)
         library.setThreads(2)
         let executor = try ScheduleExecutor(program: program, schedule: schedule, step: library.step, library: library,

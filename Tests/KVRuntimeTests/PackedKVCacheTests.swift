@@ -93,6 +93,16 @@ struct PackedKVCacheTests {
         #expect(cache.evicted == 15)
     }
 
+    @Test("equal scores: the newer tokens stay, in a segment filled one token and one window at a time")
+    func tiesKeepNewer() {
+        let c = 8
+        // 1 sink, window 2, 3 high slots, no low segment; every token's score is 0.
+        let cache = PackedKVCache(layout: Self.layout(sinks: 1, window: 2, high: 3, keyBits: 16, valueBits: 16, low: 0, lowBits: 0), channels: c)
+        for t in 0..<20 { cache.append(key: Self.noise(c, seed: UInt64(t)), value: Self.noise(c, seed: UInt64(100 + t)), scores: [0]) }
+        #expect(cache.heldTokens(head: 0) == [0, 15, 16, 17, 18, 19])
+        #expect(cache.evicted == 14)
+    }
+
     @Test("selection is per KV head: each head keeps the token its own queries attend to", arguments: [(16, 2), (8, 4)])
     func perHeadSelection(keyBits: Int, lowBits: Int) {
         // 2 KV heads of 32 channels (whole value groups) and 2 query heads each; 1 sink, window 2,

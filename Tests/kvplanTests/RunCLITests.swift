@@ -56,6 +56,37 @@ struct RunCLITests {
         #expect(try cli.run(["run", dir.path, "--prompt-tokens", "1", "--prompt", "a"]).stderr.contains("give one of --prompt, --prompt-file, --prompt-tokens"))
     }
 
+    @Test("weights that are not finite are refused at load by tensor and index; weights that overflow stop the run at the first broken step, not in a crash")
+    func nonFiniteWeights() throws {
+        let dir = try cli.temporaryDirectory()
+        let tiny = CLITests.root.appendingPathComponent("Graphs/tiny-llama.graph").path
+        // A packed KV cache: the cache manager quantises what the broken step produced.
+        #expect(try cli.run(["compile", tiny, "--solver", "msa", "--kv-ratio", "0.25", "-o", dir.path]).status == 0)
+        let program = try JSONDecoder().decode(ModelProgram.self, from: Data(contentsOf: dir.appendingPathComponent("program.json")))
+        let weights = SeededWeights.make(program, seed: 0)
+        func checkpoint(_ change: (String, inout [Float]) -> Void) throws -> String {
+            let tensors = program.tensors.filter { $0.kind == "weight" }.map { t in
+                var values = weights[t.name]!
+                change(t.name, &values)
+                return (name: HFTensorNames.candidates(t.name)[0], dtype: "F32", shape: t.shape, bytes: SafetensorsFile.bytes(values))
+            }
+            let path = dir.appendingPathComponent("model.safetensors").path
+            try SafetensorsFile.write(tensors, to: path)
+            return path
+        }
+        let nan = try checkpoint { name, values in if name == "k_proj[0]" { values[70] = .nan } }
+        let refused = try cli.run(["run", dir.path, "--weights", nan, "--prompt", "ab", "--max-tokens", "3"])
+        #expect(refused.status == 1 && refused.stderr.contains("'model.layers.0.self_attn.k_proj.weight' element 70 (index [0, 70]) is nan; weights must be finite"),
+                "\(refused.stderr)")
+        // Finite but huge: the activations overflow to inf and NaN inside the first step.
+        let huge = try checkpoint { name, values in if name == "k_proj[0]" || name == "v_proj[0]" { values = values.map { $0 * 1e37 } } }
+        for flags in [[], ["--interpreter"]] {
+            let broken = try cli.run(["run", dir.path, "--weights", huge, "--prompt", "ab", "--max-tokens", "3"] + flags)
+            #expect(broken.status == 1 && broken.stderr.contains("position 1: logit 0 of 'logits' is") && broken.stderr.contains("the weights or the activations are not finite"),
+                    "\(flags): \(broken.stderr)")
+        }
+    }
+
     @Test("a model without a byte vocabulary (GPT-2) asks for --prompt-tokens instead of text")
     func tokenIdModels() throws {
         let dir = try cli.temporaryDirectory()
