@@ -47,6 +47,26 @@ struct KVPackTests {
         #expect(KVPack.pack([0, 1, 2, 3], layout) == [0x00, 0x3C, 0x00, 0x00, 0xE4])
     }
 
+    @Test("NaN, ±inf and values past fp16's range pack without trapping; the other groups round-trip as before",
+          arguments: [KVBits.b2, .b4, .b8])
+    func nonFinitePacks(bits: KVBits) {
+        // Keys of 32 tokens × 3 channels: channel 0 holds NaN, channel 1 ±inf and ±1e6, channel 2 is ordinary.
+        let layout = KVSegmentLayout(kind: .keys, tokens: 32, channels: 3, bits: bits)
+        var x = [Float](repeating: 0, count: 32 * 3)
+        for t in 0..<32 {
+            x[t * 3] = t == 5 ? .nan : Float(t)
+            x[t * 3 + 1] = t == 0 ? .infinity : t == 1 ? -.infinity : t % 2 == 0 ? 1e6 : -1e6
+            x[t * 3 + 2] = Float(t) / 31
+        }
+        let packed = KVPack.pack(x, layout)
+        #expect(packed.count == layout.bytes)
+        let ordinary = (0..<32).map { x[$0 * 3 + 2] }
+        let alone = KVPack.unpack(KVPack.pack(ordinary, KVSegmentLayout(kind: .keys, tokens: 32, channels: 1, bits: bits)),
+                                  KVSegmentLayout(kind: .keys, tokens: 32, channels: 1, bits: bits))
+        let y = KVPack.unpack(packed, layout)
+        #expect((0..<32).map { y[$0 * 3 + 2] } == alone)
+    }
+
     @Test("round trip: every element within half a step (plus fp16 rounding) of the original", arguments: KVBits.allCases)
     func roundTrip(bits: KVBits) {
         var rng = Lcg(state: UInt64(bits.bits))
