@@ -31,7 +31,7 @@ struct AllocateBench: ParsableCommand {
     @Option(help: "Instance families: guillotine, churn.")
     var families: String = "guillotine,churn"
 
-    @Option(help: "Algorithms, comma-separated (default: all).")
+    @Option(help: "Algorithms, comma-separated.")
     var algorithms: String = Algorithm.allCases.map(\.rawValue).joined(separator: ",")
 
     @Option(name: .customLong("time-limit"), help: "Seconds per instance for the exact search.")

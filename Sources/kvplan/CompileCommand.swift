@@ -29,13 +29,13 @@ struct Compile: ParsableCommand {
     @Option(help: "Placement method: ilp (default), msa, belady, lru, naive.")
     var solver: String = "ilp"
 
-    @Option(name: .customLong("time-limit"), help: "Seconds the ILP may take in all (default 30).")
+    @Option(name: .customLong("time-limit"), help: "Seconds the ILP may take in all.")
     var timeLimit: Double = 30
 
-    @Option(help: "Relative gap at which an ILP window counts as solved (default 0).")
+    @Option(help: "Relative gap at which an ILP window counts as solved.")
     var gap: Double = 0
 
-    @Option(help: "Steps per ILP window (default 12).")
+    @Option(help: "Steps per ILP window.")
     var window: Int = 12
 
     @Option(help: "Operator order: fixed (the source's topological order, default) or optimize (searched).")

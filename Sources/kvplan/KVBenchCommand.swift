@@ -20,7 +20,7 @@ struct KVBench: ParsableCommand {
     @Option(help: "Models (paths), comma-separated.")
     var models: String = "Graphs/tiny-llama.graph,Graphs/hf-configs/llama-2-7b.json,Graphs/hf-configs/llama-3.1-8b.json,Graphs/hf-configs/llama-2-70b.json"
 
-    @Option(help: "Profile families, comma-separated (default: all).")
+    @Option(help: "Profile families, comma-separated.")
     var profiles: String = KVProfileFamily.allCases.map(\.rawValue).joined(separator: ",")
 
     @Option(help: "Budgets as fractions of the fp16 cache, comma-separated.")

@@ -35,16 +35,16 @@ struct Run: ParsableCommand {
     @Option(name: .customLong("prompt-tokens"), help: "Token ids, comma-separated, for a model without a byte vocabulary (e.g. GPT-2); the generated ids are printed.")
     var promptTokens: String?
 
-    @Option(name: .customLong("max-tokens"), help: "Bytes to generate (default 64).")
+    @Option(name: .customLong("max-tokens"), help: "Bytes to generate.")
     var maxTokens: Int = 64
 
-    @Option(help: "Sampling temperature; 0 = greedy (default 0).")
+    @Option(help: "Sampling temperature; 0 = greedy.")
     var temperature: Double = 0
 
-    @Option(help: "Seed for sampling and for the seeded weights (default 0).")
+    @Option(help: "Seed for sampling and for the seeded weights.")
     var seed: UInt64 = 0
 
-    @Option(help: "Threads for the generated kernels (default 1).")
+    @Option(help: "Threads for the generated kernels.")
     var threads: Int = 1
 
     @Flag(help: "Run the reference interpreter instead of the generated schedule.")
