@@ -47,12 +47,17 @@ public struct SafetensorsFile {
                 throw RuntimeError("\(path): tensor '\(name)' is \(dtype); readable: \(Self.elementSize.keys.sorted().joined(separator: ", "))")
             }
             let (begin, end) = (offsets[0], offsets[1])
-            guard shape.allSatisfy({ $0 >= 0 }), begin >= 0, begin <= end, end <= available else {
+            guard begin >= 0, begin <= end, end <= available else {
                 throw RuntimeError("\(path): tensor '\(name)': data_offsets [\(begin), \(end)] are outside the \(available) data bytes")
             }
-            let elements = shape.reduce(1, *)
-            guard end - begin == elements * size else {
-                throw RuntimeError("\(path): tensor '\(name)' \(dtype)\(shape) needs \(elements * size) bytes, has \(end - begin)")
+            // Dimensions are checked and multiplied with overflow reported: a hostile shape must
+            // not trap (or wrap round to a size that matches the data).
+            guard shape.allSatisfy({ $0 >= 0 }) else { throw RuntimeError("\(path): tensor '\(name)': shape \(shape) has a negative dimension") }
+            var bytes = size, overflow = false
+            for n in shape where !overflow { (bytes, overflow) = bytes.multipliedReportingOverflow(by: n) }
+            guard !overflow else { throw RuntimeError("\(path): tensor '\(name)': shape \(shape) has more elements than memory can address") }
+            guard end - begin == bytes else {
+                throw RuntimeError("\(path): tensor '\(name)' \(dtype)\(shape) needs \(bytes) bytes, has \(end - begin)")
             }
             entries[name] = Entry(dtype: dtype, shape: shape, begin: begin, end: end)
         }

@@ -51,5 +51,12 @@ struct SafetensorsTests {
         #expect(throws: RuntimeError("\(path): tensor 'w' is I64; readable: BF16, F16, F32")) { try SafetensorsFile(path: path) }
         try Data([1, 2, 3]).write(to: URL(fileURLWithPath: path))
         #expect(throws: RuntimeError("\(path): 3 bytes; a safetensors file starts with an 8-byte header length")) { try SafetensorsFile(path: path) }
+        // Shapes: a negative dimension, and one whose element count overflows (it used to trap).
+        try writeSafetensors([("w", "F32", [-1, 4], [UInt8](repeating: 0, count: 16))], to: path)
+        #expect(throws: RuntimeError("\(path): tensor 'w': shape [-1, 4] has a negative dimension")) { try SafetensorsFile(path: path) }
+        try writeSafetensors([("w", "F32", [1 << 40, 1 << 40], [UInt8](repeating: 0, count: 4))], to: path)
+        #expect(throws: RuntimeError("\(path): tensor 'w': shape [1099511627776, 1099511627776] has more elements than memory can address")) {
+            try SafetensorsFile(path: path)
+        }
     }
 }
