@@ -152,6 +152,20 @@ extension SwiftEmitter {
         @inline(__always) func d(_ p: UnsafeRawPointer, _ b: Int) -> SIMD8<Float> { SIMD8<Float>(repeating: blockScale(p) * q.scales[b]) }
         let blocks = n &>> 5
         var b = 0, p = w
+    #if KVPLAN_AVX512
+        // Four blocks per step as two 512-bit block pairs (Q4PairKernel): a's lanes are s0's and
+        // s1's, c's are s2's and s3's, with the same products and FMAs in the same order.
+        var a = _mm512_setzero_ps(), c = _mm512_setzero_ps()
+        while b &+ 4 <= blocks {
+            let (d0, v0) = q4PairProducts(p, whole: true, roomy: true, q4PairActivations(q, b, whole: true))
+            let (d1, v1) = q4PairProducts(p + 36, whole: true, roomy: b &+ 6 <= blocks, q4PairActivations(q, b &+ 2, whole: true))
+            a = _mm512_fmadd_ps(d0, v0, a)
+            c = _mm512_fmadd_ps(d1, v1, c)
+            b &+= 4; p += 72
+        }
+        (s0, s1) = q4PairLanes(a)
+        (s2, s3) = q4PairLanes(c)
+    #else
         while b &+ 4 <= blocks {
             s0.addProduct(d(p, b), nibbleDot32(p + 2, x(b), o(b)))
             s1.addProduct(d(p + 18, b &+ 1), nibbleDot32(p + 20, x(b &+ 1), o(b &+ 1)))
@@ -159,6 +173,7 @@ extension SwiftEmitter {
             s3.addProduct(d(p + 54, b &+ 3), nibbleDot32(p + 56, x(b &+ 3), o(b &+ 3)))
             b &+= 4; p += 72
         }
+    #endif
         while b < blocks { s0.addProduct(d(p, b), nibbleDot32(p + 2, x(b), o(b))); b &+= 1; p += 18 }
         return ((s0 + s1) + (s2 + s3)).sum()
     }

@@ -94,11 +94,11 @@ struct EveryKernelTests {
     /// AVX-512 enabled the other kernels must not change: every op's results are bit-identical
     /// with the runtime's flags and with plain AVX2 (needs a CPU with AVX-VNNI or AVX-512; the
     /// 16-lane value kernel is compared in PackedAttentionKernelTests).
-    @Test("the runtime's flags (AVX-VNNI, AVX-512) and plain AVX2 give bit-identical results",
-          .enabled(if: KernelLibrary.hasAVXVNNI || KernelLibrary.hasAVX512))
-    func runtimeFlagsAreBitIdentical() throws {
-        let runtime = try Self.generatedSteps(targetFlags: KernelLibrary.defaultTargetFlags)
-        let plain = try Self.generatedSteps(targetFlags: KernelLibrary.avx2Flags)
+    @Test("the runtime's flags (AVX-VNNI, AVX-512) and plain AVX2 give bit-identical results, rows in pairs and eights or one per call",
+          .enabled(if: KernelLibrary.hasAVXVNNI || KernelLibrary.hasAVX512), arguments: [SwiftEmitter.defaultPairedRowsLimit, 0])
+    func runtimeFlagsAreBitIdentical(pairedRowsLimit: Int) throws {
+        let runtime = try Self.generatedSteps(targetFlags: KernelLibrary.defaultTargetFlags, pairedRowsLimit: pairedRowsLimit)
+        let plain = try Self.generatedSteps(targetFlags: KernelLibrary.avx2Flags, pairedRowsLimit: pairedRowsLimit)
         for (position, (a, b)) in zip(runtime, plain).enumerated() {
             for i in a.keys.sorted() {
                 let same = zip(a[i]!, b[i]!).allSatisfy { $0.map(\.bitPattern) == $1.map(\.bitPattern) }
