@@ -7,7 +7,8 @@
 // shifts, masks and `vmulss` per block (≈9 of ≈19 instructions per block and row; the q4_0
 // GEMV ran at 16 GB/s in L2 and was 40% of tiny-llama's decode step). Here a block pair's 36
 // bytes (d₀, 16 nibble bytes, d₁, 16 nibble bytes — all on 16-bit boundaries) come in with one
-// masked load, which cannot fault past the row, and two `vpermw` pick out of it
+// load (a plain 64-byte one where the row has room, a masked one, which cannot fault past the
+// row, at its end: masked loads of uncached lines are slow), and two `vpermw` pick out of it
 // - the nibble bytes as [block 0 low | block 1 low | block 0 high | block 1 high] (the upper half
 //   shifted right by 4 under a mask, then ANDed with 15), and
 // - the two scales as [d₀ ×4, d₁ ×4, d₀ ×4, d₁ ×4], converted by one `vcvtph2ps`.
