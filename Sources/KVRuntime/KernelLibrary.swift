@@ -13,6 +13,10 @@ import KVArtifact
 // are bit-identical; KVPLAN_AVXVNNI=0 in the environment keeps the plain AVX2 flags. Likewise
 // AVX-512 F/BW/VL adds `-Xcc -mavx512f -mavx512bw -mavx512vl -mno-gather` and -D KVPLAN_AVX512:
 // the 4-bit value kernel then runs 16 lanes wide, bit-identical (KVPLAN_AVX512=0 turns it off).
+// On an AMD CPU with AVX-512 (Zen 4 and later) the code is also tuned for Zen 4 (`-Xcc
+// -mtune=znver4`: scheduling only, no instruction set; KVPLAN_TUNE=0 turns it off). Haswell's
+// tuning made LLVM split one of the value kernel's two `vpdpwssd` per token pair into
+// `vpmaddwd` + `vpaddd`; with Zen 4's the attention kernel ran 4–7% faster in L2, the rest equal.
 
 /// A compiled and loaded generated schedule.
 public final class KernelLibrary {
@@ -38,6 +42,7 @@ public final class KernelLibrary {
         let environment = ProcessInfo.processInfo.environment
         return avx2Flags + (hasAVXVNNI && environment["KVPLAN_AVXVNNI"] != "0" ? vnniFlags : [])
             + (hasAVX512 && environment["KVPLAN_AVX512"] != "0" ? avx512Flags : [])
+            + (isAMD && hasAVX512 && environment["KVPLAN_TUNE"] != "0" ? zenTuneFlags : [])
         #else
         return []
         #endif
@@ -57,6 +62,15 @@ public final class KernelLibrary {
     /// then take a whole 32-token group per 512-bit `vpdpbusd`.
     public static let avx512Flags = ["-Xcc", "-mavx512f", "-Xcc", "-mavx512bw", "-Xcc", "-mavx512vl", "-Xcc", "-mno-gather", "-D", "KVPLAN_AVX512"]
         + (cpuFlags.contains("avx512_vnni") ? ["-Xcc", "-mavx512vnni", "-D", "KVPLAN_AVX512VNNI"] : [])
+
+    /// Scheduling tuned for AMD Zen 4 (no instruction set implied), for AMD CPUs with AVX-512.
+    public static let zenTuneFlags = ["-Xcc", "-mtune=znver4"]
+
+    /// True when /proc/cpuinfo names AMD as the vendor.
+    static let isAMD: Bool = {
+        guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else { return false }
+        return info.split(separator: "\n").first(where: { $0.hasPrefix("vendor_id") })?.contains("AuthenticAMD") ?? false
+    }()
 
     /// The flags of this CPU (Linux: /proc/cpuinfo's first `flags` line; empty elsewhere).
     static let cpuFlags: Set<Substring> = {
