@@ -522,6 +522,26 @@ extension SwiftEmitter {
                               rowBytes: Int, tokens: Int, _ scaled: UnsafeMutablePointer<Float>, _ bias: UnsafeMutablePointer<Float>) {
             var \(hs.map { "s\($0) = SIMD8<Float>()" }.joined(separator: ", "))
             var t = 0
+        #if KVPLAN_AVX512
+            // 16 tokens at a time; the bias sums still take 8 lanes at a time in token order, so
+            // the results are the 8-lane pass's (the 8-lane loop spilled registers, measured).
+            while t &+ 16 <= tokens {
+                var raw = SIMD16<UInt32>()
+                for i in 0..<16 { raw[i] = (rows + (t &+ i) &* rowBytes).loadUnaligned(as: UInt32.self) }
+                let keep = unsafeBitCast(~(UnsafeRawPointer(occ + t).loadUnaligned(as: SIMD16<Int32>.self) &>> 31), to: SIMD16<UInt32>.self)
+                let s = halves16(raw & 0xFFFF), z = halves16(raw &>> 16)
+
+        """
+        for h in hs {
+            let at = h == 0 ? "t" : "stride &* \(h) &+ t", out = h == 0 ? "t" : "tokens &* \(h) &+ t"
+            s += "        let w\(h) = unsafeBitCast(unsafeBitCast(UnsafeRawPointer(weights + (\(at))).loadUnaligned(as: SIMD16<Float>.self), to: SIMD16<UInt32>.self) & keep, to: SIMD16<Float>.self)\n"
+            s += "        UnsafeMutableRawPointer(scaled + (\(out))).storeBytes(of: w\(h) * s, as: SIMD16<Float>.self)\n"
+            s += "        s\(h).addProduct(w\(h).lowHalf, z.lowHalf)\n        s\(h).addProduct(w\(h).highHalf, z.highHalf)\n"
+        }
+        s += """
+                t &+= 16
+            }
+        #endif
             while t &+ 8 <= tokens {
                 let raw = headers(rows + t &* rowBytes, rowBytes: rowBytes)
                 let keep = unsafeBitCast(~(UnsafeRawPointer(occ + t).loadUnaligned(as: SIMD8<Int32>.self) &>> 31), to: SIMD8<UInt32>.self)

@@ -1384,6 +1384,33 @@ func scaleWeightsH4(_ weights: UnsafePointer<Float>, stride: Int, _ occ: UnsafeP
                       rowBytes: Int, tokens: Int, _ scaled: UnsafeMutablePointer<Float>, _ bias: UnsafeMutablePointer<Float>) {
     var s0 = SIMD8<Float>(), s1 = SIMD8<Float>(), s2 = SIMD8<Float>(), s3 = SIMD8<Float>()
     var t = 0
+#if KVPLAN_AVX512
+    // 16 tokens at a time; the bias sums still take 8 lanes at a time in token order, so
+    // the results are the 8-lane pass's (the 8-lane loop spilled registers, measured).
+    while t &+ 16 <= tokens {
+        var raw = SIMD16<UInt32>()
+        for i in 0..<16 { raw[i] = (rows + (t &+ i) &* rowBytes).loadUnaligned(as: UInt32.self) }
+        let keep = unsafeBitCast(~(UnsafeRawPointer(occ + t).loadUnaligned(as: SIMD16<Int32>.self) &>> 31), to: SIMD16<UInt32>.self)
+        let s = halves16(raw & 0xFFFF), z = halves16(raw &>> 16)
+        let w0 = unsafeBitCast(unsafeBitCast(UnsafeRawPointer(weights + (t)).loadUnaligned(as: SIMD16<Float>.self), to: SIMD16<UInt32>.self) & keep, to: SIMD16<Float>.self)
+        UnsafeMutableRawPointer(scaled + (t)).storeBytes(of: w0 * s, as: SIMD16<Float>.self)
+        s0.addProduct(w0.lowHalf, z.lowHalf)
+        s0.addProduct(w0.highHalf, z.highHalf)
+        let w1 = unsafeBitCast(unsafeBitCast(UnsafeRawPointer(weights + (stride &* 1 &+ t)).loadUnaligned(as: SIMD16<Float>.self), to: SIMD16<UInt32>.self) & keep, to: SIMD16<Float>.self)
+        UnsafeMutableRawPointer(scaled + (tokens &* 1 &+ t)).storeBytes(of: w1 * s, as: SIMD16<Float>.self)
+        s1.addProduct(w1.lowHalf, z.lowHalf)
+        s1.addProduct(w1.highHalf, z.highHalf)
+        let w2 = unsafeBitCast(unsafeBitCast(UnsafeRawPointer(weights + (stride &* 2 &+ t)).loadUnaligned(as: SIMD16<Float>.self), to: SIMD16<UInt32>.self) & keep, to: SIMD16<Float>.self)
+        UnsafeMutableRawPointer(scaled + (tokens &* 2 &+ t)).storeBytes(of: w2 * s, as: SIMD16<Float>.self)
+        s2.addProduct(w2.lowHalf, z.lowHalf)
+        s2.addProduct(w2.highHalf, z.highHalf)
+        let w3 = unsafeBitCast(unsafeBitCast(UnsafeRawPointer(weights + (stride &* 3 &+ t)).loadUnaligned(as: SIMD16<Float>.self), to: SIMD16<UInt32>.self) & keep, to: SIMD16<Float>.self)
+        UnsafeMutableRawPointer(scaled + (tokens &* 3 &+ t)).storeBytes(of: w3 * s, as: SIMD16<Float>.self)
+        s3.addProduct(w3.lowHalf, z.lowHalf)
+        s3.addProduct(w3.highHalf, z.highHalf)
+        t &+= 16
+    }
+#endif
     while t &+ 8 <= tokens {
         let raw = headers(rows + t &* rowBytes, rowBytes: rowBytes)
         let keep = unsafeBitCast(~(UnsafeRawPointer(occ + t).loadUnaligned(as: SIMD8<Int32>.self) &>> 31), to: SIMD8<UInt32>.self)
@@ -1638,6 +1665,40 @@ func keyGroupLogitsI8H4(_ q8: UnsafePointer<Int8>, _ qs: UnsafePointer<Float>, _
 /// next multiple of 32, so a kernel reading token pairs multiplies a missing partner by 0.
 @inline(never)
 func roundWeights(_ x: UnsafePointer<Float>, heads: Int, _ n: Int, _ q: UnsafeMutablePointer<Int16>, _ scales: UnsafeMutablePointer<Float>) {
+#if KVPLAN_AVX512
+    if n & 31 == 0 && heads <= 4 {
+        // Three passes, so no block waits on its own max → divide → divide → round chain
+        // (block by block, the divisions were a third of this pass, measured): the maxima,
+        // then every head's scales and inverses in two 16-lane divisions (IEEE, so the values
+        // one at a time gives), then the rounding.
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: 64) { buffer in
+            let maxima = buffer.baseAddress!, inverses = maxima + 32
+            let blocks = n &>> 5
+            UnsafeMutableRawPointer(maxima).storeBytes(of: SIMD16<Float>(), as: SIMD16<Float>.self)
+            UnsafeMutableRawPointer(maxima + 16).storeBytes(of: SIMD16<Float>(), as: SIMD16<Float>.self)
+            for h in 0..<heads {
+                for b in 0..<blocks { maxima[h &* 8 &+ b] = absoluteMaximum32(x + (h &* n &+ b &* 32)) }
+            }
+            for i in stride(from: 0, to: 32, by: 16) {
+                let a = UnsafeRawPointer(maxima + i).loadUnaligned(as: SIMD16<Float>.self) / 32767
+                UnsafeMutableRawPointer(maxima + i).storeBytes(of: a, as: SIMD16<Float>.self)
+                UnsafeMutableRawPointer(inverses + i).storeBytes(of: (SIMD16<Float>(repeating: 1) / a).replacing(with: 0, where: a .== 0), as: SIMD16<Float>.self)
+            }
+            for h in 0..<heads {
+                let row = x + h &* n, qh = q + h &* 256
+                for b in 0..<blocks {
+                    scales[h &* 8 &+ b] = maxima[h &* 8 &+ b]
+                    let inverse = _mm512_set1_ps(inverses[h &* 8 &+ b])
+                    for i in stride(from: 0, to: 32, by: 16) {
+                        let codes = _mm512_cvtsepi32_epi16(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(row + (b &* 32 &+ i)), inverse)))
+                        _mm256_storeu_si256(UnsafeMutableRawPointer(qh + (b &* 32 &+ i)).assumingMemoryBound(to: __m256i.self), codes)
+                    }
+                }
+            }
+        }
+        return
+    }
+#endif
     for h in 0..<heads {
         let row = x + h &* n, qh = q + h &* 256
         var t0 = 0, b = 0
