@@ -191,14 +191,17 @@ extension SwiftEmitter {
         }
         let full = s.count / 32, rest = s.count % 32
         let rowBytes = 4 + 32 * s.keyBits / 8
-        // Each full group first prefetches the same KV head's rows of the next group (one group of
-        // every head ahead, so threads splitting the heads prefetch their own): the hardware
-        // prefetcher alone left the scale pass waiting on memory (+5–12% at DRAM size).
+        // Quantised keys are head-major (KVSegmentLayout): KV head g's channel rows of every group
+        // of the segment are contiguous, `headStride` apart.
+        let headStride = KVSegmentLayout(kind: .keys, tokens: s.count, channels: c, bits: KVBits(rawValue: s.keyBits) ?? .b16).bytes / (c / d)
+        // Each full group first prefetches the same KV head's rows of the next group (contiguous:
+        // keys are head-major, so threads splitting the heads read their own streams): the
+        // hardware prefetcher alone left the scale pass waiting on memory (+5–12% at DRAM size).
         var code = ""
         if full > 0 {
             var inner = """
-                        let group = keys + (\(s.keys) &+ grp &* \(c * rowBytes) &+ g &* \(d * rowBytes))
-                        prefetchBytes(group + \(c * rowBytes), \(d * rowBytes))
+                        let group = keys + (\(s.keys) &+ g &* \(headStride) &+ grp &* \(d * rowBytes))
+                        prefetchBytes(group + \(d * rowBytes), \(d * rowBytes))
                         \(heads <= 4 ? "scaleQueriesH\(heads)(qg," : "scaleQueries(qg, heads: \(heads),") group, rowBytes: \(rowBytes), d: \(d), scaled, bias)
 
             """
@@ -230,7 +233,7 @@ extension SwiftEmitter {
             code += "        for grp in 0..<\(full) {\n" + Self.indented(inner, 1) + "        }\n"
         }
         if rest > 0 {
-            code += Self.indented("            quantizedKeyLogits(qg, heads: \(heads), keys + (\(s.keys + full * c * rowBytes)), tokens: \(rest), channels: \(c), first: g &* \(d), d: \(d), bits: \(s.keyBits), group: 32, scale: \(scale), lg + \(s.first + full * 32), stride: \(stride), codes: codes, bias: bias)\n", 0)
+            code += Self.indented("            quantizedKeyLogits(qg, heads: \(heads), keys + (\(s.keys + full * d * rowBytes) &+ g &* \(headStride)), tokens: \(rest), channels: \(d), first: 0, d: \(d), bits: \(s.keyBits), group: 32, scale: \(scale), lg + \(s.first + full * 32), stride: \(stride), codes: codes, bias: bias)\n", 0)
         }
         return code
     }

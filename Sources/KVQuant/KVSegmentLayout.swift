@@ -6,7 +6,9 @@
 /// - keys at 8/4/2 bits (KIVI: per channel, in groups of `group` tokens): for each token group in
 ///   order, for each channel: fp16 scale, fp16 zero point, then that channel's `g` codes packed
 ///   LSB-first (`ceil(g·bits/8)` bytes), where `g` is `group`, or fewer for the last, partially
-///   filled group.
+///   filled group. A layer's cache (PackedKVCache) stores the channel rows head-major — for each
+///   KV head, for each token group, that head's rows — so a KV head's keys are contiguous; the
+///   bytes are the same.
 /// - values at 8/4/2 bits (per token, in groups of `group` channels): for each token, for each
 ///   channel group: fp16 scale, fp16 zero point, then the group's codes packed LSB-first; the last
 ///   channel group is partial when `channels` is not a multiple of `group`. A layer's cache

@@ -96,6 +96,8 @@ public final class PackedKVCache {
 
         /// Slots of the key group holding `slot`, and the bytes and layout of head `h`'s part of it
         /// (quantised: the head's channel rows of the group; fp16: the head's channels of the slot).
+        /// Quantised keys are stored head-major (`[head][group][head's channel rows]`,
+        /// KVSegmentLayout), so each KV head's rows are one contiguous stream.
         func headKeys(_ slot: Int, _ h: Int) -> (slots: Range<Int>, bytes: Range<Int>, layout: KVSegmentLayout) {
             let d = headChannels
             guard keyBits.isQuantised else {
@@ -104,9 +106,10 @@ public final class PackedKVCache {
             }
             let g = slot / group
             let first = g * group, count = min(group, capacity - first)
-            let full = KVSegmentLayout(kind: .keys, tokens: group, channels: channels, bits: keyBits, group: group).bytes
+            let headBytes = KVSegmentLayout(kind: .keys, tokens: capacity, channels: channels, bits: keyBits, group: group).bytes / heads
+            let fullRowBytes = KVSegmentLayout.groupHeaderBytes + KVSegmentLayout.packedBytes(group, bits: keyBits.bits)
             let rowBytes = KVSegmentLayout.groupHeaderBytes + KVSegmentLayout.packedBytes(count, bits: keyBits.bits)
-            let start = g * full + h * d * rowBytes
+            let start = h * headBytes + g * d * fullRowBytes
             return (first..<first + count, start..<start + d * rowBytes,
                     KVSegmentLayout(kind: .keys, tokens: count, channels: d, bits: keyBits, group: group))
         }

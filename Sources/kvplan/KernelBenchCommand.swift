@@ -271,8 +271,16 @@ struct KernelBench: ParsableCommand {
             }
         }
         for g in stride(from: 0, to: ctx, by: 32) {
+            // Keys are packed group by group, then stored head-major as the cache keeps them
+            // (KVSegmentLayout: each KV head's channel rows of every group contiguous).
             let keys = KVPack.pack(noise(32 * c), KVSegmentLayout(kind: .keys, tokens: 32, channels: c, bits: .b4))
-            keys.withUnsafeBytes { (arena + offsets[3] + g / 32 * keys.count).copyMemory(from: $0.baseAddress!, byteCount: keys.count) }
+            let headGroupBytes = keys.count / kvHeads
+            keys.withUnsafeBytes { packed in
+                for h in 0..<kvHeads {
+                    (arena + offsets[3] + h * (ctx / 32) * headGroupBytes + g / 32 * headGroupBytes)
+                        .copyMemory(from: packed.baseAddress! + h * headGroupBytes, byteCount: headGroupBytes)
+                }
+            }
             // Values are packed token by token, then stored head-major as the cache keeps them
             // (KVSegmentLayout: each KV head's rows contiguous).
             let values = KVPack.pack(noise(32 * c), KVSegmentLayout(kind: .values, tokens: 32, channels: c, bits: .b4))
@@ -318,7 +326,7 @@ struct KernelBench: ParsableCommand {
                                 vNew: UnsafePointer<Float>, ctx: Int, heads: Int, kvHeads: Int, d: Int, out: inout [Float]) {
         let c = kvHeads * d
         func half(_ p: UnsafeRawPointer, _ o: Int) -> Float { Float(Float16(bitPattern: p.loadUnaligned(fromByteOffset: o, as: UInt16.self))) }
-        let keyGroupBytes = c * (4 + 16), valueHeadBytes = d / 32 * (4 + 16)
+        let keyGroupBytes = d * (4 + 16), valueHeadBytes = d / 32 * (4 + 16)  // one KV head's part of a key group; of a value row
         var logits = [Float](repeating: 0, count: ctx + 1)
         for h in 0..<heads {
             let g = h / (heads / kvHeads)
@@ -328,7 +336,7 @@ struct KernelBench: ParsableCommand {
             for t in 0..<ctx {
                 var s: Float = 0
                 for i in 0..<d {
-                    let p = keys + (t / 32) * keyGroupBytes + (g * d + i) * 20
+                    let p = keys + (g * ctx / 32 + t / 32) * keyGroupBytes + i * 20
                     let byte = p.load(fromByteOffset: 4 + (t % 32) / 2, as: UInt8.self)
                     let code = (t % 2 == 0) ? byte & 15 : byte >> 4
                     s += q[h * d + i] * (Float(code) * half(p, 0) + half(p, 2))

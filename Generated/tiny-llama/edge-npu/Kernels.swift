@@ -1973,8 +1973,8 @@ func k6(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v:
                 _ = (occ, lg, qg, yg)
                 for h in 0..<4 { halfKeyLogits(qg + h &* 32, keys + 0, tokens: 36, channels: 64, first: g &* 32, d: 32, scale: 0.17677669, lg + (h &* 1025 &+ 0)) }
             for grp in 0..<28 {
-                    let group = keys + (4608 &+ grp &* 1280 &+ g &* 640)
-                    prefetchBytes(group + 1280, 640)
+                    let group = keys + (4608 &+ g &* 17920 &+ grp &* 640)
+                    prefetchBytes(group + 640, 640)
                     scaleQueriesH4(qg, group, rowBytes: 20, d: 32, scaled, bias)
         #if KVPLAN_AVX2
                     roundQueries(scaled, 128, qrow.codes, qrow.scales)
@@ -1985,13 +1985,13 @@ func k6(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v:
         #endif
             }
             for grp in 0..<2 {
-                    let group = keys + (40448 &+ grp &* 768 &+ g &* 384)
-                    prefetchBytes(group + 768, 384)
+                    let group = keys + (40448 &+ g &* 1120 &+ grp &* 384)
+                    prefetchBytes(group + 384, 384)
                     scaleQueriesH4(qg, group, rowBytes: 12, d: 32, scaled, bias)
                     keyGroupLogitsB2H2(scaled + 0, group, rowBytes: 12, d: 32, bias + 0, scale: 0.17677669, lg + (932 &+ grp &* 32), stride: 1025, codes)
                     keyGroupLogitsB2H2(scaled + 64, group, rowBytes: 12, d: 32, bias + 2, scale: 0.17677669, lg + (2982 &+ grp &* 32), stride: 1025, codes)
             }
-                quantizedKeyLogits(qg, heads: 4, keys + (41984), tokens: 28, channels: 64, first: g &* 32, d: 32, bits: 2, group: 32, scale: 0.17677669, lg + 996, stride: 1025, codes: codes, bias: bias)
+                quantizedKeyLogits(qg, heads: 4, keys + (41216 &+ g &* 1120), tokens: 28, channels: 32, first: 0, d: 32, bits: 2, group: 32, scale: 0.17677669, lg + 996, stride: 1025, codes: codes, bias: bias)
                 let kNew = k + (b &* 64 &+ g &* 32), vNew = v + (b &* 64 &+ g &* 32)
                 for h in 0..<4 { weights[h] = dot(qg + h &* 32, kNew, 32) * 0.17677669 }
                 slotSoftmaxH4(lg, stride: 1025, occ, 1024, weights, received + (b &* 2 &+ g) &* 1024)
@@ -2095,8 +2095,8 @@ func k11(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v
                 _ = (occ, lg, qg, yg)
                 for h in 0..<4 { halfKeyLogits(qg + h &* 32, keys + 0, tokens: 36, channels: 64, first: g &* 32, d: 32, scale: 0.17677669, lg + (h &* 1025 &+ 0)) }
             for grp in 0..<4 {
-                    let group = keys + (4608 &+ grp &* 1280 &+ g &* 640)
-                    prefetchBytes(group + 1280, 640)
+                    let group = keys + (4608 &+ g &* 3136 &+ grp &* 640)
+                    prefetchBytes(group + 640, 640)
                     scaleQueriesH4(qg, group, rowBytes: 20, d: 32, scaled, bias)
         #if KVPLAN_AVX2
                     roundQueries(scaled, 128, qrow.codes, qrow.scales)
@@ -2106,10 +2106,10 @@ func k11(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v
                     keyGroupLogitsB4H4(qrow.values + 0, group, rowBytes: 20, d: 32, bias + 0, scale: 0.17677669, lg + (36 &+ grp &* 32), stride: 1025, codes)
         #endif
             }
-                quantizedKeyLogits(qg, heads: 4, keys + (9728), tokens: 28, channels: 64, first: g &* 32, d: 32, bits: 4, group: 32, scale: 0.17677669, lg + 164, stride: 1025, codes: codes, bias: bias)
+                quantizedKeyLogits(qg, heads: 4, keys + (7168 &+ g &* 3136), tokens: 28, channels: 32, first: 0, d: 32, bits: 4, group: 32, scale: 0.17677669, lg + 164, stride: 1025, codes: codes, bias: bias)
             for grp in 0..<26 {
-                    let group = keys + (10880 &+ grp &* 768 &+ g &* 384)
-                    prefetchBytes(group + 768, 384)
+                    let group = keys + (10880 &+ g &* 9984 &+ grp &* 384)
+                    prefetchBytes(group + 384, 384)
                     scaleQueriesH4(qg, group, rowBytes: 12, d: 32, scaled, bias)
                     keyGroupLogitsB2H2(scaled + 0, group, rowBytes: 12, d: 32, bias + 0, scale: 0.17677669, lg + (192 &+ grp &* 32), stride: 1025, codes)
                     keyGroupLogitsB2H2(scaled + 64, group, rowBytes: 12, d: 32, bias + 2, scale: 0.17677669, lg + (2242 &+ grp &* 32), stride: 1025, codes)
@@ -2185,8 +2185,8 @@ func k12(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v
                 _ = (occ, lg, qg, yg)
                 for h in 0..<4 { halfKeyLogits(qg + h &* 32, keys + 0, tokens: 36, channels: 64, first: g &* 32, d: 32, scale: 0.17677669, lg + (h &* 1025 &+ 0)) }
             for grp in 0..<21 {
-                    let group = keys + (4608 &+ grp &* 1280 &+ g &* 640)
-                    prefetchBytes(group + 1280, 640)
+                    let group = keys + (4608 &+ g &* 13600 &+ grp &* 640)
+                    prefetchBytes(group + 640, 640)
                     scaleQueriesH4(qg, group, rowBytes: 20, d: 32, scaled, bias)
         #if KVPLAN_AVX2
                     roundQueries(scaled, 128, qrow.codes, qrow.scales)
@@ -2196,15 +2196,15 @@ func k12(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v
                     keyGroupLogitsB4H4(qrow.values + 0, group, rowBytes: 20, d: 32, bias + 0, scale: 0.17677669, lg + (36 &+ grp &* 32), stride: 1025, codes)
         #endif
             }
-                quantizedKeyLogits(qg, heads: 4, keys + (31488), tokens: 1, channels: 64, first: g &* 32, d: 32, bits: 4, group: 32, scale: 0.17677669, lg + 708, stride: 1025, codes: codes, bias: bias)
+                quantizedKeyLogits(qg, heads: 4, keys + (18048 &+ g &* 13600), tokens: 1, channels: 32, first: 0, d: 32, bits: 4, group: 32, scale: 0.17677669, lg + 708, stride: 1025, codes: codes, bias: bias)
             for grp in 0..<9 {
-                    let group = keys + (31808 &+ grp &* 768 &+ g &* 384)
-                    prefetchBytes(group + 768, 384)
+                    let group = keys + (31808 &+ g &* 3808 &+ grp &* 384)
+                    prefetchBytes(group + 384, 384)
                     scaleQueriesH4(qg, group, rowBytes: 12, d: 32, scaled, bias)
                     keyGroupLogitsB2H2(scaled + 0, group, rowBytes: 12, d: 32, bias + 0, scale: 0.17677669, lg + (709 &+ grp &* 32), stride: 1025, codes)
                     keyGroupLogitsB2H2(scaled + 64, group, rowBytes: 12, d: 32, bias + 2, scale: 0.17677669, lg + (2759 &+ grp &* 32), stride: 1025, codes)
             }
-                quantizedKeyLogits(qg, heads: 4, keys + (38720), tokens: 27, channels: 64, first: g &* 32, d: 32, bits: 2, group: 32, scale: 0.17677669, lg + 997, stride: 1025, codes: codes, bias: bias)
+                quantizedKeyLogits(qg, heads: 4, keys + (35264 &+ g &* 3808), tokens: 27, channels: 32, first: 0, d: 32, bits: 2, group: 32, scale: 0.17677669, lg + 997, stride: 1025, codes: codes, bias: bias)
                 let kNew = k + (b &* 64 &+ g &* 32), vNew = v + (b &* 64 &+ g &* 32)
                 for h in 0..<4 { weights[h] = dot(qg + h &* 32, kNew, 32) * 0.17677669 }
                 slotSoftmaxH4(lg, stride: 1025, occ, 1024, weights, received + (b &* 2 &+ g) &* 1024)
