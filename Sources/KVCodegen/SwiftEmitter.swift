@@ -139,7 +139,7 @@ public struct SwiftEmitter {
         let schedule = try ScheduleLowering.lower(program: program, plan: plan)
         var emitter = try SwiftEmitter(program: program, schedule: schedule)
         emitter.pairedRowsLimit = pairedRowsLimit
-        let (kernels, step) = try emitter.emit()
+        let (kernels, step) = emitter.emit()
         return (schedule, kernels, step)
     }
 

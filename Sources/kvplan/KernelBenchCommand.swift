@@ -324,7 +324,6 @@ struct KernelBench: ParsableCommand {
     /// Plain scalar decode attention over a fully occupied 4-bit KIVI segment and the new token (the baseline).
     static func scalarAttention(q: UnsafePointer<Float>, keys: UnsafeRawPointer, values: UnsafeRawPointer, kNew: UnsafePointer<Float>,
                                 vNew: UnsafePointer<Float>, ctx: Int, heads: Int, kvHeads: Int, d: Int, out: inout [Float]) {
-        let c = kvHeads * d
         func half(_ p: UnsafeRawPointer, _ o: Int) -> Float { Float(Float16(bitPattern: p.loadUnaligned(fromByteOffset: o, as: UInt16.self))) }
         let keyGroupBytes = d * (4 + 16), valueHeadBytes = d / 32 * (4 + 16)  // one KV head's part of a key group; of a value row
         var logits = [Float](repeating: 0, count: ctx + 1)

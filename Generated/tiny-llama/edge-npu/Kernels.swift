@@ -1663,6 +1663,19 @@ func keyGroupLogitsI8H4(_ q8: UnsafePointer<Int8>, _ qs: UnsafePointer<Float>, _
 /// per block of 32 tokens (KVQuant.ValueProductRounding): scales[h·8 + b] = max|x|/32767,
 /// q[h·256 + t] = x/scale rounded to nearest even (0 in a zero block); q is 0 from n to the
 /// next multiple of 32, so a kernel reading token pairs multiplies a missing partner by 0.
+#if KVPLAN_AVX512
+/// q[i] = x[i]·inverse rounded to nearest even, for i < 32, in two 512-bit vectors
+/// (`vpmovsdw`: Int32 → Int16 in order, saturating; the codes are within ±32767).
+@inline(__always)
+func roundBlock(_ x: UnsafePointer<Float>, _ inverse: Float, _ q: UnsafeMutablePointer<Int16>) {
+    let inverse = _mm512_set1_ps(inverse)
+    for i in stride(from: 0, to: 32, by: 16) {
+        let codes = _mm512_cvtsepi32_epi16(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + i), inverse)))
+        _mm256_storeu_si256(UnsafeMutableRawPointer(q + i).assumingMemoryBound(to: __m256i.self), codes)
+    }
+}
+#endif
+
 @inline(never)
 func roundWeights(_ x: UnsafePointer<Float>, heads: Int, _ n: Int, _ q: UnsafeMutablePointer<Int16>, _ scales: UnsafeMutablePointer<Float>) {
 #if KVPLAN_AVX512
@@ -1688,11 +1701,7 @@ func roundWeights(_ x: UnsafePointer<Float>, heads: Int, _ n: Int, _ q: UnsafeMu
                 let row = x + h &* n, qh = q + h &* 256
                 for b in 0..<blocks {
                     scales[h &* 8 &+ b] = maxima[h &* 8 &+ b]
-                    let inverse = _mm512_set1_ps(inverses[h &* 8 &+ b])
-                    for i in stride(from: 0, to: 32, by: 16) {
-                        let codes = _mm512_cvtsepi32_epi16(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(row + (b &* 32 &+ i)), inverse)))
-                        _mm256_storeu_si256(UnsafeMutableRawPointer(qh + (b &* 32 &+ i)).assumingMemoryBound(to: __m256i.self), codes)
-                    }
+                    roundBlock(row + b &* 32, inverses[h &* 8 &+ b], qh + b &* 32)
                 }
             }
         }
@@ -1709,12 +1718,7 @@ func roundWeights(_ x: UnsafePointer<Float>, heads: Int, _ n: Int, _ q: UnsafeMu
                 let a = absoluteMaximum32(row + t0) / 32767
                 scales[h &* 8 &+ b] = a
 #if KVPLAN_AVX512
-                // vpmovsdw: Int32 → Int16 in order (saturating; the codes are within ±32767).
-                let inverse = _mm512_set1_ps(a == 0 ? 0 : 1 / a)
-                for i in stride(from: 0, to: 32, by: 16) {
-                    let codes = _mm512_cvtsepi32_epi16(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(row + (t0 &+ i)), inverse)))
-                    _mm256_storeu_si256(UnsafeMutableRawPointer(qh + (t0 &+ i)).assumingMemoryBound(to: __m256i.self), codes)
-                }
+                roundBlock(row + t0, a == 0 ? 0 : 1 / a, qh + t0)
 #else
                 let inverse = _mm256_set1_ps(a == 0 ? 0 : 1 / a)
                 @inline(__always) func codes(_ i: Int) -> __m256i { _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(row + (t0 &+ i)), inverse)) }
