@@ -164,11 +164,21 @@ extension SwiftEmitter {
     /// one `vpdpbusd` per nibble half and quad where the 256-bit kernel takes two (a half of 16
     /// tokens at a time). Per token the same integer sums, converted and accumulated over the
     /// 32-channel blocks in the same order: bit-identical.
+    /// With AVX-512 VBMI the interleave is one two-table byte permute (`vpermt2b`) of the quad's
+    /// first 64 bytes and its last row, in place of four row loads, eight unpacks and three
+    /// inserts; `rowBytes` is then 20 (4-bit rows, as KeyProductRounding requires), which the
+    /// permute's indices assume, and both loads stay inside the quad's 80 bytes.
     static func wideIntegerKeys(heads: Int) -> String {
         let hs = 0..<heads
+        // Byte 4i + k of the interleaved vector is byte i of row k: rows 0–2 from the 64 bytes
+        // at row 0's codes (row k at 20k), row 3 from the second table (indices 64 + i).
+        let interleave = (0..<16).flatMap { i in (0..<4).map { k in k < 3 ? 20 * k + i : 64 + i } }
         var s = """
             let low = _mm512_set1_epi8(15)
                 @inline(__always) func row(_ p: UnsafeRawPointer) -> __m128i { unsafeBitCast(p.loadUnaligned(as: SIMD16<UInt8>.self), to: __m128i.self) }
+            #if KVPLAN_AVX512VBMI
+                let interleave = unsafeBitCast(SIMD64<UInt8>(\(interleave.map(String.init).joined(separator: ", "))), to: __m512i.self)
+            #endif
                 let blocks = d &>> 5
                 for i in 0..<\(heads * 32) { tmp[i] = 0 }
                 for b in 0..<blocks {
@@ -176,10 +186,14 @@ extension SwiftEmitter {
                     var p = group + (b &* 32 &* rowBytes &+ 4)
                     let qb = UnsafeRawPointer(q8 + b &* 32)
                     for quad in 0..<8 {
+                    #if KVPLAN_AVX512VBMI
+                        let w = _mm512_permutex2var_epi8(_mm512_loadu_si512(p), interleave, _mm512_castsi128_si512(row(p + 3 &* rowBytes)))
+                    #else
                         let r0 = row(p), r1 = row(p + rowBytes), r2 = row(p + 2 &* rowBytes), r3 = row(p + 3 &* rowBytes)
                         let l01 = _mm_unpacklo_epi8(r0, r1), h01 = _mm_unpackhi_epi8(r0, r1), l23 = _mm_unpacklo_epi8(r2, r3), h23 = _mm_unpackhi_epi8(r2, r3)
                         let w = __m512i(lowHalf: _mm256_set_m128i(_mm_unpackhi_epi16(l01, l23), _mm_unpacklo_epi16(l01, l23)),
                                         highHalf: _mm256_set_m128i(_mm_unpackhi_epi16(h01, h23), _mm_unpacklo_epi16(h01, h23)))
+                    #endif
                         let e = _mm512_and_si512(w, low), o = _mm512_and_si512(_mm512_srli_epi16(w, 4), low)
 
         """

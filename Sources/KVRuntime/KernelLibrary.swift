@@ -59,9 +59,11 @@ public final class KernelLibrary {
     /// with AVX-512 enabled LLVM turns the scale passes' eight strided header loads into
     /// `vpgatherdd`, slow on this machine (the attention kernel 4.1 → 3.3–3.5 GB/s).
     /// With AVX-512 VNNI too (`avx512_vnni`), also -D KVPLAN_AVX512VNNI: the integer key products
-    /// then take a whole 32-token group per 512-bit `vpdpbusd`.
+    /// then take a whole 32-token group per 512-bit `vpdpbusd`. With AVX-512 VBMI (`avx512vbmi`),
+    /// -D KVPLAN_AVX512VBMI: those products' four channel rows are interleaved by one byte permute.
     public static let avx512Flags = ["-Xcc", "-mavx512f", "-Xcc", "-mavx512bw", "-Xcc", "-mavx512vl", "-Xcc", "-mno-gather", "-D", "KVPLAN_AVX512"]
         + (cpuFlags.contains("avx512_vnni") ? ["-Xcc", "-mavx512vnni", "-D", "KVPLAN_AVX512VNNI"] : [])
+        + (cpuFlags.contains("avx512vbmi") ? ["-Xcc", "-mavx512vbmi", "-D", "KVPLAN_AVX512VBMI"] : [])
 
     /// Scheduling tuned for AMD Zen 4 (no instruction set implied), for AMD CPUs with AVX-512.
     public static let zenTuneFlags = ["-Xcc", "-mtune=znver4"]

@@ -1560,6 +1560,9 @@ func keyGroupLogitsI8H4(_ q8: UnsafePointer<Int8>, _ qs: UnsafePointer<Float>, _
 #if KVPLAN_AVX512VNNI
     let low = _mm512_set1_epi8(15)
         @inline(__always) func row(_ p: UnsafeRawPointer) -> __m128i { unsafeBitCast(p.loadUnaligned(as: SIMD16<UInt8>.self), to: __m128i.self) }
+    #if KVPLAN_AVX512VBMI
+        let interleave = unsafeBitCast(SIMD64<UInt8>(0, 20, 40, 64, 1, 21, 41, 65, 2, 22, 42, 66, 3, 23, 43, 67, 4, 24, 44, 68, 5, 25, 45, 69, 6, 26, 46, 70, 7, 27, 47, 71, 8, 28, 48, 72, 9, 29, 49, 73, 10, 30, 50, 74, 11, 31, 51, 75, 12, 32, 52, 76, 13, 33, 53, 77, 14, 34, 54, 78, 15, 35, 55, 79), to: __m512i.self)
+    #endif
         let blocks = d &>> 5
         for i in 0..<128 { tmp[i] = 0 }
         for b in 0..<blocks {
@@ -1567,10 +1570,14 @@ func keyGroupLogitsI8H4(_ q8: UnsafePointer<Int8>, _ qs: UnsafePointer<Float>, _
             var p = group + (b &* 32 &* rowBytes &+ 4)
             let qb = UnsafeRawPointer(q8 + b &* 32)
             for quad in 0..<8 {
+            #if KVPLAN_AVX512VBMI
+                let w = _mm512_permutex2var_epi8(_mm512_loadu_si512(p), interleave, _mm512_castsi128_si512(row(p + 3 &* rowBytes)))
+            #else
                 let r0 = row(p), r1 = row(p + rowBytes), r2 = row(p + 2 &* rowBytes), r3 = row(p + 3 &* rowBytes)
                 let l01 = _mm_unpacklo_epi8(r0, r1), h01 = _mm_unpackhi_epi8(r0, r1), l23 = _mm_unpacklo_epi8(r2, r3), h23 = _mm_unpackhi_epi8(r2, r3)
                 let w = __m512i(lowHalf: _mm256_set_m128i(_mm_unpackhi_epi16(l01, l23), _mm_unpacklo_epi16(l01, l23)),
                                 highHalf: _mm256_set_m128i(_mm_unpackhi_epi16(h01, h23), _mm_unpacklo_epi16(h01, h23)))
+            #endif
                 let e = _mm512_and_si512(w, low), o = _mm512_and_si512(_mm512_srli_epi16(w, 4), low)
                 let q0 = _mm512_set1_epi32((qb + (quad &* 4)).loadUnaligned(as: Int32.self))
                 a0e = _mm512_dpbusd_epi32(a0e, e, q0); a0o = _mm512_dpbusd_epi32(a0o, o, q0)
