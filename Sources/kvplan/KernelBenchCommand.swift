@@ -19,10 +19,12 @@ struct KernelBench: ParsableCommand {
         commandName: "kernels",
         abstract: "Generated kernels (GEMV over f32, f16, bf16, q8_0, q4_0 weights; packed-KV attention; norms, softmax, rope, elementwise, embed) vs memcpy, a scalar loop and OpenBLAS (release build).",
         discussion: """
-        Shapes: an L2-sized and a DRAM-sized instance per family. GB/s counts the bytes a kernel \
-        must read (weights; the packed cache) once; memcpy's GB/s counts the bytes copied (read \
-        once, written once), the usual 'copy bandwidth'. Row-wise and elementwise kernels are \
-        measured by traffic (bytes read + written), memcpy likewise (twice the bytes copied).
+        Shapes: an L2-sized and a DRAM-sized instance per family; attention both grouped-query \
+        (4 query heads per KV head, as Llama-3 and Mistral) and multi-head (as Llama-2). GB/s \
+        counts the bytes a kernel must read (weights; the packed cache) once; memcpy's GB/s counts \
+        the bytes copied (read once, written once), the usual 'copy bandwidth', timed in turns \
+        with the GEMV and attention kernels it is compared with. Row-wise and elementwise kernels \
+        are measured by traffic (bytes read + written), memcpy likewise (twice the bytes copied).
         """
     )
 
@@ -115,32 +117,29 @@ struct KernelBench: ParsableCommand {
         return best
     }
 
-    /// Seconds per call of `a` and of `b`, timed in turns (a batch of `a`, then a batch of `b`,
-    /// five times; the best batch of each), each batch long enough to time: on a shared machine
-    /// both see the same neighbours, so their ratio moves far less between runs than two figures
+    /// Seconds per call of each of `bodies`, timed in turns (a batch of each in order, five
+    /// times; the best batch of each), each batch long enough to time: on a shared machine they
+    /// all see the same neighbours, so their ratios move far less between runs than figures
     /// measured seconds apart. (`time` stays as it is: timed through other helpers, the scalar
     /// attention loop compiled differently and ran 3× slower, measured.)
-    static func timeInTurns(_ a: () -> Void, _ b: () -> Void) -> (Double, Double) {
-        var calls = (1, 1)
-        a()
-        b()
-        for which in 0..<2 {
-            while true {
+    static func timeInTurns(_ bodies: [() -> Void]) -> [Double] {
+        var calls = [Int](repeating: 1, count: bodies.count)
+        for (i, body) in bodies.enumerated() {
+            body()
+            while calls[i] < 1 << 24 {
                 let start = ContinuousClock.now
-                for _ in 0..<(which == 0 ? calls.0 : calls.1) { which == 0 ? a() : b() }
+                for _ in 0..<calls[i] { body() }
                 if (ContinuousClock.now - start) / .seconds(1) > 0.05 { break }
-                if which == 0 { calls.0 *= 2 } else { calls.1 *= 2 }
-                if max(calls.0, calls.1) >= 1 << 24 { break }
+                calls[i] *= 2
             }
         }
-        var best = (Double.infinity, Double.infinity)
+        var best = [Double](repeating: .infinity, count: bodies.count)
         for _ in 0..<5 {
-            var start = ContinuousClock.now
-            for _ in 0..<calls.0 { a() }
-            best.0 = min(best.0, (ContinuousClock.now - start) / .seconds(1) / Double(calls.0))
-            start = ContinuousClock.now
-            for _ in 0..<calls.1 { b() }
-            best.1 = min(best.1, (ContinuousClock.now - start) / .seconds(1) / Double(calls.1))
+            for (i, body) in bodies.enumerated() {
+                let start = ContinuousClock.now
+                for _ in 0..<calls[i] { body() }
+                best[i] = min(best[i], (ContinuousClock.now - start) / .seconds(1) / Double(calls[i]))
+            }
         }
         return best
     }
@@ -230,20 +229,27 @@ struct KernelBench: ParsableCommand {
         let tiers = [arena]
         let state = [arena]
         var links = [0]
+        // The generated GEMV, memcpy of its weight bytes and (f32) OpenBLAS over the same
+        // operands, timed in turns.
         let copier = Copier(weightBytes, threads: threads)
-        let (generated, copy) = Self.timeInTurns({
+        let wf = w.assumingMemoryBound(to: Float.self)
+        var bodies: [() -> Void] = [{
             tiers.withUnsafeBufferPointer { t in state.withUnsafeBufferPointer { s in library.step(t.baseAddress!, s.baseAddress!, &links, nil, nil) } }
-        }, copier.copy)
+        }, copier.copy]
+        if let blas, format == .f32 { bodies.append { blas.sgemv(rows, k, wf, x, y) } }
+        let seconds = Self.timeInTurns(bodies)
+        let (generated, copy) = (seconds[0], seconds[1])
+        let blasSeconds = seconds.count > 2 ? seconds[2] : nil
+        // The generated kernel's output, computed again: OpenBLAS wrote y last.
+        tiers.withUnsafeBufferPointer { t in state.withUnsafeBufferPointer { s in library.step(t.baseAddress!, s.baseAddress!, &links, nil, nil) } }
         let reference = Array(UnsafeBufferPointer(start: y, count: rows))
         let rowBytes = format.bytes(count: k)
         let scalar = Self.time {
             for j in 0..<rows { y[j] = Self.scalarDot(x, w + j * rowBytes, k, format) }
         }
         let scalarOut = Array(UnsafeBufferPointer(start: y, count: rows))
-        var blasSeconds: Double?
         if let blas, format == .f32 {
-            let wf = w.assumingMemoryBound(to: Float.self)
-            blasSeconds = Self.time { blas.sgemv(rows, k, wf, x, y) }
+            blas.sgemv(rows, k, wf, x, y)
             let d = zip(reference, UnsafeBufferPointer(start: y, count: rows)).map { abs($0 - $1) }.max() ?? 0
             if d > 1e-2 { printError("warning: OpenBLAS and the generated GEMV differ by \(d)\n") }
         }
@@ -356,9 +362,10 @@ struct KernelBench: ParsableCommand {
         var links = [0]
         let read = bytes[3] + bytes[4]
         let copier = Copier(read, threads: threads)
-        let (generated, copy) = Self.timeInTurns({
+        let seconds = Self.timeInTurns([{
             tiers.withUnsafeBufferPointer { t in state.withUnsafeBufferPointer { s in library.step(t.baseAddress!, s.baseAddress!, &links, nil, nil) } }
-        }, copier.copy)
+        }, copier.copy])
+        let (generated, copy) = (seconds[0], seconds[1])
         // The scalar loop: dequantise every key and value code by code, then plain softmax.
         let keyBase = UnsafeRawPointer(arena + offsets[3]), valueBase = UnsafeRawPointer(arena + offsets[4])
         let q = UnsafePointer((arena + offsets[0]).assumingMemoryBound(to: Float.self))
