@@ -22,9 +22,11 @@ struct KernelBench: ParsableCommand {
         Shapes: an L2-sized and a DRAM-sized instance per family; attention both grouped-query \
         (4 query heads per KV head, as Llama-3 and Mistral) and multi-head (as Llama-2). GB/s \
         counts the bytes a kernel must read (weights; the packed cache) once; memcpy's GB/s counts \
-        the bytes copied (read once, written once), the usual 'copy bandwidth', timed in turns \
-        with the GEMV and attention kernels it is compared with. Row-wise and elementwise kernels \
-        are measured by traffic (bytes read + written), memcpy likewise (twice the bytes copied).
+        the bytes copied (read once, written once), the usual 'copy bandwidth', and so does a \
+        streaming copy (non-temporal stores); ratios are against the faster of the two. Both are \
+        timed in turns with the GEMV and attention kernels they are compared with. Row-wise and \
+        elementwise kernels are measured by traffic (bytes read + written), the copies likewise \
+        (twice the bytes copied).
         """
     )
 
@@ -52,8 +54,8 @@ struct KernelBench: ParsableCommand {
         defer { progress.finish() }
         var rows: [String] = []
         if wants("gemv") || wants("attention") {
-            rows.append("| kernel | shape | bytes read | generated GB/s | GFLOP/s | scalar loop GB/s | OpenBLAS GB/s | memcpy GB/s | generated / memcpy | generated / OpenBLAS |")
-            rows.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+            rows.append("| kernel | shape | bytes read | generated GB/s | GFLOP/s | scalar loop GB/s | OpenBLAS GB/s | memcpy GB/s | streaming copy GB/s | generated / copy | generated / OpenBLAS |")
+            rows.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         }
         if wants("gemv") {
             let blas = OpenBLAS(threads: threads)
@@ -77,8 +79,8 @@ struct KernelBench: ParsableCommand {
         }
         if wants("rowwise") {
             if !rows.isEmpty { rows.append("") }
-            rows.append("| kernel | shape | traffic (read + written) | generated GB/s | GFLOP/s | scalar loop GB/s | memcpy GB/s (traffic) | generated / memcpy | generated / scalar loop |")
-            rows.append("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+            rows.append("| kernel | shape | traffic (read + written) | generated GB/s | GFLOP/s | scalar loop GB/s | memcpy GB/s (traffic) | streaming copy GB/s (traffic) | generated / copy | generated / scalar loop |")
+            rows.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
             for f in RowwiseFamily.all {
                 // L2: 32 rows (x and y 128 KiB each); DRAM: 8192 rows (32 MiB each).
                 for (n, label) in [(32, "L2"), (8192, "DRAM")] {
@@ -144,48 +146,12 @@ struct KernelBench: ParsableCommand {
         return best
     }
 
-    typealias Copy = @convention(c) (UnsafeMutableRawPointer?, UnsafeRawPointer?, Int) -> UnsafeMutableRawPointer?
-
-    /// memcpy looked up at run time, so the optimiser cannot drop copies nobody reads.
-    static let opaqueMemcpy: Copy = unsafeBitCast(dlsym(UnsafeMutableRawPointer(bitPattern: 0), "memcpy")!, to: Copy.self)
-
-    /// memcpy of `bytes` between two fresh buffers: seconds per copy, split in `threads` contiguous parts copied at once.
-    static func memcpySeconds(_ bytes: Int, threads: Int = 1) -> Double {
+    /// Seconds per copy of `bytes` with memcpy and with the streaming copy (CopyBandwidth.swift),
+    /// timed in turns, each split in `threads` contiguous parts copied at once.
+    static func copySeconds(_ bytes: Int, threads: Int = 1) -> CopyTimes {
         let copier = Copier(bytes, threads: threads)
-        return time { copier.copy() }
-    }
-
-    /// Two buffers of `bytes` and their copy, split in `threads` contiguous parts copied at once:
-    /// the copy bandwidth a kernel is measured against.
-    final class Copier: @unchecked Sendable {
-        let bytes: Int, threads: Int
-        let source: UnsafeMutableRawPointer, target: UnsafeMutableRawPointer
-
-        init(_ bytes: Int, threads: Int) {
-            (self.bytes, self.threads) = (bytes, threads)
-            source = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
-            target = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: 64)
-            memset(source, 1, bytes)
-            memset(target, 2, bytes)
-        }
-
-        deinit {
-            source.deallocate()
-            target.deallocate()
-        }
-
-        /// One copy of the whole buffer.
-        func copy() {
-            let copy = KernelBench.opaqueMemcpy
-            if threads <= 1 {
-                _ = copy(target, source, bytes)
-                return
-            }
-            DispatchQueue.concurrentPerform(iterations: threads) { p in
-                let lo = bytes * p / threads, hi = bytes * (p + 1) / threads
-                _ = copy(target + lo, source + lo, hi - lo)
-            }
-        }
+        let seconds = timeInTurns([copier.copy, copier.streamingCopy])
+        return CopyTimes(memcpy: seconds[0], streaming: seconds[1])
     }
 
     /// A one-op program and its schedule with everything in one arena (tier 0).
@@ -235,11 +201,11 @@ struct KernelBench: ParsableCommand {
         let wf = w.assumingMemoryBound(to: Float.self)
         var bodies: [() -> Void] = [{
             tiers.withUnsafeBufferPointer { t in state.withUnsafeBufferPointer { s in library.step(t.baseAddress!, s.baseAddress!, &links, nil, nil) } }
-        }, copier.copy]
+        }, copier.copy, copier.streamingCopy]
         if let blas, format == .f32 { bodies.append { blas.sgemv(rows, k, wf, x, y) } }
         let seconds = Self.timeInTurns(bodies)
-        let (generated, copy) = (seconds[0], seconds[1])
-        let blasSeconds = seconds.count > 2 ? seconds[2] : nil
+        let (generated, copy) = (seconds[0], CopyTimes(memcpy: seconds[1], streaming: seconds[2]))
+        let blasSeconds = seconds.count > 3 ? seconds[3] : nil
         // The generated kernel's output, computed again: OpenBLAS wrote y last.
         tiers.withUnsafeBufferPointer { t in state.withUnsafeBufferPointer { s in library.step(t.baseAddress!, s.baseAddress!, &links, nil, nil) } }
         let reference = Array(UnsafeBufferPointer(start: y, count: rows))
@@ -264,7 +230,7 @@ struct KernelBench: ParsableCommand {
         if d > 1e-2 { printError("warning: the scalar loop and the generated \(format.rawValue) GEMV differ by \(d)\n") }
         let gb = { (s: Double) in Double(weightBytes) / s / 1e9 }
         return "| \(format.rawValue) GEMV (\(label)) | \(rows)×\(k) | \(Self.size(weightBytes)) | \(f2(gb(generated))) | \(f2(2 * Double(rows * k) / generated / 1e9)) | "
-            + "\(f2(gb(scalar))) | \(blasSeconds.map { f2(gb($0)) } ?? "–") | \(f2(gb(copy))) | \(f2(copy / generated)) | "
+            + "\(f2(gb(scalar))) | \(blasSeconds.map { f2(gb($0)) } ?? "–") | \(f2(gb(copy.memcpy))) | \(f2(gb(copy.streaming))) | \(f2(copy.best / generated)) | "
             + "\(blasSeconds.map { f2($0 / generated) } ?? "–") |"
     }
 
@@ -364,8 +330,8 @@ struct KernelBench: ParsableCommand {
         let copier = Copier(read, threads: threads)
         let seconds = Self.timeInTurns([{
             tiers.withUnsafeBufferPointer { t in state.withUnsafeBufferPointer { s in library.step(t.baseAddress!, s.baseAddress!, &links, nil, nil) } }
-        }, copier.copy])
-        let (generated, copy) = (seconds[0], seconds[1])
+        }, copier.copy, copier.streamingCopy])
+        let (generated, copy) = (seconds[0], CopyTimes(memcpy: seconds[1], streaming: seconds[2]))
         // The scalar loop: dequantise every key and value code by code, then plain softmax.
         let keyBase = UnsafeRawPointer(arena + offsets[3]), valueBase = UnsafeRawPointer(arena + offsets[4])
         let q = UnsafePointer((arena + offsets[0]).assumingMemoryBound(to: Float.self))
@@ -380,7 +346,7 @@ struct KernelBench: ParsableCommand {
         let gb = { (s: Double) in Double(read) / s / 1e9 }
         let flops = 4 * Double(heads * ctx * d)
         return "| attention \(group == 1 ? "MHA" : "GQA-\(group)"), 4-bit K/V (\(label)) | ctx \(ctx), \(heads)/\(kvHeads) heads, d \(d) | \(Self.size(read)) | \(f2(gb(generated))) | "
-            + "\(f2(flops / generated / 1e9)) | \(f2(gb(scalar))) | – | \(f2(gb(copy))) | \(f2(copy / generated)) | – |"
+            + "\(f2(flops / generated / 1e9)) | \(f2(gb(scalar))) | – | \(f2(gb(copy.memcpy))) | \(f2(gb(copy.streaming))) | \(f2(copy.best / generated)) | – |"
     }
 
     /// Plain scalar decode attention over a fully occupied 4-bit KIVI segment and the new token (the baseline).
@@ -452,7 +418,8 @@ struct RunBench: ParsableCommand {
         abstract: "Decode ms/token of an artifact's generated schedule and its fraction of the memory roofline (release build).",
         discussion: """
         Roofline: the bytes the plan moves per token (every link, as counted by the run) divided by \
-        the machine's copy bandwidth, measured in the same run as memcpy of a 64 MiB buffer. A \
+        the machine's copy bandwidth, measured in the same run as the faster of memcpy and a \
+        streaming copy (non-temporal stores) of a 64 MiB buffer. A \
         second, stricter roofline copies one step's bytes, which stay in the caches when they fit \
         (as a small model's weights do between steps). The reference interpreter's ms/token on the \
         same artifact is the baseline.
@@ -504,9 +471,10 @@ struct RunBench: ParsableCommand {
                 interpreted.append((ContinuousClock.now - start) / .seconds(1))
             }
             progress.stage("copy bandwidth")
-            let copy = KernelBench.memcpySeconds(64 << 20) / Double(64 << 20)  // seconds per byte
+            let copies = KernelBench.copySeconds(64 << 20)
+            let copy = copies.best / Double(64 << 20)  // seconds per byte
             // The same copy at one step's bytes: a small model's weights stay in the caches between steps.
-            let resident = KernelBench.memcpySeconds(max(bytesPerToken, 4096)) / Double(max(bytesPerToken, 4096))
+            let resident = KernelBench.copySeconds(max(bytesPerToken, 4096)).best / Double(max(bytesPerToken, 4096))
             progress.finish()
             let median = perToken.sorted()[perToken.count / 2], mean = perToken.reduce(0, +) / Double(perToken.count)
             let roofline = Double(bytesPerToken) * copy
@@ -516,8 +484,9 @@ struct RunBench: ParsableCommand {
             print(String(format: "| generated schedule, mean ms/token (tokens/s) | %.3f (%.0f) |", 1000 * mean, 1 / mean))
             print(String(format: "| reference interpreter, median ms/token (first %d tokens) | %.3f |", interpreted.count, 1000 * interpreted.sorted()[interpreted.count / 2]))
             print("| bytes moved per token (all links, counted) | \(bytesPerToken) |")
-            print(String(format: "| copy bandwidth (memcpy, 64 MiB) | %.2f GB/s |", 1 / copy / 1e9))
-            print(String(format: "| roofline ms/token (bytes ÷ copy bandwidth) | %.3f |", 1000 * roofline))
+            print(String(format: "| copy bandwidth, 64 MiB: memcpy, streaming copy | %.2f, %.2f GB/s |", Double(64 << 20) / copies.memcpy / 1e9,
+                         Double(64 << 20) / copies.streaming / 1e9))
+            print(String(format: "| roofline ms/token (bytes ÷ the faster copy's bandwidth) | %.3f |", 1000 * roofline))
             print(String(format: "| fraction of the roofline (median) | %.0f%% |", 100 * roofline / median))
             print("| copy bandwidth at one step's bytes (\(KernelBench.size(bytesPerToken)), cache-resident when it fits) | " + String(format: "%.2f GB/s |", 1 / resident / 1e9))
             print(String(format: "| fraction of that cache-resident roofline (median) | %.0f%% |", 100 * Double(bytesPerToken) * resident / median))
