@@ -194,16 +194,18 @@ extension SwiftEmitter {
         // Quantised keys are head-major (KVSegmentLayout): KV head g's channel rows of every group
         // of the segment are contiguous, `headStride` apart.
         let headStride = KVSegmentLayout(kind: .keys, tokens: s.count, channels: c, bits: KVBits(rawValue: s.keyBits) ?? .b16).bytes / (c / d)
-        // Each full group first prefetches the same KV head's rows of the next group into L1
+        // Each full group first prefetches the same KV head's rows of the next two groups into L1
         // (contiguous: keys are head-major, so threads splitting the heads read their own
         // streams) and those four groups ahead into L2: the hardware prefetcher alone left the
-        // scale pass waiting on memory (+5–12% at DRAM size for the next group, +8–10% more for
-        // the L2 one; the L2 one instead of the L1 one was slower: the scale pass then waits on L2).
+        // scale pass waiting on memory (at DRAM size: +5–12% for the next group, +8–10% more for
+        // the L2 one, +5–7% more for the second L1 one; the L2 one instead of the L1 ones was
+        // slower, the scale pass then waits on L2; a third L1 one was slower too).
         var code = ""
         if full > 0 {
             var inner = """
                         let group = keys + (\(s.keys) &+ g &* \(headStride) &+ grp &* \(d * rowBytes))
                         prefetchBytes(group + \(d * rowBytes), \(d * rowBytes))
+                        prefetchBytes(group + \(2 * d * rowBytes), \(d * rowBytes))
                         prefetchBytesL2(group + \(4 * d * rowBytes), \(d * rowBytes))
                         \(heads <= 4 ? "scaleQueriesH\(heads)(qg," : "scaleQueries(qg, heads: \(heads),") group, rowBytes: \(rowBytes), d: \(d), scaled, bias)
 

@@ -1986,6 +1986,7 @@ func k6(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v:
             for grp in 0..<28 {
                     let group = keys + (4608 &+ g &* 17920 &+ grp &* 640)
                     prefetchBytes(group + 640, 640)
+                    prefetchBytes(group + 1280, 640)
                     prefetchBytesL2(group + 2560, 640)
                     scaleQueriesH4(qg, group, rowBytes: 20, d: 32, scaled, bias)
         #if KVPLAN_AVX2
@@ -1999,6 +2000,7 @@ func k6(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v:
             for grp in 0..<2 {
                     let group = keys + (40448 &+ g &* 1120 &+ grp &* 384)
                     prefetchBytes(group + 384, 384)
+                    prefetchBytes(group + 768, 384)
                     prefetchBytesL2(group + 1536, 384)
                     scaleQueriesH4(qg, group, rowBytes: 12, d: 32, scaled, bias)
                     keyGroupLogitsB2H2(scaled + 0, group, rowBytes: 12, d: 32, bias + 0, scale: 0.17677669, lg + (932 &+ grp &* 32), stride: 1025, codes)
@@ -2110,6 +2112,7 @@ func k11(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v
             for grp in 0..<4 {
                     let group = keys + (4608 &+ g &* 3136 &+ grp &* 640)
                     prefetchBytes(group + 640, 640)
+                    prefetchBytes(group + 1280, 640)
                     prefetchBytesL2(group + 2560, 640)
                     scaleQueriesH4(qg, group, rowBytes: 20, d: 32, scaled, bias)
         #if KVPLAN_AVX2
@@ -2124,6 +2127,7 @@ func k11(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v
             for grp in 0..<26 {
                     let group = keys + (10880 &+ g &* 9984 &+ grp &* 384)
                     prefetchBytes(group + 384, 384)
+                    prefetchBytes(group + 768, 384)
                     prefetchBytesL2(group + 1536, 384)
                     scaleQueriesH4(qg, group, rowBytes: 12, d: 32, scaled, bias)
                     keyGroupLogitsB2H2(scaled + 0, group, rowBytes: 12, d: 32, bias + 0, scale: 0.17677669, lg + (192 &+ grp &* 32), stride: 1025, codes)
@@ -2202,6 +2206,7 @@ func k12(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v
             for grp in 0..<21 {
                     let group = keys + (4608 &+ g &* 13600 &+ grp &* 640)
                     prefetchBytes(group + 640, 640)
+                    prefetchBytes(group + 1280, 640)
                     prefetchBytesL2(group + 2560, 640)
                     scaleQueriesH4(qg, group, rowBytes: 20, d: 32, scaled, bias)
         #if KVPLAN_AVX2
@@ -2216,6 +2221,7 @@ func k12(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v
             for grp in 0..<9 {
                     let group = keys + (31808 &+ g &* 3808 &+ grp &* 384)
                     prefetchBytes(group + 384, 384)
+                    prefetchBytes(group + 768, 384)
                     prefetchBytesL2(group + 1536, 384)
                     scaleQueriesH4(qg, group, rowBytes: 12, d: 32, scaled, bias)
                     keyGroupLogitsB2H2(scaled + 0, group, rowBytes: 12, d: 32, bias + 0, scale: 0.17677669, lg + (709 &+ grp &* 32), stride: 1025, codes)
