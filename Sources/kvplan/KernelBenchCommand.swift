@@ -7,17 +7,19 @@ import KVQuant
 import KVRuntime
 
 // `kvplan bench kernels`: generated kernels against baselines measured in the same run — the
-// machine's copy bandwidth (memcpy of the same bytes), a plain scalar Swift loop, and for f32
+// machine's copy bandwidth (the faster of memcpy and a streaming copy of the same bytes,
+// CopyBandwidth.swift), a plain scalar Swift loop, and for f32
 // GEMV OpenBLAS's cblas_sgemv single-threaded (loaded with dlopen from libopenblas-dev's
 // libopenblas.so.0; skipped and said so when absent). Each kernel is emitted by SwiftEmitter for a
 // one-op program, compiled by KernelLibrary exactly as `kvplan run` does, and timed through the
-// generated step function. Times: the best of 5 batches, each ≥ 50 ms.
+// generated step function. Times: the best of 5 batches, each ≥ 50 ms; the copies and OpenBLAS
+// are timed in turns with the kernel, batch by batch (timeInTurns).
 
 /// `kvplan bench kernels`.
 struct KernelBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kernels",
-        abstract: "Generated kernels (GEMV over f32, f16, bf16, q8_0, q4_0 weights; packed-KV attention; norms, softmax, rope, elementwise, embed) vs memcpy, a scalar loop and OpenBLAS (release build).",
+        abstract: "Generated kernels (GEMV over f32, f16, bf16, q8_0, q4_0 weights; packed-KV attention; norms, softmax, rope, elementwise, embed) vs the copy bandwidth, a scalar loop and OpenBLAS (release build).",
         discussion: """
         Shapes: an L2-sized and a DRAM-sized instance per family; attention both grouped-query \
         (4 query heads per KV head, as Llama-3 and Mistral) and multi-head (as Llama-2). GB/s \
@@ -36,7 +38,7 @@ struct KernelBench: ParsableCommand {
     @Option(help: "Families to measure: all (default), gemv, attention or rowwise (norms, softmax, rope, elementwise, embed).")
     var family: String = "all"
 
-    @Option(help: "Threads for the generated kernels, memcpy and OpenBLAS alike (the scalar loop stays on one); 1...64.")
+    @Option(help: "Threads for the generated kernels, the copies and OpenBLAS alike (the scalar loop stays on one); 1...64.")
     var threads: Int = 1
 
     func run() throws {
