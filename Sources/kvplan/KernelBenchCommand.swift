@@ -148,12 +148,17 @@ struct KernelBench: ParsableCommand {
         return best
     }
 
-    /// Seconds per copy of `bytes` with memcpy and with the streaming copy (CopyBandwidth.swift),
-    /// timed in turns, each split in `threads` contiguous parts copied at once.
+    /// Seconds per call of each of `bodies` and per copy of `copier`'s bytes with memcpy and with
+    /// the streaming copy (CopyBandwidth.swift), all timed in turns.
+    static func timeInTurns(_ bodies: [() -> Void], against copier: Copier) -> (seconds: [Double], copy: CopyTimes) {
+        let seconds = timeInTurns(bodies + [copier.copy, copier.streamingCopy])
+        return (Array(seconds.prefix(bodies.count)), CopyTimes(memcpy: seconds[bodies.count], streaming: seconds[bodies.count + 1]))
+    }
+
+    /// Seconds per copy of `bytes` with memcpy and with the streaming copy, timed in turns, each
+    /// split in `threads` contiguous parts copied at once.
     static func copySeconds(_ bytes: Int, threads: Int = 1) -> CopyTimes {
-        let copier = Copier(bytes, threads: threads)
-        let seconds = timeInTurns([copier.copy, copier.streamingCopy])
-        return CopyTimes(memcpy: seconds[0], streaming: seconds[1])
+        timeInTurns([], against: Copier(bytes, threads: threads)).copy
     }
 
     /// A one-op program and its schedule with everything in one arena (tier 0).
@@ -197,17 +202,15 @@ struct KernelBench: ParsableCommand {
         let tiers = [arena]
         let state = [arena]
         var links = [0]
-        // The generated GEMV, memcpy of its weight bytes and (f32) OpenBLAS over the same
-        // operands, timed in turns.
-        let copier = Copier(weightBytes, threads: threads)
+        // The generated GEMV, (f32) OpenBLAS over the same operands and the copies of its weight
+        // bytes, timed in turns.
         let wf = w.assumingMemoryBound(to: Float.self)
         var bodies: [() -> Void] = [{
             tiers.withUnsafeBufferPointer { t in state.withUnsafeBufferPointer { s in library.step(t.baseAddress!, s.baseAddress!, &links, nil, nil) } }
-        }, copier.copy, copier.streamingCopy]
+        }]
         if let blas, format == .f32 { bodies.append { blas.sgemv(rows, k, wf, x, y) } }
-        let seconds = Self.timeInTurns(bodies)
-        let (generated, copy) = (seconds[0], CopyTimes(memcpy: seconds[1], streaming: seconds[2]))
-        let blasSeconds = seconds.count > 3 ? seconds[3] : nil
+        let (seconds, copy) = Self.timeInTurns(bodies, against: Copier(weightBytes, threads: threads))
+        let generated = seconds[0], blasSeconds = seconds.count > 1 ? seconds[1] : nil
         // The generated kernel's output, computed again: OpenBLAS wrote y last.
         tiers.withUnsafeBufferPointer { t in state.withUnsafeBufferPointer { s in library.step(t.baseAddress!, s.baseAddress!, &links, nil, nil) } }
         let reference = Array(UnsafeBufferPointer(start: y, count: rows))
@@ -329,11 +332,10 @@ struct KernelBench: ParsableCommand {
         let tiers = [arena], state = [stateBlock]
         var links = [0]
         let read = bytes[3] + bytes[4]
-        let copier = Copier(read, threads: threads)
-        let seconds = Self.timeInTurns([{
+        let (seconds, copy) = Self.timeInTurns([{
             tiers.withUnsafeBufferPointer { t in state.withUnsafeBufferPointer { s in library.step(t.baseAddress!, s.baseAddress!, &links, nil, nil) } }
-        }, copier.copy, copier.streamingCopy])
-        let (generated, copy) = (seconds[0], CopyTimes(memcpy: seconds[1], streaming: seconds[2]))
+        }], against: Copier(read, threads: threads))
+        let generated = seconds[0]
         // The scalar loop: dequantise every key and value code by code, then plain softmax.
         let keyBase = UnsafeRawPointer(arena + offsets[3]), valueBase = UnsafeRawPointer(arena + offsets[4])
         let q = UnsafePointer((arena + offsets[0]).assumingMemoryBound(to: Float.self))
