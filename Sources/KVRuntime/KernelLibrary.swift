@@ -87,6 +87,22 @@ public final class KernelLibrary {
     /// True when this CPU has AVX-512 F, BW and VL.
     public static let hasAVX512 = ["avx512f", "avx512bw", "avx512vl"].allSatisfy { cpuFlags.contains($0) }
 
+    /// swiftc's error diagnostics (each with its source excerpt) from `output`, warnings left
+    /// out — a compiler with warnings on would otherwise push the errors past any length limit;
+    /// the first 4,000 characters of `output` when it names no error.
+    static func compilerErrors(_ output: String) -> String {
+        var kept: [Substring] = [], inError = false
+        for line in output.split(separator: "\n", omittingEmptySubsequences: false) {
+            // A diagnostic starts "file:line:column: kind: "; the excerpt lines under it follow its state.
+            if let kind = line.firstMatch(of: #/^\S[^ ]*:\d+:\d+: (error|warning|note): /#)?.1 {
+                inError = kind == "error" || kind == "note" && inError
+            }
+            if inError { kept.append(line) }
+        }
+        let errors = kept.joined(separator: "\n")
+        return String((errors.isEmpty ? output : errors).prefix(4000))
+    }
+
     /// The C module generated sources import under KVPLAN_PREFETCH: Swift has no prefetch
     /// intrinsic (`_m_prefetch` from the intrinsics module compiles to nothing), but a C inline
     /// function calling `__builtin_prefetch` is compiled by Clang into `prefetcht0`.
@@ -135,7 +151,7 @@ public final class KernelLibrary {
             process.waitUntilExit()
             guard process.terminationStatus == 0 else {
                 throw RuntimeError("swiftc failed on the generated sources (exit \(process.terminationStatus)):\n"
-                                   + String(decoding: output.prefix(4000), as: UTF8.self))
+                                   + Self.compilerErrors(String(decoding: output, as: UTF8.self)))
             }
             // Publish atomically: a concurrent run sees the whole library or none.
             guard rename("\(staging)/libschedule.so", library) == 0 else { throw RuntimeError("cannot move the compiled library to '\(library)'") }
