@@ -108,8 +108,12 @@ public enum KVPack {
             // Clamped in f32 before the conversion: a NaN or infinite activation (broken weights)
             // packs as code 0 instead of trapping; the step's logits then carry the NaN, which the
             // generator reports.
-            let x = s > 0 ? ((v - z) / s).rounded() : 0
-            let q = x.isNaN ? 0 : Int(min(Float(bits.maxLevel), max(0, x)))
+            // Clamped, then rounded half away from zero (as `rounded()`, which is a libm call per
+            // value): the bounds are whole numbers, so clamping first gives the same codes.
+            let x = s > 0 ? (v - z) / s : 0
+            let y = x.isNaN ? 0 : min(Float(bits.maxLevel), max(0, x))
+            let whole = Int(y)
+            let q = y - Float(whole) >= 0.5 ? whole + 1 : whole
             accumulator |= q << filled
             filled += bits.bits
             while filled >= 8 {

@@ -79,6 +79,23 @@ public final class PackedKVCache {
         /// Channels of one KV head.
         var headChannels: Int { channels / heads }
         func freeSlots(_ h: Int) -> [Int] { token[h].indices.filter { token[h][$0] < 0 } }
+        /// Head `h`'s empty slots, counted.
+        func freeCount(_ h: Int) -> Int { token[h].withUnsafeBufferPointer { t in t.reduce(0) { $0 + ($1 < 0 ? 1 : 0) } } }
+
+        /// Head `h`'s occupied slots counted, and the worst of them by (score, token) — the one
+        /// `place` evicts first — or nil when none is occupied.
+        func residents(_ h: Int) -> (count: Int, worst: Int?) {
+            token[h].withUnsafeBufferPointer { token in
+                score[h].withUnsafeBufferPointer { score in
+                    var count = 0, worst = -1
+                    for s in token.indices where token[s] >= 0 {
+                        count += 1
+                        if worst < 0 || (score[s], token[s]) < (score[worst], token[worst]) { worst = s }
+                    }
+                    return (count, worst < 0 ? nil : worst)
+                }
+            }
+        }
 
         /// Adds `received[s]` to head `h`'s score of slot s, for every slot.
         mutating func addReceived(head h: Int, _ received: UnsafePointer<Float>) {
@@ -222,6 +239,9 @@ public final class PackedKVCache {
     public private(set) var count = 0
     /// Tokens dropped so far, per KV head (every head drops as many; which ones differ).
     public private(set) var evicted = 0
+    /// Whether one incoming token is placed by `place(_:into:head:)`'s single scan (false: by the
+    /// general selection, which tests compare it with).
+    var placesOneByScan = true
     /// Memory this cache allocated itself (nil when it lives in a caller's region).
     private let owned: UnsafeMutableRawBufferPointer?
 
@@ -369,7 +389,7 @@ public final class PackedKVCache {
         // group, quantised once) while the high segment has room for it, else just the oldest
         // token, so no token is dropped while the layout still has room — then the new one enters.
         let order = window.sorted { fixed.token[h][$0] < fixed.token[h][$1] }
-        let leavingCount = high.freeSlots(h).count >= order.count ? order.count : 1
+        let leavingCount = high.freeCount(h) >= order.count ? order.count : 1
         let leaving = order.prefix(leavingCount).map { s -> Moving in
             let (k, v) = fixed.read(s, h)
             return Moving(token: fixed.token[h][s], score: fixed.score[h][s], key: k, value: v)
@@ -391,6 +411,7 @@ public final class PackedKVCache {
     /// token); returns the rest.
     func place(_ incoming: [Moving], into segment: inout Segment, head h: Int) -> [Moving] {
         guard !incoming.isEmpty else { return [] }
+        if incoming.count == 1 && placesOneByScan { return place(incoming[0], into: &segment, head: h) }
         let resident = segment.token[h].indices.filter { segment.token[h][$0] >= 0 }
         let candidates = resident.map { (score: segment.score[h][$0], token: segment.token[h][$0], slot: Optional($0), moving: -1) }
             + incoming.enumerated().map { (score: $1.score, token: $1.token, slot: Optional<Int>.none, moving: $0) }
@@ -422,6 +443,26 @@ public final class PackedKVCache {
         }
         segment.write(writes, head: h)
         return out
+    }
+
+    /// `place` for one incoming token (every decode step once the window is full): the same
+    /// choice — the worst of the residents and the newcomer by (score, token) leaves when the
+    /// segment is full, else the newcomer takes the first free slot — found in one scan over the
+    /// slots, without the candidate list, selection and sets of the general case (which were a
+    /// third of the cache manager's time, measured).
+    private func place(_ m: Moving, into segment: inout Segment, head h: Int) -> [Moving] {
+        let (resident, worst) = segment.residents(h)
+        if resident < segment.capacity {
+            let free = segment.token[h].firstIndex { $0 < 0 }!
+            segment.write([(free, m.token, m.score, m.key, m.value)], head: h)
+            return []
+        }
+        guard let w = worst, !((m.score, m.token) < (segment.score[h][w], segment.token[h][w])) else { return [m] }
+        let (k, v) = segment.read(w, h)
+        let out = Moving(token: segment.token[h][w], score: segment.score[h][w], key: k, value: v)
+        segment.clear(w, head: h)
+        segment.write([(w, m.token, m.score, m.key, m.value)], head: h)
+        return [out]
     }
 
     /// Every token KV head `h` holds as rows: dequantised keys and values (`rows × head dim`

@@ -108,6 +108,18 @@ struct KVPackTests {
         }
     }
 
+    @Test("codes round half away from zero, as Float.rounded(): halves up, just below a half down")
+    func roundingAtHalves() {
+        // One 4-bit value group of 32 channels: min 0 and max 15 give scale 1 and zero 0, so a
+        // value's code is the value rounded.
+        let layout = KVSegmentLayout(kind: .values, tokens: 1, channels: 32, bits: .b4)
+        let probes: [Float] = [0.5, 1.5, 2.5, 7.5, 14.5, Float(0.5).nextDown, Float(2.5).nextDown, Float(2.5).nextUp, 3, 0, 15]
+        let x = probes + Array(repeating: Float(15), count: 32 - probes.count)
+        let codes = KVPack.unpack(KVPack.pack(x, layout), layout)
+        #expect(Array(codes.prefix(probes.count)) == probes.map { $0.rounded() })
+        #expect(Array(codes.prefix(probes.count)) == [1, 2, 3, 8, 15, 0, 2, 3, 3, 0, 15])
+    }
+
     @Test("a constant group dequantises exactly (scale 0)")
     func constant() {
         let layout = KVSegmentLayout(kind: .values, tokens: 2, channels: 32, bits: .b4)

@@ -1,7 +1,7 @@
 import Foundation
 import KVArtifact
 import KVQuant
-import KVRuntime
+@testable import KVRuntime
 import Testing
 
 @Suite("Packed KV cache: exact bytes, scores, precision")
@@ -183,5 +183,44 @@ struct PackedKVCacheTests {
     func precisionOrdering() {
         let (e8, e4, e2) = (Self.meanError(bits: 8), Self.meanError(bits: 4), Self.meanError(bits: 2))
         #expect(e8 < 0.005 && e8 < e4 && e4 < e2, "\(e8) \(e4) \(e2)")
+    }
+}
+
+@Suite("Packed KV cache: placement")
+struct PackedKVCachePlacementTests {
+    @Test("one token placed by a single scan keeps exactly the tokens the general selection keeps (random scores, ties, three segments)",
+          arguments: [(4, 16, 32), (8, 8, 16), (16, 2, 24)])
+    func scanEqualsSelection(head: Int, kvHeads: Int, layoutSeed: Int) {
+        // Sinks 2, window 4, high 9 at 4 bits, low 7 at 2 bits: 22 slots for 80 tokens, so tokens
+        // move window → high → low → out on most steps. Scores are drawn from few values, so
+        // ties (decided by the newer token) are common.
+        let layout = PackedKVCacheTests.layout(sinks: 2, window: 4, high: 9, keyBits: 4, valueBits: 4, low: 7, lowBits: 2)
+        let c = head * kvHeads
+        let scan = PackedKVCache(layout: layout, channels: c, kvHeads: kvHeads)
+        let general = PackedKVCache(layout: layout, channels: c, kvHeads: kvHeads)
+        general.placesOneByScan = false
+        var state = UInt64(layoutSeed)
+        func draw(_ n: Int) -> Int {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Int(state >> 33) % n
+        }
+        for t in 0..<80 {
+            let key = PackedKVCacheTests.noise(c, seed: UInt64(t)), value = PackedKVCacheTests.noise(c, seed: UInt64(1000 + t))
+            let scores = (0..<kvHeads).map { _ in Double(draw(4)) / 4 }
+            scan.append(key: key, value: value, scores: scores)
+            general.append(key: key, value: value, scores: scores)
+            let received = (0..<kvHeads * scan.slots).map { _ in Float(draw(3)) / 8 }
+            received.withUnsafeBufferPointer { scan.addReceived($0); general.addReceived($0) }
+            for h in 0..<kvHeads {
+                #expect(scan.slotTokens(head: h) == general.slotTokens(head: h), "token \(t), head \(h)")
+                #expect(scan.slotScores(head: h) == general.slotScores(head: h), "token \(t), head \(h)")
+            }
+        }
+        #expect(scan.evicted == general.evicted && scan.evicted > 40)
+        // The same tokens in the same slots, packed alike: the same attention, bit for bit.
+        let q = PackedKVCacheTests.noise(c, seed: 7), key = PackedKVCacheTests.noise(c, seed: 8), value = PackedKVCacheTests.noise(c, seed: 9)
+        let a = scan.attend(q, key: key, value: value, heads: kvHeads, kvHeads: kvHeads, scale: 0.5)
+        let b = general.attend(q, key: key, value: value, heads: kvHeads, kvHeads: kvHeads, scale: 0.5)
+        #expect(a.out == b.out && a.newScores == b.newScores)
     }
 }
