@@ -121,6 +121,14 @@ struct KernelBench: ParsableCommand {
         return best
     }
 
+    /// Seconds per call of `body` over `calls` calls in a row, timed once (for copies long enough
+    /// to time, sampled between other work).
+    static func seconds(_ body: () -> Void, calls: Int = 1) -> Double {
+        let start = ContinuousClock.now
+        for _ in 0..<calls { body() }
+        return (ContinuousClock.now - start) / .seconds(1) / Double(calls)
+    }
+
     /// Seconds per call of each of `bodies`, timed in turns (a batch of each in order, five
     /// times; the best batch of each), each batch long enough to time: on a shared machine they
     /// all see the same neighbours, so their ratios move far less between runs than figures
@@ -423,7 +431,10 @@ struct RunBench: ParsableCommand {
         discussion: """
         Roofline: the bytes the plan moves per token (every link, as counted by the run) divided by \
         the machine's copy bandwidth, measured in the same run as the faster of memcpy and a \
-        streaming copy (non-temporal stores) of a 64 MiB buffer. A \
+        streaming copy (non-temporal stores) of a 64 MiB buffer, sampled between the tokens (before \
+        the first, after every 64th and after the last; the best sample of each copy), so that on a \
+        shared machine the copies and the tokens see the same neighbours. The token after a sample \
+        finds the caches flushed; the median does not notice 1 token in 64. A \
         second, stricter roofline copies one step's bytes, which stay in the caches when they fit \
         (as a small model's weights do between steps). The reference interpreter's ms/token on the \
         same artifact is the baseline.
@@ -457,12 +468,31 @@ struct RunBench: ParsableCommand {
             let progress = ProgressLine("bench run")
             defer { progress.finish() }
             progress.stage("generated schedule")
+            // The copies the rooflines come from are timed between the tokens — before the first,
+            // every 64th and after the last, the best of each kept — so that on a shared host they
+            // see the neighbours the tokens see (timed after the run, one reading put the f32
+            // decode at 134% of its roofline).
+            let dram = Copier(64 << 20, threads: 1)
+            var resident: Copier?
+            var copies = KernelBench.CopyTimes(memcpy: .infinity, streaming: .infinity), residentSeconds = Double.infinity
+            func sampleCopies() {
+                copies.memcpy = min(copies.memcpy, KernelBench.seconds(dram.copy))
+                copies.streaming = min(copies.streaming, KernelBench.seconds(dram.streamingCopy))
+                if let r = resident { residentSeconds = min(residentSeconds, KernelBench.seconds(r.copy, calls: 16), KernelBench.seconds(r.streamingCopy, calls: 16)) }
+            }
+            sampleCopies()
             var perToken: [Double] = []
             for t in 0..<tokens {
                 progress.detail("token \(t + 1)/\(tokens)")
                 let start = ContinuousClock.now
                 _ = try generator.feed((t * 31 + 7) % 256, position: t)
                 perToken.append((ContinuousClock.now - start) / .seconds(1))
+                if t == 0 {
+                    // One step's bytes, known after the first step.
+                    let executor = generator.executor!
+                    resident = Copier(max(executor.linkBytes.reduce(0, +) / executor.steps, 4096), threads: 1)
+                }
+                if t % 64 == 63 || t == tokens - 1 { sampleCopies() }
             }
             let executor = generator.executor!
             let bytesPerToken = executor.linkBytes.reduce(0, +) / executor.steps
@@ -474,11 +504,9 @@ struct RunBench: ParsableCommand {
                 _ = try interpreter.feed((t * 31 + 7) % 256, position: t)
                 interpreted.append((ContinuousClock.now - start) / .seconds(1))
             }
-            progress.stage("copy bandwidth")
-            let copies = KernelBench.copySeconds(64 << 20)
             let copy = copies.best / Double(64 << 20)  // seconds per byte
             // The same copy at one step's bytes: a small model's weights stay in the caches between steps.
-            let resident = KernelBench.copySeconds(max(bytesPerToken, 4096)).best / Double(max(bytesPerToken, 4096))
+            let residentCopy = residentSeconds / Double(max(bytesPerToken, 4096))
             progress.finish()
             let median = perToken.sorted()[perToken.count / 2], mean = perToken.reduce(0, +) / Double(perToken.count)
             let roofline = Double(bytesPerToken) * copy
@@ -492,8 +520,8 @@ struct RunBench: ParsableCommand {
                          Double(64 << 20) / copies.streaming / 1e9))
             print(String(format: "| roofline ms/token (bytes ÷ the faster copy's bandwidth) | %.3f |", 1000 * roofline))
             print(String(format: "| fraction of the roofline (median) | %.0f%% |", 100 * roofline / median))
-            print("| copy bandwidth at one step's bytes (\(KernelBench.size(bytesPerToken)), cache-resident when it fits) | " + String(format: "%.2f GB/s |", 1 / resident / 1e9))
-            print(String(format: "| fraction of that cache-resident roofline (median) | %.0f%% |", 100 * Double(bytesPerToken) * resident / median))
+            print("| copy bandwidth at one step's bytes (\(KernelBench.size(bytesPerToken)), cache-resident when it fits) | " + String(format: "%.2f GB/s |", 1 / residentCopy / 1e9))
+            print(String(format: "| fraction of that cache-resident roofline (median) | %.0f%% |", 100 * Double(bytesPerToken) * residentCopy / median))
             if let kv = plan.kv { print("| KV cache | \(kv.policy), \(kv.bytes) B over \(kv.layers.count) layers |") }
         } catch let error as RuntimeError {
             throw UserError("\(directory): \(error.message)")
