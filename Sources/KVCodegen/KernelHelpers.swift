@@ -9,25 +9,7 @@ extension SwiftEmitter {
     /// The prefetch module's import (KernelLibrary.prefetchModule, on the runtime's -I path).
     static let prefetchImport = "#if KVPLAN_PREFETCH\nimport KVPlanPrefetch\n#endif\n"
 
-    static let helpers = """
-    /// Threads large kernels are split over (set by the runtime through kvplan_set_threads).
-    nonisolated(unsafe) var kvplanThreads = 1
-
-    @_cdecl("kvplan_set_threads")
-    public func kvplan_set_threads(_ n: Int) { kvplanThreads = max(1, n) }
-
-    /// Runs body(lo, hi) over 0..<n, split in contiguous parts over kvplanThreads when the work
-    /// (multiply-adds) is at least 2^19: a dispatch costs ~7 µs here, so smaller kernels ran slower split.
-    @inline(__always)
-    func parallelRows(_ n: Int, work: Int, _ body: (Int, Int) -> Void) {
-        let parts = work >= 1 << 19 ? min(kvplanThreads, n) : 1
-        if parts <= 1 { body(0, n); return }
-        withoutActuallyEscaping(body) { body in
-            nonisolated(unsafe) let run = body  // the parts write disjoint rows
-            DispatchQueue.concurrentPerform(iterations: parts) { p in run(n &* p / parts, n &* (p &+ 1) / parts) }
-        }
-    }
-
+    static let helpers = workerPool + """
     /// Asks for the `n` bytes at `p` to be brought into cache (one `prefetcht0` per 64 bytes; a
     /// prefetch never faults, so `p` may point past the data). Without KVPLAN_PREFETCH (sources
     /// compiled as plain Swift) it does nothing.

@@ -108,7 +108,8 @@ public final class KernelLibrary {
     /// function calling `__builtin_prefetch` is compiled by Clang into `prefetcht0`.
     static let prefetchModule = (
         header: "static inline __attribute__((always_inline)) void kvplan_prefetch(const void *p) { __builtin_prefetch(p, 0, 3); }\n"
-            + "static inline __attribute__((always_inline)) void kvplan_prefetch_l2(const void *p) { __builtin_prefetch(p, 0, 2); }\n",
+            + "static inline __attribute__((always_inline)) void kvplan_prefetch_l2(const void *p) { __builtin_prefetch(p, 0, 2); }\n"
+            + "static inline __attribute__((always_inline)) void kvplan_pause(void) { __builtin_ia32_pause(); }\n",
         map: "module KVPlanPrefetch { header \"kvplan_prefetch.h\" export * }\n")
 
     /// Splits large kernels over `n` threads (1: none).
@@ -176,5 +177,10 @@ public final class KernelLibrary {
         self.threads = unsafeBitCast(threads, to: SetThreads.self)
     }
 
-    deinit { dlclose(handle) }
+    // One thread first: the library's worker threads are stopped and joined, so none runs in it
+    // once it is unmapped.
+    deinit {
+        threads(1)
+        dlclose(handle)
+    }
 }

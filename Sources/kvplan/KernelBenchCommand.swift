@@ -434,7 +434,8 @@ struct RunBench: ParsableCommand {
         streaming copy (non-temporal stores) of a 64 MiB buffer, sampled between the tokens (before \
         the first, after every 64th and after the last; the best sample of each copy), so that on a \
         shared machine the copies and the tokens see the same neighbours. The token after a sample \
-        finds the caches flushed; the median does not notice 1 token in 64. A \
+        finds the caches flushed; the median does not notice 1 token in 64. With --threads N the \
+        copies run on N threads as well. A \
         second, stricter roofline copies one step's bytes, which stay in the caches when they fit \
         (as a small model's weights do between steps). The reference interpreter's ms/token on the \
         same artifact is the baseline.
@@ -447,15 +448,19 @@ struct RunBench: ParsableCommand {
     @Option(help: "Decode steps timed.")
     var tokens: Int = 256
 
-    @Option(help: "Threads for the generated kernels.")
+    @Option(help: "Threads for the generated kernels, the planned transfers and the copies; 1...64.")
     var threads: Int = 1
 
     func run() throws {
+        // Out-of-range flags are usage errors (exit 64), as in bench kernels.
+        for (flag, value, range) in [("--tokens", tokens, 1...100_000), ("--threads", threads, 1...64)] where !range.contains(value) {
+            printError("error: \(flag): expected \(range.lowerBound)...\(range.upperBound), got \(value)\n")
+            throw ExitCode(64)
+        }
         try reportingBadInput(execute)
     }
 
     private func execute() throws {
-        guard tokens >= 1, tokens <= 100_000 else { throw UserError("--tokens: expected 1...100000, got \(tokens)") }
         let artifact = ArtifactDirectory(path: directory)
         let program = try artifact.decode(ModelProgram.self, "program.json"), schedule = try artifact.decode(ExecutionSchedule.self, "schedule.json")
         let plan = try artifact.decode(Plan.self, "plan.json")
@@ -472,7 +477,8 @@ struct RunBench: ParsableCommand {
             // every 64th and after the last, the best of each kept — so that on a shared host they
             // see the neighbours the tokens see (timed after the run, one reading put the f32
             // decode at 134% of its roofline).
-            let dram = Copier(64 << 20, threads: 1)
+            // With --threads N the copies run on N threads too, as the decode's kernels and transfers do.
+            let dram = Copier(64 << 20, threads: threads)
             var resident: Copier?
             var copies = KernelBench.CopyTimes(memcpy: .infinity, streaming: .infinity), residentSeconds = Double.infinity
             func sampleCopies() {
@@ -490,7 +496,7 @@ struct RunBench: ParsableCommand {
                 if t == 0 {
                     // One step's bytes, known after the first step.
                     let executor = generator.executor!
-                    resident = Copier(max(executor.linkBytes.reduce(0, +) / executor.steps, 4096), threads: 1)
+                    resident = Copier(max(executor.linkBytes.reduce(0, +) / executor.steps, 4096), threads: threads)
                 }
                 if t % 64 == 63 || t == tokens - 1 { sampleCopies() }
             }

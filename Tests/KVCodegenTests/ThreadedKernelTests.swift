@@ -68,3 +68,84 @@ struct ThreadedKernelTests {
         #expect(worst <= Self.tolerance, "max |Δ| \(worst)")
     }
 }
+
+/// The worker pool (KVCodegen's WorkerPool.swift) under changing thread counts and concurrent
+/// callers, on the committed tiny-llama cpu artifact: its planned weight transfers are split
+/// over the threads with its GEMVs and attention, so every path of the pool runs.
+@Suite("Worker pool: thread counts and concurrent steps")
+struct WorkerPoolTests {
+    static let tokens = [72, 101, 108, 108, 111, 33, 10, 32]
+
+    /// Logits of each step of `tokens` through a fresh executor, its library set to `threads[i]`
+    /// before step i.
+    static func logits(threads: [Int]) throws -> [[UInt32]] {
+        let program = try GeneratedKernelTests.load(ModelProgram.self, "cpu", "program.json")
+        let schedule = try GeneratedKernelTests.load(ExecutionSchedule.self, "cpu", "schedule.json")
+        let executor = try ScheduleExecutor(program: program, schedule: schedule, kernels: try GeneratedKernelTests.text("cpu", "Kernels.swift"),
+                                            step: try GeneratedKernelTests.text("cpu", "Schedule.swift"),
+                                            weights: SeededWeights.make(program, seed: 11), threads: threads[0])
+        var out: [[UInt32]] = []
+        for (step, token) in tokens.enumerated() {
+            executor.library!.setThreads(threads[step % threads.count])
+            try executor.setInput("tokens", [Float(token)])
+            try executor.setInput("pos", [Float(step)])
+            try executor.step()
+            out.append(try executor.output("logits").map(\.bitPattern))
+        }
+        #expect(executor.linkBytes == schedule.linkBytes.map { $0 * tokens.count })
+        return out
+    }
+
+    @Test("threads changed between steps (1, 2, 3, back to 1) and two executors stepping at once: one thread's logits, bit for bit")
+    func sameLogits() async throws {
+        let single = try Self.logits(threads: [1])
+        #expect(try Self.logits(threads: [2]) == single)
+        #expect(try Self.logits(threads: [2, 3, 1, 2]) == single)
+        // Two executors of the same library (one dlopen handle, one pool) stepping at once: one
+        // of them finds the pool taken and runs its parts itself.
+        async let a = Task.detached { try Self.logits(threads: [2]) }.value
+        async let b = Task.detached { try Self.logits(threads: [2]) }.value
+        let (x, y) = try await (a, b)
+        #expect(x == single && y == single)
+    }
+}
+
+extension WorkerPoolTests {
+    @Test("a planned transfer split over 2 and 3 threads copies every byte, a tail short of 64 bytes too, and counts it once",
+          arguments: [18_720, 16_384, 65_537])
+    func splitTransfer(bytes: Int) throws {
+        // One add of two 8-value vectors in tier 0, after a transfer of `bytes` from tier 1.
+        let tensors = [ModelProgram.Tensor(name: "a", kind: "input", dtype: "f32", shape: [8]),
+                       ModelProgram.Tensor(name: "b", kind: "input", dtype: "f32", shape: [8]),
+                       ModelProgram.Tensor(name: "c", kind: "output", dtype: "f32", shape: [8])]
+        let program = ModelProgram(model: "t", dimensions: [:], tensors: tensors, ops: [
+            ModelProgram.Op(name: "c", kind: "add", operands: [0, 1], results: [2], updates: [], attributes: [:]),
+        ])
+        let arena = (bytes + 4095) / 4096 * 4096 + 4096
+        let at = { (tier: Int, offset: Int) in ExecutionSchedule.Location(tier: tier, offset: offset) }
+        let schedule = ExecutionSchedule(model: "t", target: "t", arenas: [.init(name: "scratchpad", bytes: arena), .init(name: "dram", bytes: arena)],
+                                         links: ["dram->scratchpad"], linkBytes: [bytes], weights: [], inputs: [], outputs: [], kv: [],
+                                         actions: [.copy(slot: 0, value: 0, link: 0, bytes: bytes, from: at(1, 0), to: at(0, 64)),
+                                                   .kernel(slot: 1, op: 0, operands: [at(0, 0), at(0, 32)], results: [at(0, 64)])])
+        let (kernels, step) = try SwiftEmitter(program: program, schedule: schedule).emit()
+        let library = try KernelLibrary(kernels: kernels, schedule: step)
+        let t0 = UnsafeMutableRawBufferPointer.allocate(byteCount: arena, alignment: 4096), t1 = UnsafeMutableRawBufferPointer.allocate(byteCount: arena, alignment: 4096)
+        defer { t0.deallocate(); t1.deallocate() }
+        let source = (0..<bytes).map { UInt8(truncatingIfNeeded: $0 &* 2_654_435_761 >> 7) }
+        for threads in [1, 2, 3] {
+            t0.initializeMemory(as: UInt8.self, repeating: 0)
+            t1.initializeMemory(as: UInt8.self, repeating: 0)
+            source.withUnsafeBytes { t1.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: bytes) }
+            library.setThreads(threads)
+            let tiers = [t0.baseAddress!, t1.baseAddress!], states = [t0.baseAddress!]
+            var links = [0]
+            tiers.withUnsafeBufferPointer { t in states.withUnsafeBufferPointer { s in library.step(t.baseAddress!, s.baseAddress!, &links, nil, nil) } }
+            // The add wrote its 32 bytes over the start of the copy (a + b = 0): the rest is the copy's.
+            let mismatch = (32..<bytes).first { t0[64 + $0] != source[$0] }
+            #expect(mismatch == nil, "\(threads) threads: byte \(mismatch ?? 0) of the transfer differs")
+            #expect(t0[64 + bytes] == 0, "\(threads) threads: a byte past the transfer was written")
+            #expect(links == [bytes])
+        }
+        library.setThreads(1)
+    }
+}

@@ -204,6 +204,14 @@ struct CLITests {
             #expect(t.status == 64 && t.stderr.contains("--threads: expected 1...64, got \(bad)") && t.stdout.isEmpty)
         }
     }
+
+    @Test("bench run refuses --tokens and --threads out of range before loading or measuring anything")
+    func benchRunRanges() throws {
+        for (flag, bad, range) in [("--tokens", "0", "1...100000"), ("--threads", "0", "1...64"), ("--threads", "65", "1...64")] {
+            let t = try run(["bench", "run", "Generated/tiny-llama/cpu", flag, bad])
+            #expect(t.status == 64 && t.stderr.contains("\(flag): expected \(range), got \(bad)") && t.stdout.isEmpty, "\(flag) \(bad): \(t.stderr)")
+        }
+    }
 }
 
 @Suite("kvplan compile and verify")

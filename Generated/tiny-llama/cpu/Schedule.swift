@@ -3,10 +3,20 @@
 @inline(__always)
 func f(_ p: UnsafeMutableRawPointer) -> UnsafeMutablePointer<Float> { p.assumingMemoryBound(to: Float.self) }
 
-/// A planned transfer: a real copy, counted on its link.
+/// A planned transfer: a real copy, counted on its link. From 16 KiB on it is split over
+/// the threads in contiguous parts, as the kernel after it splits its rows: each core
+/// then finds the weight rows it multiplies in its own cache.
 @inline(__always)
 func move(_ from: UnsafeMutableRawPointer, _ to: UnsafeMutableRawPointer, _ bytes: Int, _ links: UnsafeMutablePointer<Int>, _ link: Int) {
-    to.copyMemory(from: from, byteCount: bytes)
+    if bytes >= 1 << 14 && kvplanThreads > 1 {
+        let lines = bytes &>> 6
+        parallelRows(lines, work: Int.max) { lo, hi in
+            let end = hi == lines ? bytes : hi &<< 6
+            (to + lo &<< 6).copyMemory(from: from + lo &<< 6, byteCount: end &- lo &<< 6)
+        }
+    } else {
+        to.copyMemory(from: from, byteCount: bytes)
+    }
     links[link] &+= bytes
 }
 
