@@ -2,22 +2,25 @@
 //
 // Rationale. `DispatchQueue.concurrentPerform` cost about 7 µs per call here, so only kernels
 // of at least 2^19 multiply-adds were split, and none of a small model's were: tiny-llama's
-// decode ran at the same ms/token on two threads as on one. (The planned transfers are split
-// along the same contiguous parts — Schedule.swift's `move` — so each core multiplies weight
-// rows it copied itself; without that, the splits made decode 2× slower, measured.) The pool below keeps
+// decode ran at the same ms/token on two threads as on one. The pool below keeps
 // kvplanThreads − 1 threads that wait for work by spinning on an atomic generation counter
 // (`pause` between reads), so a split costs a cache line going to the workers and coming back,
-// and the calling thread runs part 0 itself. A worker that has seen no work for 2 ms sleeps on a
-// condition variable instead, so an idle library costs nothing (a decode step's split kernels
-// come tens of microseconds apart — the planned transfers between them take that long — and a
-// wake-up from the condition variable cost 20–80 µs here, so a spin of 0.1 ms made two threads
-// 3–6× slower than one, measured); the caller bumps the counter under the
-// mutex the sleepers check it under, so no wake-up is lost. Each call waits for every worker
-// to report before it returns, which is what makes handing the workers a non-escaping closure
-// safe. One lock keeps the pool to one caller at a time (a second caller — another thread
-// stepping the same library, or a split inside a split — runs its parts itself). `kvplan_set_threads` stops and joins the old workers before starting new ones (the
-// runtime sets 1 before dlclose, so no thread runs in an unmapped library). Parts are the same
-// contiguous row ranges as before, so split results stay bit-identical to one thread's.
+// and the calling thread runs part 0 itself. (The planned transfers are split along the same
+// contiguous parts — Schedule.swift's `move` — so each core multiplies weight rows it copied
+// itself; without that, the splits made decode 2× slower, measured.)
+//
+// A worker that has seen no work for 2 ms sleeps on a condition variable instead, so an idle
+// library costs nothing. A decode step's split kernels come tens of microseconds apart (the
+// planned transfers between them take that long) and a wake-up from the condition variable
+// cost 20–80 µs here, so a spin of 0.1 ms made two threads 3–6× slower than one (measured). The
+// caller bumps the counter under the mutex the sleepers check it under, so no wake-up is lost.
+//
+// Each call waits for every worker to report before it returns, which is what makes handing
+// the workers a non-escaping closure safe. One lock keeps the pool to one caller at a time (a
+// second caller — another thread stepping the same library, or a split inside a split — runs
+// its parts itself). `kvplan_set_threads` stops and joins the old workers before starting new
+// ones (the runtime sets 1 before dlclose, so no thread runs in an unmapped library). Parts are
+// the same contiguous row ranges as before, so split results stay bit-identical to one thread's.
 
 extension SwiftEmitter {
     /// The pool, `kvplan_set_threads` and `parallelRows`, for the head of every Kernels.swift.
@@ -50,7 +53,6 @@ extension SwiftEmitter {
     /// Worker threads that run parts 1… of a split kernel while the calling thread runs part 0
     /// (WorkerPool.swift in KVCodegen says how they wait).
     final class KVPlanPool: @unchecked Sendable {
-        let workers: Int
         /// Bumped once per split call, and once to stop.
         let generation = Atomic<Int>(0)
         /// Workers yet to finish the current call.
@@ -64,7 +66,6 @@ extension SwiftEmitter {
         var threads: [pthread_t] = []
 
         init(workers: Int) {
-            self.workers = workers
             pthread_mutex_init(mutex, nil)
             pthread_cond_init(wake, nil)
             // Workers 1…threads.count (fewer than asked if the system refuses a thread: the
@@ -112,7 +113,7 @@ extension SwiftEmitter {
         }
 
         /// Parts apart that one thread runs: the workers and the calling thread.
-        var stride = 1
+        var stride: Int { threads.count &+ 1 }
 
         /// Runs body(p) for p in 0..<parts, part 0 (and every stride-th after it) on the calling
         /// thread; returns when all are done.
@@ -120,7 +121,6 @@ extension SwiftEmitter {
             withoutActuallyEscaping(body) { body in
                 job = body
                 self.parts = parts
-                stride = threads.count &+ 1
                 pending.store(threads.count, ordering: .relaxed)
                 publish()
                 var p = 0

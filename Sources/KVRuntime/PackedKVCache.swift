@@ -79,8 +79,6 @@ public final class PackedKVCache {
         /// Channels of one KV head.
         var headChannels: Int { channels / heads }
         func freeSlots(_ h: Int) -> [Int] { token[h].indices.filter { token[h][$0] < 0 } }
-        /// Head `h`'s empty slots, counted.
-        func freeCount(_ h: Int) -> Int { token[h].withUnsafeBufferPointer { t in t.reduce(0) { $0 + ($1 < 0 ? 1 : 0) } } }
 
         /// Head `h`'s occupied slots counted, and the worst of them by (score, token) — the one
         /// `place` evicts first — or nil when none is occupied.
@@ -389,7 +387,7 @@ public final class PackedKVCache {
         // group, quantised once) while the high segment has room for it, else just the oldest
         // token, so no token is dropped while the layout still has room — then the new one enters.
         let order = window.sorted { fixed.token[h][$0] < fixed.token[h][$1] }
-        let leavingCount = high.freeCount(h) >= order.count ? order.count : 1
+        let leavingCount = high.capacity - high.residents(h).count >= order.count ? order.count : 1
         let leaving = order.prefix(leavingCount).map { s -> Moving in
             let (k, v) = fixed.read(s, h)
             return Moving(token: fixed.token[h][s], score: fixed.score[h][s], key: k, value: v)
@@ -449,7 +447,7 @@ public final class PackedKVCache {
     /// choice — the worst of the residents and the newcomer by (score, token) leaves when the
     /// segment is full, else the newcomer takes the first free slot — found in one scan over the
     /// slots, without the candidate list, selection and sets of the general case (which were a
-    /// third of the cache manager's time, measured).
+    /// quarter of the cache manager's samples, measured).
     private func place(_ m: Moving, into segment: inout Segment, head h: Int) -> [Moving] {
         let (resident, worst) = segment.residents(h)
         if resident < segment.capacity {

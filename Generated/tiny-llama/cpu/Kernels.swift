@@ -37,7 +37,6 @@ public func kvplan_set_threads(_ n: Int) {
 /// Worker threads that run parts 1… of a split kernel while the calling thread runs part 0
 /// (WorkerPool.swift in KVCodegen says how they wait).
 final class KVPlanPool: @unchecked Sendable {
-    let workers: Int
     /// Bumped once per split call, and once to stop.
     let generation = Atomic<Int>(0)
     /// Workers yet to finish the current call.
@@ -51,7 +50,6 @@ final class KVPlanPool: @unchecked Sendable {
     var threads: [pthread_t] = []
 
     init(workers: Int) {
-        self.workers = workers
         pthread_mutex_init(mutex, nil)
         pthread_cond_init(wake, nil)
         // Workers 1…threads.count (fewer than asked if the system refuses a thread: the
@@ -99,7 +97,7 @@ final class KVPlanPool: @unchecked Sendable {
     }
 
     /// Parts apart that one thread runs: the workers and the calling thread.
-    var stride = 1
+    var stride: Int { threads.count &+ 1 }
 
     /// Runs body(p) for p in 0..<parts, part 0 (and every stride-th after it) on the calling
     /// thread; returns when all are done.
@@ -107,7 +105,6 @@ final class KVPlanPool: @unchecked Sendable {
         withoutActuallyEscaping(body) { body in
             job = body
             self.parts = parts
-            stride = threads.count &+ 1
             pending.store(threads.count, ordering: .relaxed)
             publish()
             var p = 0
