@@ -43,12 +43,16 @@ public struct ExecutionSchedule: Codable, Sendable, Equatable {
         public var bytes: Int
         /// The block of the tensor held there, when the plan keeps the tensor in parts (one binding per part).
         public var part: ValuePart?
-        public init(tensor: String, dtype: String = "f32", location: Location, bytes: Int, part: ValuePart? = nil) {
+        /// How the bytes are arranged when not row by row in `dtype`'s block order (KVQuant's
+        /// WeightLayout: `q4_0x16`, q4_0 rows interleaved for the generated GEMV); nil: row by row.
+        public var layout: String?
+        public init(tensor: String, dtype: String = "f32", location: Location, bytes: Int, part: ValuePart? = nil, layout: String? = nil) {
             self.tensor = tensor
             self.dtype = dtype
             self.location = location
             self.bytes = bytes
             self.part = part
+            self.layout = layout
         }
     }
 
@@ -255,6 +259,13 @@ public struct ExecutionSchedule: Codable, Sendable, Equatable {
             }
         }
         for b in weights + inputs + outputs { try check(b.location, b.bytes, "'\(b.tensor)'") }
+        for b in weights {
+            guard let layout = b.layout else { continue }
+            let shape = program.tensors.first { $0.name == b.tensor }?.shape ?? []
+            guard layout == "q4_0x16", b.dtype == "q4_0", b.part == nil, shape.count == 2, shape[0] % 16 == 0, shape[1] % 32 == 0 else {
+                throw ArtifactError("schedule.json: weight '\(b.tensor)' (\(b.dtype) \(shape)) in layout '\(layout)'; known: q4_0x16, for a whole q4_0 weight of rows in groups of 16")
+            }
+        }
         for (i, a) in actions.enumerated() {
             switch a.kind {
             case "copy", "gather":

@@ -103,12 +103,13 @@ extension SwiftEmitter {
             // The scaled query of a KV head's group rounded to int8 per 32 channels (KeyProductRounding).
             let n = groupSize * d, blocks = n / 32
             body += """
-                        let rounding = UnsafeMutableRawPointer.allocate(byteCount: \(n * 5 + blocks * 36), alignment: 32)
+                        let rounding = UnsafeMutableRawPointer.allocate(byteCount: \(n * 5 + blocks * 40), alignment: 32)
                         defer { rounding.deallocate() }
                         let qrow = QuantisedRow(values: rounding.bindMemory(to: Float.self, capacity: \(n)),
                                                 offsets: (rounding + \(n * 4)).bindMemory(to: Int32.self, capacity: \(blocks * 8)),
                                                 scales: (rounding + \(n * 4 + blocks * 32)).bindMemory(to: Float.self, capacity: \(blocks)),
-                                                codes: (rounding + \(n * 4 + blocks * 36)).bindMemory(to: Int8.self, capacity: \(n)))
+                                                codes: (rounding + \(n * 4 + blocks * 36)).bindMemory(to: Int8.self, capacity: \(n)),
+                                                sums: (rounding + \(n * 5 + blocks * 36)).bindMemory(to: Int32.self, capacity: \(blocks)))
 
             """
         }

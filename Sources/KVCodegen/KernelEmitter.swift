@@ -120,6 +120,9 @@ extension SwiftEmitter {
             case .q4_0: product = "dotQ4(q, UnsafeRawPointer(z) + j &* \(rowBytes), \(k))"
             }
             let sum = accumulate ? "y[r &* \(rows) &+ j] + \(product)" : product
+            if format == .q4_0 && schedule.weights.contains(where: { $0.tensor == w.name && $0.layout == WeightLayout.q4_0x16.rawValue }) {
+                return q4GroupBody(rows: rows, k: k, m: m, rowBytes: rowBytes, accumulate: accumulate, bias: bias.isEmpty ? nil : load(2, "j &+ t"))
+            }
             if (format == .q8_0 || format == .q4_0) && rows * rowBytes > pairedRowsLimit {
                 // The activation row is quantised once per row and thread (QuantisedDotHelpers.swift).
                 return "    parallelRows(\(rows), work: \(m * rows * k)) { lo, hi in\n        withQuantisedRow(\(k)) { q in\n"
@@ -161,6 +164,22 @@ extension SwiftEmitter {
         return "    parallelRows(\(cols), work: \(m * cols * k)) { lo, hi in\n        for r in 0..<\(m) {\n"
             + "            let o = y + r &* \(cols)\n            for j in lo..<hi { o[j] = \(initial) }\n"
             + "            for i in 0..<\(k) { axpy(x[r &* \(k) &+ i], z + (i &* \(cols) &+ lo), o + lo, hi &- lo) }\n        }\n    }\n"
+    }
+
+    /// A linear layer over q4_0 weights stored as q4_0x16 (Q4GroupKernel.swift): threads split
+    /// whole groups of 16 rows, each group's 16 sums come from one `dotQ4Group16` call.
+    private func q4GroupBody(rows: Int, k: Int, m: Int, rowBytes: Int, accumulate: Bool, bias: String?) -> String {
+        let groupBytes = WeightLayout.groupRows * rowBytes
+        let head = "    parallelRows(\(rows / WeightLayout.groupRows), work: \(m * rows * k)) { lo, hi in\n        withQuantisedRow(\(k)) { q in\n"
+        let loop = "            for r in 0..<\(m) {\n                quantiseRow(x + r &* \(k), \(k), q)\n                for g in lo..<hi {\n"
+        let product = "dotQ4Group16(q, UnsafeRawPointer(z) + g &* \(groupBytes), \(k), "
+        guard accumulate || bias != nil else {
+            return head + loop + "                    \(product)y + (r &* \(rows) &+ g &* 16))\n                }\n            }\n        }\n    }\n"
+        }
+        let value = (accumulate ? "y[r &* \(rows) &+ j &+ t] + sixteen[t]" : "sixteen[t]") + (bias.map { " + \($0)" } ?? "")
+        return head + "        withUnsafeTemporaryAllocation(of: Float.self, capacity: 16) { sixteen in\n" + loop
+            + "                    \(product)sixteen.baseAddress!)\n                    let j = g &* 16\n"
+            + "                    for t in 0..<16 { y[r &* \(rows) &+ j &+ t] = \(value) }\n                }\n            }\n        }\n        }\n    }\n"
     }
 
     /// How a tile's kernel differs from the whole op's beyond its shapes: the first element of the

@@ -27,7 +27,7 @@ extension SwiftEmitter {
     /// True when `kernels` call the q8_0 / q4_0 dot products or round rows to int8 themselves
     /// (the integer key products of decode attention).
     static func usesQuantisedDots(_ kernels: String) -> Bool {
-        kernels.contains("dotQ8(") || kernels.contains("dotQ4(") || kernels.contains("quantiseRow(")
+        kernels.contains("dotQ8(") || kernels.contains("dotQ4(") || kernels.contains("dotQ4Group16(") || kernels.contains("quantiseRow(")
     }
 
     static let quantisedDotHelpers = """
@@ -43,18 +43,21 @@ extension SwiftEmitter {
         var scales: UnsafeMutablePointer<Float>
         /// The int8 codes.
         var codes: UnsafeMutablePointer<Int8>
+        /// Per block, −8·Σcodes (q4_0's offset as one Int32, for the interleaved-row products).
+        var sums: UnsafeMutablePointer<Int32>
     }
 
     /// Runs body with scratch for a quantised row of `n` values (n a multiple of 32), on the stack when small.
     @inline(__always)
     func withQuantisedRow(_ n: Int, _ body: (QuantisedRow) -> Void) {
         let blocks = n &>> 5
-        withUnsafeTemporaryAllocation(byteCount: n &* 5 &+ blocks &* 36, alignment: 32) { raw in
+        withUnsafeTemporaryAllocation(byteCount: n &* 5 &+ blocks &* 40, alignment: 32) { raw in
             let base = raw.baseAddress!
             body(QuantisedRow(values: base.bindMemory(to: Float.self, capacity: n),
                               offsets: (base + n &* 4).bindMemory(to: Int32.self, capacity: blocks &* 8),
                               scales: (base + (n &* 4 &+ blocks &* 32)).bindMemory(to: Float.self, capacity: blocks),
-                              codes: (base + (n &* 4 &+ blocks &* 36)).bindMemory(to: Int8.self, capacity: n)))
+                              codes: (base + (n &* 4 &+ blocks &* 36)).bindMemory(to: Int8.self, capacity: n),
+                              sums: (base + (n &* 5 &+ blocks &* 36)).bindMemory(to: Int32.self, capacity: blocks)))
         }
     }
 
@@ -82,6 +85,7 @@ extension SwiftEmitter {
             UnsafeMutableRawPointer(q.codes + b &* 32).storeBytes(of: unsafeBitCast(codes, to: SIMD32<Int8>.self), as: SIMD32<Int8>.self)
             let offsets = unsignedDot32(_mm256_set1_epi8(8), codes)
             UnsafeMutableRawPointer(q.offsets + b &* 8).storeBytes(of: unsafeBitCast(offsets, to: SIMD8<Int32>.self), as: SIMD8<Int32>.self)
+            q.sums[b] = 0 &- unsafeBitCast(offsets, to: SIMD8<Int32>.self).wrappedSum()
     #else
             let out = UnsafeMutableRawPointer(q.values + b &* 32), dv = SIMD8<Float>(repeating: d)
             out.storeBytes(of: r0 * dv, as: SIMD8<Float>.self)

@@ -213,6 +213,7 @@ public enum ScheduleLowering {
             }
             caches.append(cache)
         }
+        let interleaved = interleavedWeights(program: program, plan: plan, opOfStep: opOfStep)
         var weights: [ExecutionSchedule.Binding] = [], inputs: [ExecutionSchedule.Binding] = [], outputs: [ExecutionSchedule.Binding] = []
         for t in program.tensors where ["weight", "input", "output"].contains(t.kind) {
             // Weights in any storage format the runtime quantises to; inputs (i32 ids as exact
@@ -226,7 +227,8 @@ public enum ScheduleLowering {
                 guard let format, values[v].bytes == format.bytes(count: count), count % format.blockElements == 0, rowLength % format.blockElements == 0 else {
                     throw CodegenError("'\(values[v].name)' is \(t.dtype) (\(values[v].bytes) B); emitted: weights as \(WeightFormat.allCases.map(\.rawValue).joined(separator: ", ")) in rows of whole blocks, inputs and outputs as 4-byte values")
                 }
-                let binding = ExecutionSchedule.Binding(tensor: t.name, dtype: format.rawValue, location: location, bytes: values[v].bytes, part: part)
+                let binding = ExecutionSchedule.Binding(tensor: t.name, dtype: format.rawValue, location: location, bytes: values[v].bytes, part: part,
+                                                        layout: part == nil && interleaved.contains(t.name) ? WeightLayout.q4_0x16.rawValue : nil)
                 switch t.kind {
                 case "weight": weights.append(binding)
                 case "input": inputs.append(binding)
@@ -238,6 +240,33 @@ public enum ScheduleLowering {
                                  arenas: tiers.indices.map { .init(name: tiers[$0].name, bytes: arenaBytes[$0]) },
                                  links: links, linkBytes: linkBytes, weights: weights, inputs: inputs, outputs: outputs, kv: caches,
                                  actions: actions, stagingBytes: binder.stagingBytes)
+    }
+}
+
+extension ScheduleLowering {
+    /// The q4_0 weights stored as `WeightLayout.q4_0x16` (the generated GEMV's interleaved
+    /// rows): those the layout applies to that only whole linear kernels read — no tile step (its
+    /// kernel reads row-major blocks), no embedding gather, no other op — and that the plan keeps
+    /// whole.
+    static func interleavedWeights(program: ModelProgram, plan: Plan, opOfStep: [Int]) -> Set<String> {
+        let t = program.tensors
+        var readers: [Int: [(op: Int, tiled: Bool)]] = [:]
+        for (i, o) in opOfStep.enumerated() {
+            for operand in Set(program.ops[o].operands) { readers[operand, default: []].append((o, (plan.steps[i].tiles ?? 1) > 1)) }
+        }
+        let parted = Set(plan.values.compactMap { $0.part == nil ? nil : $0.tensor })
+        var out = Set<String>()
+        for (i, tensor) in t.enumerated() where tensor.kind == "weight" && tensor.shape.count == 2 && !parted.contains(tensor.name) {
+            guard let format = WeightFormat(rawValue: tensor.dtype),
+                  WeightLayout.q4_0x16.applies(format: format, rows: tensor.shape[0], columns: tensor.shape[1]),
+                  let uses = readers[i], !uses.isEmpty else { continue }
+            let linearOnly = uses.allSatisfy { use in
+                let op = program.ops[use.op]
+                return !use.tiled && op.kind == "matmul" && op.bool("transpose_b") == true && op.operands.firstIndex(of: i) == 1 && op.operands.lastIndex(of: i) == 1
+            }
+            if linearOnly { out.insert(tensor.name) }
+        }
+        return out
     }
 }
 

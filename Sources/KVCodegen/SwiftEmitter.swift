@@ -200,7 +200,8 @@ public struct SwiftEmitter {
         // The integer value kernels and the 512-bit query scaling call them too.
         let intrinsics = quantisedDots || kernels.contains("valueGroupAccumulateI16H") || kernels.contains("scaleQueriesH")
         kernels = Self.header + "import Foundation\nimport Synchronization\n" + (intrinsics ? Self.quantisedDotImports : "") + Self.prefetchImport + "\n" + Self.helpers + Self.elementwiseHelpers
-            + (quantisedDots ? Self.quantisedDotHelpers : "") + Self.attentionHelpers(for: kernels) + kernels
+            + (quantisedDots ? Self.quantisedDotHelpers : "") + (kernels.contains("dotQ4Group16(") ? Self.q4GroupKernel : "")
+            + Self.attentionHelpers(for: kernels) + kernels
         var step = Self.header
         step += """
         @inline(__always)

@@ -67,8 +67,15 @@ public final class ScheduleExecutor {
             // Quantisation at load: the bytes of the program's storage format for this weight (or
             // for its block, when the plan keeps it in parts).
             let elements = binding.part.map { $0.extract(from: w, shape: t.shape) } ?? w
-            guard let format = WeightFormat(rawValue: t.dtype), let stored = format.encode(elements), stored.count == binding.bytes else {
+            guard let format = WeightFormat(rawValue: t.dtype), var stored = format.encode(elements), stored.count == binding.bytes else {
                 throw RuntimeError("'\(binding.tensor)' is \(t.dtype) in \(binding.bytes) B; the runtime stores weights as \(WeightFormat.allCases.map(\.rawValue).joined(separator: ", ")) in whole blocks")
+            }
+            if let name = binding.layout {
+                // Rows interleaved for the generated GEMV (schedule.validate checked the shape).
+                guard let layout = WeightLayout(rawValue: name), layout.applies(format: format, rows: t.shape[0], columns: t.shape[1]) else {
+                    throw RuntimeError("'\(binding.tensor)' is stored in layout '\(name)', which this runtime does not arrange \(t.dtype) \(t.shape) in")
+                }
+                stored = layout.arrange(stored, rows: t.shape[0], columns: t.shape[1])
             }
             let base = arenas[binding.location.tier].baseAddress! + binding.location.offset
             stored.withUnsafeBytes { base.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }

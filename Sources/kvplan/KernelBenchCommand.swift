@@ -62,11 +62,16 @@ struct KernelBench: ParsableCommand {
         if wants("gemv") {
             let blas = OpenBLAS(threads: threads)
             if blas == nil { printError("note: OpenBLAS not found (apt-get install libopenblas-dev): its column is empty\n") }
-            for format in WeightFormat.allCases {
-                // L2: 256 rows of 512 (≤ 512 KiB in every format); DRAM: rows of 4096 making 64 MiB in the format.
-                for (rowsN, k, label) in [(256, 512, "L2"), ((64 << 20) / format.bytes(count: 4096), 4096, "DRAM")] {
-                    progress.stage("\(format.rawValue) gemv \(rowsN)x\(k) (\(label))")
-                    rows.append(try gemv(rows: rowsN, k: k, label: label, blas: blas, format: format))
+            // q4_0 twice: row-major (ggml's order, what tiled plans read) and q4_0x16 (what whole
+            // linear kernels read when rows come in groups of 16; WeightLayout).
+            let variants = WeightFormat.allCases.map { ($0, WeightLayout?.none) } + [(WeightFormat.q4_0, WeightLayout.q4_0x16)]
+            for (format, layout) in variants {
+                // L2: 256 rows of 512 (≤ 512 KiB in every format); DRAM: rows of 4096 making 64 MiB in the format
+                // (whole groups of 16 when interleaved).
+                let dramRows = (64 << 20) / format.bytes(count: 4096) / (layout == nil ? 1 : 16) * (layout == nil ? 1 : 16)
+                for (rowsN, k, label) in [(256, 512, "L2"), (dramRows, 4096, "DRAM")] {
+                    progress.stage("\(layout?.rawValue ?? format.rawValue) gemv \(rowsN)x\(k) (\(label))")
+                    rows.append(try gemv(rows: rowsN, k: k, label: label, blas: blas, format: format, layout: layout))
                 }
             }
         }
@@ -186,13 +191,15 @@ struct KernelBench: ParsableCommand {
         return (program, schedule, offsets)
     }
 
-    func gemv(rows: Int, k: Int, label: String, blas: OpenBLAS?, format: WeightFormat = .f32) throws -> String {
+    func gemv(rows: Int, k: Int, label: String, blas: OpenBLAS?, format: WeightFormat = .f32, layout: WeightLayout? = nil) throws -> String {
         let weightBytes = rows * format.bytes(count: k)
         let tensors = [ModelProgram.Tensor(name: "x", kind: "input", dtype: "f32", shape: [1, k]),
                        ModelProgram.Tensor(name: "w", kind: "weight", dtype: format.rawValue, shape: [rows, k]),
                        ModelProgram.Tensor(name: "y", kind: "output", dtype: "f32", shape: [1, rows])]
         let op = ModelProgram.Op(name: "y", kind: "matmul", operands: [0, 1], results: [2], updates: [], attributes: ["transpose_b": .bool(true)])
-        let (program, schedule, offsets) = Self.oneOp(tensors, op, bytes: [k * 4, weightBytes, rows * 4])
+        var (program, schedule, offsets) = Self.oneOp(tensors, op, bytes: [k * 4, weightBytes, rows * 4])
+        schedule.weights = [.init(tensor: "w", dtype: format.rawValue, location: .init(tier: 0, offset: offsets[1]), bytes: weightBytes, layout: layout?.rawValue)]
+        try schedule.validate(against: program)
         let (kernels, step) = try SwiftEmitter(program: program, schedule: schedule).emit()
         let library = try KernelLibrary(kernels: kernels, schedule: step)
         library.setThreads(threads)
@@ -202,10 +209,16 @@ struct KernelBench: ParsableCommand {
         for i in 0..<schedule.arenas[0].bytes / 4 { floats[i] = Float(i % 97) / 97 - 0.5 }
         let x = floats + offsets[0] / 4, y = floats + offsets[2] / 4
         let w = UnsafeMutableRawPointer(floats + offsets[1] / 4)
-        if format != .f32 {  // the weights in their storage format, row by row
-            let row = (0..<k).map { Float($0 % 89) / 89 - 0.5 }
-            let encoded = format.encode(row)!
+        // The weights in their storage format, row by row; the plain loop reads them so. An
+        // interleaved layout is arranged for the generated kernel after the plain loop has run.
+        let row = (0..<k).map { Float($0 % 89) / 89 - 0.5 }
+        let encoded = format.encode(row)!
+        if format != .f32 {
             for j in 0..<rows { encoded.withUnsafeBytes { (w + j * encoded.count).copyMemory(from: $0.baseAddress!, byteCount: encoded.count) } }
+        }
+        let rowMajor = layout == nil ? nil : Array(UnsafeRawBufferPointer(start: w, count: weightBytes))
+        if let layout, let rowMajor {
+            layout.arrange(rowMajor, rows: rows, columns: k).withUnsafeBytes { w.copyMemory(from: $0.baseAddress!, byteCount: weightBytes) }
         }
         let tiers = [arena]
         let state = [arena]
@@ -223,6 +236,7 @@ struct KernelBench: ParsableCommand {
         tiers.withUnsafeBufferPointer { t in state.withUnsafeBufferPointer { s in library.step(t.baseAddress!, s.baseAddress!, &links, nil, nil) } }
         let reference = Array(UnsafeBufferPointer(start: y, count: rows))
         let rowBytes = format.bytes(count: k)
+        rowMajor?.withUnsafeBytes { w.copyMemory(from: $0.baseAddress!, byteCount: weightBytes) }  // the plain loop reads rows
         let scalar = Self.time {
             for j in 0..<rows { y[j] = Self.scalarDot(x, w + j * rowBytes, k, format) }
         }
@@ -242,7 +256,7 @@ struct KernelBench: ParsableCommand {
         let d = zip(reference, expected).map { abs($0 - $1) }.max() ?? 0
         if d > 1e-2 { printError("warning: the scalar loop and the generated \(format.rawValue) GEMV differ by \(d)\n") }
         let gb = { (s: Double) in Double(weightBytes) / s / 1e9 }
-        return "| \(format.rawValue) GEMV (\(label)) | \(rows)×\(k) | \(Self.size(weightBytes)) | \(f2(gb(generated))) | \(f2(2 * Double(rows * k) / generated / 1e9)) | "
+        return "| \(layout?.rawValue ?? format.rawValue) GEMV (\(label)) | \(rows)×\(k) | \(Self.size(weightBytes)) | \(f2(gb(generated))) | \(f2(2 * Double(rows * k) / generated / 1e9)) | "
             + "\(f2(gb(scalar))) | \(blasSeconds.map { f2(gb($0)) } ?? "–") | \(f2(gb(copy.memcpy))) | \(f2(gb(copy.streaming))) | \(f2(copy.best / generated)) | "
             + "\(blasSeconds.map { f2($0 / generated) } ?? "–") |"
     }

@@ -29,9 +29,27 @@ struct EveryKernelTests {
 
     @Test("the fixture uses every op the emitter has a kernel for, and every weight format")
     func coverage() throws {
-        let (program, _, _, _) = try Self.compiled()
+        let (program, schedule, kernels, _) = try Self.compiled()
         #expect(Set(program.ops.map(\.kind)) == SwiftEmitter.supported)
         #expect(Set(program.tensors.filter { $0.kind == "weight" }.map(\.dtype)) == ["f32", "f16", "bf16", "q8_0", "q4_0"])
+        // q4_0 rows in whole groups of 16 are interleaved (o_w, 64 × 64) and multiplied by
+        // dotQ4Group16; pw4 (13 rows) and pw4b (3 rows) stay row-major.
+        #expect(schedule.weights.filter { $0.layout != nil }.map { "\($0.tensor) \($0.layout!)" } == ["o_w q4_0x16"])
+        #expect(kernels.contains("dotQ4Group16(q, UnsafeRawPointer(z)"))
+    }
+
+    @Test("schedule.json: a layout on a weight it cannot arrange is refused, naming the weight")
+    func layoutValidated() throws {
+        let (program, schedule, _, _) = try Self.compiled()
+        for (tensor, layout) in [("kv_w", "q4_0x16"), ("pw4", "q4_0x16"), ("o_w", "q4_0x8")] {
+            var bad = schedule
+            let i = try #require(bad.weights.firstIndex { $0.tensor == tensor })
+            bad.weights[i].layout = layout
+            #expect(throws: ArtifactError.self) { try bad.validate(against: program) }
+            do { try bad.validate(against: program) } catch {
+                #expect(error.message.contains("weight '\(tensor)'") && error.message.contains("layout '\(layout)'"), "\(error.message)")
+            }
+        }
     }
 
     static let tokens: [Float] = [72, 101, 108, 108, 111, 44, 32, 119, 111, 114, 108, 100]

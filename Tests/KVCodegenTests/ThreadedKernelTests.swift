@@ -15,9 +15,13 @@ struct ThreadedKernelTests {
     /// |generated − Σ w·x in Double| allowed: f32 sums over 1024 terms in another order.
     static let tolerance: Float = 1e-3
 
-    @Test("2 threads equal 1 bit for bit, and the reference within 1e-3", arguments: [WeightFormat.f32, .q4_0, .q8_0])
-    func splitRowsAreBitIdentical(_ format: WeightFormat) throws {
-        let (rows, k) = (515, 1024)  // 527,360 multiply-adds: just over the threshold; odd rows split 257/258
+    /// Row-major weights, and q4_0 stored as q4_0x16 (WeightLayout): 528 rows are 33 groups of
+    /// 16, split 16/17 groups between the threads.
+    @Test("2 threads equal 1 bit for bit, and the reference within 1e-3",
+          arguments: [(WeightFormat.f32, nil), (.q4_0, nil), (.q8_0, nil), (.q4_0, WeightLayout.q4_0x16)])
+    func splitRowsAreBitIdentical(_ format: WeightFormat, _ layout: WeightLayout?) throws {
+        // 527,360 multiply-adds: just over the threshold; odd rows split 257/258
+        let (rows, k) = (layout == nil ? 515 : 528, 1024)
         let rowBytes = format.bytes(count: k)
         let tensors = [ModelProgram.Tensor(name: "x", kind: "input", dtype: "f32", shape: [1, k]),
                        ModelProgram.Tensor(name: "w", kind: "weight", dtype: format.rawValue, shape: [rows, k]),
@@ -30,12 +34,15 @@ struct ThreadedKernelTests {
             end += (b + 63) / 64 * 64
         }
         let at = { (i: Int) in ExecutionSchedule.Location(tier: 0, offset: offsets[i]) }
+        let weights = [ExecutionSchedule.Binding(tensor: "w", dtype: format.rawValue, location: at(1), bytes: bytes[1], layout: layout?.rawValue)]
         let schedule = ExecutionSchedule(model: "t", target: "t", arenas: [.init(name: "arena", bytes: end)], links: [], linkBytes: [],
-                                         weights: [], inputs: [], outputs: [], kv: [],
+                                         weights: weights, inputs: [], outputs: [], kv: [],
                                          actions: [.kernel(slot: 1, op: 0, operands: [at(0), at(1)], results: [at(2)])])
         let program = ModelProgram(model: "t", dimensions: [:], tensors: tensors, ops: [op])
+        try schedule.validate(against: program)
         let (kernels, step) = try SwiftEmitter(program: program, schedule: schedule).emit()
-        #expect(kernels.contains("parallelRows(\(format == .f32 ? rows : (rows + 1) / 2)"))
+        #expect(kernels.contains("parallelRows(\(layout != nil ? rows / 16 : format == .f32 ? rows : (rows + 1) / 2)"))
+        #expect(kernels.contains("dotQ4Group16(q,") == (layout != nil))
         let library = try KernelLibrary(kernels: kernels, schedule: step)
 
         let arena = UnsafeMutableRawBufferPointer.allocate(byteCount: end, alignment: 64)
@@ -43,13 +50,15 @@ struct ThreadedKernelTests {
         arena.initializeMemory(as: UInt8.self, repeating: 0)
         let x = PackedAttentionKernelTests.noise(k, seed: 5)
         x.withUnsafeBytes { arena.baseAddress!.advanced(by: offsets[0]).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
-        var decoded: [[Float]] = []
+        var decoded: [[Float]] = [], stored: [UInt8] = []
         for r in 0..<rows {
             let row = PackedAttentionKernelTests.noise(k, seed: UInt64(100 + r))
             let encoded = format.encode(row)!
-            encoded.withUnsafeBytes { arena.baseAddress!.advanced(by: offsets[1] + r * rowBytes).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+            stored += encoded
             decoded.append(encoded.withUnsafeBytes { format.decode($0, count: k) })
         }
+        if let layout { stored = layout.arrange(stored, rows: rows, columns: k) }
+        stored.withUnsafeBytes { arena.baseAddress!.advanced(by: offsets[1]).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
         let tiers = [arena.baseAddress!], states = [arena.baseAddress!]
         var links = [0]
         let output = { () -> [Float] in

@@ -75,6 +75,10 @@ struct TiledCodegenTests {
         #expect(Self.schemes(plan) == ["matmul/columns", "matmul/reduction", "attention/tokens"])
         #expect(plan.steps.contains { $0.op == "attention" && $0.tiles == 9 })
         #expect(schedule.stagingBytes > 0, "the fixture reads split results whole (split, silu, gelu): they are staged")
+        // Tile kernels read row-major blocks: no weight a tile step reads is interleaved.
+        let tiledOps = Set(plan.steps.filter { ($0.tiles ?? 1) > 1 }.map { $0.name.split(separator: "#").first.map(String.init) ?? $0.name })
+        let tiledReads = Set(program.ops.filter { tiledOps.contains($0.name) }.flatMap { $0.operands.map { program.tensors[$0].name } })
+        #expect(!tiledReads.isEmpty && schedule.weights.allSatisfy { $0.layout == nil || !tiledReads.contains($0.tensor) })
         let executor = try ScheduleExecutor(program: program, schedule: schedule, kernels: kernels, step: step,
                                             weights: SeededWeights.make(program, seed: 5), threads: 1)
         let inputs = (0..<24).map { ["tokens": [Float(($0 * 37 + 11) % 256)], "pos": [Float($0)]] }

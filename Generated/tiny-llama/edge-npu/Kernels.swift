@@ -456,18 +456,21 @@ struct QuantisedRow {
     var scales: UnsafeMutablePointer<Float>
     /// The int8 codes.
     var codes: UnsafeMutablePointer<Int8>
+    /// Per block, −8·Σcodes (q4_0's offset as one Int32, for the interleaved-row products).
+    var sums: UnsafeMutablePointer<Int32>
 }
 
 /// Runs body with scratch for a quantised row of `n` values (n a multiple of 32), on the stack when small.
 @inline(__always)
 func withQuantisedRow(_ n: Int, _ body: (QuantisedRow) -> Void) {
     let blocks = n &>> 5
-    withUnsafeTemporaryAllocation(byteCount: n &* 5 &+ blocks &* 36, alignment: 32) { raw in
+    withUnsafeTemporaryAllocation(byteCount: n &* 5 &+ blocks &* 40, alignment: 32) { raw in
         let base = raw.baseAddress!
         body(QuantisedRow(values: base.bindMemory(to: Float.self, capacity: n),
                           offsets: (base + n &* 4).bindMemory(to: Int32.self, capacity: blocks &* 8),
                           scales: (base + (n &* 4 &+ blocks &* 32)).bindMemory(to: Float.self, capacity: blocks),
-                          codes: (base + (n &* 4 &+ blocks &* 36)).bindMemory(to: Int8.self, capacity: n)))
+                          codes: (base + (n &* 4 &+ blocks &* 36)).bindMemory(to: Int8.self, capacity: n),
+                          sums: (base + (n &* 5 &+ blocks &* 36)).bindMemory(to: Int32.self, capacity: blocks)))
     }
 }
 
@@ -495,6 +498,7 @@ func quantiseRow(_ x: UnsafePointer<Float>, _ n: Int, _ q: QuantisedRow) {
         UnsafeMutableRawPointer(q.codes + b &* 32).storeBytes(of: unsafeBitCast(codes, to: SIMD32<Int8>.self), as: SIMD32<Int8>.self)
         let offsets = unsignedDot32(_mm256_set1_epi8(8), codes)
         UnsafeMutableRawPointer(q.offsets + b &* 8).storeBytes(of: unsafeBitCast(offsets, to: SIMD8<Int32>.self), as: SIMD8<Int32>.self)
+        q.sums[b] = 0 &- unsafeBitCast(offsets, to: SIMD8<Int32>.self).wrappedSum()
 #else
         let out = UnsafeMutableRawPointer(q.values + b &* 32), dv = SIMD8<Float>(repeating: d)
         out.storeBytes(of: r0 * dv, as: SIMD8<Float>.self)
@@ -2127,12 +2131,13 @@ func k6(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v:
             defer { scratch.deallocate() }
             let codes = scratch, bias = scratch + 256, weights = scratch + 260, scaled = scratch + 264
             _ = (codes, bias, weights, scaled)
-            let rounding = UnsafeMutableRawPointer.allocate(byteCount: 784, alignment: 32)
+            let rounding = UnsafeMutableRawPointer.allocate(byteCount: 800, alignment: 32)
             defer { rounding.deallocate() }
             let qrow = QuantisedRow(values: rounding.bindMemory(to: Float.self, capacity: 128),
                                     offsets: (rounding + 512).bindMemory(to: Int32.self, capacity: 32),
                                     scales: (rounding + 640).bindMemory(to: Float.self, capacity: 4),
-                                    codes: (rounding + 656).bindMemory(to: Int8.self, capacity: 128))
+                                    codes: (rounding + 656).bindMemory(to: Int8.self, capacity: 128),
+                                    sums: (rounding + 784).bindMemory(to: Int32.self, capacity: 4))
             for g in gLo..<gHi {
                 let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
                 let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
@@ -2249,12 +2254,13 @@ func k11(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v
             defer { scratch.deallocate() }
             let codes = scratch, bias = scratch + 256, weights = scratch + 260, scaled = scratch + 264
             _ = (codes, bias, weights, scaled)
-            let rounding = UnsafeMutableRawPointer.allocate(byteCount: 784, alignment: 32)
+            let rounding = UnsafeMutableRawPointer.allocate(byteCount: 800, alignment: 32)
             defer { rounding.deallocate() }
             let qrow = QuantisedRow(values: rounding.bindMemory(to: Float.self, capacity: 128),
                                     offsets: (rounding + 512).bindMemory(to: Int32.self, capacity: 32),
                                     scales: (rounding + 640).bindMemory(to: Float.self, capacity: 4),
-                                    codes: (rounding + 656).bindMemory(to: Int8.self, capacity: 128))
+                                    codes: (rounding + 656).bindMemory(to: Int8.self, capacity: 128),
+                                    sums: (rounding + 784).bindMemory(to: Int32.self, capacity: 4))
             let weightRounding = UnsafeMutableRawPointer.allocate(byteCount: 2176, alignment: 64)
             defer { weightRounding.deallocate() }
             let weightCodes = weightRounding.bindMemory(to: Int16.self, capacity: 1024)
@@ -2347,12 +2353,13 @@ func k12(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v
             defer { scratch.deallocate() }
             let codes = scratch, bias = scratch + 256, weights = scratch + 260, scaled = scratch + 264
             _ = (codes, bias, weights, scaled)
-            let rounding = UnsafeMutableRawPointer.allocate(byteCount: 784, alignment: 32)
+            let rounding = UnsafeMutableRawPointer.allocate(byteCount: 800, alignment: 32)
             defer { rounding.deallocate() }
             let qrow = QuantisedRow(values: rounding.bindMemory(to: Float.self, capacity: 128),
                                     offsets: (rounding + 512).bindMemory(to: Int32.self, capacity: 32),
                                     scales: (rounding + 640).bindMemory(to: Float.self, capacity: 4),
-                                    codes: (rounding + 656).bindMemory(to: Int8.self, capacity: 128))
+                                    codes: (rounding + 656).bindMemory(to: Int8.self, capacity: 128),
+                                    sums: (rounding + 784).bindMemory(to: Int32.self, capacity: 4))
             for g in gLo..<gHi {
                 let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
                 let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32

@@ -1,0 +1,86 @@
+// How a weight's bytes are arranged in its arena, beyond its storage format.
+//
+// Rationale. ggml's q4_0 keeps each row's blocks together (fp16 d, then 16 nibble bytes), so a
+// GEMV must gather every block's scale and nibbles into vector lanes: nine AVX-512 instructions
+// per row and block pair, two of them word permutes, which bound the kernel at 17–19 GB/s in L2
+// on this machine (Docs/benchmarks.md). ggml's own CPU backend repacks q4_0 at load for the same
+// reason (block_q4_0x8). `q4_0x16` interleaves sixteen rows block by block, so that one 512-bit
+// lane holds one row: per group of 16 rows and per block of 32 values it stores the 16 rows' fp16
+// scales (32 bytes), then four 64-byte vectors, vector i holding bytes 4i…4i+3 of each row's 16
+// nibble bytes (row r in bytes 4r…4r+3). A kernel then multiplies a block of 16 rows with four
+// loads, eight ANDs and eight `vpdpbusd` against broadcast activation words, converts the 16
+// scales with one `vcvtph2ps`, and its lanes are the 16 outputs: no permutes, no horizontal sums
+// (measured: 3.5–4.3× the row-major kernel in L2, 3× from DRAM). The bytes are the same blocks,
+// the count the same as ggml's (18 per 32 values): only their order differs, so plans, transfers
+// and link totals do not change, and the values are exactly q4_0's.
+
+/// The arrangement of a weight's bytes in its arena.
+public enum WeightLayout: String, CaseIterable, Sendable, Codable {
+    /// q4_0 blocks of 16 rows interleaved block by block (see the file's comment).
+    case q4_0x16
+
+    /// Rows interleaved per group.
+    public static let groupRows = 16
+
+    /// The storage format this layout arranges.
+    public var format: WeightFormat { .q4_0 }
+
+    /// Whether a `[rows, columns]` weight of `format` can be stored in this layout: q4_0, rows in
+    /// whole groups of 16, columns in whole blocks of 32.
+    public func applies(format: WeightFormat, rows: Int, columns: Int) -> Bool {
+        format == self.format && rows > 0 && rows % Self.groupRows == 0 && columns > 0 && columns % 32 == 0
+    }
+
+    /// ggml's row-major q4_0 bytes of a `[rows, columns]` weight in this layout (the same count).
+    public func arrange(_ rowMajor: [UInt8], rows: Int, columns: Int) -> [UInt8] {
+        precondition(applies(format: format, rows: rows, columns: columns) && rowMajor.count == rows * format.bytes(count: columns),
+                     "\(rowMajor.count) bytes of a [\(rows), \(columns)] weight cannot be arranged as \(rawValue)")
+        var out = [UInt8](repeating: 0, count: rowMajor.count)
+        rowMajor.withUnsafeBytes { src in
+            out.withUnsafeMutableBytes { dst in
+                for (from, to) in Self.byteMap(rows: rows, columns: columns) {
+                    dst.storeBytes(of: src.loadUnaligned(fromByteOffset: from, as: UInt16.self), toByteOffset: to, as: UInt16.self)
+                }
+            }
+        }
+        return out
+    }
+
+    /// The row-major q4_0 bytes of a weight stored in this layout (`arrange`'s inverse).
+    public func rowMajor(_ arranged: [UInt8], rows: Int, columns: Int) -> [UInt8] {
+        precondition(applies(format: format, rows: rows, columns: columns) && arranged.count == rows * format.bytes(count: columns),
+                     "\(arranged.count) bytes are not a [\(rows), \(columns)] \(rawValue) weight")
+        var out = [UInt8](repeating: 0, count: arranged.count)
+        arranged.withUnsafeBytes { src in
+            out.withUnsafeMutableBytes { dst in
+                for (from, to) in Self.byteMap(rows: rows, columns: columns) {
+                    dst.storeBytes(of: src.loadUnaligned(fromByteOffset: to, as: UInt16.self), toByteOffset: from, as: UInt16.self)
+                }
+            }
+        }
+        return out
+    }
+
+    /// Every 2-byte unit's (row-major offset, arranged offset): a block's scale, then its nibble
+    /// bytes in pairs (4i…4i+3 is two units).
+    static func byteMap(rows: Int, columns: Int) -> [(Int, Int)] {
+        let blocks = columns / 32, rowBytes = blocks * 18, groupBlockBytes = 18 * groupRows
+        var map: [(Int, Int)] = []
+        map.reserveCapacity(rows * blocks * 9)
+        for g in 0..<rows / groupRows {
+            for b in 0..<blocks {
+                let base = (g * blocks + b) * groupBlockBytes
+                for r in 0..<groupRows {
+                    let block = (g * groupRows + r) * rowBytes + b * 18
+                    map.append((block, base + 2 * r))
+                    for i in 0..<4 {
+                        let vector = base + 2 * groupRows + 64 * i + 4 * r
+                        map.append((block + 2 + 4 * i, vector))
+                        map.append((block + 4 + 4 * i, vector + 2))
+                    }
+                }
+            }
+        }
+        return map
+    }
+}
