@@ -125,6 +125,23 @@ struct EveryKernelTests {
         }
     }
 
+    /// AVX-512 without its VNNI extension (Skylake-X, Cascade Lake without it enabled): the
+    /// 512-bit paths that multiply bytes with `vpmaddubsw` + `vpmaddwd` instead of `vpdpbusd`,
+    /// compiled on this CPU by leaving the VNNI flags out; their integers are the same, so every
+    /// op's results equal plain AVX2's bit for bit.
+    @Test("AVX-512 without VNNI gives plain AVX2's results bit for bit", .enabled(if: KernelLibrary.hasAVX512))
+    func avx512WithoutVNNI() throws {
+        let flags = KernelLibrary.avx2Flags + ["-Xcc", "-mavx512f", "-Xcc", "-mavx512bw", "-Xcc", "-mavx512vl", "-Xcc", "-mno-gather", "-D", "KVPLAN_AVX512"]
+        let wide = try Self.generatedSteps(targetFlags: flags)
+        let plain = try Self.generatedSteps(targetFlags: KernelLibrary.avx2Flags)
+        for (position, (a, b)) in zip(wide, plain).enumerated() {
+            for i in a.keys.sorted() {
+                let same = zip(a[i]!, b[i]!).allSatisfy { $0.map(\.bitPattern) == $1.map(\.bitPattern) }
+                #expect(same, "step \(position) op \(i) differs between AVX-512 without VNNI and plain AVX2")
+            }
+        }
+    }
+
     /// The vectorised transcendental kernels (polynomial exp and erf, lane-wise min/max) on the
     /// values where such approximations break: saturation (±100, beyond exp's clamp), signed zeros,
     /// tiny magnitudes, a row whose maximum is far from the rest, and lengths with vector tails.
