@@ -44,7 +44,7 @@ public struct ExecutionSchedule: Codable, Sendable, Equatable {
         /// The block of the tensor held there, when the plan keeps the tensor in parts (one binding per part).
         public var part: ValuePart?
         /// How the bytes are arranged when not row by row in `dtype`'s block order (KVQuant's
-        /// WeightLayout: `q4_0x16`, q4_0 rows interleaved for the generated GEMV); nil: row by row.
+        /// WeightLayout: `q4_0x16` / `q8_0x16`, rows interleaved for the generated GEMV); nil: row by row.
         public var layout: String?
         public init(tensor: String, dtype: String = "f32", location: Location, bytes: Int, part: ValuePart? = nil, layout: String? = nil) {
             self.tensor = tensor
@@ -262,8 +262,8 @@ public struct ExecutionSchedule: Codable, Sendable, Equatable {
         for b in weights {
             guard let layout = b.layout else { continue }
             let shape = program.tensors.first { $0.name == b.tensor }?.shape ?? []
-            guard layout == "q4_0x16", b.dtype == "q4_0", b.part == nil, shape.count == 2, shape[0] % 16 == 0, shape[1] % 32 == 0 else {
-                throw ArtifactError("schedule.json: weight '\(b.tensor)' (\(b.dtype) \(shape)) in layout '\(layout)'; known: q4_0x16, for a whole q4_0 weight of rows in groups of 16")
+            guard ["q4_0x16", "q8_0x16"].contains(layout), layout.hasPrefix(b.dtype), b.part == nil, shape.count == 2, shape[0] % 16 == 0, shape[1] % 32 == 0 else {
+                throw ArtifactError("schedule.json: weight '\(b.tensor)' (\(b.dtype) \(shape)) in layout '\(layout)'; known: q4_0x16 and q8_0x16, for a whole q4_0 or q8_0 weight of rows in groups of 16")
             }
         }
         for (i, a) in actions.enumerated() {

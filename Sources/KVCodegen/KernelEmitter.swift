@@ -120,8 +120,9 @@ extension SwiftEmitter {
             case .q4_0: product = "dotQ4(q, UnsafeRawPointer(z) + j &* \(rowBytes), \(k))"
             }
             let sum = accumulate ? "y[r &* \(rows) &+ j] + \(product)" : product
-            if format == .q4_0 && schedule.weights.contains(where: { $0.tensor == w.name && $0.layout == WeightLayout.q4_0x16.rawValue }) {
-                return q4GroupBody(rows: rows, k: k, m: m, rowBytes: rowBytes, accumulate: accumulate, bias: bias.isEmpty ? nil : load(2, "j &+ t"))
+            if let layout = WeightLayout.interleaving(format), schedule.weights.contains(where: { $0.tensor == w.name && $0.layout == layout.rawValue }) {
+                return groupBody(format == .q4_0 ? "dotQ4Group16" : "dotQ8Group16", rows: rows, k: k, m: m, rowBytes: rowBytes,
+                                 accumulate: accumulate, bias: bias.isEmpty ? nil : load(2, "j &+ t"))
             }
             if (format == .q8_0 || format == .q4_0) && rows * rowBytes > pairedRowsLimit {
                 // The activation row is quantised once per row and thread (QuantisedDotHelpers.swift).
@@ -166,13 +167,13 @@ extension SwiftEmitter {
             + "            for i in 0..<\(k) { axpy(x[r &* \(k) &+ i], z + (i &* \(cols) &+ lo), o + lo, hi &- lo) }\n        }\n    }\n"
     }
 
-    /// A linear layer over q4_0 weights stored as q4_0x16 (Q4GroupKernel.swift): threads split
-    /// whole groups of 16 rows, each group's 16 sums come from one `dotQ4Group16` call.
-    private func q4GroupBody(rows: Int, k: Int, m: Int, rowBytes: Int, accumulate: Bool, bias: String?) -> String {
+    /// A linear layer over q4_0 / q8_0 weights stored as q4_0x16 / q8_0x16 (GroupRowKernels.swift):
+    /// threads split whole groups of 16 rows, each group's 16 sums come from one `function` call.
+    private func groupBody(_ function: String, rows: Int, k: Int, m: Int, rowBytes: Int, accumulate: Bool, bias: String?) -> String {
         let groupBytes = WeightLayout.groupRows * rowBytes
         let head = "    parallelRows(\(rows / WeightLayout.groupRows), work: \(m * rows * k)) { lo, hi in\n        withQuantisedRow(\(k)) { q in\n"
         let loop = "            for r in 0..<\(m) {\n                quantiseRow(x + r &* \(k), \(k), q)\n                for g in lo..<hi {\n"
-        let product = "dotQ4Group16(q, UnsafeRawPointer(z) + g &* \(groupBytes), \(k), "
+        let product = "\(function)(q, UnsafeRawPointer(z) + g &* \(groupBytes), \(k), "
         guard accumulate || bias != nil else {
             return head + loop + "                    \(product)y + (r &* \(rows) &+ g &* 16))\n                }\n            }\n        }\n    }\n"
         }

@@ -27,7 +27,7 @@ extension SwiftEmitter {
     /// True when `kernels` call the q8_0 / q4_0 dot products or round rows to int8 themselves
     /// (the integer key products of decode attention).
     static func usesQuantisedDots(_ kernels: String) -> Bool {
-        kernels.contains("dotQ8(") || kernels.contains("dotQ4(") || kernels.contains("dotQ4Group16(") || kernels.contains("quantiseRow(")
+        kernels.contains("dotQ8(") || kernels.contains("dotQ4(") || kernels.contains("dotQ4Group16(") || kernels.contains("dotQ8Group16(") || kernels.contains("quantiseRow(")
     }
 
     static let quantisedDotHelpers = """

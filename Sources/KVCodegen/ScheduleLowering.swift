@@ -228,7 +228,7 @@ public enum ScheduleLowering {
                     throw CodegenError("'\(values[v].name)' is \(t.dtype) (\(values[v].bytes) B); emitted: weights as \(WeightFormat.allCases.map(\.rawValue).joined(separator: ", ")) in rows of whole blocks, inputs and outputs as 4-byte values")
                 }
                 let binding = ExecutionSchedule.Binding(tensor: t.name, dtype: format.rawValue, location: location, bytes: values[v].bytes, part: part,
-                                                        layout: part == nil && interleaved.contains(t.name) ? WeightLayout.q4_0x16.rawValue : nil)
+                                                        layout: part == nil && interleaved.contains(t.name) ? WeightLayout.interleaving(format)?.rawValue : nil)
                 switch t.kind {
                 case "weight": weights.append(binding)
                 case "input": inputs.append(binding)
@@ -244,10 +244,10 @@ public enum ScheduleLowering {
 }
 
 extension ScheduleLowering {
-    /// The q4_0 weights stored as `WeightLayout.q4_0x16` (the generated GEMV's interleaved
-    /// rows): those the layout applies to that only whole linear kernels read — no tile step (its
-    /// kernel reads row-major blocks), no embedding gather, no other op — and that the plan keeps
-    /// whole.
+    /// The q4_0 / q8_0 weights stored as `WeightLayout.q4_0x16` / `q8_0x16` (the generated
+    /// GEMV's interleaved rows): those the layout applies to that only whole linear kernels read
+    /// — no tile step (its kernel reads row-major blocks), no embedding gather, no other op — and
+    /// that the plan keeps whole.
     static func interleavedWeights(program: ModelProgram, plan: Plan, opOfStep: [Int]) -> Set<String> {
         let t = program.tensors
         var readers: [Int: [(op: Int, tiled: Bool)]] = [:]
@@ -257,8 +257,8 @@ extension ScheduleLowering {
         let parted = Set(plan.values.compactMap { $0.part == nil ? nil : $0.tensor })
         var out = Set<String>()
         for (i, tensor) in t.enumerated() where tensor.kind == "weight" && tensor.shape.count == 2 && !parted.contains(tensor.name) {
-            guard let format = WeightFormat(rawValue: tensor.dtype),
-                  WeightLayout.q4_0x16.applies(format: format, rows: tensor.shape[0], columns: tensor.shape[1]),
+            guard let format = WeightFormat(rawValue: tensor.dtype), let layout = WeightLayout.interleaving(format),
+                  layout.applies(format: format, rows: tensor.shape[0], columns: tensor.shape[1]),
                   let uses = readers[i], !uses.isEmpty else { continue }
             let linearOnly = uses.allSatisfy { use in
                 let op = program.ops[use.op]

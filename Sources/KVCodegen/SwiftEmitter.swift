@@ -201,6 +201,7 @@ public struct SwiftEmitter {
         let intrinsics = quantisedDots || kernels.contains("valueGroupAccumulateI16H") || kernels.contains("scaleQueriesH")
         kernels = Self.header + "import Foundation\nimport Synchronization\n" + (intrinsics ? Self.quantisedDotImports : "") + Self.prefetchImport + "\n" + Self.helpers + Self.elementwiseHelpers
             + (quantisedDots ? Self.quantisedDotHelpers : "") + (kernels.contains("dotQ4Group16(") ? Self.q4GroupKernel : "")
+            + (kernels.contains("dotQ8Group16(") ? Self.q8GroupKernel : "")
             + Self.attentionHelpers(for: kernels) + kernels
         var step = Self.header
         step += """

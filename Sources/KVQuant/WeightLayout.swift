@@ -10,23 +10,35 @@
 // nibble bytes (row r in bytes 4r…4r+3). A kernel then multiplies a block of 16 rows with four
 // loads, eight ANDs and eight `vpdpbusd` against broadcast activation words, converts the 16
 // scales with one `vcvtph2ps`, and its lanes are the 16 outputs: no permutes, no horizontal sums
-// (measured: 3.5–4.3× the row-major kernel in L2, 3× from DRAM). The bytes are the same blocks,
-// the count the same as ggml's (18 per 32 values): only their order differs, so plans, transfers
-// and link totals do not change, and the values are exactly q4_0's.
+// (measured: 3.5–4.3× the row-major kernel in L2, 3× from DRAM). `q8_0x16` is the same for
+// q8_0: 16 scales, then eight 64-byte vectors, vector i holding codes 4i…4i+3 of each row. The
+// bytes are the same blocks, the count the same as ggml's (18 or 34 per 32 values): only their
+// order differs, so plans, transfers and link totals do not change, and the values are exactly
+// the format's.
 
 /// The arrangement of a weight's bytes in its arena.
 public enum WeightLayout: String, CaseIterable, Sendable, Codable {
     /// q4_0 blocks of 16 rows interleaved block by block (see the file's comment).
     case q4_0x16
+    /// q8_0 blocks of 16 rows interleaved block by block.
+    case q8_0x16
 
     /// Rows interleaved per group.
     public static let groupRows = 16
 
     /// The storage format this layout arranges.
-    public var format: WeightFormat { .q4_0 }
+    public var format: WeightFormat {
+        switch self {
+        case .q4_0x16: return .q4_0
+        case .q8_0x16: return .q8_0
+        }
+    }
 
-    /// Whether a `[rows, columns]` weight of `format` can be stored in this layout: q4_0, rows in
-    /// whole groups of 16, columns in whole blocks of 32.
+    /// The layout that interleaves `format`, if any.
+    public static func interleaving(_ format: WeightFormat) -> WeightLayout? { allCases.first { $0.format == format } }
+
+    /// Whether a `[rows, columns]` weight of `format` can be stored in this layout: this layout's
+    /// format, rows in whole groups of 16, columns in whole blocks of 32.
     public func applies(format: WeightFormat, rows: Int, columns: Int) -> Bool {
         format == self.format && rows > 0 && rows % Self.groupRows == 0 && columns > 0 && columns % 32 == 0
     }
@@ -38,7 +50,7 @@ public enum WeightLayout: String, CaseIterable, Sendable, Codable {
         var out = [UInt8](repeating: 0, count: rowMajor.count)
         rowMajor.withUnsafeBytes { src in
             out.withUnsafeMutableBytes { dst in
-                for (from, to) in Self.byteMap(rows: rows, columns: columns) {
+                for (from, to) in byteMap(rows: rows, columns: columns) {
                     dst.storeBytes(of: src.loadUnaligned(fromByteOffset: from, as: UInt16.self), toByteOffset: to, as: UInt16.self)
                 }
             }
@@ -53,7 +65,7 @@ public enum WeightLayout: String, CaseIterable, Sendable, Codable {
         var out = [UInt8](repeating: 0, count: arranged.count)
         arranged.withUnsafeBytes { src in
             out.withUnsafeMutableBytes { dst in
-                for (from, to) in Self.byteMap(rows: rows, columns: columns) {
+                for (from, to) in byteMap(rows: rows, columns: columns) {
                     dst.storeBytes(of: src.loadUnaligned(fromByteOffset: to, as: UInt16.self), toByteOffset: from, as: UInt16.self)
                 }
             }
@@ -61,20 +73,21 @@ public enum WeightLayout: String, CaseIterable, Sendable, Codable {
         return out
     }
 
-    /// Every 2-byte unit's (row-major offset, arranged offset): a block's scale, then its nibble
-    /// bytes in pairs (4i…4i+3 is two units).
-    static func byteMap(rows: Int, columns: Int) -> [(Int, Int)] {
-        let blocks = columns / 32, rowBytes = blocks * 18, groupBlockBytes = 18 * groupRows
+    /// Every 2-byte unit's (row-major offset, arranged offset): a block's scale, then its data
+    /// bytes (nibbles or codes) in pairs (word i, bytes 4i…4i+3, is two units).
+    func byteMap(rows: Int, columns: Int) -> [(Int, Int)] {
+        let blockBytes = format.blockBytes, words = (blockBytes - 2) / 4
+        let blocks = columns / 32, rowBytes = blocks * blockBytes, groupBlockBytes = blockBytes * Self.groupRows
         var map: [(Int, Int)] = []
-        map.reserveCapacity(rows * blocks * 9)
-        for g in 0..<rows / groupRows {
+        map.reserveCapacity(rows * blocks * blockBytes / 2)
+        for g in 0..<rows / Self.groupRows {
             for b in 0..<blocks {
                 let base = (g * blocks + b) * groupBlockBytes
-                for r in 0..<groupRows {
-                    let block = (g * groupRows + r) * rowBytes + b * 18
+                for r in 0..<Self.groupRows {
+                    let block = (g * Self.groupRows + r) * rowBytes + b * blockBytes
                     map.append((block, base + 2 * r))
-                    for i in 0..<4 {
-                        let vector = base + 2 * groupRows + 64 * i + 4 * r
+                    for i in 0..<words {
+                        let vector = base + 2 * Self.groupRows + 64 * i + 4 * r
                         map.append((block + 2 + 4 * i, vector))
                         map.append((block + 4 + 4 * i, vector + 2))
                     }

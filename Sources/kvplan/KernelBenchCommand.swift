@@ -62,9 +62,9 @@ struct KernelBench: ParsableCommand {
         if wants("gemv") {
             let blas = OpenBLAS(threads: threads)
             if blas == nil { printError("note: OpenBLAS not found (apt-get install libopenblas-dev): its column is empty\n") }
-            // q4_0 twice: row-major (ggml's order, what tiled plans read) and q4_0x16 (what whole
-            // linear kernels read when rows come in groups of 16; WeightLayout).
-            let variants = WeightFormat.allCases.map { ($0, WeightLayout?.none) } + [(WeightFormat.q4_0, WeightLayout.q4_0x16)]
+            // q8_0 and q4_0 twice: row-major (ggml's order, what tiled plans read) and interleaved
+            // (what whole linear kernels read when rows come in groups of 16; WeightLayout).
+            let variants = WeightFormat.allCases.map { ($0, WeightLayout?.none) } + WeightLayout.allCases.map { ($0.format, Optional($0)) }
             for (format, layout) in variants {
                 // L2: 256 rows of 512 (≤ 512 KiB in every format); DRAM: rows of 4096 making 64 MiB in the format
                 // (whole groups of 16 when interleaved).

@@ -32,16 +32,16 @@ struct EveryKernelTests {
         let (program, schedule, kernels, _) = try Self.compiled()
         #expect(Set(program.ops.map(\.kind)) == SwiftEmitter.supported)
         #expect(Set(program.tensors.filter { $0.kind == "weight" }.map(\.dtype)) == ["f32", "f16", "bf16", "q8_0", "q4_0"])
-        // q4_0 rows in whole groups of 16 are interleaved (o_w, 64 × 64) and multiplied by
-        // dotQ4Group16; pw4 (13 rows) and pw4b (3 rows) stay row-major.
-        #expect(schedule.weights.filter { $0.layout != nil }.map { "\($0.tensor) \($0.layout!)" } == ["o_w q4_0x16"])
-        #expect(kernels.contains("dotQ4Group16(q, UnsafeRawPointer(z)"))
+        // q8_0 / q4_0 rows in whole groups of 16 are interleaved (kv_w and o_w, 64 × 64) and
+        // multiplied by dotQ8Group16 / dotQ4Group16; pw8 (7 rows), pw4 (13) and pw4b (3) stay row-major.
+        #expect(schedule.weights.filter { $0.layout != nil }.map { "\($0.tensor) \($0.layout!)" } == ["kv_w q8_0x16", "o_w q4_0x16"])
+        #expect(kernels.contains("dotQ4Group16(q, UnsafeRawPointer(z)") && kernels.contains("dotQ8Group16(q, UnsafeRawPointer(z)"))
     }
 
     @Test("schedule.json: a layout on a weight it cannot arrange is refused, naming the weight")
     func layoutValidated() throws {
         let (program, schedule, _, _) = try Self.compiled()
-        for (tensor, layout) in [("kv_w", "q4_0x16"), ("pw4", "q4_0x16"), ("o_w", "q4_0x8")] {
+        for (tensor, layout) in [("kv_w", "q4_0x16"), ("o_w", "q8_0x16"), ("pw4", "q4_0x16"), ("pw8", "q8_0x16"), ("o_w", "q4_0x8")] {
             var bad = schedule
             let i = try #require(bad.weights.firstIndex { $0.tensor == tensor })
             bad.weights[i].layout = layout

@@ -15,10 +15,10 @@ struct ThreadedKernelTests {
     /// |generated − Σ w·x in Double| allowed: f32 sums over 1024 terms in another order.
     static let tolerance: Float = 1e-3
 
-    /// Row-major weights, and q4_0 stored as q4_0x16 (WeightLayout): 528 rows are 33 groups of
-    /// 16, split 16/17 groups between the threads.
+    /// Row-major weights, and q4_0 / q8_0 stored as q4_0x16 / q8_0x16 (WeightLayout): 528 rows
+    /// are 33 groups of 16, split 16/17 groups between the threads.
     @Test("2 threads equal 1 bit for bit, and the reference within 1e-3",
-          arguments: [(WeightFormat.f32, nil), (.q4_0, nil), (.q8_0, nil), (.q4_0, WeightLayout.q4_0x16)])
+          arguments: [(WeightFormat.f32, nil), (.q4_0, nil), (.q8_0, nil), (.q4_0, WeightLayout.q4_0x16), (.q8_0, .q8_0x16)])
     func splitRowsAreBitIdentical(_ format: WeightFormat, _ layout: WeightLayout?) throws {
         // 527,360 multiply-adds: just over the threshold; odd rows split 257/258
         let (rows, k) = (layout == nil ? 515 : 528, 1024)
@@ -42,7 +42,7 @@ struct ThreadedKernelTests {
         try schedule.validate(against: program)
         let (kernels, step) = try SwiftEmitter(program: program, schedule: schedule).emit()
         #expect(kernels.contains("parallelRows(\(layout != nil ? rows / 16 : format == .f32 ? rows : (rows + 1) / 2)"))
-        #expect(kernels.contains("dotQ4Group16(q,") == (layout != nil))
+        #expect(kernels.contains("Group16(q,") == (layout != nil))
         let library = try KernelLibrary(kernels: kernels, schedule: step)
 
         let arena = UnsafeMutableRawBufferPointer.allocate(byteCount: end, alignment: 64)

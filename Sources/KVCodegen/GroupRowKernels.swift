@@ -1,6 +1,6 @@
-// The q4_0 GEMV over weights stored as `WeightLayout.q4_0x16` (sixteen rows interleaved block by
-// block, KVQuant/WeightLayout.swift): `dotQ4Group16` multiplies one group of 16 rows by the
-// quantised activation row and writes the 16 sums.
+// The q4_0 and q8_0 GEMVs over weights stored as `WeightLayout.q4_0x16` / `q8_0x16` (sixteen
+// rows interleaved block by block, KVQuant/WeightLayout.swift): `dotQ4Group16` / `dotQ8Group16`
+// multiply one group of 16 rows by the quantised activation row and write the 16 sums.
 //
 // Rationale. In the row-major layout every row's block pair needs its own load, two word permutes,
 // a scale conversion and a horizontal sum at the end (Q4PairKernel.swift): nine AVX-512
@@ -21,6 +21,12 @@
 // Int32 sums and then the same f32 operations lane by lane (scale product, convert, FMA, in block
 // order), so all x86 paths are bit-identical (EveryKernelTests). The portable path computes in
 // f32 over the quantised row's restored values, like the other portable dot products.
+//
+// q8_0 the same way: per block 8 loads of 64 code bytes, each XORed with 0x80 (code + 128 as an
+// unsigned byte) into 8 `vpdpbusd` in two chains, the first starting from −128·Σx (16 × the q4_0
+// offset) to take the 128s back out. Without AVX-512 VNNI (the XOR trick's pairs would saturate
+// `vpmaddubsw`) the 16 rows go as two AVX2 halves with the sign trick, |w| × x·sign(w), as the
+// row-major q8_0 products do: the same exact Int32 sums, so bit-identical again.
 
 extension SwiftEmitter {
     /// `dotQ4Group16` in every path, appended to Kernels.swift when a kernel calls it.
@@ -121,6 +127,98 @@ extension SwiftEmitter {
             for r in 0..<16 { d[r] = blockScale(p + 2 &* r) }
             f.addProduct(s, d)
             p += 288
+            b &+= 1
+        }
+        UnsafeMutableRawPointer(y).storeBytes(of: f, as: SIMD16<Float>.self)
+    }
+    #endif
+
+    """
+}
+
+extension SwiftEmitter {
+    /// `dotQ8Group16` in every path, appended to Kernels.swift when a kernel calls it.
+    static let q8GroupKernel = """
+    #if KVPLAN_AVX512VNNI
+    /// Sixteen q8_0 rows stored as q8_0x16 from `w` (one group: per block 16 fp16 scales, then 8 ×
+    /// 64 code bytes) times the quantised row over `n` values: the 16 sums into y[0..<16].
+    @inline(never)
+    func dotQ8Group16(_ q: QuantisedRow, _ w: UnsafeRawPointer, _ n: Int, _ y: UnsafeMutablePointer<Float>) {
+        var f = _mm512_setzero_ps()
+        let unsigned = _mm512_set1_epi8(-128)
+        var p = w, b = 0
+        while b < n &>> 5 {
+            let x = UnsafeRawPointer(q.codes + b &* 32)
+            @inline(__always) func words(_ at: Int) -> __m512i { _mm512_set1_epi32(x.loadUnaligned(fromByteOffset: at, as: Int32.self)) }
+            @inline(__always) func codes(_ i: Int) -> __m512i { _mm512_xor_si512(_mm512_loadu_si512(p + (32 &+ 64 &* i)), unsigned) }
+            // Σ (w + 128)·x − 128·Σx, with −128·Σx = 16 × the block's q4_0 offset −8·Σx.
+            var a = _mm512_dpbusd_epi32(_mm512_set1_epi32(q.sums[b] &<< 4), codes(0), words(0))
+            var c = _mm512_dpbusd_epi32(_mm512_setzero_si512(), codes(1), words(4))
+            a = _mm512_dpbusd_epi32(a, codes(2), words(8))
+            c = _mm512_dpbusd_epi32(c, codes(3), words(12))
+            a = _mm512_dpbusd_epi32(a, codes(4), words(16))
+            c = _mm512_dpbusd_epi32(c, codes(5), words(20))
+            a = _mm512_dpbusd_epi32(a, codes(6), words(24))
+            c = _mm512_dpbusd_epi32(c, codes(7), words(28))
+            let d = _mm512_mul_ps(_mm512_cvtph_ps(unsafeBitCast(p.loadUnaligned(as: SIMD16<UInt16>.self), to: __m256i.self)), _mm512_set1_ps(q.scales[b]))
+            f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(a, c)), d, f)
+            p += 544
+            b &+= 1
+        }
+        UnsafeMutableRawPointer(y).storeBytes(of: unsafeBitCast(f, to: SIMD16<Float>.self), as: SIMD16<Float>.self)
+    }
+    #elseif KVPLAN_AVX2
+    /// Sixteen q8_0 rows stored as q8_0x16 from `w` times the quantised row over `n` values, as two
+    /// halves of eight rows (|w| × x·sign(w)): the 16 sums into y[0..<16].
+    @inline(never)
+    func dotQ8Group16(_ q: QuantisedRow, _ w: UnsafeRawPointer, _ n: Int, _ y: UnsafeMutablePointer<Float>) {
+        var f0 = SIMD8<Float>(), f1 = SIMD8<Float>()
+        var p = w, b = 0
+        while b < n &>> 5 {
+            let x = UnsafeRawPointer(q.codes + b &* 32)
+            /// The Int32 sums of the rows whose lanes start at byte `half` (0: rows 0–7, 32: rows 8–15) of each vector.
+            @inline(__always) func sums(_ half: Int) -> __m256i {
+                @inline(__always) func product(_ i: Int) -> __m256i {
+                    let v = unsafeBitCast(p.loadUnaligned(fromByteOffset: 32 &+ 64 &* i &+ half, as: SIMD32<Int8>.self), to: __m256i.self)
+                    let xs = _mm256_set1_epi32(x.loadUnaligned(fromByteOffset: 4 &* i, as: Int32.self))
+                    return unsignedDot32(_mm256_sign_epi8(v, v), _mm256_sign_epi8(xs, v))
+                }
+                return _mm256_add_epi32(_mm256_add_epi32(_mm256_add_epi32(product(0), product(1)), _mm256_add_epi32(product(2), product(3))),
+                                        _mm256_add_epi32(_mm256_add_epi32(product(4), product(5)), _mm256_add_epi32(product(6), product(7))))
+            }
+            @inline(__always) func scales(_ half: Int) -> SIMD8<Float> {
+                unsafeBitCast(_mm256_cvtph_ps(unsafeBitCast(p.loadUnaligned(fromByteOffset: half, as: SIMD8<UInt16>.self), to: __m128i.self)), to: SIMD8<Float>.self)
+                    * SIMD8<Float>(repeating: q.scales[b])
+            }
+            f0.addProduct(unsafeBitCast(_mm256_cvtepi32_ps(sums(0)), to: SIMD8<Float>.self), scales(0))
+            f1.addProduct(unsafeBitCast(_mm256_cvtepi32_ps(sums(32)), to: SIMD8<Float>.self), scales(16))
+            p += 544
+            b &+= 1
+        }
+        UnsafeMutableRawPointer(y).storeBytes(of: f0, as: SIMD8<Float>.self)
+        UnsafeMutableRawPointer(y + 8).storeBytes(of: f1, as: SIMD8<Float>.self)
+    }
+    #else
+    /// Sixteen q8_0 rows stored as q8_0x16 from `w` times the quantised row over `n` values, in f32
+    /// over the row's restored values: the 16 sums into y[0..<16].
+    @inline(never)
+    func dotQ8Group16(_ q: QuantisedRow, _ w: UnsafeRawPointer, _ n: Int, _ y: UnsafeMutablePointer<Float>) {
+        var f = SIMD16<Float>()
+        var p = w, b = 0
+        while b < n &>> 5 {
+            let x = q.values + b &* 32
+            var s = SIMD16<Float>()
+            for i in 0..<8 {
+                for t in 0..<4 {
+                    var codes = SIMD16<Int8>()
+                    for r in 0..<16 { codes[r] = p.load(fromByteOffset: 32 &+ 64 &* i &+ 4 &* r &+ t, as: Int8.self) }
+                    s += SIMD16<Float>(SIMD16<Int32>(truncatingIfNeeded: codes)) * x[4 &* i &+ t]
+                }
+            }
+            var d = SIMD16<Float>()
+            for r in 0..<16 { d[r] = blockScale(p + 2 &* r) }
+            f.addProduct(s, d)
+            p += 544
             b &+= 1
         }
         UnsafeMutableRawPointer(y).storeBytes(of: f, as: SIMD16<Float>.self)
