@@ -170,6 +170,7 @@ struct Compile: ParsableCommand {
             let kernels = Set(emitted.step.split(separator: "\n").compactMap { $0.split(separator: "(").first?.trimmingCharacters(in: .whitespaces) }.filter { $0.hasPrefix("k") })
             codegenNote = "codegen   Kernels.swift (\(kernels.count) kernels), Schedule.swift, schedule.json (\(emitted.schedule.actions.count) actions on \(emitted.schedule.arenas.count) tier arenas)\n"
                 + (emitted.schedule.stagingBytes > 0 ? "staging   \(Self.stagingNote(emitted.schedule))\n" : "")
+                + Self.layoutNote(emitted.schedule)
         } catch let error as CodegenError {
             for name in ["schedule.json", "Kernels.swift", "Schedule.swift"] { try? FileManager.default.removeItem(atPath: "\(directory)/\(name)") }
             codegenNote = "codegen   none: \(error.message)\n"
@@ -323,6 +324,18 @@ struct Compile: ParsableCommand {
             i = j + 1
         }
         return parts.joined(separator: ", ")
+    }
+
+    /// The summary line naming the weights stored in an interleaved layout (none: empty).
+    static func layoutNote(_ schedule: ExecutionSchedule) -> String {
+        let byLayout = Dictionary(grouping: schedule.weights.filter { $0.layout != nil }, by: { $0.layout! })
+        guard !byLayout.isEmpty else { return "" }
+        let parts = byLayout.keys.sorted().map { layout -> String in
+            let dtype = byLayout[layout]![0].dtype
+            let total = schedule.weights.filter { $0.dtype == dtype }.count
+            return "\(byLayout[layout]!.count) of \(total) \(dtype) weights as \(layout)"
+        }
+        return "layout    \(parts.joined(separator: ", ")): 16 rows interleaved block by block for the GEMV, the same bytes (Docs/codegen.md)\n"
     }
 
     /// The human summary: per-tier peaks, bytes per link, time, traffic, solver, baselines.

@@ -139,6 +139,12 @@ struct RunCLITests {
         let q = try #require(manifest.tensors.first { $0.name == "q_proj[0]" })
         #expect(q.dtype == dtype && q.bytes == 256 * 256 / (blockBytes > 2 ? 32 : 1) * blockBytes)
         #expect(manifest.tensors.first { $0.name == "embed_tokens" }?.dtype == "f32")
+        // q8_0 / q4_0 linear weights are interleaved for the GEMV (every tiny-llama row count is a
+        // multiple of 16); the summary and the manifest say so, the float formats stay row by row.
+        let interleaved = blockBytes > 2 ? "\(dtype)x16" : nil
+        #expect(manifest.tensors.filter { $0.layout != nil }.count == (interleaved == nil ? 0 : 29))
+        #expect(q.layout == interleaved && manifest.tensors.first { $0.name == "embed_tokens" }?.layout == nil)
+        #expect(compiled.stdout.contains("layout    29 of 29 \(dtype) weights as \(dtype)x16") == (interleaved != nil), "\(compiled.stdout)")
         let checked = try cli.run(["run", dir.path, "--prompt", "Hi", "--max-tokens", "5", "--check"])
         #expect(checked.status == 0 && checked.stderr.contains("check passed"), "\(checked.stderr)")
     }
