@@ -43,30 +43,26 @@ public enum WeightLayout: String, CaseIterable, Sendable, Codable {
         format == self.format && rows > 0 && rows % Self.groupRows == 0 && columns > 0 && columns % 32 == 0
     }
 
-    /// ggml's row-major q4_0 bytes of a `[rows, columns]` weight in this layout (the same count).
+    /// ggml's row-major bytes of a `[rows, columns]` weight in this layout (the same count).
     public func arrange(_ rowMajor: [UInt8], rows: Int, columns: Int) -> [UInt8] {
-        precondition(applies(format: format, rows: rows, columns: columns) && rowMajor.count == rows * format.bytes(count: columns),
-                     "\(rowMajor.count) bytes of a [\(rows), \(columns)] weight cannot be arranged as \(rawValue)")
-        var out = [UInt8](repeating: 0, count: rowMajor.count)
-        rowMajor.withUnsafeBytes { src in
-            out.withUnsafeMutableBytes { dst in
-                for (from, to) in byteMap(rows: rows, columns: columns) {
-                    dst.storeBytes(of: src.loadUnaligned(fromByteOffset: from, as: UInt16.self), toByteOffset: to, as: UInt16.self)
-                }
-            }
-        }
-        return out
+        permute(rowMajor, rows: rows, columns: columns, intoLayout: true)
     }
 
-    /// The row-major q4_0 bytes of a weight stored in this layout (`arrange`'s inverse).
+    /// The row-major bytes of a weight stored in this layout (`arrange`'s inverse).
     public func rowMajor(_ arranged: [UInt8], rows: Int, columns: Int) -> [UInt8] {
-        precondition(applies(format: format, rows: rows, columns: columns) && arranged.count == rows * format.bytes(count: columns),
-                     "\(arranged.count) bytes are not a [\(rows), \(columns)] \(rawValue) weight")
-        var out = [UInt8](repeating: 0, count: arranged.count)
-        arranged.withUnsafeBytes { src in
+        permute(arranged, rows: rows, columns: columns, intoLayout: false)
+    }
+
+    /// `bytes` moved unit by unit along `byteMap`, into the layout or back out of it.
+    private func permute(_ bytes: [UInt8], rows: Int, columns: Int, intoLayout: Bool) -> [UInt8] {
+        precondition(applies(format: format, rows: rows, columns: columns) && bytes.count == rows * format.bytes(count: columns),
+                     "\(bytes.count) bytes are not a [\(rows), \(columns)] \(format.rawValue) weight for \(rawValue)")
+        var out = [UInt8](repeating: 0, count: bytes.count)
+        bytes.withUnsafeBytes { src in
             out.withUnsafeMutableBytes { dst in
-                for (from, to) in byteMap(rows: rows, columns: columns) {
-                    dst.storeBytes(of: src.loadUnaligned(fromByteOffset: to, as: UInt16.self), toByteOffset: from, as: UInt16.self)
+                for (rowMajor, arranged) in byteMap(rows: rows, columns: columns) {
+                    let (from, to) = intoLayout ? (rowMajor, arranged) : (arranged, rowMajor)
+                    dst.storeBytes(of: src.loadUnaligned(fromByteOffset: from, as: UInt16.self), toByteOffset: to, as: UInt16.self)
                 }
             }
         }
