@@ -183,6 +183,14 @@ public struct ValuePart: Codable, Sendable, Equatable, Hashable {
         self.start = start
         self.end = end
     }
+
+    /// Where the tiling pass cuts an axis of `length` into `tiles` near-equal ranges: at
+    /// length·j/tiles, or at multiples of `granule` when it divides the length (a q8_0 / q4_0
+    /// weight's 32-value blocks along a reduction). Generated tile kernels find their range here too.
+    public static func cut(_ j: Int, of tiles: Int, length: Int, granule: Int = 1) -> Int {
+        let g = granule > 1 && length % granule == 0 ? granule : 1
+        return length / g * j / tiles * g
+    }
 }
 
 /// One kernel invocation: an op or one tile of it.

@@ -210,8 +210,10 @@ struct KernelBinding {
                 if op.operands.count > 2 { operands[2] = ValuePart(dim: 0, start: c0, end: c1) }
                 results[0] = ValuePart(dim: ys.count - 1, start: c0, end: c1)
             } else {
+                // The tiling pass's cut: between 32-value blocks for a q8_0 / q4_0 weight.
                 let xs = t[op.operands[0]].shape, k = xs.last ?? 1
-                let (k0, k1) = (k * j / tiles, k * (j + 1) / tiles)
+                let granule = transposed ? WeightFormat(rawValue: w.dtype)?.blockElements ?? 1 : 1
+                let (k0, k1) = (ValuePart.cut(j, of: tiles, length: k, granule: granule), ValuePart.cut(j + 1, of: tiles, length: k, granule: granule))
                 operands[0] = ValuePart(dim: xs.count - 1, start: k0, end: k1)
                 operands[1] = ValuePart(dim: transposed ? 1 : 0, start: k0, end: k1)
             }

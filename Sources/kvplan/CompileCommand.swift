@@ -332,7 +332,7 @@ struct Compile: ParsableCommand {
         guard !byLayout.isEmpty else { return "" }
         let parts = byLayout.keys.sorted().map { layout -> String in
             let dtype = byLayout[layout]![0].dtype
-            let total = schedule.weights.filter { $0.dtype == dtype }.count
+            let total = Set(schedule.weights.filter { $0.dtype == dtype }.map(\.tensor)).count  // a weight kept in parts counts once
             return "\(byLayout[layout]!.count) of \(total) \(dtype) weights as \(layout)"
         }
         return "layout    \(parts.joined(separator: ", ")): 16 rows interleaved block by block for the GEMV, the same bytes (Docs/codegen.md)\n"

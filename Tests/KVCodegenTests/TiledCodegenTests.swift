@@ -126,6 +126,38 @@ struct TiledCodegenTests {
         #expect(executor.kvTokensHeld == [70, 70, 70, 70])
     }
 
+    /// q8_0 / q4_0 weights cut along their rows by reduction tiles: every cut falls between
+    /// 32-value blocks (down_proj's 704 columns are 22 blocks; a cut at 704·j/k would split one),
+    /// the activation is cut with it, and the tiles run within tolerance. Whole weights beside
+    /// them are interleaved (q4_0x16 / q8_0x16), tiled ones stay row-major.
+    @Test("tiny-llama with q8_0 / q4_0 weights on a 48 KiB scratchpad: reduction tiles cut between blocks, 40 steps within tolerance",
+          arguments: [DType.q4_0, .q8_0])
+    func blockWeightsTiled(dtype: DType) throws {
+        let path = Self.fixtures.appendingPathComponent("../../../Graphs/tiny-llama.graph").standardizedFileURL.path
+        var graph = try GraphCompiler.compile(SourceFile(path: path, text: try String(contentsOfFile: path, encoding: .utf8)), dimensions: ["ctx": 64]).graph
+        _ = try WeightQuantization.apply(to: &graph, dtype: dtype)
+        let target = try Self.target(scratchpad: "48KiB")
+        let plan = try PlacementPlanner.plan(try PlacementProblem(graph: graph, target: target), method: .belady, objective: .time, baselines: [])
+        #expect(PlanVerifier.check(plan).isEmpty)
+        let program = ProgramExport.program(graph)
+        let (schedule, kernels, step) = try SwiftEmitter.artifacts(program: program, plan: plan)
+        let blockParts = plan.values.filter { $0.kind == .weight && $0.tensor.hasPrefix("down_proj") && $0.part != nil }
+        #expect(!blockParts.isEmpty && Self.schemes(plan).contains("matmul/reduction"), "\(Self.schemes(plan))")
+        for value in blockParts {
+            let part = try #require(value.part)
+            #expect(part.dim == 1 && part.start % 32 == 0 && part.end % 32 == 0, "\(value.name): \(part)")
+            // down_proj is [256, 704]: the part's bytes are its 256 rows' whole blocks.
+            #expect(value.bytes == 256 * (part.end - part.start) / 32 * (dtype == .q4_0 ? 18 : 34), "\(value.name): \(value.bytes) B")
+        }
+        #expect(schedule.weights.contains { $0.layout != nil } && schedule.weights.allSatisfy { $0.layout == nil || $0.part == nil })
+        let executor = try ScheduleExecutor(program: program, schedule: schedule, kernels: kernels, step: step,
+                                            weights: SeededWeights.make(program, seed: 5), threads: 1)
+        let inputs = (0..<40).map { ["tokens": [Float(($0 * 37 + 11) % 256)], "pos": [Float($0)]] }
+        let (excess, kinds) = try Self.differential(program, executor, inputs: inputs)
+        #expect(excess <= 0, "an op exceeds its tolerance by \(excess)")
+        #expect(kinds.contains("matmul"))
+    }
+
     @Test("a packed KV cache the plan splits into token ranges is refused, naming the op")
     func packedTokenTilesRefused() throws {
         let path = Self.fixtures.appendingPathComponent("../../../Graphs/tiny-llama.graph").standardizedFileURL.path

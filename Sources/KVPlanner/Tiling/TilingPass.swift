@@ -150,11 +150,21 @@ struct TilingPass {
     }
 
     /// `dim`-cut of item `t` into `k` near-equal ranges, flattened when the cut is contiguous.
-    private func split(_ t: Int, dim: Int, k: Int) -> Split {
+    /// With `granule` > 1 (a multiple of it long) every cut falls on a multiple of it: the
+    /// 32-value blocks of a q8_0 / q4_0 weight cut along its rows.
+    private func split(_ t: Int, dim: Int, k: Int, granule: Int = 1) -> Split {
         let shape = shapes[t]
-        let n = shape[dim]
-        let cuts = (0...k).map { n * $0 / k }
+        let cuts = (0...k).map { ValuePart.cut($0, of: k, length: shape[dim], granule: granule) }
         return canonical(t, Split(dim: dim, cuts: cuts))
+    }
+
+    /// The granule of a reduction cut of `op` (a linear layer): its weight's block length when
+    /// the weight is stored in blocks along the reduction axis (q8_0, q4_0), else 1.
+    private func reductionGranule(_ op: Op) -> Int {
+        let w = graph.tensors[op.operands[1]]
+        guard op.attribute("transpose_b") == .bool(true), w.shape.sizes.count == 2, let block = w.dtype.blockElements,
+              w.shape.sizes[1] % block == 0 else { return 1 }
+        return block
     }
 
     /// A flat cut stays flat; a dimension cut is made canonical for `t`.
@@ -260,7 +270,7 @@ struct TilingPass {
         let ys = graph.tensors[y].shape.sizes
         switch (op.kind, scheme) {
         case (.matmul, "columns"): return ys.last
-        case (.matmul, "reduction"): return graph.tensors[op.operands[0]].shape.sizes.last
+        case (.matmul, "reduction"): return graph.tensors[op.operands[0]].shape.sizes.last.map { $0 / reductionGranule(op) }
         case (.attention, "tokens"): return graph.tensors[op.updates[0]].shape.sizes[1]
         case (.attention, "queries"): return ys.count >= 3 ? ys[1] : nil
         case (_, "channels"): return ys.count == 4 ? ys[1] : nil
@@ -295,8 +305,10 @@ struct TilingPass {
             // Partial sums accumulate in the result: tile j > 0 reads and writes it.
             let x = read(op.operands[0]), w = op.operands[1], transposed = op.attribute("transpose_b") == .bool(true)
             let xs = shapes[x], ws = graph.tensors[w].shape.sizes
-            parted(x, split(x, dim: xs.count - 1, k: k))
-            if ws.count == 2 { parted(w, split(w, dim: transposed ? 1 : 0, k: k)) }
+            // A block-format weight is cut between its blocks, and the activation with it.
+            let granule = reductionGranule(op)
+            parted(x, split(x, dim: xs.count - 1, k: k, granule: granule))
+            if ws.count == 2 { parted(w, split(w, dim: transposed ? 1 : 0, k: k, granule: granule)) }
             for j in 0..<k {
                 tiles[j].reads = [.part(x, j), .part(w, ws.count == 2 ? j : nil)]
                 if j > 0 { tiles[j].reads.append(.whole(y)) }
