@@ -262,8 +262,10 @@ public struct ExecutionSchedule: Codable, Sendable, Equatable {
         for b in weights {
             guard let layout = b.layout else { continue }
             let shape = program.tensors.first { $0.name == b.tensor }?.shape ?? []
-            guard ["q4_0x16", "q8_0x16"].contains(layout), layout.hasPrefix(b.dtype), b.part == nil, shape.count == 2, shape[0] % 16 == 0, shape[1] % 32 == 0 else {
-                throw ArtifactError("schedule.json: weight '\(b.tensor)' (\(b.dtype) \(shape)) in layout '\(layout)'; known: q4_0x16 and q8_0x16, for a whole q4_0 or q8_0 weight of rows in groups of 16")
+            let matrix = shape.count == 2 ? (b.part.map { $0.matrix(in: shape) } ?? (shape[0], shape[1])) : nil
+            guard ["q4_0x16", "q8_0x16"].contains(layout), layout.hasPrefix(b.dtype), let (rows, columns) = matrix, rows % 16 == 0, columns % 32 == 0 else {
+                let block = b.part.map { " part \($0.dim):\($0.start)..<\($0.end)" } ?? ""
+                throw ArtifactError("schedule.json: weight '\(b.tensor)'\(block) (\(b.dtype) \(shape)) in layout '\(layout)'; known: q4_0x16 and q8_0x16, for a q4_0 or q8_0 matrix (or part) of rows in groups of 16")
             }
         }
         for (i, a) in actions.enumerated() {

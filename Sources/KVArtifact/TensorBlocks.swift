@@ -27,6 +27,19 @@ extension ValuePart {
         return ValuePart(dim: -1, start: start * inner, end: end * inner)
     }
 
+    /// The block of a 2-D tensor as a matrix (rows, columns): a range of rows, of columns, or a
+    /// flat range of whole rows; nil for a flat range that cuts a row.
+    public func matrix(in shape: [Int]) -> (rows: Int, columns: Int)? {
+        guard shape.count == 2 else { return nil }
+        switch dim {
+        case 0: return (end - start, shape[1])
+        case 1: return (shape[0], end - start)
+        default:
+            guard shape[1] > 0, start % shape[1] == 0, end % shape[1] == 0 else { return nil }
+            return ((end - start) / shape[1], shape[1])
+        }
+    }
+
     /// Elements in the block.
     public func elementCount(shape: [Int]) -> Int {
         guard dim >= 0 else { return end - start }

@@ -213,7 +213,7 @@ public enum ScheduleLowering {
             }
             caches.append(cache)
         }
-        let interleaved = interleavedWeights(program: program, plan: plan, opOfStep: opOfStep)
+        let interleaved = interleavedWeights(program: program, plan: plan, opOfStep: opOfStep, actions: actions)
         var weights: [ExecutionSchedule.Binding] = [], inputs: [ExecutionSchedule.Binding] = [], outputs: [ExecutionSchedule.Binding] = []
         for t in program.tensors where ["weight", "input", "output"].contains(t.kind) {
             // Weights in any storage format the runtime quantises to; inputs (i32 ids as exact
@@ -228,7 +228,7 @@ public enum ScheduleLowering {
                     throw CodegenError("'\(values[v].name)' is \(t.dtype) (\(values[v].bytes) B); emitted: weights as \(WeightFormat.allCases.map(\.rawValue).joined(separator: ", ")) in rows of whole blocks, inputs and outputs as 4-byte values")
                 }
                 let binding = ExecutionSchedule.Binding(tensor: t.name, dtype: format.rawValue, location: location, bytes: values[v].bytes, part: part,
-                                                        layout: part == nil && interleaved.contains(t.name) ? WeightLayout.interleaving(format)?.rawValue : nil)
+                                                        layout: interleaved.contains(t.name) ? WeightLayout.interleaving(format)?.rawValue : nil)
                 switch t.kind {
                 case "weight": weights.append(binding)
                 case "input": inputs.append(binding)
@@ -245,26 +245,35 @@ public enum ScheduleLowering {
 
 extension ScheduleLowering {
     /// The q4_0 / q8_0 weights stored as `WeightLayout.q4_0x16` / `q8_0x16` (the generated
-    /// GEMV's interleaved rows): those the layout applies to that only whole linear kernels read
-    /// — no tile step (its kernel reads row-major blocks), no embedding gather, no other op — and
-    /// that the plan keeps whole.
-    static func interleavedWeights(program: ModelProgram, plan: Plan, opOfStep: [Int]) -> Set<String> {
+    /// GEMV's interleaved rows), whole or part by part: those that only linear kernels read (no
+    /// embedding gather, no other op), every block of which — the weight, or each part the plan
+    /// keeps — is a matrix of rows in groups of 16 and columns in blocks of 32, and that every
+    /// kernel reads block by block as stored (a kernel that assembles its block from several
+    /// parts copies rows into a staging area, which would mix the groups).
+    static func interleavedWeights(program: ModelProgram, plan: Plan, opOfStep: [Int], actions: [ExecutionSchedule.Action]) -> Set<String> {
         let t = program.tensors
-        var readers: [Int: [(op: Int, tiled: Bool)]] = [:]
-        for (i, o) in opOfStep.enumerated() {
-            for operand in Set(program.ops[o].operands) { readers[operand, default: []].append((o, (plan.steps[i].tiles ?? 1) > 1)) }
+        var readers: [Int: Set<Int>] = [:]
+        for o in opOfStep {
+            for operand in program.ops[o].operands { readers[operand, default: []].insert(o) }
         }
-        let parted = Set(plan.values.compactMap { $0.part == nil ? nil : $0.tensor })
+        var blocks: [String: [ValuePart]] = [:]
+        for value in plan.values where value.kind == .weight { if let part = value.part { blocks[value.tensor, default: []].append(part) } }
         var out = Set<String>()
-        for (i, tensor) in t.enumerated() where tensor.kind == "weight" && tensor.shape.count == 2 && !parted.contains(tensor.name) {
+        for (i, tensor) in t.enumerated() where tensor.kind == "weight" && tensor.shape.count == 2 {
             guard let format = WeightFormat(rawValue: tensor.dtype), let layout = WeightLayout.interleaving(format),
-                  layout.applies(format: format, rows: tensor.shape[0], columns: tensor.shape[1]),
-                  let uses = readers[i], !uses.isEmpty else { continue }
-            let linearOnly = uses.allSatisfy { use in
-                let op = program.ops[use.op]
-                return !use.tiled && op.kind == "matmul" && op.bool("transpose_b") == true && op.operands.firstIndex(of: i) == 1 && op.operands.lastIndex(of: i) == 1
+                  let ops = readers[i], !ops.isEmpty else { continue }
+            let linearOnly = ops.allSatisfy { o in
+                let op = program.ops[o]
+                return op.kind == "matmul" && op.bool("transpose_b") == true && op.operands.firstIndex(of: i) == 1 && op.operands.lastIndex(of: i) == 1
             }
-            if linearOnly { out.insert(tensor.name) }
+            let matrices = blocks[tensor.name].map { $0.map { $0.matrix(in: tensor.shape) } } ?? [(tensor.shape[0], tensor.shape[1])]
+            let fits = matrices.allSatisfy { m in m.map { layout.applies(format: format, rows: $0.rows, columns: $0.columns) } ?? false }
+            let readAsStored = actions.allSatisfy { a in
+                guard a.kind == "kernel", let o = a.op, ops.contains(o) else { return true }
+                let views = (a.reads ?? []).filter { $0.index == 1 }
+                return views.count == 1 && a.operands?[1] == views[0].location
+            }
+            if linearOnly && fits && readAsStored { out.insert(tensor.name) }
         }
         return out
     }

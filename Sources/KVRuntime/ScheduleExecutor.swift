@@ -71,11 +71,13 @@ public final class ScheduleExecutor {
                 throw RuntimeError("'\(binding.tensor)' is \(t.dtype) in \(binding.bytes) B; the runtime stores weights as \(WeightFormat.allCases.map(\.rawValue).joined(separator: ", ")) in whole blocks")
             }
             if let name = binding.layout {
-                // Rows interleaved for the generated GEMV (schedule.validate checked the shape).
-                guard let layout = WeightLayout(rawValue: name), layout.applies(format: format, rows: t.shape[0], columns: t.shape[1]) else {
+                // Rows interleaved for the generated GEMV: the whole weight, or the part held here
+                // as a matrix of its own (schedule.validate checked the shape).
+                let matrix = t.shape.count == 2 ? (binding.part.map { $0.matrix(in: t.shape) } ?? (t.shape[0], t.shape[1])) : nil
+                guard let layout = WeightLayout(rawValue: name), let (rows, columns) = matrix, layout.applies(format: format, rows: rows, columns: columns) else {
                     throw RuntimeError("'\(binding.tensor)' is stored in layout '\(name)', which this runtime does not arrange \(t.dtype) \(t.shape) in")
                 }
-                stored = layout.arrange(stored, rows: t.shape[0], columns: t.shape[1])
+                stored = layout.arrange(stored, rows: rows, columns: columns)
             }
             let base = arenas[binding.location.tier].baseAddress! + binding.location.offset
             stored.withUnsafeBytes { base.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }

@@ -331,9 +331,11 @@ struct Compile: ParsableCommand {
         let byLayout = Dictionary(grouping: schedule.weights.filter { $0.layout != nil }, by: { $0.layout! })
         guard !byLayout.isEmpty else { return "" }
         let parts = byLayout.keys.sorted().map { layout -> String in
-            let dtype = byLayout[layout]![0].dtype
-            let total = Set(schedule.weights.filter { $0.dtype == dtype }.map(\.tensor)).count  // a weight kept in parts counts once
-            return "\(byLayout[layout]!.count) of \(total) \(dtype) weights as \(layout)"
+            // A weight kept in parts counts once.
+            let dtype = byLayout[layout]![0].dtype, count = Set(byLayout[layout]!.map(\.tensor)).count
+            let total = Set(schedule.weights.filter { $0.dtype == dtype }.map(\.tensor)).count
+            let parted = Set(byLayout[layout]!.filter { $0.part != nil }.map(\.tensor)).count
+            return "\(count) of \(total) \(dtype) weights as \(layout)" + (parted > 0 ? " (\(parted) of them part by part)" : "")
         }
         return "layout    \(parts.joined(separator: ", ")): 16 rows interleaved block by block for the GEMV, the same bytes (Docs/codegen.md)\n"
     }

@@ -35,6 +35,18 @@ struct TiledCodegenTests {
         return (program, plan, schedule, kernels, step)
     }
 
+    /// Every kernel that reads an interleaved weight (q4_0x16 / q8_0x16) reads one stored block
+    /// of it where the plan put it — never a block assembled in staging, whose row copies would
+    /// mix the interleaved groups — and at least one weight is interleaved.
+    static func interleavedReadAsStored(_ program: ModelProgram, _ schedule: ExecutionSchedule) -> Bool {
+        let interleaved = Set(schedule.weights.filter { $0.layout != nil }.map(\.tensor))
+        let kernels = schedule.actions.filter { a in a.kind == "kernel" && program.ops[a.op!].operands.dropFirst().first.map { interleaved.contains(program.tensors[$0].name) } == true }
+        return !kernels.isEmpty && kernels.allSatisfy { a in
+            let views = (a.reads ?? []).filter { $0.index == 1 }
+            return views.count == 1 && a.operands![1] == views[0].location
+        }
+    }
+
     /// Tiled ops of a plan: (op kind, scheme) pairs.
     static func schemes(_ plan: Plan) -> Set<String> {
         Set(plan.steps.compactMap { s in s.scheme.map { "\(s.op)/\($0)" } })
@@ -75,10 +87,7 @@ struct TiledCodegenTests {
         #expect(Self.schemes(plan) == ["matmul/columns", "matmul/reduction", "attention/tokens"])
         #expect(plan.steps.contains { $0.op == "attention" && $0.tiles == 9 })
         #expect(schedule.stagingBytes > 0, "the fixture reads split results whole (split, silu, gelu): they are staged")
-        // Tile kernels read row-major blocks: no weight a tile step reads is interleaved.
-        let tiledOps = Set(plan.steps.filter { ($0.tiles ?? 1) > 1 }.map { $0.name.split(separator: "#").first.map(String.init) ?? $0.name })
-        let tiledReads = Set(program.ops.filter { tiledOps.contains($0.name) }.flatMap { $0.operands.map { program.tensors[$0].name } })
-        #expect(!tiledReads.isEmpty && schedule.weights.allSatisfy { $0.layout == nil || !tiledReads.contains($0.tensor) })
+        #expect(Self.interleavedReadAsStored(program, schedule))
         let executor = try ScheduleExecutor(program: program, schedule: schedule, kernels: kernels, step: step,
                                             weights: SeededWeights.make(program, seed: 5), threads: 1)
         let inputs = (0..<24).map { ["tokens": [Float(($0 * 37 + 11) % 256)], "pos": [Float($0)]] }
@@ -128,8 +137,8 @@ struct TiledCodegenTests {
 
     /// q8_0 / q4_0 weights cut along their rows by reduction tiles: every cut falls between
     /// 32-value blocks (down_proj's 704 columns are 22 blocks; a cut at 704·j/k would split one),
-    /// the activation is cut with it, and the tiles run within tolerance. Whole weights beside
-    /// them are interleaved (q4_0x16 / q8_0x16), tiled ones stay row-major.
+    /// the activation is cut with it, and the tiles run within tolerance. Output-row (columns)
+    /// cuts fall on groups of 16 rows, and every part is interleaved (q4_0x16 / q8_0x16).
     @Test("tiny-llama with q8_0 / q4_0 weights on a 48 KiB scratchpad: reduction tiles cut between blocks, 40 steps within tolerance",
           arguments: [DType.q4_0, .q8_0])
     func blockWeightsTiled(dtype: DType) throws {
@@ -149,7 +158,13 @@ struct TiledCodegenTests {
             // down_proj is [256, 704]: the part's bytes are its 256 rows' whole blocks.
             #expect(value.bytes == 256 * (part.end - part.start) / 32 * (dtype == .q4_0 ? 18 : 34), "\(value.name): \(value.bytes) B")
         }
-        #expect(schedule.weights.contains { $0.layout != nil } && schedule.weights.allSatisfy { $0.layout == nil || $0.part == nil })
+        // Tiled weights are interleaved part by part: a column part is whole groups of 16 rows.
+        #expect(schedule.weights.contains { $0.layout != nil && $0.part != nil } && Self.interleavedReadAsStored(program, schedule))
+        for b in schedule.weights where b.part != nil && b.layout != nil {
+            let shape = try #require(program.tensors.first { $0.name == b.tensor }?.shape)
+            let matrix = try #require(b.part!.matrix(in: shape))
+            #expect(matrix.rows % 16 == 0 && matrix.columns % 32 == 0, "\(b.tensor) \(b.part!)")
+        }
         let executor = try ScheduleExecutor(program: program, schedule: schedule, kernels: kernels, step: step,
                                             weights: SeededWeights.make(program, seed: 5), threads: 1)
         let inputs = (0..<40).map { ["tokens": [Float(($0 * 37 + 11) % 256)], "pos": [Float($0)]] }

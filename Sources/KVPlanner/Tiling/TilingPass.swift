@@ -1,5 +1,6 @@
 import KVArtifact
 import KVGraph
+import KVQuant
 
 /// Tiling: split ops whose working set exceeds the compute tier into tiles that fit.
 ///
@@ -158,6 +159,16 @@ struct TilingPass {
         return canonical(t, Split(dim: dim, cuts: cuts))
     }
 
+    /// The granule of a columns cut of `op` (a linear layer): 16 output rows — a q8_0 / q4_0
+    /// weight's interleaved row group (KVQuant.WeightLayout), so each part can be interleaved
+    /// for its tile's GEMV — when the weight is in a block format and its rows come in 16s, else 1.
+    private func columnGranule(_ op: Op) -> Int {
+        let w = graph.tensors[op.operands[1]], group = WeightLayout.groupRows
+        guard op.attribute("transpose_b") == .bool(true), w.shape.sizes.count == 2, w.dtype.blockElements != nil,
+              w.shape.sizes[0] % group == 0 else { return 1 }
+        return group
+    }
+
     /// The granule of a reduction cut of `op` (a linear layer): its weight's block length when
     /// the weight is stored in blocks along the reduction axis (q8_0, q4_0), else 1.
     private func reductionGranule(_ op: Op) -> Int {
@@ -269,7 +280,7 @@ struct TilingPass {
         guard let y = op.results.first else { return nil }
         let ys = graph.tensors[y].shape.sizes
         switch (op.kind, scheme) {
-        case (.matmul, "columns"): return ys.last
+        case (.matmul, "columns"): return ys.last.map { $0 / columnGranule(op) }
         case (.matmul, "reduction"): return graph.tensors[op.operands[0]].shape.sizes.last.map { $0 / reductionGranule(op) }
         case (.attention, "tokens"): return graph.tensors[op.updates[0]].shape.sizes[1]
         case (.attention, "queries"): return ys.count >= 3 ? ys[1] : nil
@@ -293,9 +304,10 @@ struct TilingPass {
             let w = op.operands[1], transposed = op.attribute("transpose_b") == .bool(true)
             let ws = graph.tensors[w].shape.sizes
             let ys = graph.tensors[y].shape.sizes
-            parted(y, split(y, dim: ys.count - 1, k: k))
-            if ws.count == 2 { parted(w, split(w, dim: transposed ? 0 : 1, k: k)) }
-            if op.operands.count >= 3 { parted(op.operands[2], split(op.operands[2], dim: 0, k: k)) }
+            let granule = columnGranule(op)
+            parted(y, split(y, dim: ys.count - 1, k: k, granule: granule))
+            if ws.count == 2 { parted(w, split(w, dim: transposed ? 0 : 1, k: k, granule: granule)) }
+            if op.operands.count >= 3 { parted(op.operands[2], split(op.operands[2], dim: 0, k: k, granule: granule)) }
             for j in 0..<k {
                 tiles[j].reads = [.whole(read(op.operands[0])), .part(w, ws.count == 2 ? j : nil)]
                 if op.operands.count >= 3 { tiles[j].reads.append(.part(op.operands[2], j)) }
