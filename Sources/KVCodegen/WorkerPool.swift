@@ -39,6 +39,9 @@ extension SwiftEmitter {
         return lock
     }()
 
+    /// The current thread count, for the runtime.
+    @_cdecl("kvplan_threads")
+    public func kvplan_threads() -> Int { kvplanThreads }
     @_cdecl("kvplan_set_threads")
     public func kvplan_set_threads(_ n: Int) {
         let n = max(1, n)

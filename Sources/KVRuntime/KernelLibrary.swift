@@ -1,5 +1,6 @@
 import Foundation
 import KVArtifact
+import Synchronization
 
 // Compiles generated Swift (Kernels.swift + Schedule.swift) into a shared library with swiftc and
 // loads it with dlopen. Flags as measured in REFERENCES §3: -O with -target-cpu haswell (AVX2 and
@@ -25,6 +26,7 @@ public final class KernelLibrary {
                                             (@convention(c) (UnsafeMutableRawPointer?, Int) -> Void)?, UnsafeMutableRawPointer?) -> Void
     public typealias ABI = @convention(c) () -> Int
     typealias SetThreads = @convention(c) (Int) -> Void
+    typealias Threads = @convention(c) () -> Int
 
     /// The library's path (in the cache).
     public let path: String
@@ -34,6 +36,13 @@ public final class KernelLibrary {
     /// The generated step function.
     public let step: Step
     private let threads: SetThreads
+    /// The library's thread count (nil: sources emitted before kvplan_threads existed).
+    private let currentThreads: Threads?
+
+    /// Instances alive per loaded library. dlopen gives every instance of the same sources one
+    /// handle, so they share one thread count and one worker pool: only the last one released
+    /// stops the pool (before, releasing any of them dropped the others to one thread).
+    private static let instances = Mutex<[UInt: Int]>([:])
 
     /// The target flags generated code is compiled with: AVX2 and FMA on x86-64 (and the define that
     /// turns on the kernels written for them); the toolchain's default elsewhere.
@@ -112,8 +121,12 @@ public final class KernelLibrary {
             + "static inline __attribute__((always_inline)) void kvplan_pause(void) { __builtin_ia32_pause(); }\n",
         map: "module KVPlanPrefetch { header \"kvplan_prefetch.h\" export * }\n")
 
-    /// Splits large kernels over `n` threads (1: none).
+    /// Splits large kernels over `n` threads (1: none). Instances of the same sources share the
+    /// setting (one loaded library).
     public func setThreads(_ n: Int) { threads(max(1, n)) }
+
+    /// The threads large kernels are split over now (1 when the library cannot say).
+    public var threadCount: Int { currentThreads?() ?? 1 }
 
     /// Compiles (or finds in the cache) and loads `kernels` + `schedule`, with `targetFlags` after -O
     /// (tests pass ["-target-cpu", "haswell"] alone to compile the portable paths).
@@ -175,12 +188,19 @@ public final class KernelLibrary {
         self.compiled = built
         self.step = unsafeBitCast(step, to: Step.self)
         self.threads = unsafeBitCast(threads, to: SetThreads.self)
+        currentThreads = dlsym(handle, "kvplan_threads").map { unsafeBitCast($0, to: Threads.self) }
+        Self.instances.withLock { $0[UInt(bitPattern: handle), default: 0] += 1 }
     }
 
-    // One thread first: the library's worker threads are stopped and joined, so none runs in it
-    // once it is unmapped.
+    // The last instance of a library sets one thread first: its worker threads are stopped and
+    // joined, so none runs in it once it is unmapped.
     deinit {
-        threads(1)
+        let last = Self.instances.withLock { counts -> Bool in
+            let key = UInt(bitPattern: handle), left = (counts[key] ?? 1) - 1
+            counts[key] = left > 0 ? left : nil
+            return left == 0
+        }
+        if last { threads(1) }
         dlclose(handle)
     }
 }

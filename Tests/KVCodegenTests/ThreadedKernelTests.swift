@@ -120,6 +120,32 @@ struct WorkerPoolTests {
 }
 
 extension WorkerPoolTests {
+    /// dlopen gives two instances of the same sources one handle, so one thread count and one
+    /// pool; releasing one instance must not stop the pool the other still uses.
+    @Test("two instances of the same sources share one thread count, and releasing one leaves the other's")
+    func instancesShareThreads() throws {
+        // Sources no other test compiles: a 13-value add.
+        let tensors = [ModelProgram.Tensor(name: "a", kind: "input", dtype: "f32", shape: [13]),
+                       ModelProgram.Tensor(name: "b", kind: "input", dtype: "f32", shape: [13]),
+                       ModelProgram.Tensor(name: "c", kind: "output", dtype: "f32", shape: [13])]
+        let program = ModelProgram(model: "t", dimensions: [:], tensors: tensors, ops: [
+            ModelProgram.Op(name: "c", kind: "add", operands: [0, 1], results: [2], updates: [], attributes: [:]),
+        ])
+        let at = { (offset: Int) in ExecutionSchedule.Location(tier: 0, offset: offset) }
+        let schedule = ExecutionSchedule(model: "t", target: "t", arenas: [.init(name: "scratchpad", bytes: 4096)], links: [], linkBytes: [],
+                                         weights: [], inputs: [], outputs: [], kv: [], actions: [.kernel(slot: 0, op: 0, operands: [at(0), at(64)], results: [at(128)])])
+        let (kernels, step) = try SwiftEmitter(program: program, schedule: schedule).emit()
+        var first: KernelLibrary? = try KernelLibrary(kernels: kernels, schedule: step)
+        let second = try KernelLibrary(kernels: kernels, schedule: step)
+        #expect(first!.path == second.path)
+        second.setThreads(2)
+        #expect(first!.threadCount == 2 && second.threadCount == 2)
+        first = nil
+        #expect(second.threadCount == 2, "releasing one instance stopped the pool of the other")
+        second.setThreads(1)
+        #expect(second.threadCount == 1)
+    }
+
     @Test("a planned transfer split over 2 and 3 threads copies every byte, a tail short of 64 bytes too, and counts it once",
           arguments: [18_720, 16_384, 65_537])
     func splitTransfer(bytes: Int) throws {
