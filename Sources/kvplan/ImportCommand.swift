@@ -22,7 +22,14 @@ struct Import: ParsableCommand {
         @Option(name: .shortAndLong, help: "Write the graph here (default: standard output).")
         var output: String?
 
+        @Option(help: "Activations and KV caches in this dtype: f32 (what generated kernels compute in, so `kvplan run` runs a bf16/f16 model; weights keep the checkpoint's dtype). Default: the checkpoint's torch_dtype.")
+        var activations: String?
+
         func run() throws {
+            if let activations, activations != "f32" {
+                printError("error: --activations: expected f32, got '\(activations)' (without the option activations keep the checkpoint's dtype)\n")
+                throw ExitCode(64)
+            }
             let text: String
             do { text = try readText(config) } catch let e as UserError {
                 printError("error: \(e.message)\n")
@@ -30,7 +37,7 @@ struct Import: ParsableCommand {
             }
             let graph: String
             do {
-                graph = try HFImporter.importConfig(text, path: config)
+                graph = try HFImporter.importConfig(text, path: config, f32Activations: activations == "f32")
             } catch {
                 printError(DiagnosticRenderer.render([.error(error.location, error.message)], in: SourceFile(path: config, text: text)))
                 throw ExitCode(1)

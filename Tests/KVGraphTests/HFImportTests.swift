@@ -24,6 +24,25 @@ struct HFImportTests {
         #expect(GraphSummary(g.graph).parameters == Self.published[name])
     }
 
+    /// `--activations f32`: what generated kernels compute in. Weights keep the checkpoint's
+    /// dtype (so the parameter count is the published one); the embedding's output and every
+    /// KV cache become f32, and without the option the checkpoint's dtype stays everywhere.
+    @Test("--activations f32: embedding outputs and caches in f32, weights as in the checkpoint, parameters unchanged",
+          arguments: ["smollm2-135m", "qwen2-1.5b", "mistral-7b-v0.1", "gpt2"])
+    func f32Activations(_ name: String) throws {
+        let path = repositoryRoot.appendingPathComponent("Graphs/hf-configs/\(name).json").path
+        let text = try String(contentsOfFile: path, encoding: .utf8)
+        let g = lower(try HFImporter.importConfig(text, path: path, f32Activations: true), dimensions: ["ctx": 64])!.graph
+        #expect(GraphSummary(g).parameters == Self.published[name])
+        let caches = g.tensors.filter { $0.kind == .cache }
+        #expect(!caches.isEmpty && caches.allSatisfy { $0.dtype == .f32 })
+        for op in g.ops where op.kind == .embed { #expect(g.tensors[op.results[0]].dtype == .f32) }
+        let shipped = lower(try HFImporter.importConfig(text, path: path), dimensions: ["ctx": 64])!.graph
+        let checkpoint = shipped.tensors.first { $0.kind == .weight }!.dtype
+        #expect(g.tensors.filter { $0.kind == .weight }.allSatisfy { $0.dtype == checkpoint })
+        #expect(shipped.tensors.filter { $0.kind == .cache }.allSatisfy { $0.dtype == checkpoint })
+    }
+
     @Test("imported models keep their structure: GQA caches, sliding window, llama3 scaling, biases")
     func structure() throws {
         let mistral = lower(try importFile("mistral-7b-v0.1"), dimensions: ["ctx": 32768])!.graph

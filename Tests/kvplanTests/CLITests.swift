@@ -121,6 +121,22 @@ struct CLITests {
         #expect(try run(["check", moe.path]).status == 1)
     }
 
+    /// A bf16 checkpoint's config imported with f32 activations compiles to generated code with
+    /// q4_0 weights (without the option, codegen stops at the bf16 caches), and a dtype other
+    /// than f32 is refused.
+    @Test("import hf --activations f32: SmolLM2-135M compiles to generated code; other dtypes are refused")
+    func importF32Activations() throws {
+        let dir = try temporaryDirectory()
+        let graph = dir.appendingPathComponent("smol.graph")
+        let imported = try run(["import", "hf", "Graphs/hf-configs/smollm2-135m.json", "--activations", "f32", "-o", graph.path])
+        #expect(imported.status == 0, "\(imported.stderr)")
+        let compiled = try run(["compile", graph.path, "--context", "64", "--solver", "msa", "--weight-dtype", "q4_0", "-o", dir.appendingPathComponent("out").path])
+        #expect(compiled.status == 0 && compiled.stdout.contains("codegen   Kernels.swift")
+                && compiled.stdout.contains("layout    210 of 210 q4_0 weights as q4_0x16"), "\(compiled.stdout)\(compiled.stderr)")
+        let refused = try run(["import", "hf", "Graphs/hf-configs/smollm2-135m.json", "--activations", "bf16"])
+        #expect(refused.status == 64 && refused.stderr.contains("--activations: expected f32, got 'bf16'"), "\(refused.stderr)")
+    }
+
     @Test("--dump-ir prints the golden IR")
     func dumpIR() throws {
         let r = try run(["check", "Graphs/tiny-llama.graph", "--dump-ir"])

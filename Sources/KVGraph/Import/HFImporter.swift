@@ -39,7 +39,9 @@ public enum HFImporter {
     ]
 
     /// Parses `text` (the contents of `path`) and returns .graph source, or the first problem.
-    public static func importConfig(_ text: String, path: String) throws(ImportError) -> String {
+    /// `f32Activations`: the embedding's output and the KV caches in f32 whatever the checkpoint's
+    /// dtype (weights keep it) — what generated kernels compute in, so `kvplan run` can run it.
+    public static func importConfig(_ text: String, path: String, f32Activations: Bool = false) throws(ImportError) -> String {
         let root: JSONValue
         do { root = try JSONReader.parse(text) } catch {
             throw ImportError(location: error.location, message: error.message)
@@ -62,9 +64,9 @@ public enum HFImporter {
         let source = path.split(separator: "/").last.map(String.init) ?? path
         switch arch {
         case "LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM":
-            return try LlamaFamily(c: c, architecture: arch, source: source).emit()
+            return try LlamaFamily(c: c, architecture: arch, source: source, f32Activations: f32Activations).emit()
         case "GPT2LMHeadModel":
-            return try GPT2(c: c, source: source).emit()
+            return try GPT2(c: c, source: source, f32Activations: f32Activations).emit()
         default:
             throw ImportError(location: archLoc, message: "unsupported architecture '\(arch)' in 'architectures'; supported: \(supportedArchitectures.joined(separator: ", "))")
         }
@@ -150,6 +152,8 @@ struct LlamaFamily {
     let c: Config
     let architecture: String
     let source: String
+    /// Embedding output and caches in f32 (`kvplan import hf --activations f32`).
+    var f32Activations = false
 
     func emit() throws(ImportError) -> String {
         let hidden = try c.int("hidden_size")
@@ -217,7 +221,9 @@ struct LlamaFamily {
         var g = "# \(architecture) imported by `kvplan import hf` from \(source).\n"
         g += "# One decode step: each sequence feeds one token, attends over its KV cache\n"
         g += "# (appending to it) and yields next-token logits. Weights keep the\n"
-        g += "# checkpoint's [out, in] layout; `linear` multiplies by the transpose.\n\n"
+        g += "# checkpoint's [out, in] layout; `linear` multiplies by the transpose.\n"
+        if f32Activations { g += "# Activations and KV caches in f32 (--activations f32); weights keep \(dtype).\n" }
+        g += "\n"
         g += "let vocab = \(vocab)\nlet d_model = \(hidden)\nlet layers = \(layers)\nlet heads = \(heads)\n"
         g += "let kv_heads = \(kvHeads)\nlet head_dim = \(headDim)\nlet ffn = \(ffn)\n"
         g += "let eps = \(graphNumber(eps))\nlet theta = \(graphNumber(theta))\n"
@@ -225,9 +231,9 @@ struct LlamaFamily {
         g += "\ndim batch = 1\ndim ctx = \(context)           # max_position_embeddings\n\n"
         g += "input tokens: i32[batch]\ninput pos: i32[batch]\n\n"
         g += "weight embed_tokens: \(dtype)[vocab, d_model]\n"
-        g += "x[0] = embed(embed_tokens, tokens)\n\n"
+        g += "x[0] = embed(embed_tokens, tokens\(f32Activations ? ", dtype=\"f32\"" : ""))\n\n"
         let cacheLen = window != nil ? "min(ctx, window)" : "ctx"
-        let w = dtype
+        let w = dtype, cache = f32Activations ? "f32" : dtype
         g += "for l in 0..<layers {\n"
         g += "  weight input_layernorm[l]: \(w)[d_model]\n"
         g += "  weight q_proj[l]: \(w)[heads * head_dim, d_model]\n"
@@ -247,8 +253,8 @@ struct LlamaFamily {
         if mlpBias {
             g += "  weight gate_bias[l]: \(w)[ffn]\n  weight up_bias[l]: \(w)[ffn]\n  weight down_bias[l]: \(w)[d_model]\n"
         }
-        g += "  cache k_cache[l]: \(w)[batch, \(cacheLen), kv_heads, head_dim]\n"
-        g += "  cache v_cache[l]: \(w)[batch, \(cacheLen), kv_heads, head_dim]\n\n"
+        g += "  cache k_cache[l]: \(cache)[batch, \(cacheLen), kv_heads, head_dim]\n"
+        g += "  cache v_cache[l]: \(cache)[batch, \(cacheLen), kv_heads, head_dim]\n\n"
         func bias(_ on: Bool, _ name: String) -> String { on ? ", bias=\(name)[l]" : "" }
         g += "  h = rmsnorm(x[l], input_layernorm[l], eps=eps)\n"
         g += "  q = rope(linear(h, q_proj[l]\(bias(qkvBias, "q_bias"))), pos, heads=heads\(rope))\n"
@@ -316,6 +322,8 @@ struct LlamaFamily {
 struct GPT2 {
     let c: Config
     let source: String
+    /// Embedding outputs and caches in f32 (`kvplan import hf --activations f32`).
+    var f32Activations = false
 
     func emit() throws(ImportError) -> String {
         let hidden = try c.int("n_embd")
@@ -348,13 +356,16 @@ struct GPT2 {
         let w = dtype
         var g = "# GPT2LMHeadModel imported by `kvplan import hf` from \(source).\n"
         g += "# One decode step with learned positions and a tied output projection.\n"
-        g += "# Conv1D weights keep their [in, out] layout, so they use `matmul`.\n\n"
+        g += "# Conv1D weights keep their [in, out] layout, so they use `matmul`.\n"
+        if f32Activations { g += "# Activations and KV caches in f32 (--activations f32); weights keep \(dtype).\n" }
+        g += "\n"
         g += "let vocab = \(vocab)\nlet d_model = \(hidden)\nlet layers = \(layers)\nlet heads = \(heads)\n"
         g += "let head_dim = d_model / heads\nlet ffn = \(ffn)\nlet positions = \(positions)\nlet eps = \(graphNumber(eps))\n\n"
         g += "dim batch = 1\ndim ctx = \(positions)           # n_positions\n\n"
         g += "input tokens: i32[batch]\ninput pos: i32[batch]\n\n"
         g += "weight wte: \(w)[vocab, d_model]\nweight wpe: \(w)[positions, d_model]\n"
-        g += "x[0] = add(embed(wte, tokens), embed(wpe, pos))\n\n"
+        let f32 = f32Activations ? ", dtype=\"f32\"" : "", cache = f32Activations ? "f32" : w
+        g += "x[0] = add(embed(wte, tokens\(f32)), embed(wpe, pos\(f32)))\n\n"
         g += "for l in 0..<layers {\n"
         g += "  weight ln_1_weight[l]: \(w)[d_model]\n  weight ln_1_bias[l]: \(w)[d_model]\n"
         g += "  weight c_attn_weight[l]: \(w)[d_model, 3 * d_model]\n  weight c_attn_bias[l]: \(w)[3 * d_model]\n"
@@ -362,8 +373,8 @@ struct GPT2 {
         g += "  weight ln_2_weight[l]: \(w)[d_model]\n  weight ln_2_bias[l]: \(w)[d_model]\n"
         g += "  weight c_fc_weight[l]: \(w)[d_model, ffn]\n  weight c_fc_bias[l]: \(w)[ffn]\n"
         g += "  weight mlp_c_proj_weight[l]: \(w)[ffn, d_model]\n  weight mlp_c_proj_bias[l]: \(w)[d_model]\n"
-        g += "  cache k_cache[l]: \(w)[batch, ctx, heads, head_dim]\n"
-        g += "  cache v_cache[l]: \(w)[batch, ctx, heads, head_dim]\n\n"
+        g += "  cache k_cache[l]: \(cache)[batch, ctx, heads, head_dim]\n"
+        g += "  cache v_cache[l]: \(cache)[batch, ctx, heads, head_dim]\n\n"
         g += "  h = layernorm(x[l], ln_1_weight[l], ln_1_bias[l], eps=eps)\n"
         g += "  q, k, v = split(matmul(h, c_attn_weight[l], bias=c_attn_bias[l]), sizes=[d_model, d_model, d_model])\n"
         g += "  a = attention(q, k, v, k_cache[l], v_cache[l], heads=heads)\n"
