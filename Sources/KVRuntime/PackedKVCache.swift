@@ -387,29 +387,35 @@ public final class PackedKVCache {
         // group, quantised once) while the high segment has room for it, else just the oldest
         // token, so no token is dropped while the layout still has room — then the new one enters.
         let order = window.sorted { fixed.token[h][$0] < fixed.token[h][$1] }
-        let leavingCount = high.capacity - high.residents(h).count >= order.count ? order.count : 1
+        let highResidents = high.residents(h)
+        let leavingCount = high.capacity - highResidents.count >= order.count ? order.count : 1
         let leaving = order.prefix(leavingCount).map { s -> Moving in
             let (k, v) = fixed.read(s, h)
             return Moving(token: fixed.token[h][s], score: fixed.score[h][s], key: k, value: v)
         }
         for s in order.prefix(leavingCount) { fixed.clear(s, head: h) }
-        let dropped = admit(leaving, head: h)
+        // The high segment has not changed since its scan: `place` reuses it.
+        let dropped = admit(leaving, head: h, highResidents: highResidents)
         fixed.write([(order[0], count, new.score, new.key, new.value)], head: h)
         return dropped
     }
 
     /// Admits tokens to head `h`'s high segment; the worst-scored overflow goes to the low
     /// segment. Returns the tokens dropped.
-    func admit(_ incoming: [Moving], head h: Int) -> Int {
-        let demoted = place(incoming, into: &high, head: h)
+    func admit(_ incoming: [Moving], head h: Int, highResidents: (count: Int, worst: Int?)? = nil) -> Int {
+        // Without a low segment the demoted tokens are dropped: their keys and values are not read.
+        let demoted = place(incoming, into: &high, head: h, residents: highResidents, readsLeaving: low.capacity > 0)
         return place(demoted, into: &low, head: h).count
     }
 
     /// Keeps the best-scored of head `h`'s tokens in `segment` and `incoming` (ties: the newer
     /// token); returns the rest.
-    func place(_ incoming: [Moving], into segment: inout Segment, head h: Int) -> [Moving] {
+    /// `residents`: the segment's `residents(h)` when the caller has it; `readsLeaving`: whether
+    /// the tokens that leave need their keys and values (false: they are dropped).
+    func place(_ incoming: [Moving], into segment: inout Segment, head h: Int,
+               residents known: (count: Int, worst: Int?)? = nil, readsLeaving: Bool = true) -> [Moving] {
         guard !incoming.isEmpty else { return [] }
-        if incoming.count == 1 && placesOneByScan { return place(incoming[0], into: &segment, head: h) }
+        if incoming.count == 1 && placesOneByScan { return place(incoming[0], into: &segment, head: h, residents: known, readsLeaving: readsLeaving) }
         let resident = segment.token[h].indices.filter { segment.token[h][$0] >= 0 }
         let candidates = resident.map { (score: segment.score[h][$0], token: segment.token[h][$0], slot: Optional($0), moving: -1) }
             + incoming.enumerated().map { (score: $1.score, token: $1.token, slot: Optional<Int>.none, moving: $0) }
@@ -425,7 +431,7 @@ public final class PackedKVCache {
         var freed: [Int] = []
         for c in leaving.map({ candidates[$0] }) {
             if let slot = c.slot {
-                let (k, v) = segment.read(slot, h)
+                let (k, v) = readsLeaving ? segment.read(slot, h) : ([], [])
                 out.append(Moving(token: c.token, score: c.score, key: k, value: v))
                 freed.append(slot)
             } else {
@@ -448,15 +454,16 @@ public final class PackedKVCache {
     /// segment is full, else the newcomer takes the first free slot — found in one scan over the
     /// slots, without the candidate list, selection and sets of the general case (which were a
     /// quarter of the cache manager's samples, measured).
-    private func place(_ m: Moving, into segment: inout Segment, head h: Int) -> [Moving] {
-        let (resident, worst) = segment.residents(h)
+    private func place(_ m: Moving, into segment: inout Segment, head h: Int, residents known: (count: Int, worst: Int?)?,
+                       readsLeaving: Bool) -> [Moving] {
+        let (resident, worst) = known ?? segment.residents(h)
         if resident < segment.capacity {
             let free = segment.token[h].firstIndex { $0 < 0 }!
             segment.write([(free, m.token, m.score, m.key, m.value)], head: h)
             return []
         }
         guard let w = worst, !((m.score, m.token) < (segment.score[h][w], segment.token[h][w])) else { return [m] }
-        let (k, v) = segment.read(w, h)
+        let (k, v) = readsLeaving ? segment.read(w, h) : ([], [])
         let out = Moving(token: segment.token[h][w], score: segment.score[h][w], key: k, value: v)
         segment.clear(w, head: h)
         segment.write([(w, m.token, m.score, m.key, m.value)], head: h)
