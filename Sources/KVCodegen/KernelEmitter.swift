@@ -29,6 +29,8 @@ extension SwiftEmitter {
             switch t[op.operands[k]].dtype {
             case "f16": return "half(UnsafeRawPointer(\(p)), \(i))"
             case "bf16": return "bfloat(UnsafeRawPointer(\(p)), \(i))"
+            case "q8_0": return "blockValue(UnsafeRawPointer(\(p)), \(i), nibbles: false)"
+            case "q4_0": return "blockValue(UnsafeRawPointer(\(p)), \(i), nibbles: true)"
             default: return "\(p)[\(i)]"
             }
         }

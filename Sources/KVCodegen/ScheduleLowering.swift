@@ -116,8 +116,8 @@ public enum ScheduleLowering {
                 }
                 let t = program.tensors[table]
                 let rowBytes = values[v].bytes / max(1, program.tensors[op.operands[1]].elementCount)
-                guard let format = WeightFormat(rawValue: t.dtype), format.blockElements == 1 else {
-                    throw CodegenError("embedding table '\(t.name)' is \(t.dtype); lookups are emitted for f32, f16 and bf16 tables")
+                guard let format = WeightFormat(rawValue: t.dtype), t.shape.count == 2, t.shape[1] % format.blockElements == 0 else {
+                    throw CodegenError("embedding table '\(t.name)' is \(t.dtype); lookups are emitted for f32, f16, bf16, q8_0 and q4_0 tables (rows of whole blocks)")
                 }
                 guard t.shape.count == 2, rowBytes == format.bytes(count: t.shape[1]) else {
                     throw CodegenError("'\(values[v].name)': rows of \(rowBytes) B do not match table '\(t.name)' \(t.shape) in \(t.dtype)")

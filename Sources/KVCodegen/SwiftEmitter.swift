@@ -41,8 +41,11 @@ public struct SwiftEmitter {
             // as the weight of a linear layer, checked below).
             for (i, o) in op.operands.enumerated() {
                 let tensor = t[o]
+                // Block formats: a linear layer's weight, or the table of an embedding lookup (a
+                // tied table quantised with the output projection: the lookup decodes its rows).
                 let isLinearWeight = op.kind == "matmul" && i == 1 && op.bool("transpose_b") == true
-                let allowed: Set<String> = tensor.kind == "weight" ? (isLinearWeight ? ["f32", "f16", "bf16", "q8_0", "q4_0"] : ["f32", "f16", "bf16"]) : ["f32", "i32"]
+                let readsBlocks = isLinearWeight || op.kind == "embed" && i == 0
+                let allowed: Set<String> = tensor.kind == "weight" ? (readsBlocks ? ["f32", "f16", "bf16", "q8_0", "q4_0"] : ["f32", "f16", "bf16"]) : ["f32", "i32"]
                 guard allowed.contains(tensor.dtype) else {
                     throw CodegenError("op '\(op.name)': operand '\(tensor.name)' is \(tensor.dtype); kernels read \(allowed.sorted().joined(separator: ", ")) here")
                 }

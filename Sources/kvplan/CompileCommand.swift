@@ -47,6 +47,9 @@ struct Compile: ParsableCommand {
     @Option(name: .customLong("weight-dtype"), help: "Store the weights of linear layers as f32, f16, bf16, q8_0 or q4_0 (ggml blocks); the runtime quantises at load. Default: as declared.")
     var weightDtype: String?
 
+    @Flag(name: .customLong("weight-dtype-tied"), help: "With --weight-dtype: store an embedding table tied to the output projection in that dtype too (its lookups decode the rows); without it the table keeps its dtype.")
+    var weightDtypeTied = false
+
     @Option(name: .customLong("kv-policy"), help: "KV layout per layer: exact (default when a KV flag is given), uniform, pyramid, prefixkv, cake, kivi2, kivi4, kvtuner.")
     var kvPolicy: String?
 
@@ -100,12 +103,13 @@ struct Compile: ParsableCommand {
         }
         var graph = lowered.graph
         var weightNote = ""
+        if weightDtypeTied && weightDtype == nil { throw UserError("--weight-dtype-tied needs --weight-dtype") }
         if let weightDtype {
             guard let dtype = DType(rawValue: weightDtype), WeightQuantization.formats.contains(dtype) else {
                 throw UserError("--weight-dtype: expected \(WeightQuantization.formats.map(\.rawValue).joined(separator: ", ")), got '\(weightDtype)'")
             }
             do {
-                let outcome = try WeightQuantization.apply(to: &graph, dtype: dtype)
+                let outcome = try WeightQuantization.apply(to: &graph, dtype: dtype, tied: weightDtypeTied)
                 weightNote = "weights   \(outcome.converted.count) linear weights as \(dtype.rawValue): \(bytes(outcome.bytesBefore)) -> \(bytes(outcome.bytesAfter))"
                     + (outcome.kept.isEmpty ? "" : "; kept: \(outcome.kept.joined(separator: ", "))") + "\n"
             } catch {

@@ -173,6 +173,40 @@ struct TiledCodegenTests {
         #expect(kinds.contains("matmul"))
     }
 
+    /// A table tied to the output projection stored in q8_0 / q4_0 (`--weight-dtype-tied`): the
+    /// embedding lookup gathers block rows and decodes them, the head multiplies the same bytes;
+    /// whole on cpu, and in parts on a 4 KiB scratchpad (rows gathered from the part holding each).
+    @Test("a tied embedding table in q8_0 / q4_0: lookups decode the gathered rows, 12 steps within tolerance",
+          arguments: [(DType.q4_0, "1MiB"), (.q8_0, "1MiB"), (.q4_0, "4KiB")])
+    func tiedBlockTable(dtype: DType, scratchpad: String) throws {
+        let source = """
+        input tokens: i32[1]
+        weight table: f32[256, 64]
+        weight w: f32[64, 64]
+        weight norm: f32[64]
+        x = embed(table, tokens)
+        output logits = linear(rmsnorm(linear(x, w), norm, eps=1e-5), table)
+        """
+        var graph = try GraphCompiler.compile(SourceFile(path: "tied.graph", text: source)).graph
+        let outcome = try WeightQuantization.apply(to: &graph, dtype: dtype, tied: true)
+        #expect(outcome.converted == ["table", "w"])
+        let target = scratchpad == "1MiB" ? try TargetParser.parse(SourceFile(path: "<preset cpu>", text: TargetPresets.source("cpu")!))
+                                          : try Self.target(scratchpad: scratchpad)
+        let plan = try PlacementPlanner.plan(try PlacementProblem(graph: graph, target: target), method: .belady, objective: .time, baselines: [])
+        #expect(PlanVerifier.check(plan).isEmpty)
+        let program = ProgramExport.program(graph)
+        let (schedule, kernels, step) = try SwiftEmitter.artifacts(program: program, plan: plan)
+        #expect(kernels.contains("blockValue(UnsafeRawPointer(x)"))
+        #expect(schedule.weights.filter { $0.tensor == "table" }.allSatisfy { $0.layout == nil }, "a gathered table stays row-major")
+        if scratchpad == "4KiB" { #expect(schedule.weights.filter { $0.tensor == "table" }.count > 1, "the table is kept in parts") }
+        let executor = try ScheduleExecutor(program: program, schedule: schedule, kernels: kernels, step: step,
+                                            weights: SeededWeights.make(program, seed: 5), threads: 1)
+        let inputs = (0..<12).map { ["tokens": [Float(($0 * 37 + 11) % 256)]] }
+        let (excess, kinds) = try Self.differential(program, executor, inputs: inputs)
+        #expect(excess <= 0, "an op exceeds its tolerance by \(excess)")
+        #expect(kinds.isSuperset(of: ["embed", "matmul"]))
+    }
+
     @Test("a packed KV cache the plan splits into token ranges is refused, naming the op")
     func packedTokenTilesRefused() throws {
         let path = Self.fixtures.appendingPathComponent("../../../Graphs/tiny-llama.graph").standardizedFileURL.path

@@ -44,6 +44,12 @@ struct WeightQuantizationTests {
         #expect(outcome.converted == ["w"])
         #expect(outcome.kept == ["e (also read by an op other than a linear layer)"])
         #expect(outcome.bytesAfter == 64 * 32 * 4 + 32 * 18)
+        // Asked for (`--weight-dtype-tied`), the table is stored in the format too.
+        var tied = try GraphCompiler.compile(SourceFile(path: "tied.graph", text: source)).graph
+        let both = try WeightQuantization.apply(to: &tied, dtype: .q4_0, tied: true)
+        #expect(both.converted == ["e", "w"] && both.kept.isEmpty)
+        #expect(both.bytesAfter == 64 * 32 / 32 * 18 + 32 * 18)
+        #expect(tied.tensor(named: "e")?.dtype == .q4_0)
     }
 
     @Test("rows that are not whole blocks are refused at the weight's declaration")

@@ -159,8 +159,11 @@ struct RunCLITests {
         try "input x: f32[1, 48]\nweight w: f32[8, 48]\noutput y = linear(x, w)\n".write(to: graph, atomically: true, encoding: .utf8)
         let odd = try cli.run(["compile", graph.path, "--weight-dtype", "q4_0", "-o", dir.appendingPathComponent("b").path])
         #expect(odd.status == 1 && odd.stderr.contains("odd.graph:2:8: --weight-dtype q4_0: 'w' has rows of 48 values; q4_0 stores whole blocks of 32"), "\(odd.stderr)")
+        let tiedAlone = try cli.run(["compile", tiny, "--weight-dtype-tied", "-o", dir.appendingPathComponent("c").path])
+        #expect(tiedAlone.status == 1 && tiedAlone.stderr.contains("--weight-dtype-tied needs --weight-dtype"), "\(tiedAlone.stderr)")
         #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("a").path))
         #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("b").path))
+        #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("c").path))
     }
 
     @Test("compile writes Kernels.swift and Schedule.swift, byte-identical on a second compile, with no model names in them")

@@ -191,6 +191,19 @@ func prefetchBytesL2(_ p: UnsafeRawPointer, _ n: Int) {
 #endif
 }
 
+/// Value `i` of a run of ggml q8_0 / q4_0 blocks (`nibbles`): the rows an embedding lookup
+/// gathered from a quantised table, decoded one value at a time (one row per token).
+@inline(__always)
+func blockValue(_ p: UnsafeRawPointer, _ i: Int, nibbles: Bool) -> Float {
+    let block = i &>> 5, j = i & 31
+    if nibbles {
+        let at = block &* 18, byte = p.load(fromByteOffset: at &+ 2 &+ (j & 15), as: UInt8.self)
+        return Float(Int(j < 16 ? byte & 15 : byte &>> 4) &- 8) * blockScale(p + at)
+    }
+    let at = block &* 34
+    return Float(p.load(fromByteOffset: at &+ 2 &+ j, as: Int8.self)) * blockScale(p + at)
+}
+
 /// Not inlined on purpose: with the length a literal at the call site, LLVM unrolls this loop
 /// completely and re-vectorises it into 128-bit shuffles — 10× slower (measured: 8 vs 72 GB/s).
 @inline(never)

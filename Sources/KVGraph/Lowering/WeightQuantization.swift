@@ -5,8 +5,10 @@
 // Only the weight operand of a `linear` (matmul with transpose_b, a 2-D weight) changes: its rows
 // are the dot products' reduction axis, so a block never straddles two outputs. Every other weight
 // (embeddings, norms, biases, convolutions) keeps its dtype, and so does a weight that anything
-// but a linear reads (a tied embedding table), which the result lists as kept. Block formats need
-// rows of whole blocks (32 values); the refusal names the first weight whose rows are not.
+// but a linear reads (a tied embedding table), which the result lists as kept — unless `tied` asks
+// for the table too, whose lookups then decode the gathered rows (in a tied model the output
+// projection is the largest tensor a decode step reads). Block formats need rows of whole blocks
+// (32 values); the refusal names the first weight whose rows are not.
 
 /// Rewrites the dtype of the weights of linear layers.
 public enum WeightQuantization {
@@ -30,8 +32,10 @@ public enum WeightQuantization {
     /// Dtypes the pass stores linear weights in.
     public static let formats: [DType] = [.f32, .f16, .bf16, .q8_0, .q4_0]
 
-    /// Stores every linear weight of `graph` as `dtype`.
-    public static func apply(to graph: inout Graph, dtype: DType) throws(Refusal) -> Outcome {
+    /// Stores every linear weight of `graph` as `dtype`. `tied`: a linear weight that embedding
+    /// lookups read too (a tied embedding table) is converted as well — its gathered rows are
+    /// then decoded by the lookup — instead of being kept.
+    public static func apply(to graph: inout Graph, dtype: DType, tied: Bool = false) throws(Refusal) -> Outcome {
         guard formats.contains(dtype) else {
             throw Refusal(location: nil, message: "weights cannot be stored as \(dtype.rawValue); expected \(formats.map(\.rawValue).joined(separator: ", "))")
         }
@@ -40,7 +44,8 @@ public enum WeightQuantization {
         for op in graph.ops {
             for (i, t) in op.operands.enumerated() where graph.tensors[t].kind == .weight {
                 let isLinearWeight = op.kind == .matmul && i == 1 && op.attribute("transpose_b") == .bool(true) && graph.tensors[t].shape.count == 2
-                if isLinearWeight { linear.insert(t) } else { other.insert(t) }
+                let isTiedTable = tied && op.kind == .embed && i == 0
+                if isLinearWeight { linear.insert(t) } else if !isTiedTable { other.insert(t) }
             }
         }
         var converted: [String] = [], kept: [String] = []
