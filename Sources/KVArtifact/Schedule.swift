@@ -54,6 +54,13 @@ public struct ExecutionSchedule: Codable, Sendable, Equatable {
             self.part = part
             self.layout = layout
         }
+
+        /// What this binding holds of a 2-D tensor of `shape` as a matrix (rows, columns): the
+        /// whole tensor, or its part; nil when the tensor is not 2-D or the part cuts a row.
+        public func matrix(of shape: [Int]) -> (rows: Int, columns: Int)? {
+            guard shape.count == 2 else { return nil }
+            return part.map { $0.matrix(in: shape) } ?? (shape[0], shape[1])
+        }
     }
 
     /// A block of one of an op's tensors that a kernel action read or wrote, and where it was then.
@@ -262,8 +269,7 @@ public struct ExecutionSchedule: Codable, Sendable, Equatable {
         for b in weights {
             guard let layout = b.layout else { continue }
             let shape = program.tensors.first { $0.name == b.tensor }?.shape ?? []
-            let matrix = shape.count == 2 ? (b.part.map { $0.matrix(in: shape) } ?? (shape[0], shape[1])) : nil
-            guard ["q4_0x16", "q8_0x16"].contains(layout), layout.hasPrefix(b.dtype), let (rows, columns) = matrix, rows % 16 == 0, columns % 32 == 0 else {
+            guard ["q4_0x16", "q8_0x16"].contains(layout), layout.hasPrefix(b.dtype), let (rows, columns) = b.matrix(of: shape), rows % 16 == 0, columns % 32 == 0 else {
                 let block = b.part.map { " part \($0.dim):\($0.start)..<\($0.end)" } ?? ""
                 throw ArtifactError("schedule.json: weight '\(b.tensor)'\(block) (\(b.dtype) \(shape)) in layout '\(layout)'; known: q4_0x16 and q8_0x16, for a q4_0 or q8_0 matrix (or part) of rows in groups of 16")
             }

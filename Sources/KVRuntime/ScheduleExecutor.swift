@@ -73,8 +73,8 @@ public final class ScheduleExecutor {
             if let name = binding.layout {
                 // Rows interleaved for the generated GEMV: the whole weight, or the part held here
                 // as a matrix of its own (schedule.validate checked the shape).
-                let matrix = t.shape.count == 2 ? (binding.part.map { $0.matrix(in: t.shape) } ?? (t.shape[0], t.shape[1])) : nil
-                guard let layout = WeightLayout(rawValue: name), let (rows, columns) = matrix, layout.applies(format: format, rows: rows, columns: columns) else {
+                guard let layout = WeightLayout(rawValue: name), let (rows, columns) = binding.matrix(of: t.shape),
+                      layout.applies(format: format, rows: rows, columns: columns) else {
                     throw RuntimeError("'\(binding.tensor)' is stored in layout '\(name)', which this runtime does not arrange \(t.dtype) \(t.shape) in")
                 }
                 stored = layout.arrange(stored, rows: rows, columns: columns)
