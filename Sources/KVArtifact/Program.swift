@@ -17,12 +17,19 @@ public struct ModelProgram: Codable, Sendable, Equatable {
         /// `f32`, `f16`, `bf16`, `i32`, `i8`, `i4`, ….
         public var dtype: String
         public var shape: [Int]
-        public init(name: String, kind: String, dtype: String, shape: [Int]) {
+        /// True for a weight whose checkpoint holds the transpose of `shape` (a GPT-2 Conv1D
+        /// matrix quantised by `--weight-dtype`); the runtime transposes it at load. Absent
+        /// from program.json when false.
+        public var storedTransposed: Bool?
+        public init(name: String, kind: String, dtype: String, shape: [Int], storedTransposed: Bool? = nil) {
             self.name = name
             self.kind = kind
             self.dtype = dtype
             self.shape = shape
+            self.storedTransposed = storedTransposed
         }
+        /// The shape the checkpoint stores this tensor in (`shape`, reversed when stored transposed).
+        public var checkpointShape: [Int] { storedTransposed == true ? shape.reversed() : shape }
         /// Elements (the product of the shape).
         public var elementCount: Int { shape.reduce(1, *) }
     }

@@ -145,15 +145,16 @@ public enum CheckpointWeights {
                 throw RuntimeError("\(file.path): no tensor for '\(t.name)' (looked for \(names.joined(separator: ", ")))")
             }
             let entry = file.entries[name]!
-            guard entry.shape == t.shape else {
-                throw RuntimeError("\(file.path): '\(name)' has shape \(entry.shape); '\(t.name)' in the program is \(t.shape)")
+            guard entry.shape == t.checkpointShape else {
+                let stored = t.storedTransposed == true ? " (stored transposed: the checkpoint should hold \(t.checkpointShape))" : ""
+                throw RuntimeError("\(file.path): '\(name)' has shape \(entry.shape); '\(t.name)' in the program is \(t.shape)\(stored)")
             }
             let values = try file.floats(name)
             // A NaN or infinite weight would only surface as broken logits steps later.
             if let bad = values.firstIndex(where: { !$0.isFinite }) {
-                throw RuntimeError("\(file.path): '\(name)' element \(bad) (index \(Self.index(bad, shape: t.shape))) is \(values[bad]); weights must be finite")
+                throw RuntimeError("\(file.path): '\(name)' element \(bad) (index \(Self.index(bad, shape: entry.shape))) is \(values[bad]); weights must be finite")
             }
-            out[t.name] = values
+            out[t.name] = t.fromCheckpoint(values)
         }
         return out
     }
@@ -180,5 +181,30 @@ extension SafetensorsFile {
     /// f32 values as little-endian bytes (for `write`).
     public static func bytes(_ values: [Float]) -> [UInt8] {
         values.flatMap { v in (0..<4).map { UInt8(truncatingIfNeeded: v.bitPattern >> (8 * $0)) } }
+    }
+}
+
+extension ModelProgram.Tensor {
+    /// `values` in the checkpoint's layout (`checkpointShape`, row-major) as this tensor's: the
+    /// transpose of the [in, out] matrix for a weight stored transposed, else `values` unchanged.
+    public func fromCheckpoint(_ values: [Float]) -> [Float] {
+        guard storedTransposed == true, shape.count == 2 else { return values }
+        let (rows, columns) = (shape[0], shape[1])  // the checkpoint holds columns × rows
+        var out = [Float](repeating: 0, count: values.count)
+        for c in 0..<columns {
+            for r in 0..<rows { out[r * columns + c] = values[c * rows + r] }
+        }
+        return out
+    }
+
+    /// This tensor's `values` in the checkpoint's layout (the inverse of fromCheckpoint).
+    public func toCheckpoint(_ values: [Float]) -> [Float] {
+        guard storedTransposed == true, shape.count == 2 else { return values }
+        let (rows, columns) = (shape[0], shape[1])
+        var out = [Float](repeating: 0, count: values.count)
+        for r in 0..<rows {
+            for c in 0..<columns { out[c * rows + r] = values[r * columns + c] }
+        }
+        return out
     }
 }

@@ -13,9 +13,11 @@ public enum SeededWeights {
         for t in program.tensors where t.kind == "weight" {
             var state = seed &+ fnv1a(Array(t.name.utf8))
             func next() -> Float { Float(splitMix64(&state) >> 40) / Float(1 << 24) * 2 - 1 }  // uniform in [-1, 1)
-            let fanIn = Float(max(1, t.shape.last ?? 1))
+            // Drawn in the checkpoint's layout, so a weight stored transposed (WeightQuantization)
+            // holds the same values as without the conversion, only transposed.
+            let fanIn = Float(max(1, t.checkpointShape.last ?? 1))
             let scale: Float = t.shape.count == 1 ? 0.1 : 1 / fanIn.squareRoot()
-            out[t.name] = (0..<t.elementCount).map { _ in t.shape.count == 1 ? 1 + scale * next() : scale * next() }
+            out[t.name] = t.fromCheckpoint((0..<t.elementCount).map { _ in t.shape.count == 1 ? 1 + scale * next() : scale * next() })
         }
         return out
     }

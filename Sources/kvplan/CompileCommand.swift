@@ -110,7 +110,9 @@ struct Compile: ParsableCommand {
             }
             do {
                 let outcome = try WeightQuantization.apply(to: &graph, dtype: dtype, tied: weightDtypeTied)
-                weightNote = "weights   \(outcome.converted.count) linear weights as \(dtype.rawValue): \(bytes(outcome.bytesBefore)) -> \(bytes(outcome.bytesAfter))"
+                weightNote = "weights   \(outcome.converted.count) linear weights as \(dtype.rawValue)"
+                    + (outcome.transposed.isEmpty ? "" : " (\(outcome.transposed.count) of them [in, out] in the checkpoint, stored transposed)")
+                    + ": \(bytes(outcome.bytesBefore)) -> \(bytes(outcome.bytesAfter))"
                     + (outcome.kept.isEmpty ? "" : "; kept: \(outcome.kept.joined(separator: ", "))") + "\n"
             } catch {
                 throw UserError("\(model)\(error.location.map { ":\($0)" } ?? ""): --weight-dtype \(weightDtype): \(error.message)")

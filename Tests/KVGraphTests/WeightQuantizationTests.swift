@@ -63,4 +63,53 @@ struct WeightQuantizationTests {
         #expect(try WeightQuantization.apply(to: &g, dtype: .f16).converted == ["w"])
         #expect(throws: WeightQuantization.Refusal.self) { try WeightQuantization.apply(to: &g, dtype: .i4) }
     }
+
+    @Test("GPT-2: its 48 Conv1D matrices ([in, out]) are stored [out, in] in q4_0, read with transpose_b; the tied table is kept")
+    func gpt2Conv1D() throws {
+        var g = try Self.graph("gpt2")
+        let before = g.tensors.filter { $0.kind == .weight }.reduce(0) { $0 + $1.byteSize }
+        let outcome = try WeightQuantization.apply(to: &g, dtype: .q4_0)
+        // Per layer c_attn 768×2304, attn c_proj 768², mlp c_fc 768×3072 and c_proj 3072×768.
+        let values = 12 * (768 * 2304 + 768 * 768 + 2 * 768 * 3072)
+        #expect(outcome.converted.count == 48 && outcome.transposed == outcome.converted)
+        #expect(outcome.kept == ["wte (also read by an op other than a linear layer)"])
+        #expect(outcome.bytesAfter == before - values * 4 + values / 32 * 18)
+        let qkv = try #require(g.tensor(named: "c_attn_weight[0]"))
+        #expect(qkv.shape.sizes == [2304, 768] && qkv.storedTransposed && qkv.dtype == .q4_0)
+        let down = try #require(g.tensor(named: "mlp_c_proj_weight[11]"))
+        #expect(down.shape.sizes == [768, 3072] && down.storedTransposed)
+        #expect(g.tensor(named: "wte")?.storedTransposed == false)
+        // Every reader multiplies by the transpose now.
+        for op in g.ops where op.kind == .matmul {
+            #expect(op.attribute("transpose_b") == .bool(true), "\(g.tensors[op.results[0]].name)")
+        }
+    }
+
+    @Test("an [in, out] matrix: rows of whole blocks along `in`, transposed only when converted, kept when linear layers read it too")
+    func inOutMatrices() throws {
+        let source = "input x: f32[1, 64]\nweight w: f32[64, 32]\noutput y = matmul(x, w)\n"
+        var g = try GraphCompiler.compile(SourceFile(path: "conv.graph", text: source)).graph
+        let outcome = try WeightQuantization.apply(to: &g, dtype: .q8_0)
+        #expect(outcome.converted == ["w"] && outcome.transposed == ["w"])
+        #expect(g.tensor(named: "w")?.shape.sizes == [32, 64] && g.tensor(named: "w")?.dtype == .q8_0)
+        #expect(outcome.bytesAfter == 32 * 2 * 34)
+        #expect(g.ops[0].bytesTouched == 64 * 4 + 32 * 2 * 34 + 32 * 4)
+        // Already f32: nothing changes, nothing is transposed.
+        var same = try GraphCompiler.compile(SourceFile(path: "conv.graph", text: source)).graph
+        let none = try WeightQuantization.apply(to: &same, dtype: .f32)
+        #expect(none.converted.isEmpty && none.transposed.isEmpty && same.tensor(named: "w")?.shape.sizes == [64, 32])
+        // `in` = 48 is not whole blocks: refused, naming the row length the layout would have.
+        var odd = try GraphCompiler.compile(SourceFile(path: "odd.graph", text: "input x: f32[1, 48]\nweight w: f32[48, 64]\noutput y = matmul(x, w)\n")).graph
+        do {
+            _ = try WeightQuantization.apply(to: &odd, dtype: .q4_0)
+            Issue.record("expected a refusal")
+        } catch {
+            #expect(error.message == "'w' has rows of 48 values; q4_0 stores whole blocks of 32")
+        }
+        // Read as [in, out] by one matmul and as [out, in] by another: kept as it is.
+        let mixed = "input x: f32[1, 64]\nweight w: f32[64, 64]\nh = matmul(x, w)\noutput y = linear(h, w)\n"
+        var both = try GraphCompiler.compile(SourceFile(path: "mixed.graph", text: mixed)).graph
+        let kept = try WeightQuantization.apply(to: &both, dtype: .q8_0)
+        #expect(kept.converted.isEmpty && kept.kept == ["w (also read by an op other than a linear layer)"])
+    }
 }

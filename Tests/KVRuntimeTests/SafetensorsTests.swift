@@ -59,4 +59,36 @@ struct SafetensorsTests {
             try SafetensorsFile(path: path)
         }
     }
+
+    @Test("a weight stored transposed (GPT-2 Conv1D under --weight-dtype) is read from its [in, out] checkpoint and transposed; seeded weights likewise")
+    func storedTransposed() throws {
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        let path = directory.appendingPathComponent("conv.safetensors").path
+        // The checkpoint's [in 3, out 2] matrix: row i holds input i's weights to both outputs.
+        let checkpoint: [Float] = [1, 2, 3, 4, 5, 6]
+        try writeSafetensors([("transformer.h.0.attn.c_attn.weight", "F32", [3, 2], littleEndian(checkpoint.map(\.bitPattern)))], to: path)
+        let flipped = ModelProgram.Tensor(name: "c_attn_weight[0]", kind: "weight", dtype: "q8_0", shape: [2, 3], storedTransposed: true)
+        let program = ModelProgram(model: "m", dimensions: [:], tensors: [flipped], ops: [])
+        let file = try SafetensorsFile(path: path)
+        #expect(try CheckpointWeights.load(program, from: file)["c_attn_weight[0]"] == [1, 3, 5, 2, 4, 6])
+        #expect(flipped.toCheckpoint([1, 3, 5, 2, 4, 6]) == checkpoint)
+        // The same file against the program's shape unflagged is refused, and the flag is named.
+        var plain = program
+        plain.tensors[0].storedTransposed = nil
+        #expect(throws: RuntimeError.self) { try CheckpointWeights.load(plain, from: file) }
+        var wrong = program
+        wrong.tensors[0].shape = [3, 2]
+        do {
+            _ = try CheckpointWeights.load(wrong, from: file)
+            Issue.record("expected a refusal")
+        } catch {
+            #expect(error.message.contains("has shape [3, 2]; 'c_attn_weight[0]' in the program is [3, 2] (stored transposed: the checkpoint should hold [2, 3])"), "\(error.message)")
+        }
+        // Seeded weights are drawn in the checkpoint's layout: the flagged tensor holds the
+        // transpose of the unflagged [in, out] one, so quantising does not change the model.
+        let original = ModelProgram(model: "m", dimensions: [:], tensors: [.init(name: "w", kind: "weight", dtype: "f32", shape: [64, 32])], ops: [])
+        let converted = ModelProgram(model: "m", dimensions: [:], tensors: [.init(name: "w", kind: "weight", dtype: "q4_0", shape: [32, 64], storedTransposed: true)], ops: [])
+        let a = try #require(SeededWeights.make(original)["w"]), b = try #require(SeededWeights.make(converted)["w"])
+        #expect(b == converted.tensors[0].fromCheckpoint(a) && a != b)
+    }
 }

@@ -7,6 +7,19 @@ import Testing
 struct RunCLITests {
     let cli = CLITests()
 
+    /// Writes the seeded weights (seed 0) of the artifact in `dir` as an HF checkpoint at `path`
+    /// (HF names, f32, each tensor in the checkpoint's layout) and returns its tensors.
+    @discardableResult
+    static func seededCheckpoint(of dir: URL, to path: String) throws -> [(name: String, dtype: String, shape: [Int], bytes: [UInt8])] {
+        let program = try JSONDecoder().decode(ModelProgram.self, from: Data(contentsOf: dir.appendingPathComponent("program.json")))
+        let weights = SeededWeights.make(program, seed: 0)
+        let tensors = program.tensors.filter { $0.kind == "weight" }.map {
+            (name: HFTensorNames.candidates($0.name)[0], dtype: "F32", shape: $0.checkpointShape, bytes: SafetensorsFile.bytes($0.toCheckpoint(weights[$0.name]!)))
+        }
+        try SafetensorsFile.write(tensors, to: path)
+        return tensors
+    }
+
     @Test("compile then run: deterministic bytes; the same weights from a safetensors checkpoint give the same text; bad input refused")
     func generate() throws {
         let dir = try cli.temporaryDirectory()
@@ -19,13 +32,8 @@ struct RunCLITests {
         #expect(try cli.run(["run", dir.path, "--prompt", "ab", "--max-tokens", "3"]).stdout == first.stdout)
 
         // The seeded weights written as an HF checkpoint (HF names, f32) must give the same text.
-        let program = try JSONDecoder().decode(ModelProgram.self, from: Data(contentsOf: dir.appendingPathComponent("program.json")))
-        let weights = SeededWeights.make(program, seed: 0)
-        let tensors = program.tensors.filter { $0.kind == "weight" }.map {
-            (name: HFTensorNames.candidates($0.name)[0], dtype: "F32", shape: $0.shape, bytes: SafetensorsFile.bytes(weights[$0.name]!))
-        }
         let checkpoint = dir.appendingPathComponent("model.safetensors").path
-        try SafetensorsFile.write(tensors, to: checkpoint)
+        let tensors = try Self.seededCheckpoint(of: dir, to: checkpoint)
         let loaded = try cli.run(["run", dir.path, "--weights", checkpoint, "--prompt", "ab", "--max-tokens", "3"])
         #expect(loaded.status == 0 && loaded.stdout == first.stdout && !loaded.stderr.contains("seeded"), "\(loaded.stderr)")
 
@@ -94,6 +102,32 @@ struct RunCLITests {
         let text = try cli.run(["run", dir.path, "--prompt", "hello"])
         #expect(text.status == 1 && text.stderr.contains("not a byte-level model (its logits have 50257 entries, not 256): give the prompt as --prompt-tokens ids"), "\(text.stderr)")
         #expect(try cli.run(["run", dir.path, "--prompt-tokens", "50257"]).stderr.contains("token id 50257 is outside the vocabulary of 50257"))
+    }
+
+    @Test("GPT-2 Conv1D weights under --weight-dtype: stored transposed, read from an [in, out] checkpoint, and checked against the interpreter")
+    func conv1DWeights() throws {
+        let dir = try cli.temporaryDirectory()
+        let config = dir.appendingPathComponent("config.json"), graph = dir.appendingPathComponent("gpt2.graph")
+        try Data(#"{"architectures": ["GPT2LMHeadModel"], "model_type": "gpt2", "activation_function": "gelu_new", "layer_norm_epsilon": 1e-05, "n_embd": 64, "n_head": 2, "n_layer": 2, "n_positions": 64, "vocab_size": 256}"#.utf8).write(to: config)
+        #expect(try cli.run(["import", "hf", config.path, "--activations", "f32", "-o", graph.path]).status == 0)
+        let plain = dir.appendingPathComponent("f32"), quantised = dir.appendingPathComponent("q8_0")
+        #expect(try cli.run(["compile", graph.path, "--solver", "msa", "-o", plain.path]).status == 0)
+        let compiled = try cli.run(["compile", graph.path, "--solver", "msa", "--weight-dtype", "q8_0", "-o", quantised.path])
+        #expect(compiled.status == 0 && compiled.stdout.contains("weights   8 linear weights as q8_0 (8 of them [in, out] in the checkpoint, stored transposed)")
+                && compiled.stdout.contains("layout    8 of 8 q8_0 weights as q8_0x16"), "\(compiled.stdout)\(compiled.stderr)")
+        let program = try JSONDecoder().decode(ModelProgram.self, from: Data(contentsOf: quantised.appendingPathComponent("program.json")))
+        let qkv = try #require(program.tensors.first { $0.name == "c_attn_weight[0]" })
+        #expect(qkv.shape == [192, 64] && qkv.storedTransposed == true && qkv.checkpointShape == [64, 192])
+        // The f32 program's seeded weights, written as the HF checkpoint holds them ([in, out]),
+        // give the quantised artifact the same tokens as its own seeded weights (drawn in the
+        // checkpoint's layout, then transposed).
+        let checkpoint = dir.appendingPathComponent("model.safetensors").path
+        try Self.seededCheckpoint(of: plain, to: checkpoint)
+        let seeded = try cli.run(["run", quantised.path, "--prompt-tokens", "1,2,3", "--max-tokens", "6"])
+        let loaded = try cli.run(["run", quantised.path, "--weights", checkpoint, "--prompt-tokens", "1,2,3", "--max-tokens", "6"])
+        #expect(seeded.status == 0 && loaded.status == 0 && loaded.stdout == seeded.stdout, "\(seeded.stdout) vs \(loaded.stdout) \(loaded.stderr)")
+        let checked = try cli.run(["run", quantised.path, "--weights", checkpoint, "--prompt-tokens", "1,2,3", "--max-tokens", "4", "--check"])
+        #expect(checked.status == 0 && checked.stderr.contains("check passed"), "\(checked.stderr)")
     }
 
     @Test("a plan with KV layouts runs with the packed cache, and every layer holds exactly the planned bytes")

@@ -107,6 +107,10 @@ public struct Tensor: Sendable {
     public var kind: TensorKind
     /// Where it was declared or computed.
     public var location: SourceLocation
+    /// A weight whose checkpoint holds the transpose of `shape` (a GPT-2 Conv1D matrix, [in, out]
+    /// in the file, stored [out, in] by WeightQuantization so its rows are blocks along the
+    /// reduction axis); the runtime transposes it at load.
+    public var storedTransposed = false
 
     /// Number of elements (the product of the axes).
     public var elementCount: Int { shape.reduce(1) { $0 * $1.size } }

@@ -11,7 +11,8 @@ public enum ProgramExport {
     /// The program of `graph`.
     public static func program(_ graph: Graph) -> ModelProgram {
         let tensors = graph.tensors.map {
-            ModelProgram.Tensor(name: $0.name, kind: $0.kind.rawValue, dtype: $0.dtype.rawValue, shape: $0.shape.sizes)
+            ModelProgram.Tensor(name: $0.name, kind: $0.kind.rawValue, dtype: $0.dtype.rawValue, shape: $0.shape.sizes,
+                                storedTransposed: $0.storedTransposed ? true : nil)
         }
         let ops = graph.order.map { id -> ModelProgram.Op in
             let op = graph.ops[id]
