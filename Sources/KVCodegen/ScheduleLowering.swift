@@ -225,7 +225,10 @@ public enum ScheduleLowering {
                 let count = part?.elementCount(shape: t.shape) ?? t.elementCount
                 let rowLength = part.map { $0.dim == t.shape.count - 1 ? $0.end - $0.start : (t.shape.last ?? 1) } ?? (t.shape.last ?? 1)
                 guard let format, values[v].bytes == format.bytes(count: count), count % format.blockElements == 0, rowLength % format.blockElements == 0 else {
-                    throw CodegenError("'\(values[v].name)' is \(t.dtype) (\(values[v].bytes) B); emitted: weights as \(WeightFormat.allCases.map(\.rawValue).joined(separator: ", ")) in rows of whole blocks, inputs and outputs as 4-byte values")
+                    // A graph imported from a bf16/f16 checkpoint keeps its activations in that dtype.
+                    let hint = t.kind != "weight" && ["bf16", "f16"].contains(t.dtype)
+                        ? " (a graph imported with `kvplan import hf --activations f32` has f32 inputs, outputs and caches)" : ""
+                    throw CodegenError("'\(values[v].name)' is \(t.dtype) (\(values[v].bytes) B); emitted: weights as \(WeightFormat.allCases.map(\.rawValue).joined(separator: ", ")) in rows of whole blocks, inputs and outputs as 4-byte values\(hint)")
                 }
                 let binding = ExecutionSchedule.Binding(tensor: t.name, dtype: format.rawValue, location: location, bytes: values[v].bytes, part: part,
                                                         layout: interleaved.contains(t.name) ? WeightLayout.interleaving(format)?.rawValue : nil)

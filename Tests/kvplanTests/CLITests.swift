@@ -133,6 +133,12 @@ struct CLITests {
         let compiled = try run(["compile", graph.path, "--context", "64", "--solver", "msa", "--weight-dtype", "q4_0", "-o", dir.appendingPathComponent("out").path])
         #expect(compiled.status == 0 && compiled.stdout.contains("codegen   Kernels.swift")
                 && compiled.stdout.contains("layout    210 of 210 q4_0 weights as q4_0x16"), "\(compiled.stdout)\(compiled.stderr)")
+        // Without the option the plan is written but codegen stops at the first bf16 activation, and says how to get code.
+        let bf16 = dir.appendingPathComponent("smol-bf16.graph")
+        #expect(try run(["import", "hf", "Graphs/hf-configs/smollm2-135m.json", "-o", bf16.path]).status == 0)
+        let planned = try run(["compile", bf16.path, "--context", "64", "--solver", "msa", "-o", dir.appendingPathComponent("bf16").path])
+        #expect(planned.status == 0 && planned.stdout.contains("codegen   none: 'logits#0' is bf16")
+                && planned.stdout.contains("(a graph imported with `kvplan import hf --activations f32` has f32 inputs, outputs and caches)"), "\(planned.stdout)")
         let refused = try run(["import", "hf", "Graphs/hf-configs/smollm2-135m.json", "--activations", "bf16"])
         #expect(refused.status == 64 && refused.stderr.contains("--activations: expected f32, got 'bf16'"), "\(refused.stderr)")
     }
