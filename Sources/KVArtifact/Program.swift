@@ -130,6 +130,9 @@ public struct ModelProgram: Codable, Sendable, Equatable {
         for (i, t) in tensors.enumerated() where t.shape.contains(where: { $0 < 0 }) {
             throw ArtifactError("program.json: tensors[\(i)] '\(t.name)' has a negative extent")
         }
+        for (i, t) in tensors.enumerated() where t.storedTransposed == true && (t.kind != "weight" || t.shape.count != 2) {
+            throw ArtifactError("program.json: tensors[\(i)] '\(t.name)' (\(t.kind) \(t.shape)) is storedTransposed; only 2-D weights are")
+        }
         for (i, op) in ops.enumerated() {
             for index in op.operands + op.results + op.updates where !tensors.indices.contains(index) {
                 throw ArtifactError("program.json: ops[\(i)] '\(op.name)' refers to tensor \(index); there are \(tensors.count)")

@@ -248,8 +248,9 @@ public enum ScheduleLowering {
 
 extension ScheduleLowering {
     /// The q4_0 / q8_0 weights stored as `WeightLayout.q4_0x16` / `q8_0x16` (the generated
-    /// GEMV's interleaved rows), whole or part by part: those that only linear kernels read (no
-    /// embedding gather, no other op), every block of which — the weight, or each part the plan
+    /// GEMV's interleaved rows), whole or part by part: those that linear kernels read and nothing
+    /// else but embedding lookups (a tied table: the gather picks each row's blocks out of its
+    /// group), every block of which — the weight, or each part the plan
     /// keeps — is a matrix of rows in groups of 16 and columns in blocks of 32, and that every
     /// kernel reads block by block as stored (a kernel that assembles its block from several
     /// parts copies rows into a staging area, which would mix the groups).
@@ -265,14 +266,17 @@ extension ScheduleLowering {
         for (i, tensor) in t.enumerated() where tensor.kind == "weight" && tensor.shape.count == 2 {
             guard let format = WeightFormat(rawValue: tensor.dtype), let layout = WeightLayout.interleaving(format),
                   let ops = readers[i], !ops.isEmpty else { continue }
-            let linearOnly = ops.allSatisfy { o in
+            func linear(_ o: Int) -> Bool {
                 let op = program.ops[o]
                 return op.kind == "matmul" && op.bool("transpose_b") == true && op.operands.firstIndex(of: i) == 1 && op.operands.lastIndex(of: i) == 1
             }
+            // An embedding lookup reads its rows through a gather, which picks them out of the layout.
+            func lookup(_ o: Int) -> Bool { program.ops[o].kind == "embed" && program.ops[o].operands.lastIndex(of: i) == 0 }
+            let linearOnly = ops.contains(where: linear) && ops.allSatisfy { linear($0) || lookup($0) }
             let matrices = blocks[tensor.name].map { $0.map { $0.matrix(in: tensor.shape) } } ?? [(tensor.shape[0], tensor.shape[1])]
             let fits = matrices.allSatisfy { m in m.map { layout.applies(format: format, rows: $0.rows, columns: $0.columns) } ?? false }
             let readAsStored = actions.allSatisfy { a in
-                guard a.kind == "kernel", let o = a.op, ops.contains(o) else { return true }
+                guard a.kind == "kernel", let o = a.op, ops.contains(o), linear(o) else { return true }
                 let views = (a.reads ?? []).filter { $0.index == 1 }
                 return views.count == 1 && a.operands?[1] == views[0].location
             }

@@ -3,6 +3,7 @@ import KVArtifact
 import KVCodegen
 import KVGraph
 import KVPlanner
+import KVQuant
 import KVRuntime
 import Testing
 
@@ -174,8 +175,9 @@ struct TiledCodegenTests {
     }
 
     /// A table tied to the output projection stored in q8_0 / q4_0 (`--weight-dtype-tied`): the
-    /// embedding lookup gathers block rows and decodes them, the head multiplies the same bytes;
-    /// whole on cpu, and in parts on a 4 KiB scratchpad (rows gathered from the part holding each).
+    /// embedding lookup gathers block rows and decodes them, the head multiplies the same bytes
+    /// (interleaved: the gather picks the rows out of their groups); whole on cpu, and in parts on
+    /// a 4 KiB scratchpad (rows gathered from the part holding each).
     @Test("a tied embedding table in q8_0 / q4_0: lookups decode the gathered rows, 12 steps within tolerance",
           arguments: [(DType.q4_0, "1MiB"), (.q8_0, "1MiB"), (.q4_0, "4KiB")])
     func tiedBlockTable(dtype: DType, scratchpad: String) throws {
@@ -197,7 +199,10 @@ struct TiledCodegenTests {
         let program = ProgramExport.program(graph)
         let (schedule, kernels, step) = try SwiftEmitter.artifacts(program: program, plan: plan)
         #expect(kernels.contains("blockValue(UnsafeRawPointer(x)"))
-        #expect(schedule.weights.filter { $0.tensor == "table" }.allSatisfy { $0.layout == nil }, "a gathered table stays row-major")
+        // The table is interleaved for the head's GEMV (whole, or part by part), and the gather
+        // picks each looked-up row's blocks out of its group of 16.
+        #expect(schedule.weights.filter { $0.tensor == "table" }.allSatisfy { $0.layout == WeightLayout.interleaving(WeightFormat(rawValue: dtype.rawValue)!)?.rawValue })
+        #expect(step.contains("blockBytes: \(dtype == .q4_0 ? 18 : 34))"))
         if scratchpad == "4KiB" { #expect(schedule.weights.filter { $0.tensor == "table" }.count > 1, "the table is kept in parts") }
         let executor = try ScheduleExecutor(program: program, schedule: schedule, kernels: kernels, step: step,
                                             weights: SeededWeights.make(program, seed: 5), threads: 1)

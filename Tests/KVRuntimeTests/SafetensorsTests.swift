@@ -84,6 +84,14 @@ struct SafetensorsTests {
         } catch {
             #expect(error.message.contains("has shape [3, 2]; 'c_attn_weight[0]' in the program is [3, 2] (stored transposed: the checkpoint should hold [2, 3])"), "\(error.message)")
         }
+        // Only 2-D weights can be stored transposed; program.json saying otherwise is refused.
+        try program.validate()
+        var activation = program
+        activation.tensors[0].kind = "activation"
+        #expect(throws: ArtifactError("program.json: tensors[0] 'c_attn_weight[0]' (activation [2, 3]) is storedTransposed; only 2-D weights are")) { try activation.validate() }
+        var cube = program
+        cube.tensors[0].shape = [2, 3, 1]
+        #expect(throws: ArtifactError.self) { try cube.validate() }
         // Seeded weights are drawn in the checkpoint's layout: the flagged tensor holds the
         // transpose of the unflagged [in, out] one, so quantising does not change the model.
         let original = ModelProgram(model: "m", dimensions: [:], tensors: [.init(name: "w", kind: "weight", dtype: "f32", shape: [64, 32])], ops: [])

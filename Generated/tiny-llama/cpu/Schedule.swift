@@ -20,26 +20,46 @@ func move(_ from: UnsafeMutableRawPointer, _ to: UnsafeMutableRawPointer, _ byte
     links[link] &+= bytes
 }
 
-/// A planned transfer of the table rows `ids` selects (ids are exact integers in f32).
+/// A planned transfer of the table rows `ids` selects (ids are exact integers in f32); with
+/// `blockBytes`, from a table stored as q4_0x16 / q8_0x16 (blocks of that size).
 @inline(__always)
 func gather(_ table: UnsafeMutableRawPointer, _ to: UnsafeMutableRawPointer, _ ids: UnsafeMutablePointer<Float>, _ rows: Int, _ rowBytes: Int,
-            _ links: UnsafeMutablePointer<Int>, _ link: Int) {
-    for r in 0..<rows { (to + r &* rowBytes).copyMemory(from: table + Int(ids[r]) &* rowBytes, byteCount: rowBytes) }
+            _ links: UnsafeMutablePointer<Int>, _ link: Int, blockBytes: Int = 0) {
+    for r in 0..<rows { copyRow(table, Int(ids[r]), to + r &* rowBytes, rowBytes, blockBytes) }
     links[link] &+= rows &* rowBytes
 }
 
 /// A planned transfer of table rows from a table kept in row ranges (`starts`: each part's
-/// first row, ascending; `parts`: where each is).
+/// first row, ascending; `parts`: where each is; with `blockBytes`, each part interleaved).
 @inline(__always)
 func gatherParts(_ starts: [Int], _ parts: [UnsafeMutableRawPointer], _ to: UnsafeMutableRawPointer, _ ids: UnsafeMutablePointer<Float>,
-                 _ rows: Int, _ rowBytes: Int, _ links: UnsafeMutablePointer<Int>, _ link: Int) {
+                 _ rows: Int, _ rowBytes: Int, _ links: UnsafeMutablePointer<Int>, _ link: Int, blockBytes: Int = 0) {
     for r in 0..<rows {
         let id = Int(ids[r])
         var p = starts.count &- 1
         while p > 0 && starts[p] > id { p &-= 1 }
-        (to + r &* rowBytes).copyMemory(from: parts[p] + (id &- starts[p]) &* rowBytes, byteCount: rowBytes)
+        copyRow(parts[p], id &- starts[p], to + r &* rowBytes, rowBytes, blockBytes)
     }
     links[link] &+= rows &* rowBytes
+}
+
+/// Row `row` of a table into `to` as ggml's row-major bytes: copied whole (`blockBytes` 0),
+/// or picked block by block out of its group of 16 interleaved rows (KVQuant.WeightLayout:
+/// per group and block the 16 fp16 scales, then 64-byte vectors holding each row's bytes
+/// 4i…4i+3 at 4·lane).
+@inline(__always)
+func copyRow(_ table: UnsafeMutableRawPointer, _ row: Int, _ to: UnsafeMutableRawPointer, _ rowBytes: Int, _ blockBytes: Int) {
+    guard blockBytes > 0 else { return to.copyMemory(from: table + row &* rowBytes, byteCount: rowBytes) }
+    let lane = row & 15, words = (blockBytes &- 2) &>> 2
+    var source = UnsafeRawPointer(table + (row &>> 4) &* (rowBytes &* 16)), block = to
+    for _ in 0..<rowBytes / blockBytes {
+        block.storeBytes(of: source.loadUnaligned(fromByteOffset: 2 &* lane, as: UInt16.self), as: UInt16.self)
+        for i in 0..<words {
+            block.storeBytes(of: source.loadUnaligned(fromByteOffset: 32 &+ 64 &* i &+ 4 &* lane, as: UInt32.self), toByteOffset: 2 &+ 4 &* i, as: UInt32.self)
+        }
+        source += blockBytes &* 16
+        block += blockBytes
+    }
 }
 
 /// A copy inside the compute tier assembling a block for a kernel (or scattering one): `rows`
