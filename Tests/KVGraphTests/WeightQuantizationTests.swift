@@ -110,6 +110,6 @@ struct WeightQuantizationTests {
         let mixed = "input x: f32[1, 64]\nweight w: f32[64, 64]\nh = matmul(x, w)\noutput y = linear(h, w)\n"
         var both = try GraphCompiler.compile(SourceFile(path: "mixed.graph", text: mixed)).graph
         let kept = try WeightQuantization.apply(to: &both, dtype: .q8_0)
-        #expect(kept.converted.isEmpty && kept.kept == ["w (also read by an op other than a linear layer)"])
+        #expect(kept.converted.isEmpty && kept.kept == ["w (read both as [out, in] and as [in, out])"])
     }
 }

@@ -63,8 +63,12 @@ public enum WeightQuantization {
         var converted: [String] = [], kept: [String] = [], transposed: [String] = []
         for t in linear.union(inOut).sorted() {
             let tensor = graph.tensors[t]
-            if other.contains(t) || (linear.contains(t) && inOut.contains(t)) {
+            if other.contains(t) {
                 kept.append("\(tensor.name) (also read by an op other than a linear layer)")
+                continue
+            }
+            if linear.contains(t) && inOut.contains(t) {
+                kept.append("\(tensor.name) (read both as [out, in] and as [in, out])")
                 continue
             }
             guard tensor.dtype != dtype else { continue }
