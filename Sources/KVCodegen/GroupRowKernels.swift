@@ -93,12 +93,8 @@ extension SwiftEmitter {
                                           _mm256_add_epi32(unsignedDot32(high(v2), words(24)), unsignedDot32(high(v3), words(28))))
                 return _mm256_add_epi32(_mm256_add_epi32(lo, hi), _mm256_set1_epi32(q.sums[b]))
             }
-            @inline(__always) func scales(_ half: Int) -> SIMD8<Float> {
-                unsafeBitCast(_mm256_cvtph_ps(unsafeBitCast(p.loadUnaligned(fromByteOffset: half, as: SIMD8<UInt16>.self), to: __m128i.self)), to: SIMD8<Float>.self)
-                    * SIMD8<Float>(repeating: q.scales[b])
-            }
-            f0.addProduct(unsafeBitCast(_mm256_cvtepi32_ps(sums(0)), to: SIMD8<Float>.self), scales(0))
-            f1.addProduct(unsafeBitCast(_mm256_cvtepi32_ps(sums(32)), to: SIMD8<Float>.self), scales(16))
+            f0.addProduct(unsafeBitCast(_mm256_cvtepi32_ps(sums(0)), to: SIMD8<Float>.self), groupScales8(p, 0, q.scales[b]))
+            f1.addProduct(unsafeBitCast(_mm256_cvtepi32_ps(sums(32)), to: SIMD8<Float>.self), groupScales8(p, 16, q.scales[b]))
             p += 288
             b &+= 1
         }
@@ -186,12 +182,8 @@ extension SwiftEmitter {
                 return _mm256_add_epi32(_mm256_add_epi32(_mm256_add_epi32(product(0), product(1)), _mm256_add_epi32(product(2), product(3))),
                                         _mm256_add_epi32(_mm256_add_epi32(product(4), product(5)), _mm256_add_epi32(product(6), product(7))))
             }
-            @inline(__always) func scales(_ half: Int) -> SIMD8<Float> {
-                unsafeBitCast(_mm256_cvtph_ps(unsafeBitCast(p.loadUnaligned(fromByteOffset: half, as: SIMD8<UInt16>.self), to: __m128i.self)), to: SIMD8<Float>.self)
-                    * SIMD8<Float>(repeating: q.scales[b])
-            }
-            f0.addProduct(unsafeBitCast(_mm256_cvtepi32_ps(sums(0)), to: SIMD8<Float>.self), scales(0))
-            f1.addProduct(unsafeBitCast(_mm256_cvtepi32_ps(sums(32)), to: SIMD8<Float>.self), scales(16))
+            f0.addProduct(unsafeBitCast(_mm256_cvtepi32_ps(sums(0)), to: SIMD8<Float>.self), groupScales8(p, 0, q.scales[b]))
+            f1.addProduct(unsafeBitCast(_mm256_cvtepi32_ps(sums(32)), to: SIMD8<Float>.self), groupScales8(p, 16, q.scales[b]))
             p += 544
             b &+= 1
         }

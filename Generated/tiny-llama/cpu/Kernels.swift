@@ -534,6 +534,14 @@ func signedDot32(_ w: __m256i, _ x: __m256i) -> SIMD8<Float> {
     return unsafeBitCast(_mm256_cvtepi32_ps(unsignedDot32(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w))), to: SIMD8<Float>.self)
 }
 
+/// The fp16 scales of eight rows of an interleaved 16-row group (bytes `half`…`half` + 15 of
+/// the group's block) times the activation block's `scale`: half a block of the AVX2 group kernels.
+@inline(__always)
+func groupScales8(_ p: UnsafeRawPointer, _ half: Int, _ scale: Float) -> SIMD8<Float> {
+    unsafeBitCast(_mm256_cvtph_ps(unsafeBitCast(p.loadUnaligned(fromByteOffset: half, as: SIMD8<UInt16>.self), to: __m128i.self)), to: SIMD8<Float>.self)
+        * SIMD8<Float>(repeating: scale)
+}
+
 /// Σ u·s over 32 (u8, s8) pairs as eight Int32 lane sums (each of four neighbouring pairs):
 /// `vpdpbusd` with AVX-VNNI, `vpmaddubsw` + `vpmaddwd` without (callers keep pairs within Int16).
 @inline(__always)
