@@ -41,6 +41,21 @@ struct KernelBench: ParsableCommand {
     @Option(help: "Threads for the generated kernels, the copies and OpenBLAS alike (the scalar loop stays on one); 1...64.")
     var threads: Int = 1
 
+    @Option(name: .customLong("attention-shape"),
+            help: "Attention shapes to measure, repeatable: \(AttentionShape.all.map(\.name).joined(separator: ", ")) (default: all).")
+    var attentionShapes: [String] = []
+
+    @Option(help: ArgumentHelp("Write each measured attention shape's emitted kernels to DIR/attention-<shape>.swift, to read or to edit for --sources.",
+                               valueName: "dir"))
+    var saveSources: String?
+
+    @Option(help: ArgumentHelp("Time DIR/attention-<shape>.swift (an edited copy of --save-sources' output) instead of the emitted kernels, for each shape that has one; its row says so.",
+                               valueName: "dir"))
+    var sources: String?
+
+    @Flag(help: "Do not time the attention's scalar loop (seconds at DRAM size); it still runs once to check the kernels' result.")
+    var noScalarTiming = false
+
     func run() throws {
         let families = ["all", "gemv", "attention", "rowwise"]
         guard families.contains(family) else {
@@ -52,6 +67,22 @@ struct KernelBench: ParsableCommand {
             throw ExitCode(64)
         }
         let wants = { (f: String) in family == "all" || family == f }
+        let attentionOptions = [("--attention-shape", !attentionShapes.isEmpty), ("--save-sources", saveSources != nil),
+                                ("--sources", sources != nil), ("--no-scalar-timing", noScalarTiming)]
+        if !wants("attention"), let (flag, _) = attentionOptions.first(where: \.1) {
+            printError("error: \(flag) applies only to the attention family (--family attention or all), not '\(family)'\n")
+            throw ExitCode(64)
+        }
+        if let unknown = attentionShapes.first(where: { name in !AttentionShape.all.contains { $0.name == name } }) {
+            printError("error: --attention-shape: expected one of \(AttentionShape.all.map(\.name).joined(separator: ", ")), got '\(unknown)'\n")
+            throw ExitCode(64)
+        }
+        var isDirectory: ObjCBool = false
+        if let sources, !(FileManager.default.fileExists(atPath: sources, isDirectory: &isDirectory) && isDirectory.boolValue) {
+            printError("error: --sources: '\(sources)' is not a directory\n")
+            throw ExitCode(1)
+        }
+        let shapes = AttentionShape.all.filter { attentionShapes.isEmpty || attentionShapes.contains($0.name) }
         let progress = ProgressLine("bench kernels")
         defer { progress.finish() }
         var rows: [String] = []
@@ -76,12 +107,15 @@ struct KernelBench: ParsableCommand {
             }
         }
         if wants("attention") {
-            // Grouped-query attention as Llama-3 and Mistral use it (4 query heads per KV head),
-            // then multi-head attention as Llama-2-7B (one per KV head); 40 MiB of packed cache
-            // at DRAM size either way.
-            for (ctx, kvHeads, group, label) in [(512, 2, 4, "L2"), (32768, 8, 4, "DRAM"), (512, 2, 1, "L2"), (8192, 32, 1, "DRAM")] {
-                progress.stage("attention ctx \(ctx), \(kvHeads * group)/\(kvHeads) heads, 4-bit (\(label))")
-                rows.append(try attention(ctx: ctx, kvHeads: kvHeads, queryHeadsPerKVHead: group, label: label))
+            if let saveSources {
+                do { try FileManager.default.createDirectory(atPath: saveSources, withIntermediateDirectories: true) } catch {
+                    printError("error: --save-sources: cannot create '\(saveSources)': \(error.localizedDescription)\n")
+                    throw ExitCode(1)
+                }
+            }
+            for shape in shapes {
+                progress.stage("attention ctx \(shape.ctx), \(shape.kvHeads * shape.group)/\(shape.kvHeads) heads, 4-bit (\(shape.label))")
+                rows.append(try attention(shape))
             }
         }
         if wants("rowwise") {
@@ -289,7 +323,47 @@ struct KernelBench: ParsableCommand {
         return s
     }
 
-    func attention(ctx: Int, kvHeads: Int, queryHeadsPerKVHead group: Int, label: String) throws -> String {
+    /// One attention instance of the benchmark, named for --attention-shape.
+    struct AttentionShape {
+        let name: String, ctx: Int, kvHeads: Int, group: Int, label: String
+
+        /// Grouped-query attention as Llama-3 and Mistral use it (4 query heads per KV head), then
+        /// multi-head attention as Llama-2-7B (one per KV head); 40 MiB of packed cache at DRAM
+        /// size either way.
+        static let all = [AttentionShape(name: "gqa-l2", ctx: 512, kvHeads: 2, group: 4, label: "L2"),
+                          AttentionShape(name: "gqa-dram", ctx: 32768, kvHeads: 8, group: 4, label: "DRAM"),
+                          AttentionShape(name: "mha-l2", ctx: 512, kvHeads: 2, group: 1, label: "L2"),
+                          AttentionShape(name: "mha-dram", ctx: 8192, kvHeads: 32, group: 1, label: "DRAM")]
+    }
+
+    /// The emitted kernels of `shape`, or the edited copy --sources names for it; saved for
+    /// --save-sources. The flag says which was used.
+    func attentionKernels(_ shape: AttentionShape, emitted: String) throws -> (source: String, edited: Bool) {
+        let file = "attention-\(shape.name).swift"
+        if let saveSources {
+            do { try writeAtomically(emitted, to: "\(saveSources)/\(file)") } catch {
+                printError("error: --save-sources: cannot write '\(saveSources)/\(file)': \(error.localizedDescription)\n")
+                throw ExitCode(1)
+            }
+        }
+        guard let sources else { return (emitted, false) }
+        let path = "\(sources)/\(file)"
+        guard FileManager.default.fileExists(atPath: path) else {
+            printError("note: --sources: no '\(path)'; the emitted kernels are timed for \(shape.name)\n")
+            return (emitted, false)
+        }
+        do {
+            let edited = try String(contentsOfFile: path, encoding: .utf8)
+            printError("note: timing the kernels in '\(path)' for \(shape.name), not the emitted ones\n")
+            return (edited, edited != emitted)
+        } catch {
+            printError("error: --sources: cannot read '\(path)': \(error.localizedDescription)\n")
+            throw ExitCode(1)
+        }
+    }
+
+    func attention(_ shape: AttentionShape) throws -> String {
+        let (ctx, kvHeads, group, label) = (shape.ctx, shape.kvHeads, shape.group, shape.label)
         let (heads, d) = (kvHeads * group, 128)
         let c = kvHeads * d
         let layout = KVLayerLayout(layer: 0, sinkTokens: 0, windowTokens: 0, highTokens: ctx, keyBitsHigh: 4, valueBitsHigh: 4,
@@ -311,8 +385,17 @@ struct KernelBench: ParsableCommand {
         schedule.kv = [.init(op: 0, keys: at(3), values: at(4), keyBytes: bytes[3], valueBytes: bytes[4], newKeys: at(6), newValues: at(7),
                              batch: 1, capacity: ctx, channels: c, kvHeads: kvHeads, layout: layout)]
         program.ops[0].updates = [3, 4]
-        let (kernels, step) = try SwiftEmitter(program: program, schedule: schedule).emit()
-        let library = try KernelLibrary(kernels: kernels, schedule: step)
+        let (emitted, step) = try SwiftEmitter(program: program, schedule: schedule).emit()
+        let (kernels, edited) = try attentionKernels(shape, emitted: emitted)
+        let library: KernelLibrary
+        do { library = try KernelLibrary(kernels: kernels, schedule: step) } catch {
+            // swiftc names the staged copy it compiled; point at the file the user edited instead.
+            let path = "\(sources ?? "")/attention-\(shape.name).swift"
+            let message = edited ? "\(path): " + "\(error)".replacingOccurrences(of: #"\S*/build-[^/\s]*/Kernels\.swift"#, with: path, options: .regularExpression)
+                                 : "the emitted attention kernels: \(error)"
+            printError("error: \(message)\n")
+            throw ExitCode(1)
+        }
         library.setThreads(threads)
         let arena = UnsafeMutableRawPointer.allocate(byteCount: schedule.arenas[0].bytes, alignment: 4096)
         defer { arena.deallocate() }
@@ -363,16 +446,18 @@ struct KernelBench: ParsableCommand {
         let q = UnsafePointer((arena + offsets[0]).assumingMemoryBound(to: Float.self))
         var out = [Float](repeating: 0, count: heads * d)
         let kNew = q + heads * d, vNew = q + heads * d + c
-        let scalar = Self.time {
+        let scalarLoop = {
             Self.scalarAttention(q: q, keys: keyBase, values: valueBase, kNew: kNew, vNew: vNew, ctx: ctx, heads: heads, kvHeads: kvHeads, d: d, out: &out)
         }
+        let scalar: Double? = noScalarTiming ? nil : Self.time(scalarLoop)
+        if noScalarTiming { scalarLoop() }
         let y = UnsafePointer((arena + offsets[5]).assumingMemoryBound(to: Float.self))
         let diff = (0..<heads * d).map { abs(out[$0] - y[$0]) }.max() ?? 0
-        if diff > 1e-3 { printError("warning: the scalar loop and the generated attention differ by \(diff)\n") }
+        if diff > 1e-3 { printError("warning: the scalar loop and the \(edited ? "edited" : "generated") attention differ by \(diff)\n") }
         let gb = { (s: Double) in Double(read) / s / 1e9 }
         let flops = 4 * Double(heads * ctx * d)
-        return "| attention \(group == 1 ? "MHA" : "GQA-\(group)"), 4-bit K/V (\(label)) | ctx \(ctx), \(heads)/\(kvHeads) heads, d \(d) | \(Self.size(read)) | \(f2(gb(generated))) | "
-            + "\(f2(flops / generated / 1e9)) | \(f2(gb(scalar))) | – | \(f2(gb(copy.memcpy))) | \(f2(gb(copy.streaming))) | \(f2(copy.best / generated)) | – |"
+        return "| attention \(group == 1 ? "MHA" : "GQA-\(group)"), 4-bit K/V (\(label))\(edited ? " [edited source]" : "") | ctx \(ctx), \(heads)/\(kvHeads) heads, d \(d) | \(Self.size(read)) | \(f2(gb(generated))) | "
+            + "\(f2(flops / generated / 1e9)) | \(scalar.map { f2(gb($0)) } ?? "–") | – | \(f2(gb(copy.memcpy))) | \(f2(gb(copy.streaming))) | \(f2(copy.best / generated)) | – |"
     }
 
     /// Plain scalar decode attention over a fully occupied 4-bit KIVI segment and the new token (the baseline).
