@@ -82,6 +82,10 @@ struct KernelBench: ParsableCommand {
             printError("error: --sources: '\(sources)' is not a directory\n")
             throw ExitCode(1)
         }
+        if let saveSources, let sources, Self.sameDirectory(saveSources, sources) {
+            printError("error: --save-sources and --sources name the same directory '\(sources)': the emitted kernels would overwrite the edited ones\n")
+            throw ExitCode(64)
+        }
         let shapes = AttentionShape.all.filter { attentionShapes.isEmpty || attentionShapes.contains($0.name) }
         let progress = ProgressLine("bench kernels")
         defer { progress.finish() }
@@ -132,6 +136,13 @@ struct KernelBench: ParsableCommand {
         }
         let text = "kvplan bench kernels\(threads > 1 ? " --threads \(threads)" : "") (\(Self.date()))\n\n" + rows.joined(separator: "\n") + "\n"
         if let output { try writeAtomically(text, to: output) } else { print(text, terminator: "") }
+    }
+
+    /// Whether two paths name one directory (after symbolic links; a path not there yet is
+    /// compared as written, standardised).
+    static func sameDirectory(_ a: String, _ b: String) -> Bool {
+        let resolve = { (p: String) in URL(fileURLWithPath: p).standardizedFileURL.resolvingSymlinksInPath().path }
+        return resolve(a) == resolve(b)
     }
 
     static func date() -> String {

@@ -236,6 +236,10 @@ struct CLITests {
         }
         let shape = try run(["bench", "kernels", "--family", "attention", "--attention-shape", "gqa"])
         #expect(shape.status == 64 && shape.stderr.contains("--attention-shape: expected one of gqa-l2, gqa-dram, mha-l2, mha-dram, got 'gqa'"))
+        let dir = try temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let same = try run(["bench", "kernels", "--family", "attention", "--sources", dir.path, "--save-sources", dir.path + "/."])
+        #expect(same.status == 64 && same.stderr.contains("--save-sources and --sources name the same directory") && same.stdout.isEmpty, "\(same.stderr)")
         let missing = try run(["bench", "kernels", "--family", "attention", "--sources", "/nonexistent/kvplan-sources"])
         #expect(missing.status == 1 && missing.stderr.contains("--sources: '/nonexistent/kvplan-sources' is not a directory") && missing.stdout.isEmpty)
     }
@@ -257,6 +261,9 @@ struct CLITests {
 
         let edits = dir.appendingPathComponent("edited")
         try FileManager.default.createDirectory(at: edits, withIntermediateDirectories: true)
+        let none = try run(base + ["--sources", edits.path])  // no file for the shape: the emitted kernels, said so
+        #expect(none.status == 0 && none.stderr.contains("note: --sources: no '\(edits.path)/attention-mha-l2.swift'; the emitted kernels are timed for mha-l2"))
+        #expect(none.stdout.contains("| attention MHA, 4-bit K/V (L2) |"))
         let file = edits.appendingPathComponent("attention-mha-l2.swift")
         try (source + "\n// an edit that changes nothing the kernels compute\n").write(to: file, atomically: true, encoding: .utf8)
         let edited = try run(base + ["--sources", edits.path])
