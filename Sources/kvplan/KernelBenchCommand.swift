@@ -347,9 +347,9 @@ struct KernelBench: ParsableCommand {
                           AttentionShape(name: "mha-dram", ctx: 8192, kvHeads: 32, group: 1, label: "DRAM")]
     }
 
-    /// The emitted kernels of `shape`, or the edited copy --sources names for it; saved for
-    /// --save-sources. The flag says which was used.
-    func attentionKernels(_ shape: AttentionShape, emitted: String) throws -> (source: String, edited: Bool) {
+    /// The emitted kernels of `shape`, or the edited copy --sources names for it, with that
+    /// file's path when it differs from them; the emitted ones saved for --save-sources.
+    func attentionKernels(_ shape: AttentionShape, emitted: String) throws -> (source: String, editedFile: String?) {
         let file = "attention-\(shape.name).swift"
         if let saveSources {
             do { try writeAtomically(emitted, to: "\(saveSources)/\(file)") } catch {
@@ -357,16 +357,16 @@ struct KernelBench: ParsableCommand {
                 throw ExitCode(1)
             }
         }
-        guard let sources else { return (emitted, false) }
+        guard let sources else { return (emitted, nil) }
         let path = "\(sources)/\(file)"
         guard FileManager.default.fileExists(atPath: path) else {
             printError("note: --sources: no '\(path)'; the emitted kernels are timed for \(shape.name)\n")
-            return (emitted, false)
+            return (emitted, nil)
         }
         do {
             let edited = try String(contentsOfFile: path, encoding: .utf8)
             printError("note: timing the kernels in '\(path)' for \(shape.name), not the emitted ones\n")
-            return (edited, edited != emitted)
+            return (edited, edited != emitted ? path : nil)
         } catch {
             printError("error: --sources: cannot read '\(path)': \(error.localizedDescription)\n")
             throw ExitCode(1)
@@ -397,13 +397,14 @@ struct KernelBench: ParsableCommand {
                              batch: 1, capacity: ctx, channels: c, kvHeads: kvHeads, layout: layout)]
         program.ops[0].updates = [3, 4]
         let (emitted, step) = try SwiftEmitter(program: program, schedule: schedule).emit()
-        let (kernels, edited) = try attentionKernels(shape, emitted: emitted)
+        let (kernels, editedFile) = try attentionKernels(shape, emitted: emitted)
+        let edited = editedFile != nil
         let library: KernelLibrary
         do { library = try KernelLibrary(kernels: kernels, schedule: step) } catch {
             // swiftc names the staged copy it compiled; point at the file the user edited instead.
-            let path = "\(sources ?? "")/attention-\(shape.name).swift"
-            let message = edited ? "\(path): " + "\(error)".replacingOccurrences(of: #"\S*/build-[^/\s]*/Kernels\.swift"#, with: path, options: .regularExpression)
-                                 : "the emitted attention kernels: \(error)"
+            let message = editedFile.map { path in
+                "\(path): " + "\(error)".replacingOccurrences(of: #"\S*/build-[^/\s]*/Kernels\.swift"#, with: path, options: .regularExpression)
+            } ?? "the emitted attention kernels: \(error)"
             printError("error: \(message)\n")
             throw ExitCode(1)
         }
