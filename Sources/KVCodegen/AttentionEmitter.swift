@@ -38,12 +38,17 @@ extension SwiftEmitter {
         let scale = Float(op.double("scale") ?? 1 / Double(d).squareRoot())
         let groupSize = heads / kvHeads
         let state = cache.stateLayout
+        // A head's logits (its slots, then the new token) start on a 64-byte line: the packed
+        // kernels read and write them 16 at a time, and an odd stride (slots + 1) split three of
+        // every four heads' vectors across two lines.
+        let stride = cache.layout == nil ? slots + 1 : (slots + 16) / 16 * 16
         var body = """
             let occupancy = (state + \(state.occupancy)).assumingMemoryBound(to: Int32.self)
             let received = (state + \(state.received)).assumingMemoryBound(to: Float.self)
             let newScore = (state + \(state.newScore)).assumingMemoryBound(to: Float.self)
-            let logits = UnsafeMutablePointer<Float>.allocate(capacity: \(heads * (slots + 1)))
-            defer { logits.deallocate() }
+            let logitBytes = UnsafeMutableRawPointer.allocate(byteCount: \(heads * stride * 4), alignment: 64)
+            defer { logitBytes.deallocate() }
+            let logits = logitBytes.bindMemory(to: Float.self, capacity: \(heads * stride))
             for b in 0..<\(batch) {
                 (kn + b &* \(c)).update(from: k + b &* \(c), count: \(c))
                 (vn + b &* \(c)).update(from: v + b &* \(c), count: \(c))
@@ -87,7 +92,6 @@ extension SwiftEmitter {
             keys += KVSegmentLayout(kind: .keys, tokens: count, channels: c, bits: KVBits(rawValue: kb) ?? .b16).bytes
             values += KVSegmentLayout(kind: .values, tokens: count, channels: c, bits: KVBits(rawValue: vb) ?? .b16).bytes
         }
-        let stride = slots + 1
         // KV heads are independent (own slots, logits, outputs and scores), so they are split over
         // threads; each part has its own scratch.
         body += """
@@ -203,7 +207,13 @@ extension SwiftEmitter {
         // slower, the scale pass then waits on L2; a third L1 one was slower too).
         var code = ""
         if full > 0 {
-            var inner = """
+            // The integer kernels spread these prefetches over their products instead (group
+            // two ahead into L1, four ahead into L2), given the group two ahead.
+            var inner = Self.integerKeys(s, d: d) ? """
+                        let group = keys + (\(s.keys) &+ g &* \(headStride) &+ grp &* \(d * rowBytes))
+                        \(heads <= 4 ? "scaleQueriesH\(heads)(qg," : "scaleQueries(qg, heads: \(heads),") group, rowBytes: \(rowBytes), d: \(d), scaled, bias)
+
+            """ : """
                         let group = keys + (\(s.keys) &+ g &* \(headStride) &+ grp &* \(d * rowBytes))
                         prefetchBytes(group + \(d * rowBytes), \(d * rowBytes))
                         prefetchBytes(group + \(2 * d * rowBytes), \(d * rowBytes))
@@ -218,7 +228,7 @@ extension SwiftEmitter {
                 inner += "#if KVPLAN_AVX2\n            roundQueries(scaled, \(heads * d), qrow.codes, qrow.scales)\n"
                 while h0 < heads {
                     let n = min(4, heads - h0)
-                    inner += "            keyGroupLogitsI8H\(n)(qrow.codes + \(h0 * d), qrow.scales + \(h0 * d / 32), group, rowBytes: \(rowBytes), d: \(d), bias + \(h0), scale: \(scale), lg + (\(h0 * stride + s.first) &+ grp &* 32), stride: \(stride), codes)\n"
+                    inner += "            keyGroupLogitsI8H\(n)(qrow.codes + \(h0 * d), qrow.scales + \(h0 * d / 32), group, rowBytes: \(rowBytes), d: \(d), bias + \(h0), scale: \(scale), lg + (\(h0 * stride + s.first) &+ grp &* 32), stride: \(stride), codes, ahead: group + \(2 * d * rowBytes))\n"
                     h0 += n
                 }
                 inner += "#else\n            quantiseRow(scaled, \(heads * d), qrow)\n"
@@ -278,7 +288,7 @@ extension SwiftEmitter {
                     let next = values + (\(s.values) &+ g &* \(headStride) &+ (t0 &+ 256) &* \(headBytes)), ahead = max(0, min(256, \(s.count) &- t0 &- 256)) &* \(headBytes)
                     for j in 0..<\(dv / 32) {
                         let quarter = j &* \(256 * headBytes / (dv / 32))
-                        prefetchBytesL2(next + quarter, min(max(0, ahead &- quarter), \(256 * headBytes / (dv / 32))))
+                        \(Self.integerValues(s, dv: dv) ? "_ = ahead" : "prefetchBytesL2(next + quarter, min(max(0, ahead &- quarter), \(256 * headBytes / (dv / 32))))")
                         let rows = values + (\(s.values) &+ g &* \(headStride) &+ t0 &* \(headBytes) &+ j &* \(groupBytes))
                         \(heads <= 4 ? "scaleWeightsH\(heads)(lg + (\(s.first) &+ t0), stride: \(stride), occ + (\(s.first) &+ t0)," : "scaleWeights(lg + (\(s.first) &+ t0), stride: \(stride), occ + (\(s.first) &+ t0), heads: \(heads),") rows, rowBytes: \(headBytes), tokens: n, scaled, bias)
 
@@ -289,7 +299,7 @@ extension SwiftEmitter {
             inner += "                roundWeights(scaled, heads: \(heads), n, weightCodes, weightScales)\n"
             while h0 < heads {
                 let n = min(4, heads - h0)
-                inner += "                valueGroupAccumulateI16H\(n)(weightCodes + \(h0 * 256), weightScales + \(h0 * 8), tokens: n, rows, rowBytes: \(headBytes), bias + \(h0), yg + (\(h0 * dv) &+ j &* 32), dv: \(dv), codes)\n"
+                inner += "                valueGroupAccumulateI16H\(n)(weightCodes + \(h0 * 256), weightScales + \(h0 * 8), tokens: n, rows, rowBytes: \(headBytes), bias + \(h0), yg + (\(h0 * dv) &+ j &* 32), dv: \(dv), codes, ahead: ahead > quarter ? next + quarter : rows)\n"
                 h0 += n
             }
         }

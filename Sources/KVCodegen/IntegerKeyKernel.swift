@@ -110,13 +110,17 @@ extension SwiftEmitter {
         /// products (KVQuant.KeyProductRounding): out[h·stride + t] = (Σ_B qs[h·d/32 + B]·Σ_{c∈B}
         /// q8[h·d + c]·code_ct + bias[h])·scale, channel rows `rowBytes` apart (codes after the 4-byte
         /// scale and zero), `d` a multiple of 32. Not inlined, as the f32 blocked kernels.
+        /// Brings the group two ahead (`ahead`, as long as this one) into the first-level cache and
+        /// the one four ahead into the second as it goes.
         @inline(never)
         func keyGroupLogitsI8H\(heads)(_ q8: UnsafePointer<Int8>, _ qs: UnsafePointer<Float>, _ group: UnsafeRawPointer, rowBytes: Int, d: Int,
                                    _ bias: UnsafePointer<Float>, scale: Float, _ out: UnsafeMutablePointer<Float>, stride: Int,
-                                   _ tmp: UnsafeMutablePointer<Float>) {
+                                   _ tmp: UnsafeMutablePointer<Float>, ahead: UnsafeRawPointer) {
         #if KVPLAN_AVX512VNNI
         \(wideIntegerKeys(heads: heads))
         #else
+            prefetchBytes(ahead, d &* rowBytes)
+            prefetchBytesL2(ahead + 2 &* d &* rowBytes, d &* rowBytes)
             let low = _mm256_set1_epi8(15)
             @inline(__always) func bytes8(_ p: UnsafeRawPointer) -> __m128i { unsafeBitCast(SIMD2<UInt64>(p.loadUnaligned(as: UInt64.self), 0), to: __m128i.self) }
             let blocks = d &>> 5
@@ -186,6 +190,12 @@ extension SwiftEmitter {
                     var p = group + (b &* 32 &* rowBytes &+ 4)
                     let qb = UnsafeRawPointer(q8 + b &* 32)
                     for quad in 0..<8 {
+                        // The quad's share of the prefetches (80 bytes: two lines cover it), spread
+                        // over the products: issued as a burst per group they filled the miss
+                        // queue and stalled the core (+4% at DRAM size, measured; Docs/benchmarks.md).
+                        let ahead4 = ahead + (b &* 8 &+ quad) &* (4 &* rowBytes)
+                        prefetchLine(ahead4); prefetchLine(ahead4 + 2 &* rowBytes)
+                        prefetchLineL2(ahead4 + 2 &* d &* rowBytes); prefetchLineL2(ahead4 + (2 &* d &+ 2) &* rowBytes)
                     #if KVPLAN_AVX512VBMI
                         let w = _mm512_permutex2var_epi8(_mm512_loadu_si512(p), interleave, _mm512_castsi128_si512(row(p + 3 &* rowBytes)))
                     #else

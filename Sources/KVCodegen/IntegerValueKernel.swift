@@ -138,11 +138,12 @@ extension SwiftEmitter {
         /// 4-bit value channel group of `tokens` rows (`rowBytes` apart, codes after the 4-byte scale
         /// and zero), outputs `dv` apart: the weights rounded by roundWeights
         /// (KVQuant.ValueProductRounding), 16-bit products summed exactly per block of 32 tokens.
-        /// Not inlined, as the f32 blocked kernels.
+        /// Not inlined, as the f32 blocked kernels. Brings `tokens` × 20 bytes from `ahead` into the
+        /// second-level cache as it goes (the caller's share of the next tile).
         @inline(never)
         func valueGroupAccumulateI16H\(heads)(_ q: UnsafePointer<Int16>, _ qs: UnsafePointer<Float>, tokens: Int, _ rows: UnsafeRawPointer, rowBytes: Int,
                                           _ bias: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, dv: Int,
-                                          _ tmp: UnsafeMutablePointer<Float>) {
+                                          _ tmp: UnsafeMutablePointer<Float>, ahead: UnsafeRawPointer) {
             @inline(__always) func pair(_ t: Int) -> Int32 { UnsafeRawPointer(q + t).loadUnaligned(as: Int32.self) }
         #if KVPLAN_AVX512VNNI
             // A token pair's codes: each row's 16 bytes zero-extended to dwords, the second row's
@@ -157,6 +158,10 @@ extension SwiftEmitter {
                 let end = min(t &+ 32, tokens)
                 var \(hs.map { "a\($0)e = _mm512_setzero_si512(), a\($0)o = _mm512_setzero_si512()" }.joined(separator: ", "))
                 while t < end {
+                    // One line of the next tile per pair, spread over the products: issued as a
+                    // burst per channel group they filled the miss queue and stalled the core
+                    // (+9% at DRAM size, measured; Docs/benchmarks.md).
+                    prefetchLineL2(ahead + t &* 20)
                     // The last token of an odd count pairs with nothing (its partner's weight is 0).
                     let x = t &+ 1 < end ? _mm512_or_si512(row(p), _mm512_slli_epi32(row(p + rowBytes), 16)) : row(p)
                     let e = _mm512_and_si512(x, low), o = _mm512_srli_epi16(x, 4)
@@ -173,6 +178,7 @@ extension SwiftEmitter {
         for h in hs { s += "    _mm512_storeu_ps(tmp + \(h * 32), y\(h)e); _mm512_storeu_ps(tmp + \(h * 32 + 16), y\(h)o)\n" }
         s += """
         #elseif KVPLAN_AVX2
+            prefetchBytesL2(ahead, tokens &* 20)
             let low = _mm256_set1_epi16(15)
             @inline(__always) func bytes8(_ t: Int, _ half: Int) -> __m128i {
                 unsafeBitCast(SIMD2<UInt64>((rows + (t &* rowBytes &+ 4 &+ half &* 8)).loadUnaligned(as: UInt64.self), 0), to: __m128i.self)

@@ -31,6 +31,23 @@ extension SwiftEmitter {
     #endif
     }
 
+    /// Asks for the 64-byte line holding `p` (`prefetcht0`), for kernels that spread their
+    /// prefetches over their loop instead of issuing them in a burst; a no-op without KVPLAN_PREFETCH.
+    @inline(__always)
+    func prefetchLine(_ p: UnsafeRawPointer) {
+    #if KVPLAN_PREFETCH
+        kvplan_prefetch(p)
+    #endif
+    }
+
+    /// prefetchLine into the second-level cache only (`prefetcht1`).
+    @inline(__always)
+    func prefetchLineL2(_ p: UnsafeRawPointer) {
+    #if KVPLAN_PREFETCH
+        kvplan_prefetch_l2(p)
+    #endif
+    }
+
     /// Value `i` of a run of ggml q8_0 / q4_0 blocks (`nibbles`): the rows an embedding lookup
     /// gathered from a quantised table, decoded one value at a time (one row per token).
     @inline(__always)

@@ -71,8 +71,14 @@ public final class KernelLibrary {
     /// then take a whole 32-token group per 512-bit `vpdpbusd`. With AVX-512 VBMI (`avx512vbmi`),
     /// -D KVPLAN_AVX512VBMI: those products' four channel rows are interleaved by one byte permute.
     public static let avx512Flags = ["-Xcc", "-mavx512f", "-Xcc", "-mavx512bw", "-Xcc", "-mavx512vl", "-Xcc", "-mno-gather", "-D", "KVPLAN_AVX512"]
-        + (cpuFlags.contains("avx512_vnni") ? ["-Xcc", "-mavx512vnni", "-D", "KVPLAN_AVX512VNNI"] : [])
+        + (cpuFlags.contains("avx512_vnni") ? ["-Xcc", "-mavx512vnni", "-D", "KVPLAN_AVX512VNNI"] + fastDPWSSDFlags : [])
         + (cpuFlags.contains("avx512vbmi") ? ["-Xcc", "-mavx512vbmi", "-D", "KVPLAN_AVX512VBMI"] : [])
+
+    /// LLVM's `fast-dpwssd` tuning: without it the machine combiner splits a `vpdpwssd` whose
+    /// accumulator chain it deems critical into `vpmaddwd` + `vpaddd` (the haswell model knows no
+    /// VNNI latency), one more µop per 32 products in the value kernels' inner loop, where eight
+    /// independent accumulators already hide the latency.
+    public static let fastDPWSSDFlags = ["-Xcc", "-Xclang", "-Xcc", "-target-feature", "-Xcc", "-Xclang", "-Xcc", "+fast-dpwssd"]
 
     /// Scheduling tuned for AMD Zen 4 (no instruction set implied), for AMD CPUs with AVX-512.
     public static let zenTuneFlags = ["-Xcc", "-mtune=znver4"]

@@ -191,6 +191,23 @@ func prefetchBytesL2(_ p: UnsafeRawPointer, _ n: Int) {
 #endif
 }
 
+/// Asks for the 64-byte line holding `p` (`prefetcht0`), for kernels that spread their
+/// prefetches over their loop instead of issuing them in a burst; a no-op without KVPLAN_PREFETCH.
+@inline(__always)
+func prefetchLine(_ p: UnsafeRawPointer) {
+#if KVPLAN_PREFETCH
+    kvplan_prefetch(p)
+#endif
+}
+
+/// prefetchLine into the second-level cache only (`prefetcht1`).
+@inline(__always)
+func prefetchLineL2(_ p: UnsafeRawPointer) {
+#if KVPLAN_PREFETCH
+    kvplan_prefetch_l2(p)
+#endif
+}
+
 /// Value `i` of a run of ggml q8_0 / q4_0 blocks (`nibbles`): the rows an embedding lookup
 /// gathered from a quantised table, decoded one value at a time (one row per token).
 @inline(__always)
@@ -1736,10 +1753,12 @@ func keySums(_ a: __m256i) -> SIMD8<Float> {
 /// products (KVQuant.KeyProductRounding): out[h·stride + t] = (Σ_B qs[h·d/32 + B]·Σ_{c∈B}
 /// q8[h·d + c]·code_ct + bias[h])·scale, channel rows `rowBytes` apart (codes after the 4-byte
 /// scale and zero), `d` a multiple of 32. Not inlined, as the f32 blocked kernels.
+/// Brings the group two ahead (`ahead`, as long as this one) into the first-level cache and
+/// the one four ahead into the second as it goes.
 @inline(never)
 func keyGroupLogitsI8H4(_ q8: UnsafePointer<Int8>, _ qs: UnsafePointer<Float>, _ group: UnsafeRawPointer, rowBytes: Int, d: Int,
                            _ bias: UnsafePointer<Float>, scale: Float, _ out: UnsafeMutablePointer<Float>, stride: Int,
-                           _ tmp: UnsafeMutablePointer<Float>) {
+                           _ tmp: UnsafeMutablePointer<Float>, ahead: UnsafeRawPointer) {
 #if KVPLAN_AVX512VNNI
     let low = _mm512_set1_epi8(15)
         @inline(__always) func row(_ p: UnsafeRawPointer) -> __m128i { unsafeBitCast(p.loadUnaligned(as: SIMD16<UInt8>.self), to: __m128i.self) }
@@ -1753,6 +1772,12 @@ func keyGroupLogitsI8H4(_ q8: UnsafePointer<Int8>, _ qs: UnsafePointer<Float>, _
             var p = group + (b &* 32 &* rowBytes &+ 4)
             let qb = UnsafeRawPointer(q8 + b &* 32)
             for quad in 0..<8 {
+                // The quad's share of the prefetches (80 bytes: two lines cover it), spread
+                // over the products: issued as a burst per group they filled the miss
+                // queue and stalled the core (+4% at DRAM size, measured; Docs/benchmarks.md).
+                let ahead4 = ahead + (b &* 8 &+ quad) &* (4 &* rowBytes)
+                prefetchLine(ahead4); prefetchLine(ahead4 + 2 &* rowBytes)
+                prefetchLineL2(ahead4 + 2 &* d &* rowBytes); prefetchLineL2(ahead4 + (2 &* d &+ 2) &* rowBytes)
             #if KVPLAN_AVX512VBMI
                 let w = _mm512_permutex2var_epi8(_mm512_loadu_si512(p), interleave, _mm512_castsi128_si512(row(p + 3 &* rowBytes)))
             #else
@@ -1795,6 +1820,8 @@ func keyGroupLogitsI8H4(_ q8: UnsafePointer<Int8>, _ qs: UnsafePointer<Float>, _
         for i in 0..<16 { o3[2 &* i] = (tmp[96 &+ i] + b3) * scale; o3[2 &* i &+ 1] = (tmp[112 &+ i] + b3) * scale }
 
 #else
+    prefetchBytes(ahead, d &* rowBytes)
+    prefetchBytesL2(ahead + 2 &* d &* rowBytes, d &* rowBytes)
     let low = _mm256_set1_epi8(15)
     @inline(__always) func bytes8(_ p: UnsafeRawPointer) -> __m128i { unsafeBitCast(SIMD2<UInt64>(p.loadUnaligned(as: UInt64.self), 0), to: __m128i.self) }
     let blocks = d &>> 5
@@ -1957,11 +1984,12 @@ func valueProducts(_ a: __m256i, _ x: __m256i, _ q: __m256i) -> __m256i {
 /// 4-bit value channel group of `tokens` rows (`rowBytes` apart, codes after the 4-byte scale
 /// and zero), outputs `dv` apart: the weights rounded by roundWeights
 /// (KVQuant.ValueProductRounding), 16-bit products summed exactly per block of 32 tokens.
-/// Not inlined, as the f32 blocked kernels.
+/// Not inlined, as the f32 blocked kernels. Brings `tokens` × 20 bytes from `ahead` into the
+/// second-level cache as it goes (the caller's share of the next tile).
 @inline(never)
 func valueGroupAccumulateI16H4(_ q: UnsafePointer<Int16>, _ qs: UnsafePointer<Float>, tokens: Int, _ rows: UnsafeRawPointer, rowBytes: Int,
                                   _ bias: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, dv: Int,
-                                  _ tmp: UnsafeMutablePointer<Float>) {
+                                  _ tmp: UnsafeMutablePointer<Float>, ahead: UnsafeRawPointer) {
     @inline(__always) func pair(_ t: Int) -> Int32 { UnsafeRawPointer(q + t).loadUnaligned(as: Int32.self) }
 #if KVPLAN_AVX512VNNI
     // A token pair's codes: each row's 16 bytes zero-extended to dwords, the second row's
@@ -1976,6 +2004,10 @@ func valueGroupAccumulateI16H4(_ q: UnsafePointer<Int16>, _ qs: UnsafePointer<Fl
         let end = min(t &+ 32, tokens)
         var a0e = _mm512_setzero_si512(), a0o = _mm512_setzero_si512(), a1e = _mm512_setzero_si512(), a1o = _mm512_setzero_si512(), a2e = _mm512_setzero_si512(), a2o = _mm512_setzero_si512(), a3e = _mm512_setzero_si512(), a3o = _mm512_setzero_si512()
         while t < end {
+            // One line of the next tile per pair, spread over the products: issued as a
+            // burst per channel group they filled the miss queue and stalled the core
+            // (+9% at DRAM size, measured; Docs/benchmarks.md).
+            prefetchLineL2(ahead + t &* 20)
             // The last token of an odd count pairs with nothing (its partner's weight is 0).
             let x = t &+ 1 < end ? _mm512_or_si512(row(p), _mm512_slli_epi32(row(p + rowBytes), 16)) : row(p)
             let e = _mm512_and_si512(x, low), o = _mm512_srli_epi16(x, 4)
@@ -1997,6 +2029,7 @@ func valueGroupAccumulateI16H4(_ q: UnsafePointer<Int16>, _ qs: UnsafePointer<Fl
     _mm512_storeu_ps(tmp + 64, y2e); _mm512_storeu_ps(tmp + 80, y2o)
     _mm512_storeu_ps(tmp + 96, y3e); _mm512_storeu_ps(tmp + 112, y3o)
 #elseif KVPLAN_AVX2
+    prefetchBytesL2(ahead, tokens &* 20)
     let low = _mm256_set1_epi16(15)
     @inline(__always) func bytes8(_ t: Int, _ half: Int) -> __m128i {
         unsafeBitCast(SIMD2<UInt64>((rows + (t &* rowBytes &+ 4 &+ half &* 8)).loadUnaligned(as: UInt64.self), 0), to: __m128i.self)
@@ -2144,8 +2177,9 @@ func k6(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v:
     let occupancy = (state + 0).assumingMemoryBound(to: Int32.self)
     let received = (state + 8192).assumingMemoryBound(to: Float.self)
     let newScore = (state + 16384).assumingMemoryBound(to: Float.self)
-    let logits = UnsafeMutablePointer<Float>.allocate(capacity: 8200)
-    defer { logits.deallocate() }
+    let logitBytes = UnsafeMutableRawPointer.allocate(byteCount: 33280, alignment: 64)
+    defer { logitBytes.deallocate() }
+    let logits = logitBytes.bindMemory(to: Float.self, capacity: 8320)
     for b in 0..<1 {
         (kn + b &* 64).update(from: k + b &* 64, count: 64)
         (vn + b &* 64).update(from: v + b &* 64, count: 64)
@@ -2163,22 +2197,19 @@ func k6(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v:
                                     codes: (rounding + 656).bindMemory(to: Int8.self, capacity: 128),
                                     sums: (rounding + 784).bindMemory(to: Int32.self, capacity: 4))
             for g in gLo..<gHi {
-                let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
+                let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4160
                 let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
                 _ = (occ, lg, qg, yg)
-                for h in 0..<4 { halfKeyLogits(qg + h &* 32, keys + 0, tokens: 36, channels: 64, first: g &* 32, d: 32, scale: 0.17677669, lg + (h &* 1025 &+ 0)) }
+                for h in 0..<4 { halfKeyLogits(qg + h &* 32, keys + 0, tokens: 36, channels: 64, first: g &* 32, d: 32, scale: 0.17677669, lg + (h &* 1040 &+ 0)) }
             for grp in 0..<28 {
                     let group = keys + (4608 &+ g &* 17920 &+ grp &* 640)
-                    prefetchBytes(group + 640, 640)
-                    prefetchBytes(group + 1280, 640)
-                    prefetchBytesL2(group + 2560, 640)
                     scaleQueriesH4(qg, group, rowBytes: 20, d: 32, scaled, bias)
         #if KVPLAN_AVX2
                     roundQueries(scaled, 128, qrow.codes, qrow.scales)
-                    keyGroupLogitsI8H4(qrow.codes + 0, qrow.scales + 0, group, rowBytes: 20, d: 32, bias + 0, scale: 0.17677669, lg + (36 &+ grp &* 32), stride: 1025, codes)
+                    keyGroupLogitsI8H4(qrow.codes + 0, qrow.scales + 0, group, rowBytes: 20, d: 32, bias + 0, scale: 0.17677669, lg + (36 &+ grp &* 32), stride: 1040, codes, ahead: group + 1280)
         #else
                     quantiseRow(scaled, 128, qrow)
-                    keyGroupLogitsB4H4(qrow.values + 0, group, rowBytes: 20, d: 32, bias + 0, scale: 0.17677669, lg + (36 &+ grp &* 32), stride: 1025, codes)
+                    keyGroupLogitsB4H4(qrow.values + 0, group, rowBytes: 20, d: 32, bias + 0, scale: 0.17677669, lg + (36 &+ grp &* 32), stride: 1040, codes)
         #endif
             }
             for grp in 0..<2 {
@@ -2187,13 +2218,13 @@ func k6(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v:
                     prefetchBytes(group + 768, 384)
                     prefetchBytesL2(group + 1536, 384)
                     scaleQueriesH4(qg, group, rowBytes: 12, d: 32, scaled, bias)
-                    keyGroupLogitsB2H2(scaled + 0, group, rowBytes: 12, d: 32, bias + 0, scale: 0.17677669, lg + (932 &+ grp &* 32), stride: 1025, codes)
-                    keyGroupLogitsB2H2(scaled + 64, group, rowBytes: 12, d: 32, bias + 2, scale: 0.17677669, lg + (2982 &+ grp &* 32), stride: 1025, codes)
+                    keyGroupLogitsB2H2(scaled + 0, group, rowBytes: 12, d: 32, bias + 0, scale: 0.17677669, lg + (932 &+ grp &* 32), stride: 1040, codes)
+                    keyGroupLogitsB2H2(scaled + 64, group, rowBytes: 12, d: 32, bias + 2, scale: 0.17677669, lg + (3012 &+ grp &* 32), stride: 1040, codes)
             }
-                quantizedKeyLogits(qg, heads: 4, keys + (41216 &+ g &* 1120), tokens: 28, channels: 32, first: 0, d: 32, bits: 2, group: 32, scale: 0.17677669, lg + 996, stride: 1025, codes: codes, bias: bias)
+                quantizedKeyLogits(qg, heads: 4, keys + (41216 &+ g &* 1120), tokens: 28, channels: 32, first: 0, d: 32, bits: 2, group: 32, scale: 0.17677669, lg + 996, stride: 1040, codes: codes, bias: bias)
                 let kNew = k + (b &* 64 &+ g &* 32), vNew = v + (b &* 64 &+ g &* 32)
                 for h in 0..<4 { weights[h] = dot(qg + h &* 32, kNew, 32) * 0.17677669 }
-                slotSoftmaxH4(lg, stride: 1025, occ, 1024, weights, received + (b &* 2 &+ g) &* 1024)
+                slotSoftmaxH4(lg, stride: 1040, occ, 1024, weights, received + (b &* 2 &+ g) &* 1024)
                 var newWeight: Float = 0
                 for h in 0..<4 {
                     let wNew = weights[h], yh = yg + h &* 32
@@ -2202,7 +2233,7 @@ func k6(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v:
                 }
                 newScore[b &* 2 &+ g] = newWeight
                 for s in 0..<36 where occ[0 &+ s] >= 0 {
-                    for h in 0..<4 { weights[h] = lg[h &* 1025 &+ 0 &+ s] }
+                    for h in 0..<4 { weights[h] = lg[h &* 1040 &+ 0 &+ s] }
                     halfValueAccumulate(values + (0 &+ s &* 128), first: g &* 32, dv: 32, heads: 4, weights: weights, yg)
                 }
             for t0 in stride(from: 0, to: 896, by: 256) {
@@ -2212,7 +2243,7 @@ func k6(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v:
                         let quarter = j &* 3072
                         prefetchBytesL2(next + quarter, min(max(0, ahead &- quarter), 3072))
                         let rows = values + (4608 &+ g &* 10752 &+ t0 &* 12 &+ j &* 12)
-                        scaleWeightsH4(lg + (36 &+ t0), stride: 1025, occ + (36 &+ t0), rows, rowBytes: 12, tokens: n, scaled, bias)
+                        scaleWeightsH4(lg + (36 &+ t0), stride: 1040, occ + (36 &+ t0), rows, rowBytes: 12, tokens: n, scaled, bias)
                         valueGroupAccumulateB2H2(scaled + 0 &* n, tokens: n, rows, rowBytes: 12, bias + 0, yg + (0 &+ j &* 32), dv: 32, codes)
                         valueGroupAccumulateB2H2(scaled + 2 &* n, tokens: n, rows, rowBytes: 12, bias + 2, yg + (64 &+ j &* 32), dv: 32, codes)
                     }
@@ -2224,7 +2255,7 @@ func k6(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v:
                         let quarter = j &* 3072
                         prefetchBytesL2(next + quarter, min(max(0, ahead &- quarter), 3072))
                         let rows = values + (26112 &+ g &* 1104 &+ t0 &* 12 &+ j &* 12)
-                        scaleWeightsH4(lg + (932 &+ t0), stride: 1025, occ + (932 &+ t0), rows, rowBytes: 12, tokens: n, scaled, bias)
+                        scaleWeightsH4(lg + (932 &+ t0), stride: 1040, occ + (932 &+ t0), rows, rowBytes: 12, tokens: n, scaled, bias)
                         valueGroupAccumulateB2H2(scaled + 0 &* n, tokens: n, rows, rowBytes: 12, bias + 0, yg + (0 &+ j &* 32), dv: 32, codes)
                         valueGroupAccumulateB2H2(scaled + 2 &* n, tokens: n, rows, rowBytes: 12, bias + 2, yg + (64 &+ j &* 32), dv: 32, codes)
                     }
@@ -2267,8 +2298,9 @@ func k11(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v
     let occupancy = (state + 0).assumingMemoryBound(to: Int32.self)
     let received = (state + 8192).assumingMemoryBound(to: Float.self)
     let newScore = (state + 16384).assumingMemoryBound(to: Float.self)
-    let logits = UnsafeMutablePointer<Float>.allocate(capacity: 8200)
-    defer { logits.deallocate() }
+    let logitBytes = UnsafeMutableRawPointer.allocate(byteCount: 33280, alignment: 64)
+    defer { logitBytes.deallocate() }
+    let logits = logitBytes.bindMemory(to: Float.self, capacity: 8320)
     for b in 0..<1 {
         (kn + b &* 64).update(from: k + b &* 64, count: 64)
         (vn + b &* 64).update(from: v + b &* 64, count: 64)
@@ -2290,37 +2322,34 @@ func k11(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v
             let weightCodes = weightRounding.bindMemory(to: Int16.self, capacity: 1024)
             let weightScales = (weightRounding + 2048).bindMemory(to: Float.self, capacity: 32)
             for g in gLo..<gHi {
-                let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
+                let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4160
                 let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
                 _ = (occ, lg, qg, yg)
-                for h in 0..<4 { halfKeyLogits(qg + h &* 32, keys + 0, tokens: 36, channels: 64, first: g &* 32, d: 32, scale: 0.17677669, lg + (h &* 1025 &+ 0)) }
+                for h in 0..<4 { halfKeyLogits(qg + h &* 32, keys + 0, tokens: 36, channels: 64, first: g &* 32, d: 32, scale: 0.17677669, lg + (h &* 1040 &+ 0)) }
             for grp in 0..<4 {
                     let group = keys + (4608 &+ g &* 3136 &+ grp &* 640)
-                    prefetchBytes(group + 640, 640)
-                    prefetchBytes(group + 1280, 640)
-                    prefetchBytesL2(group + 2560, 640)
                     scaleQueriesH4(qg, group, rowBytes: 20, d: 32, scaled, bias)
         #if KVPLAN_AVX2
                     roundQueries(scaled, 128, qrow.codes, qrow.scales)
-                    keyGroupLogitsI8H4(qrow.codes + 0, qrow.scales + 0, group, rowBytes: 20, d: 32, bias + 0, scale: 0.17677669, lg + (36 &+ grp &* 32), stride: 1025, codes)
+                    keyGroupLogitsI8H4(qrow.codes + 0, qrow.scales + 0, group, rowBytes: 20, d: 32, bias + 0, scale: 0.17677669, lg + (36 &+ grp &* 32), stride: 1040, codes, ahead: group + 1280)
         #else
                     quantiseRow(scaled, 128, qrow)
-                    keyGroupLogitsB4H4(qrow.values + 0, group, rowBytes: 20, d: 32, bias + 0, scale: 0.17677669, lg + (36 &+ grp &* 32), stride: 1025, codes)
+                    keyGroupLogitsB4H4(qrow.values + 0, group, rowBytes: 20, d: 32, bias + 0, scale: 0.17677669, lg + (36 &+ grp &* 32), stride: 1040, codes)
         #endif
             }
-                quantizedKeyLogits(qg, heads: 4, keys + (7168 &+ g &* 3136), tokens: 28, channels: 32, first: 0, d: 32, bits: 4, group: 32, scale: 0.17677669, lg + 164, stride: 1025, codes: codes, bias: bias)
+                quantizedKeyLogits(qg, heads: 4, keys + (7168 &+ g &* 3136), tokens: 28, channels: 32, first: 0, d: 32, bits: 4, group: 32, scale: 0.17677669, lg + 164, stride: 1040, codes: codes, bias: bias)
             for grp in 0..<26 {
                     let group = keys + (10880 &+ g &* 9984 &+ grp &* 384)
                     prefetchBytes(group + 384, 384)
                     prefetchBytes(group + 768, 384)
                     prefetchBytesL2(group + 1536, 384)
                     scaleQueriesH4(qg, group, rowBytes: 12, d: 32, scaled, bias)
-                    keyGroupLogitsB2H2(scaled + 0, group, rowBytes: 12, d: 32, bias + 0, scale: 0.17677669, lg + (192 &+ grp &* 32), stride: 1025, codes)
-                    keyGroupLogitsB2H2(scaled + 64, group, rowBytes: 12, d: 32, bias + 2, scale: 0.17677669, lg + (2242 &+ grp &* 32), stride: 1025, codes)
+                    keyGroupLogitsB2H2(scaled + 0, group, rowBytes: 12, d: 32, bias + 0, scale: 0.17677669, lg + (192 &+ grp &* 32), stride: 1040, codes)
+                    keyGroupLogitsB2H2(scaled + 64, group, rowBytes: 12, d: 32, bias + 2, scale: 0.17677669, lg + (2272 &+ grp &* 32), stride: 1040, codes)
             }
                 let kNew = k + (b &* 64 &+ g &* 32), vNew = v + (b &* 64 &+ g &* 32)
                 for h in 0..<4 { weights[h] = dot(qg + h &* 32, kNew, 32) * 0.17677669 }
-                slotSoftmaxH4(lg, stride: 1025, occ, 1024, weights, received + (b &* 2 &+ g) &* 1024)
+                slotSoftmaxH4(lg, stride: 1040, occ, 1024, weights, received + (b &* 2 &+ g) &* 1024)
                 var newWeight: Float = 0
                 for h in 0..<4 {
                     let wNew = weights[h], yh = yg + h &* 32
@@ -2329,7 +2358,7 @@ func k11(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v
                 }
                 newScore[b &* 2 &+ g] = newWeight
                 for s in 0..<36 where occ[0 &+ s] >= 0 {
-                    for h in 0..<4 { weights[h] = lg[h &* 1025 &+ 0 &+ s] }
+                    for h in 0..<4 { weights[h] = lg[h &* 1040 &+ 0 &+ s] }
                     halfValueAccumulate(values + (0 &+ s &* 128), first: g &* 32, dv: 32, heads: 4, weights: weights, yg)
                 }
             for t0 in stride(from: 0, to: 156, by: 256) {
@@ -2337,11 +2366,11 @@ func k11(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v
                     let next = values + (4608 &+ g &* 3120 &+ (t0 &+ 256) &* 20), ahead = max(0, min(256, 156 &- t0 &- 256)) &* 20
                     for j in 0..<1 {
                         let quarter = j &* 5120
-                        prefetchBytesL2(next + quarter, min(max(0, ahead &- quarter), 5120))
+                        _ = ahead
                         let rows = values + (4608 &+ g &* 3120 &+ t0 &* 20 &+ j &* 20)
-                        scaleWeightsH4(lg + (36 &+ t0), stride: 1025, occ + (36 &+ t0), rows, rowBytes: 20, tokens: n, scaled, bias)
+                        scaleWeightsH4(lg + (36 &+ t0), stride: 1040, occ + (36 &+ t0), rows, rowBytes: 20, tokens: n, scaled, bias)
                         roundWeights(scaled, heads: 4, n, weightCodes, weightScales)
-                        valueGroupAccumulateI16H4(weightCodes + 0, weightScales + 0, tokens: n, rows, rowBytes: 20, bias + 0, yg + (0 &+ j &* 32), dv: 32, codes)
+                        valueGroupAccumulateI16H4(weightCodes + 0, weightScales + 0, tokens: n, rows, rowBytes: 20, bias + 0, yg + (0 &+ j &* 32), dv: 32, codes, ahead: ahead > quarter ? next + quarter : rows)
                     }
             }
             for t0 in stride(from: 0, to: 832, by: 256) {
@@ -2351,7 +2380,7 @@ func k11(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v
                         let quarter = j &* 3072
                         prefetchBytesL2(next + quarter, min(max(0, ahead &- quarter), 3072))
                         let rows = values + (10848 &+ g &* 9984 &+ t0 &* 12 &+ j &* 12)
-                        scaleWeightsH4(lg + (192 &+ t0), stride: 1025, occ + (192 &+ t0), rows, rowBytes: 12, tokens: n, scaled, bias)
+                        scaleWeightsH4(lg + (192 &+ t0), stride: 1040, occ + (192 &+ t0), rows, rowBytes: 12, tokens: n, scaled, bias)
                         valueGroupAccumulateB2H2(scaled + 0 &* n, tokens: n, rows, rowBytes: 12, bias + 0, yg + (0 &+ j &* 32), dv: 32, codes)
                         valueGroupAccumulateB2H2(scaled + 2 &* n, tokens: n, rows, rowBytes: 12, bias + 2, yg + (64 &+ j &* 32), dv: 32, codes)
                     }
@@ -2366,8 +2395,9 @@ func k12(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v
     let occupancy = (state + 0).assumingMemoryBound(to: Int32.self)
     let received = (state + 8192).assumingMemoryBound(to: Float.self)
     let newScore = (state + 16384).assumingMemoryBound(to: Float.self)
-    let logits = UnsafeMutablePointer<Float>.allocate(capacity: 8200)
-    defer { logits.deallocate() }
+    let logitBytes = UnsafeMutableRawPointer.allocate(byteCount: 33280, alignment: 64)
+    defer { logitBytes.deallocate() }
+    let logits = logitBytes.bindMemory(to: Float.self, capacity: 8320)
     for b in 0..<1 {
         (kn + b &* 64).update(from: k + b &* 64, count: 64)
         (vn + b &* 64).update(from: v + b &* 64, count: 64)
@@ -2385,38 +2415,35 @@ func k12(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v
                                     codes: (rounding + 656).bindMemory(to: Int8.self, capacity: 128),
                                     sums: (rounding + 784).bindMemory(to: Int32.self, capacity: 4))
             for g in gLo..<gHi {
-                let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4100
+                let occ = occupancy + (b &* 2 &+ g) &* 1024, lg = logits + g &* 4160
                 let qg = q + (b &* 8 &+ g &* 4) &* 32, yg = y + (b &* 8 &+ g &* 4) &* 32
                 _ = (occ, lg, qg, yg)
-                for h in 0..<4 { halfKeyLogits(qg + h &* 32, keys + 0, tokens: 36, channels: 64, first: g &* 32, d: 32, scale: 0.17677669, lg + (h &* 1025 &+ 0)) }
+                for h in 0..<4 { halfKeyLogits(qg + h &* 32, keys + 0, tokens: 36, channels: 64, first: g &* 32, d: 32, scale: 0.17677669, lg + (h &* 1040 &+ 0)) }
             for grp in 0..<21 {
                     let group = keys + (4608 &+ g &* 13600 &+ grp &* 640)
-                    prefetchBytes(group + 640, 640)
-                    prefetchBytes(group + 1280, 640)
-                    prefetchBytesL2(group + 2560, 640)
                     scaleQueriesH4(qg, group, rowBytes: 20, d: 32, scaled, bias)
         #if KVPLAN_AVX2
                     roundQueries(scaled, 128, qrow.codes, qrow.scales)
-                    keyGroupLogitsI8H4(qrow.codes + 0, qrow.scales + 0, group, rowBytes: 20, d: 32, bias + 0, scale: 0.17677669, lg + (36 &+ grp &* 32), stride: 1025, codes)
+                    keyGroupLogitsI8H4(qrow.codes + 0, qrow.scales + 0, group, rowBytes: 20, d: 32, bias + 0, scale: 0.17677669, lg + (36 &+ grp &* 32), stride: 1040, codes, ahead: group + 1280)
         #else
                     quantiseRow(scaled, 128, qrow)
-                    keyGroupLogitsB4H4(qrow.values + 0, group, rowBytes: 20, d: 32, bias + 0, scale: 0.17677669, lg + (36 &+ grp &* 32), stride: 1025, codes)
+                    keyGroupLogitsB4H4(qrow.values + 0, group, rowBytes: 20, d: 32, bias + 0, scale: 0.17677669, lg + (36 &+ grp &* 32), stride: 1040, codes)
         #endif
             }
-                quantizedKeyLogits(qg, heads: 4, keys + (18048 &+ g &* 13600), tokens: 1, channels: 32, first: 0, d: 32, bits: 4, group: 32, scale: 0.17677669, lg + 708, stride: 1025, codes: codes, bias: bias)
+                quantizedKeyLogits(qg, heads: 4, keys + (18048 &+ g &* 13600), tokens: 1, channels: 32, first: 0, d: 32, bits: 4, group: 32, scale: 0.17677669, lg + 708, stride: 1040, codes: codes, bias: bias)
             for grp in 0..<9 {
                     let group = keys + (31808 &+ g &* 3808 &+ grp &* 384)
                     prefetchBytes(group + 384, 384)
                     prefetchBytes(group + 768, 384)
                     prefetchBytesL2(group + 1536, 384)
                     scaleQueriesH4(qg, group, rowBytes: 12, d: 32, scaled, bias)
-                    keyGroupLogitsB2H2(scaled + 0, group, rowBytes: 12, d: 32, bias + 0, scale: 0.17677669, lg + (709 &+ grp &* 32), stride: 1025, codes)
-                    keyGroupLogitsB2H2(scaled + 64, group, rowBytes: 12, d: 32, bias + 2, scale: 0.17677669, lg + (2759 &+ grp &* 32), stride: 1025, codes)
+                    keyGroupLogitsB2H2(scaled + 0, group, rowBytes: 12, d: 32, bias + 0, scale: 0.17677669, lg + (709 &+ grp &* 32), stride: 1040, codes)
+                    keyGroupLogitsB2H2(scaled + 64, group, rowBytes: 12, d: 32, bias + 2, scale: 0.17677669, lg + (2789 &+ grp &* 32), stride: 1040, codes)
             }
-                quantizedKeyLogits(qg, heads: 4, keys + (35264 &+ g &* 3808), tokens: 27, channels: 32, first: 0, d: 32, bits: 2, group: 32, scale: 0.17677669, lg + 997, stride: 1025, codes: codes, bias: bias)
+                quantizedKeyLogits(qg, heads: 4, keys + (35264 &+ g &* 3808), tokens: 27, channels: 32, first: 0, d: 32, bits: 2, group: 32, scale: 0.17677669, lg + 997, stride: 1040, codes: codes, bias: bias)
                 let kNew = k + (b &* 64 &+ g &* 32), vNew = v + (b &* 64 &+ g &* 32)
                 for h in 0..<4 { weights[h] = dot(qg + h &* 32, kNew, 32) * 0.17677669 }
-                slotSoftmaxH4(lg, stride: 1025, occ, 1024, weights, received + (b &* 2 &+ g) &* 1024)
+                slotSoftmaxH4(lg, stride: 1040, occ, 1024, weights, received + (b &* 2 &+ g) &* 1024)
                 var newWeight: Float = 0
                 for h in 0..<4 {
                     let wNew = weights[h], yh = yg + h &* 32
@@ -2425,7 +2452,7 @@ func k12(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v
                 }
                 newScore[b &* 2 &+ g] = newWeight
                 for s in 0..<36 where occ[0 &+ s] >= 0 {
-                    for h in 0..<4 { weights[h] = lg[h &* 1025 &+ 0 &+ s] }
+                    for h in 0..<4 { weights[h] = lg[h &* 1040 &+ 0 &+ s] }
                     halfValueAccumulate(values + (0 &+ s &* 128), first: g &* 32, dv: 32, heads: 4, weights: weights, yg)
                 }
             for t0 in stride(from: 0, to: 673, by: 256) {
@@ -2435,7 +2462,7 @@ func k12(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v
                         let quarter = j &* 3072
                         prefetchBytesL2(next + quarter, min(max(0, ahead &- quarter), 3072))
                         let rows = values + (4608 &+ g &* 8076 &+ t0 &* 12 &+ j &* 12)
-                        scaleWeightsH4(lg + (36 &+ t0), stride: 1025, occ + (36 &+ t0), rows, rowBytes: 12, tokens: n, scaled, bias)
+                        scaleWeightsH4(lg + (36 &+ t0), stride: 1040, occ + (36 &+ t0), rows, rowBytes: 12, tokens: n, scaled, bias)
                         valueGroupAccumulateB2H2(scaled + 0 &* n, tokens: n, rows, rowBytes: 12, bias + 0, yg + (0 &+ j &* 32), dv: 32, codes)
                         valueGroupAccumulateB2H2(scaled + 2 &* n, tokens: n, rows, rowBytes: 12, bias + 2, yg + (64 &+ j &* 32), dv: 32, codes)
                     }
@@ -2447,7 +2474,7 @@ func k12(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v
                         let quarter = j &* 3072
                         prefetchBytesL2(next + quarter, min(max(0, ahead &- quarter), 3072))
                         let rows = values + (20760 &+ g &* 3780 &+ t0 &* 12 &+ j &* 12)
-                        scaleWeightsH4(lg + (709 &+ t0), stride: 1025, occ + (709 &+ t0), rows, rowBytes: 12, tokens: n, scaled, bias)
+                        scaleWeightsH4(lg + (709 &+ t0), stride: 1040, occ + (709 &+ t0), rows, rowBytes: 12, tokens: n, scaled, bias)
                         valueGroupAccumulateB2H2(scaled + 0 &* n, tokens: n, rows, rowBytes: 12, bias + 0, yg + (0 &+ j &* 32), dv: 32, codes)
                         valueGroupAccumulateB2H2(scaled + 2 &* n, tokens: n, rows, rowBytes: 12, bias + 2, yg + (64 &+ j &* 32), dv: 32, codes)
                     }
