@@ -209,16 +209,15 @@ extension SwiftEmitter {
         if full > 0 {
             // The integer kernels spread these prefetches over their products instead (group
             // two ahead into L1, four ahead into L2), given the group two ahead.
-            var inner = Self.integerKeys(s, d: d) ? """
-                        let group = keys + (\(s.keys) &+ g &* \(headStride) &+ grp &* \(d * rowBytes))
-                        \(heads <= 4 ? "scaleQueriesH\(heads)(qg," : "scaleQueries(qg, heads: \(heads),") group, rowBytes: \(rowBytes), d: \(d), scaled, bias)
-
-            """ : """
-                        let group = keys + (\(s.keys) &+ g &* \(headStride) &+ grp &* \(d * rowBytes))
+            let prefetches = Self.integerKeys(s, d: d) ? "" : """
                         prefetchBytes(group + \(d * rowBytes), \(d * rowBytes))
                         prefetchBytes(group + \(2 * d * rowBytes), \(d * rowBytes))
                         prefetchBytesL2(group + \(4 * d * rowBytes), \(d * rowBytes))
-                        \(heads <= 4 ? "scaleQueriesH\(heads)(qg," : "scaleQueries(qg, heads: \(heads),") group, rowBytes: \(rowBytes), d: \(d), scaled, bias)
+
+            """
+            var inner = """
+                        let group = keys + (\(s.keys) &+ g &* \(headStride) &+ grp &* \(d * rowBytes))
+            \(prefetches)            \(heads <= 4 ? "scaleQueriesH\(heads)(qg," : "scaleQueries(qg, heads: \(heads),") group, rowBytes: \(rowBytes), d: \(d), scaled, bias)
 
             """
             var h0 = 0
@@ -288,8 +287,7 @@ extension SwiftEmitter {
                     let next = values + (\(s.values) &+ g &* \(headStride) &+ (t0 &+ 256) &* \(headBytes)), ahead = max(0, min(256, \(s.count) &- t0 &- 256)) &* \(headBytes)
                     for j in 0..<\(dv / 32) {
                         let quarter = j &* \(256 * headBytes / (dv / 32))
-                        \(Self.integerValues(s, dv: dv) ? "_ = ahead" : "prefetchBytesL2(next + quarter, min(max(0, ahead &- quarter), \(256 * headBytes / (dv / 32))))")
-                        let rows = values + (\(s.values) &+ g &* \(headStride) &+ t0 &* \(headBytes) &+ j &* \(groupBytes))
+        \(Self.integerValues(s, dv: dv) ? "" : "                prefetchBytesL2(next + quarter, min(max(0, ahead &- quarter), \(256 * headBytes / (dv / 32))))\n")                let rows = values + (\(s.values) &+ g &* \(headStride) &+ t0 &* \(headBytes) &+ j &* \(groupBytes))
                         \(heads <= 4 ? "scaleWeightsH\(heads)(lg + (\(s.first) &+ t0), stride: \(stride), occ + (\(s.first) &+ t0)," : "scaleWeights(lg + (\(s.first) &+ t0), stride: \(stride), occ + (\(s.first) &+ t0), heads: \(heads),") rows, rowBytes: \(headBytes), tokens: n, scaled, bias)
 
         """

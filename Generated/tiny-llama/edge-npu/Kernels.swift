@@ -2366,7 +2366,6 @@ func k11(_ q: UnsafeMutablePointer<Float>, _ k: UnsafeMutablePointer<Float>, _ v
                     let next = values + (4608 &+ g &* 3120 &+ (t0 &+ 256) &* 20), ahead = max(0, min(256, 156 &- t0 &- 256)) &* 20
                     for j in 0..<1 {
                         let quarter = j &* 5120
-                        _ = ahead
                         let rows = values + (4608 &+ g &* 3120 &+ t0 &* 20 &+ j &* 20)
                         scaleWeightsH4(lg + (36 &+ t0), stride: 1040, occ + (36 &+ t0), rows, rowBytes: 20, tokens: n, scaled, bias)
                         roundWeights(scaled, heads: 4, n, weightCodes, weightScales)
