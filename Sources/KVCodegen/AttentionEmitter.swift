@@ -127,6 +127,24 @@ extension SwiftEmitter {
 
             """
         }
+        // Token-major value segments (TokenMajorWeights, AVX-512 VNNI): one tile's int16 weights of
+        // all four channel groups, their block scales and biases, the factors 1/Z_h folded into
+        // them (or 1 when the softmax normalises: some segment takes another path), a staging block.
+        let tokenMajor = segments.contains { Self.tokenMajorValues($0, heads: groupSize, dv: dv) }
+        let folded = tokenMajor && segments.allSatisfy { Self.tokenMajorValues($0, heads: groupSize, dv: dv) }
+        if tokenMajor {
+            body += """
+                        let tokenWeights = UnsafeMutableRawPointer.allocate(byteCount: 8192 + 512 + 64 + 64 + 2048, alignment: 64)
+                        defer { tokenWeights.deallocate() }
+                        let tileCodes = tokenWeights.bindMemory(to: Int16.self, capacity: 4096)
+                        let tileScales = (tokenWeights + 8192).bindMemory(to: Float.self, capacity: 128)
+                        let tileBias = (tokenWeights + 8704).bindMemory(to: Float.self, capacity: 16)
+                        let weightFactors = (tokenWeights + 8768).bindMemory(to: Float.self, capacity: 16)
+                        let stage = (tokenWeights + 8832).bindMemory(to: Float.self, capacity: 512)
+                        for h in 0..<16 { weightFactors[h] = 1 }
+
+            """
+        }
         // The phases — keys, softmax, values — run one KV head at a time, so the head's logits
         // stay in L2 from the key products to the value products (run phase by phase over every
         // head, 4 MiB of logits at 32K tokens went out to L3/DRAM and back three times): the
@@ -134,11 +152,15 @@ extension SwiftEmitter {
         // (`headLoop`); quantised value rows are head-major, so a head's are contiguous.
         var phases = ""
         for s in segments { phases += keyLogits(s, heads: groupSize, channels: c, d: d, scale: scale, stride: stride) }
+        // Folded: the softmax leaves exp(l − m) and 1/Z to prepareWeightsH4 (TokenMajorWeights).
+        let softmaxCall = "slotSoftmaxH\(groupSize)(lg, stride: \(stride), occ, \(slots), weights, received + (b &* \(kvHeads) &+ g) &* \(slots)"
+        let softmax = folded
+            ? "#if KVPLAN_AVX512VNNI\n            \(softmaxCall), inverses: weightFactors)\n#else\n            \(softmaxCall))\n#endif\n"
+            : "            \(softmaxCall))\n"
         phases += groupSize <= 4 ? Self.indented("""
                     let kNew = k + (b &* \(c) &+ g &* \(d)), vNew = v + (b &* \(c) &+ g &* \(dv))
                     for h in 0..<\(groupSize) { weights[h] = dot(qg + h &* \(d), kNew, \(d)) * \(scale) }
-                    slotSoftmaxH\(groupSize)(lg, stride: \(stride), occ, \(slots), weights, received + (b &* \(kvHeads) &+ g) &* \(slots))
-                    var newWeight: Float = 0
+        \(softmax)            var newWeight: Float = 0
                     for h in 0..<\(groupSize) {
                         let wNew = weights[h], yh = yg + h &* \(dv)
                         for i in 0..<\(dv) { yh[i] = wNew * vNew[i] }
@@ -164,7 +186,12 @@ extension SwiftEmitter {
                     }
 
         """, 0)
-        for s in segments { phases += valueAccumulation(s, heads: groupSize, channels: c, dv: dv, stride: stride) }
+        for s in segments {
+            let headMajor = valueAccumulation(s, heads: groupSize, channels: c, dv: dv, stride: stride)
+            guard Self.tokenMajorValues(s, heads: groupSize, dv: dv) else { phases += headMajor; continue }
+            let received = folded ? "received + ((b &* \(kvHeads) &+ g) &* \(slots) &+ \(s.first) &+ t0)" : "nil"
+            phases += "#if KVPLAN_AVX512VNNI\n" + tokenMajorValueAccumulation(s, channels: c, stride: stride, received: received) + "#else\n" + headMajor + "#endif\n"
+        }
         phases = Self.headLoop(phases, kvHeads: kvHeads, heads: heads, groupSize: groupSize, d: d, dv: dv, slots: slots, stride: stride)
         body += Self.indented(phases, 1)
         body += "        }\n    }\n"
@@ -261,6 +288,25 @@ extension SwiftEmitter {
     /// True when segment `s`'s whole key groups are multiplied in 8-bit integers (KeyProductRounding).
     static func integerKeys(_ s: KVSegment, d: Int) -> Bool {
         s.count >= 32 && KeyProductRounding.applies(bits: KVBits(rawValue: s.keyBits) ?? .b16, tokens: 32, headDim: d)
+    }
+
+    /// valueAccumulation for a token-major segment (4 heads, dv 128, 4-bit, whole blocks of 32):
+    /// prepareWeightsH4 once per tile, then valueGroupAccumulateI16T4 per channel group.
+    private func tokenMajorValueAccumulation(_ s: KVSegment, channels c: Int, stride: Int, received: String) -> String {
+        let headBytes = 4 * 20, headStride = s.count * headBytes
+        return """
+                for t0 in stride(from: 0, to: \(s.count), by: 256) {
+                    let n = min(256, \(s.count) &- t0)
+                    let tile = values + (\(s.values) &+ g &* \(headStride) &+ t0 &* \(headBytes))
+                    let next = tile + \(256 * headBytes), ahead = max(0, min(256, \(s.count) &- t0 &- 256)) &* \(headBytes)
+                    prepareWeightsH4(lg + (\(s.first) &+ t0), stride: \(stride), weightFactors, tile, tokens: n, tileCodes, tileScales, tileBias, \(received), stage)
+                    for j in 0..<4 {
+                        let quarter = j &* \(256 * 20)
+                        valueGroupAccumulateI16T4(tileCodes + j &* 2, tileScales + j, tokens: n, tile + j &* 20, rowBytes: \(headBytes), tileBias + j, yg + j &* 32, dv: 128, codes, ahead: ahead > quarter ? next + quarter : tile)
+                    }
+                }
+
+        """
     }
 
     /// Code adding segment `s`'s weighted values into every head's output.

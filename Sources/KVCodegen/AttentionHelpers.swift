@@ -44,6 +44,7 @@ extension SwiftEmitter {
         for heads in 1...4 where kernels.contains("keyGroupLogitsI8H\(heads)(") { text += integerKeyKernel(heads: heads) }
         if kernels.contains("roundWeights(") { text += weightRounding }
         for heads in 1...4 where kernels.contains("valueGroupAccumulateI16H\(heads)(") { text += integerValueKernel(heads: heads) }
+        if kernels.contains("prepareWeightsH4(") { text += tokenMajorWeightKernels }
         return text
     }
 
@@ -383,9 +384,11 @@ extension SwiftEmitter {
 
         /// Softmax of \(heads) heads' slot logits (`stride` apart) and new-token logits (`logits[h]`,
         /// replaced by the new token's weights), as slotSoftmax for each; rec[s] = Σ_h weight_h[s].
+        /// Given `inverses`, stops before the normalisation: the rows keep exp(l − m_h) (0 for empty
+        /// slots), inverses[h] = 1/Z_h, and `rec` is left to the caller (prepareWeightsH4).
         @inline(never)
         func slotSoftmaxH\(heads)(_ l: UnsafeMutablePointer<Float>, stride: Int, _ occ: UnsafePointer<Int32>, _ n: Int,
-                                _ logits: UnsafeMutablePointer<Float>, _ rec: UnsafeMutablePointer<Float>) {
+                                _ logits: UnsafeMutablePointer<Float>, _ rec: UnsafeMutablePointer<Float>, inverses: UnsafeMutablePointer<Float>? = nil) {
             @inline(__always) func empty(_ i: Int) -> SIMD8<Int32> { UnsafeRawPointer(occ + i).loadUnaligned(as: SIMD8<Int32>.self) &>> 31 }
             @inline(__always) func logit(_ h: Int, _ i: Int) -> SIMD8<Float> { UnsafeRawPointer(l + (h &* stride &+ i)).loadUnaligned(as: SIMD8<Float>.self) }
             @inline(__always) func store(_ h: Int, _ i: Int, _ v: SIMD8<Float>) { UnsafeMutableRawPointer(l + (h &* stride &+ i)).storeBytes(of: v, as: SIMD8<Float>.self) }
@@ -420,7 +423,10 @@ extension SwiftEmitter {
                 let keep = ~empty(i)
         \(each { "        let e\($0) = unsafeBitCast(bits(expv(logit(\($0), i) - m\($0))) & keep, to: SIMD8<Float>.self)\n        store(\($0), i, e\($0))\n        tv\($0) += e\($0)\n" })            i &+= 8
             }
-        \(each { h in "    var total\(h) = tv\(h).sum()\n    i = tail\n    while i < n { l[\(h) &* stride &+ i] = occ[i] >= 0 ? exp(l[\(h) &* stride &+ i] - m\(h)) : 0; total\(h) += l[\(h) &* stride &+ i]; i &+= 1 }\n    let eNew\(h) = exp(logits[\(h)] - m\(h))\n    let inv\(h) = 1 / (total\(h) + eNew\(h))\n    logits[\(h)] = eNew\(h) * inv\(h)\n" })    i = 0
+        \(each { h in "    var total\(h) = tv\(h).sum()\n    i = tail\n    while i < n { l[\(h) &* stride &+ i] = occ[i] >= 0 ? exp(l[\(h) &* stride &+ i] - m\(h)) : 0; total\(h) += l[\(h) &* stride &+ i]; i &+= 1 }\n    let eNew\(h) = exp(logits[\(h)] - m\(h))\n    let inv\(h) = 1 / (total\(h) + eNew\(h))\n    logits[\(h)] = eNew\(h) * inv\(h)\n" })    if let inverses {
+        \(each { "        inverses[\($0)] = inv\($0)\n" })        return
+            }
+            i = 0
             while i &+ 16 <= n {
                 var r = SIMD16<Float>()
         \(each { "        let w\($0) = logit16(\($0), i) * inv\($0)\n        store16(\($0), i, w\($0))\n        r += w\($0)\n" })            UnsafeMutableRawPointer(rec + i).storeBytes(of: r, as: SIMD16<Float>.self)

@@ -1348,9 +1348,11 @@ func valueGroupAccumulateB2H2(_ scaled: UnsafePointer<Float>, tokens: Int, _ row
 
 /// Softmax of 4 heads' slot logits (`stride` apart) and new-token logits (`logits[h]`,
 /// replaced by the new token's weights), as slotSoftmax for each; rec[s] = Σ_h weight_h[s].
+/// Given `inverses`, stops before the normalisation: the rows keep exp(l − m_h) (0 for empty
+/// slots), inverses[h] = 1/Z_h, and `rec` is left to the caller (prepareWeightsH4).
 @inline(never)
 func slotSoftmaxH4(_ l: UnsafeMutablePointer<Float>, stride: Int, _ occ: UnsafePointer<Int32>, _ n: Int,
-                        _ logits: UnsafeMutablePointer<Float>, _ rec: UnsafeMutablePointer<Float>) {
+                        _ logits: UnsafeMutablePointer<Float>, _ rec: UnsafeMutablePointer<Float>, inverses: UnsafeMutablePointer<Float>? = nil) {
     @inline(__always) func empty(_ i: Int) -> SIMD8<Int32> { UnsafeRawPointer(occ + i).loadUnaligned(as: SIMD8<Int32>.self) &>> 31 }
     @inline(__always) func logit(_ h: Int, _ i: Int) -> SIMD8<Float> { UnsafeRawPointer(l + (h &* stride &+ i)).loadUnaligned(as: SIMD8<Float>.self) }
     @inline(__always) func store(_ h: Int, _ i: Int, _ v: SIMD8<Float>) { UnsafeMutableRawPointer(l + (h &* stride &+ i)).storeBytes(of: v, as: SIMD8<Float>.self) }
@@ -1453,6 +1455,13 @@ func slotSoftmaxH4(_ l: UnsafeMutablePointer<Float>, stride: Int, _ occ: UnsafeP
     let eNew3 = exp(logits[3] - m3)
     let inv3 = 1 / (total3 + eNew3)
     logits[3] = eNew3 * inv3
+    if let inverses {
+        inverses[0] = inv0
+        inverses[1] = inv1
+        inverses[2] = inv2
+        inverses[3] = inv3
+        return
+    }
     i = 0
     while i &+ 16 <= n {
         var r = SIMD16<Float>()

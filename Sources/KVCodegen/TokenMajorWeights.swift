@@ -1,0 +1,164 @@
+// The value phase of grouped-query attention (4 query heads per KV head, head_dim 128, 4-bit
+// values) with every channel group's int16 weights prepared in one token-major pass.
+//
+// Rationale. The head-major path (IntegerValueKernel) prepares each 32-channel value group's
+// weights separately: per tile of 256 tokens and per group, scaleWeights reads every head's
+// softmax weights and the group's 16 token headers (scalar inserts, the rows are 80 bytes apart)
+// and writes w·s in f32, and roundWeights reads them back, reduces each (head, 32-token block)
+// maximum horizontally and rounds. Four groups × four heads made that 21% of the attention's time
+// at DRAM size on top of the softmax's separate normalisation pass (perf timer sampling,
+// Docs/benchmarks.md). Here the 16 (head, group) products of a token are one 512-bit vector,
+// lane h·4 + j = w_h·s_{t,j}: four tokens' headers come from four 64-byte row loads and two
+// `vpermt2d`, each token's weights from a 4 × 16 transpose of the heads' rows, and the block
+// maxima of ValueProductRounding are plain vertical `vmaxps` over the block's tokens — no
+// horizontal reductions, one division per block for all 16 lanes. The rounded codes are stored
+// as the products read them: per token pair 16 dwords (h, j) of [x_t, x_{t+1}] (`vpackssdw` +
+// `vpermw`), so `valueGroupAccumulateI16T4` broadcasts a head's pair for group j from
+// `(t/2)·64 + h·16 + j·4` bytes.
+//
+// The softmax's normalisation folds in: rounding is per lane and scale-free, so the codes of
+// e·s and of (e/Z)·s agree but for f32's last bits (which ValueProductRounding's error bound
+// already covers — the reference keeps the exact products); 1/Z_h multiplies the block scales
+// and the bias instead, and the attention each slot received, Σ_h e_h/Z_h, is summed here from the
+// same rows (in slotSoftmaxH4's order, so bit-identical). The driver folds it only when every
+// segment of the layout takes this path, and passes factors 1 and no `received` otherwise.
+// AVX-512 VNNI only; elsewhere the head-major path runs.
+
+extension SwiftEmitter {
+    /// True when segment `s`'s values take the token-major path (`prepareWeightsH4`).
+    static func tokenMajorValues(_ s: KVSegment, heads: Int, dv: Int) -> Bool {
+        integerValues(s, dv: dv) && heads == 4 && dv == 128 && s.count % 32 == 0
+    }
+
+    /// prepareWeightsH4 and valueGroupAccumulateI16T4.
+    static let tokenMajorWeightKernels = """
+
+    #if KVPLAN_AVX512VNNI
+    /// One tile's int16 weights for all four 32-channel value groups of 4 heads, token-major
+    /// (KVQuant.ValueProductRounding per lane h·4 + j and block of 32 tokens): x = e_h[t]·s_{t,j}
+    /// with e_h the softmax rows at `e` (`stride` apart, 0 for empty slots), rows 80 bytes apart
+    /// (four groups of fp16 scale, fp16 zero, 16 code bytes). codes: per token pair 16 dwords
+    /// (h, j) of [x_t, x_t+1]; scales[B·16 + h·4 + j] = max_B|x|/32767·factors[h];
+    /// bias[h·4 + j] = Σ_t e_h[t]·zero_{t,j}·factors[h]; received[t] = Σ_h e_h[t]·factors[h] when
+    /// given. `tokens` a multiple of 32, at most 256; `stage` 512 floats.
+    @inline(never)
+    func prepareWeightsH4(_ e: UnsafePointer<Float>, stride: Int, _ factors: UnsafePointer<Float>, _ rows: UnsafeRawPointer,
+                          tokens: Int, _ codes: UnsafeMutablePointer<Int16>, _ scales: UnsafeMutablePointer<Float>,
+                          _ bias: UnsafeMutablePointer<Float>, _ received: UnsafeMutablePointer<Float>?, _ stage: UnsafeMutablePointer<Float>) {
+        let f0 = _mm512_set1_ps(factors[0]), f1 = _mm512_set1_ps(factors[1]), f2 = _mm512_set1_ps(factors[2]), f3 = _mm512_set1_ps(factors[3])
+        let quads = unsafeBitCast(SIMD16<Int32>(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3), to: __m512i.self)
+        let factorLanes = _mm512_permutexvar_ps(quads, _mm512_castps128_ps512(_mm_loadu_ps(factors)))
+        // Headers (dwords 0, 5, 10, 15 of a row's first 64 bytes) of two rows per vpermt2d.
+        let pick = unsafeBitCast(SIMD16<Int32>(0, 5, 10, 15, 16, 21, 26, 31, 0, 5, 10, 15, 16, 21, 26, 31), to: __m512i.self)
+        let groupLanes = unsafeBitCast(SIMD16<Int32>(0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3), to: __m512i.self)
+        // vpackssdw interleaves per 128-bit lane; this puts x_t and x_t+1 of a lane side by side.
+        let pairs = unsafeBitCast(SIMD32<Int16>(0, 4, 1, 5, 2, 6, 3, 7, 8, 12, 9, 13, 10, 14, 11, 15,
+                                                16, 20, 17, 21, 18, 22, 19, 23, 24, 28, 25, 29, 26, 30, 27, 31), to: __m512i.self)
+        var zeros = _mm512_setzero_ps()
+        var t = 0, b = 0
+        while t < tokens {
+            var maxima = _mm512_setzero_ps()
+            var k = 0
+            while k < 32 {
+                let u = t &+ k
+                let e0 = _mm512_loadu_ps(e + u), e1 = _mm512_loadu_ps(e + (stride &+ u))
+                let e2 = _mm512_loadu_ps(e + (2 &* stride &+ u)), e3 = _mm512_loadu_ps(e + (3 &* stride &+ u))
+                if let received {
+                    // slotSoftmaxH4's order: 0 + w0 + w1 + w2 + w3.
+                    let r01 = _mm512_add_ps(_mm512_mul_ps(e0, f0), _mm512_mul_ps(e1, f1))
+                    let r = _mm512_add_ps(_mm512_add_ps(r01, _mm512_mul_ps(e2, f2)), _mm512_mul_ps(e3, f3))
+                    _mm512_storeu_ps(received + u, r)
+                }
+                // 4 × 16 → four vectors of four tokens × four heads (lane 4·L + h: token 4·L + r of P_r).
+                let a = _mm512_unpacklo_ps(e0, e1), c = _mm512_unpackhi_ps(e0, e1), d = _mm512_unpacklo_ps(e2, e3), f = _mm512_unpackhi_ps(e2, e3)
+                let p0 = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(a), _mm512_castps_pd(d)))
+                let p1 = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(a), _mm512_castps_pd(d)))
+                let p2 = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(c), _mm512_castps_pd(f)))
+                let p3 = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(c), _mm512_castps_pd(f)))
+                for L in 0..<4 {
+                    let p = rows + (u &+ 4 &* L) &* 80
+                    let low = _mm512_permutex2var_epi32(_mm512_loadu_si512(p), pick, _mm512_loadu_si512(p + 80))
+                    let high = _mm512_permutex2var_epi32(_mm512_loadu_si512(p + 160), pick, _mm512_loadu_si512(p + 240))
+                    let raw = unsafeBitCast(__m512i(lowHalf: low.lowHalf, highHalf: high.lowHalf), to: SIMD16<UInt32>.self)
+                    // lane 4·r + j: token 4·L + r's group j.
+                    let s = unsafeBitCast(halves16(raw & 0xFFFF), to: __m512.self), z = unsafeBitCast(halves16(raw &>> 16), to: __m512.self)
+                    let heads = _mm512_add_epi32(_mm512_set1_epi32(Int32(4 &* L)), quads)
+                    @inline(__always) func token(_ weights: __m512, _ r: Int) {
+                        let w = _mm512_permutexvar_ps(heads, weights)
+                        let groups = _mm512_add_epi32(_mm512_set1_epi32(Int32(4 &* r)), groupLanes)
+                        let x = _mm512_mul_ps(w, _mm512_permutexvar_ps(groups, s))
+                        zeros = _mm512_fmadd_ps(w, _mm512_permutexvar_ps(groups, z), zeros)
+                        maxima = _mm512_max_ps(maxima, _mm512_abs_ps(x))
+                        _mm512_storeu_ps(stage + (k &+ 4 &* L &+ r) &* 16, x)
+                    }
+                    token(p0, 0); token(p1, 1); token(p2, 2); token(p3, 3)
+                }
+                k &+= 16
+            }
+            let scale = unsafeBitCast(_mm512_div_ps(maxima, _mm512_set1_ps(32767)), to: SIMD16<Float>.self)
+            let inverse = unsafeBitCast((SIMD16<Float>(repeating: 1) / scale).replacing(with: 0, where: scale .== 0), to: __m512.self)
+            _mm512_storeu_ps(scales + b &* 16, _mm512_mul_ps(unsafeBitCast(scale, to: __m512.self), factorLanes))
+            var v = 0
+            while v < 32 {
+                let x0 = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(stage + v &* 16), inverse))
+                let x1 = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_loadu_ps(stage + (v &+ 1) &* 16), inverse))
+                _mm512_storeu_si512(UnsafeMutableRawPointer(codes + (t &+ v) &* 16), _mm512_permutexvar_epi16(pairs, _mm512_packs_epi32(x0, x1)))
+                v &+= 2
+            }
+            t &+= 32
+            b &+= 1
+        }
+        _mm512_storeu_ps(bias, _mm512_mul_ps(zeros, factorLanes))
+    }
+
+    /// y_h[0..<32] += Σ_B qs[B·16 + h·4]·Σ_{t∈B} x_h[t]·code_t + bias[h·4] for 4 heads over one 4-bit
+    /// value channel group j of `tokens` rows (`rowBytes` apart, codes after the 4-byte scale and
+    /// zero), outputs `dv` apart, the weights prepareWeightsH4's token-major codes (q, qs and bias
+    /// already offset by the group: q + 2·j, qs + j, bias + j). valueGroupAccumulateI16H4's
+    /// products and prefetches otherwise. `tokens` even.
+    @inline(never)
+    func valueGroupAccumulateI16T4(_ q: UnsafePointer<Int16>, _ qs: UnsafePointer<Float>, tokens: Int, _ rows: UnsafeRawPointer, rowBytes: Int,
+                                   _ bias: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, dv: Int,
+                                   _ tmp: UnsafeMutablePointer<Float>, ahead: UnsafeRawPointer) {
+        let weights = UnsafeRawPointer(q)
+        @inline(__always) func pair(_ t: Int, _ h: Int) -> Int32 { weights.loadUnaligned(fromByteOffset: (t &>> 1) &* 64 &+ h &* 16, as: Int32.self) }
+        let low = _mm512_set1_epi32(0x000F_000F)
+        @inline(__always) func row(_ p: UnsafeRawPointer) -> __m512i { _mm512_cvtepu8_epi32(unsafeBitCast(p.loadUnaligned(as: SIMD16<UInt8>.self), to: __m128i.self)) }
+        var y0e = _mm512_setzero_ps(), y0o = _mm512_setzero_ps(), y1e = _mm512_setzero_ps(), y1o = _mm512_setzero_ps()
+        var y2e = _mm512_setzero_ps(), y2o = _mm512_setzero_ps(), y3e = _mm512_setzero_ps(), y3o = _mm512_setzero_ps()
+        var p = rows + 4
+        var t = 0, b = 0
+        while t < tokens {
+            let end = min(t &+ 32, tokens)
+            var a0e = _mm512_setzero_si512(), a0o = _mm512_setzero_si512(), a1e = _mm512_setzero_si512(), a1o = _mm512_setzero_si512()
+            var a2e = _mm512_setzero_si512(), a2o = _mm512_setzero_si512(), a3e = _mm512_setzero_si512(), a3o = _mm512_setzero_si512()
+            while t < end {
+                prefetchLineL2(ahead + t &* 20)
+                let x = _mm512_or_si512(row(p), _mm512_slli_epi32(row(p + rowBytes), 16))
+                let e = _mm512_and_si512(x, low), o = _mm512_srli_epi16(x, 4)
+                let q0 = _mm512_set1_epi32(pair(t, 0)); a0e = _mm512_dpwssd_epi32(a0e, e, q0); a0o = _mm512_dpwssd_epi32(a0o, o, q0)
+                let q1 = _mm512_set1_epi32(pair(t, 1)); a1e = _mm512_dpwssd_epi32(a1e, e, q1); a1o = _mm512_dpwssd_epi32(a1o, o, q1)
+                let q2 = _mm512_set1_epi32(pair(t, 2)); a2e = _mm512_dpwssd_epi32(a2e, e, q2); a2o = _mm512_dpwssd_epi32(a2o, o, q2)
+                let q3 = _mm512_set1_epi32(pair(t, 3)); a3e = _mm512_dpwssd_epi32(a3e, e, q3); a3o = _mm512_dpwssd_epi32(a3o, o, q3)
+                t &+= 2
+                p += 2 &* rowBytes
+            }
+            let s0 = _mm512_set1_ps(qs[b &* 16]); y0e = _mm512_fmadd_ps(s0, _mm512_cvtepi32_ps(a0e), y0e); y0o = _mm512_fmadd_ps(s0, _mm512_cvtepi32_ps(a0o), y0o)
+            let s1 = _mm512_set1_ps(qs[b &* 16 &+ 4]); y1e = _mm512_fmadd_ps(s1, _mm512_cvtepi32_ps(a1e), y1e); y1o = _mm512_fmadd_ps(s1, _mm512_cvtepi32_ps(a1o), y1o)
+            let s2 = _mm512_set1_ps(qs[b &* 16 &+ 8]); y2e = _mm512_fmadd_ps(s2, _mm512_cvtepi32_ps(a2e), y2e); y2o = _mm512_fmadd_ps(s2, _mm512_cvtepi32_ps(a2o), y2o)
+            let s3 = _mm512_set1_ps(qs[b &* 16 &+ 12]); y3e = _mm512_fmadd_ps(s3, _mm512_cvtepi32_ps(a3e), y3e); y3o = _mm512_fmadd_ps(s3, _mm512_cvtepi32_ps(a3o), y3o)
+            b &+= 1
+        }
+        _mm512_storeu_ps(tmp + 0, y0e); _mm512_storeu_ps(tmp + 16, y0o)
+        _mm512_storeu_ps(tmp + 32, y1e); _mm512_storeu_ps(tmp + 48, y1o)
+        _mm512_storeu_ps(tmp + 64, y2e); _mm512_storeu_ps(tmp + 80, y2o)
+        _mm512_storeu_ps(tmp + 96, y3e); _mm512_storeu_ps(tmp + 112, y3o)
+        for h in 0..<4 {
+            let yh = y + h &* dv, bh = bias[h &* 4]
+            for i in 0..<16 { yh[i &* 2] += tmp[h &* 32 &+ i] + bh; yh[i &* 2 &+ 1] += tmp[h &* 32 &+ 16 &+ i] + bh }
+        }
+    }
+    #endif
+
+    """
+}
