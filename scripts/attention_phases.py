@@ -11,6 +11,7 @@ of each variant, and the phase costs they imply:
   no-prefetch      without the software prefetches (the driver's and the kernels')
   query-once       the query's per-group rescaling and rounding as in `products` only
   weights-once     the weights' per-tile rescaling and rounding as in `products` only
+                   (prepareWeightsH4 where the driver takes the token-major path)
   no-softmax       without the softmax (and the attention each slot received)
   products         only the integer key and value products: the query's per-group rescaling
                    and rounding run for the first key group of the first KV head only, the
@@ -48,10 +49,11 @@ BYTES_PER_TOKEN_HEAD = 160
 
 
 def guarded(source, pattern, condition, name):
-    """Wraps the one statement matching `pattern` (a whole line) in `if condition { ... }`."""
+    """Wraps each statement matching `pattern` (a whole line) in `if condition { ... }`: one, or
+    one per branch where the driver has an AVX-512 VNNI path and another under #if/#else."""
     regex = re.compile(r"(\n[ \t]*)(" + pattern + r".*)")
-    if len(regex.findall(source)) != 1:
-        sys.exit(f"attention_phases: the pattern for {name} ({pattern!r}) does not match the emitted driver once; the emitter changed")
+    if len(regex.findall(source)) not in (1, 2):
+        sys.exit(f"attention_phases: the pattern for {name} ({pattern!r}) does not match the emitted driver once or twice; the emitter changed")
     return regex.sub(lambda m: f"{m.group(1)}if {condition} {{ {m.group(2)} }}", source)
 
 
@@ -74,6 +76,9 @@ def variants(emitted):
         return guarded(s, r"roundQueries\(scaled", "g == gLo && grp == 0", "the query rounding")
 
     def weights_once(s):
+        if "prepareWeightsH4(lg" in s:
+            # the token-major path (TokenMajorWeights) prepares a tile's weights in one call
+            s = guarded(s, r"prepareWeightsH4\(lg", "g == gLo && t0 == 0", "the token-major weight preparation")
         s = guarded(s, r"scaleWeightsH\d+\(lg", "g == gLo && t0 == 0", "the weight rescaling")
         return guarded(s, r"roundWeights\(scaled", "g == gLo && t0 == 0", "the weight rounding")
 
@@ -81,7 +86,7 @@ def variants(emitted):
         return guarded(s, r"slotSoftmaxH\d+\(lg", "g < 0", "the softmax")
 
     products = no_softmax(weights_once(query_once(k0)))
-    keys = guarded(products, r"valueGroupAccumulateI16H\d+\(", "g < 0", "the value products")
+    keys = guarded(products, r"valueGroupAccumulateI16[HT]\d+\(", "g < 0", "the value products")
     values = guarded(products, r"keyGroupLogitsI8H\d+\(", "g < 0", "the key products")
     skeleton = guarded(keys, r"keyGroupLogitsI8H\d+\(", "g < 0", "the key products")
     bodies = {"full": k0, "no-prefetch": k0, "query-once": query_once(k0), "weights-once": weights_once(k0),

@@ -131,7 +131,7 @@ extension SwiftEmitter {
         // all four channel groups, their block scales and biases, the factors 1/Z_h folded into
         // them (or 1 when the softmax normalises: some segment takes another path), a staging block.
         let tokenMajor = segments.contains { Self.tokenMajorValues($0, heads: groupSize, dv: dv) }
-        let folded = tokenMajor && segments.allSatisfy { Self.tokenMajorValues($0, heads: groupSize, dv: dv) }
+        let folded = tokenMajor && segments.allSatisfy { Self.tokenMajorValues($0, heads: groupSize, dv: dv) || $0.valueBits == 16 }
         if tokenMajor {
             body += """
                         let tokenWeights = UnsafeMutableRawPointer.allocate(byteCount: 8192 + 512 + 64 + 64 + 2048, alignment: 64)
@@ -188,6 +188,13 @@ extension SwiftEmitter {
         """, 0)
         for s in segments {
             let headMajor = valueAccumulation(s, heads: groupSize, channels: c, dv: dv, stride: stride)
+            if folded && s.valueBits == 16 {
+                // fp16 rows next to folded token-major segments: the weights normalised here, and
+                // the attention these slots received summed as the softmax would have.
+                let rec = "received + ((b &* \(kvHeads) &+ g) &* \(slots) &+ \(s.first))"
+                phases += "#if KVPLAN_AVX512VNNI\n" + halfValueAccumulation(s, heads: groupSize, channels: c, dv: dv, stride: stride, received: rec) + "#else\n" + headMajor + "#endif\n"
+                continue
+            }
             guard Self.tokenMajorValues(s, heads: groupSize, dv: dv) else { phases += headMajor; continue }
             let received = folded ? "received + ((b &* \(kvHeads) &+ g) &* \(slots) &+ \(s.first) &+ t0)" : "nil"
             phases += "#if KVPLAN_AVX512VNNI\n" + tokenMajorValueAccumulation(s, channels: c, stride: stride, received: received) + "#else\n" + headMajor + "#endif\n"
@@ -307,6 +314,22 @@ extension SwiftEmitter {
                 }
 
         """
+    }
+
+    /// valueAccumulation for an fp16 segment whose slots hold exp(l − m) (the softmax folded):
+    /// each weight times weightFactors[h] (1/Z_h), and every slot's received attention written.
+    private func halfValueAccumulation(_ s: KVSegment, heads: Int, channels c: Int, dv: Int, stride: Int, received: String) -> String {
+        let rowBytes = KVSegmentLayout(kind: .values, tokens: 1, channels: c, bits: .b16).bytes
+        return Self.indented("""
+                    let rec = \(received)
+                    for s in 0..<\(s.count) {
+                        var r: Float = 0
+                        for h in 0..<\(heads) { weights[h] = lg[h &* \(stride) &+ \(s.first) &+ s] * weightFactors[h]; r += weights[h] }
+                        rec[s] = r
+                        if occ[\(s.first) &+ s] >= 0 { halfValueAccumulate(values + (\(s.values) &+ s &* \(rowBytes)), first: g &* \(dv), dv: \(dv), heads: \(heads), weights: weights, yg) }
+                    }
+
+        """, 0)
     }
 
     /// Code adding segment `s`'s weighted values into every head's output.

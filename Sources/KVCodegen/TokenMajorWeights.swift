@@ -27,7 +27,7 @@
 extension SwiftEmitter {
     /// True when segment `s`'s values take the token-major path (`prepareWeightsH4`).
     static func tokenMajorValues(_ s: KVSegment, heads: Int, dv: Int) -> Bool {
-        integerValues(s, dv: dv) && heads == 4 && dv == 128 && s.count % 32 == 0
+        integerValues(s, dv: dv) && heads == 4 && dv == 128
     }
 
     /// prepareWeightsH4 and valueGroupAccumulateI16T4.
@@ -40,7 +40,7 @@ extension SwiftEmitter {
     /// (four groups of fp16 scale, fp16 zero, 16 code bytes). codes: per token pair 16 dwords
     /// (h, j) of [x_t, x_t+1]; scales[B·16 + h·4 + j] = max_B|x|/32767·factors[h];
     /// bias[h·4 + j] = Σ_t e_h[t]·zero_{t,j}·factors[h]; received[t] = Σ_h e_h[t]·factors[h] when
-    /// given. `tokens` a multiple of 32, at most 256; `stage` 512 floats.
+    /// given. `tokens` at most 256 (codes 0 past it to the block's end); `stage` 512 floats.
     @inline(never)
     func prepareWeightsH4(_ e: UnsafePointer<Float>, stride: Int, _ factors: UnsafePointer<Float>, _ rows: UnsafeRawPointer,
                           tokens: Int, _ codes: UnsafeMutablePointer<Int16>, _ scales: UnsafeMutablePointer<Float>,
@@ -56,18 +56,23 @@ extension SwiftEmitter {
                                                 16, 20, 17, 21, 18, 22, 19, 23, 24, 28, 25, 29, 26, 30, 27, 31), to: __m512i.self)
         var zeros = _mm512_setzero_ps()
         var t = 0, b = 0
+        let last = tokens &- 1
         while t < tokens {
             var maxima = _mm512_setzero_ps()
             var k = 0
             while k < 32 {
                 let u = t &+ k
-                let e0 = _mm512_loadu_ps(e + u), e1 = _mm512_loadu_ps(e + (stride &+ u))
-                let e2 = _mm512_loadu_ps(e + (2 &* stride &+ u)), e3 = _mm512_loadu_ps(e + (3 &* stride &+ u))
+                // Past `tokens` (a last, partial block): weights 0 (masked loads read nothing there),
+                // headers of the last row, nothing stored to `received`.
+                let live = min(16, max(0, tokens &- u))
+                let valid = __mmask16(truncatingIfNeeded: (1 &<< live) &- 1)
+                let e0 = _mm512_maskz_loadu_ps(valid, e + u), e1 = _mm512_maskz_loadu_ps(valid, e + (stride &+ u))
+                let e2 = _mm512_maskz_loadu_ps(valid, e + (2 &* stride &+ u)), e3 = _mm512_maskz_loadu_ps(valid, e + (3 &* stride &+ u))
                 if let received {
                     // slotSoftmaxH4's order: 0 + w0 + w1 + w2 + w3.
                     let r01 = _mm512_add_ps(_mm512_mul_ps(e0, f0), _mm512_mul_ps(e1, f1))
                     let r = _mm512_add_ps(_mm512_add_ps(r01, _mm512_mul_ps(e2, f2)), _mm512_mul_ps(e3, f3))
-                    _mm512_storeu_ps(received + u, r)
+                    _mm512_mask_storeu_ps(received + u, valid, r)
                 }
                 // 4 × 16 → four vectors of four tokens × four heads (lane 4·L + h: token 4·L + r of P_r).
                 let a = _mm512_unpacklo_ps(e0, e1), c = _mm512_unpackhi_ps(e0, e1), d = _mm512_unpacklo_ps(e2, e3), f = _mm512_unpackhi_ps(e2, e3)
@@ -76,9 +81,8 @@ extension SwiftEmitter {
                 let p2 = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(c), _mm512_castps_pd(f)))
                 let p3 = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(c), _mm512_castps_pd(f)))
                 for L in 0..<4 {
-                    let p = rows + (u &+ 4 &* L) &* 80
-                    let low = _mm512_permutex2var_epi32(_mm512_loadu_si512(p), pick, _mm512_loadu_si512(p + 80))
-                    let high = _mm512_permutex2var_epi32(_mm512_loadu_si512(p + 160), pick, _mm512_loadu_si512(p + 240))
+                    @inline(__always) func row(_ i: Int) -> __m512i { _mm512_loadu_si512(rows + min(u &+ 4 &* L &+ i, last) &* 80) }
+                    let low = _mm512_permutex2var_epi32(row(0), pick, row(1)), high = _mm512_permutex2var_epi32(row(2), pick, row(3))
                     let raw = unsafeBitCast(__m512i(lowHalf: low.lowHalf, highHalf: high.lowHalf), to: SIMD16<UInt32>.self)
                     // lane 4·r + j: token 4·L + r's group j.
                     let s = unsafeBitCast(halves16(raw & 0xFFFF), to: __m512.self), z = unsafeBitCast(halves16(raw &>> 16), to: __m512.self)
@@ -115,7 +119,7 @@ extension SwiftEmitter {
     /// value channel group j of `tokens` rows (`rowBytes` apart, codes after the 4-byte scale and
     /// zero), outputs `dv` apart, the weights prepareWeightsH4's token-major codes (q, qs and bias
     /// already offset by the group: q + 2·j, qs + j, bias + j). valueGroupAccumulateI16H4's
-    /// products and prefetches otherwise. `tokens` even.
+    /// products and prefetches otherwise.
     @inline(never)
     func valueGroupAccumulateI16T4(_ q: UnsafePointer<Int16>, _ qs: UnsafePointer<Float>, tokens: Int, _ rows: UnsafeRawPointer, rowBytes: Int,
                                    _ bias: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, dv: Int,
@@ -134,7 +138,8 @@ extension SwiftEmitter {
             var a2e = _mm512_setzero_si512(), a2o = _mm512_setzero_si512(), a3e = _mm512_setzero_si512(), a3o = _mm512_setzero_si512()
             while t < end {
                 prefetchLineL2(ahead + t &* 20)
-                let x = _mm512_or_si512(row(p), _mm512_slli_epi32(row(p + rowBytes), 16))
+                // The last token of an odd count pairs with nothing (its partner's weight is 0).
+                let x = t &+ 1 < end ? _mm512_or_si512(row(p), _mm512_slli_epi32(row(p + rowBytes), 16)) : row(p)
                 let e = _mm512_and_si512(x, low), o = _mm512_srli_epi16(x, 4)
                 let q0 = _mm512_set1_epi32(pair(t, 0)); a0e = _mm512_dpwssd_epi32(a0e, e, q0); a0o = _mm512_dpwssd_epi32(a0o, o, q0)
                 let q1 = _mm512_set1_epi32(pair(t, 1)); a1e = _mm512_dpwssd_epi32(a1e, e, q1); a1o = _mm512_dpwssd_epi32(a1o, o, q1)

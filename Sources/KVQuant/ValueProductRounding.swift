@@ -26,6 +26,11 @@
 // inverse, the product and Σw). Against the 4-bit step itself (½·s_t per value) that is
 // 1.5% of the value quantisation's own worst case. It applies where the integer kernel runs:
 // 4-bit values and head_dim a multiple of 32 (no value group straddles two heads).
+//
+// The rounding is per block and scale-free: rounding e_t·s_t, with e_t the softmax's numerators,
+// gives the codes of (e_t/Z)·s_t up to f32's last bits, so a kernel may multiply a_B by 1/Z
+// instead of normalising the weights first (KVCodegen's token-major path does); the bound holds as
+// written, Σ_t w_t = 1 after the factor.
 
 /// The int16 rounding of the scaled softmax weights that 4-bit value groups are multiplied with.
 public enum ValueProductRounding {

@@ -54,12 +54,15 @@ struct PackedAttentionKernelTests {
         // and a GQA group of 5 (one kernel for 4 heads, one for 1), also portable.
         Case(heads: 5, kvHeads: 1, d: 32, sinks: 1, window: 3, high: 33, keyBits: 4, valueBits: 4, low: 0, lowBits: 0, tokens: 60),
         Case(heads: 5, kvHeads: 1, d: 32, sinks: 1, window: 3, high: 33, keyBits: 4, valueBits: 4, low: 0, lowBits: 0, tokens: 60, portable: true),
-        // GQA-4 at head_dim 128 over 4-bit values in whole blocks of 32: the token-major value
-        // path with AVX-512 VNNI (TokenMajorWeights) — one segment, so the softmax's normalisation
-        // folds into the weights (two tiles, empty slots); then next to fp16 and a second 4-bit
-        // segment, unfolded, after eviction.
+        // GQA-4 at head_dim 128 over 4-bit values: the token-major value path with AVX-512 VNNI
+        // (TokenMajorWeights). The softmax's normalisation folds into the weights when every
+        // segment is 4-bit or fp16: one segment over two tiles with empty slots; fp16 next to an
+        // odd, partial last block; two 4-bit segments after eviction. A 2-bit segment keeps it
+        // unfolded (factors 1, the softmax writes the received attention).
         Case(heads: 8, kvHeads: 2, d: 128, sinks: 0, window: 0, high: 320, keyBits: 4, valueBits: 4, low: 0, lowBits: 0, tokens: 300),
-        Case(heads: 8, kvHeads: 2, d: 128, sinks: 2, window: 6, high: 96, keyBits: 4, valueBits: 4, low: 64, lowBits: 4, tokens: 200),
+        Case(heads: 8, kvHeads: 2, d: 128, sinks: 2, window: 6, high: 77, keyBits: 4, valueBits: 4, low: 0, lowBits: 0, tokens: 60),
+        Case(heads: 8, kvHeads: 2, d: 128, sinks: 2, window: 6, high: 300, keyBits: 4, valueBits: 4, low: 45, lowBits: 4, tokens: 400),
+        Case(heads: 8, kvHeads: 2, d: 128, sinks: 2, window: 6, high: 96, keyBits: 4, valueBits: 4, low: 40, lowBits: 2, tokens: 200),
         // Large enough to split: 3 KV heads over 2 threads (one part of 1, one of 2), after eviction.
         Case(heads: 12, kvHeads: 3, d: 64, sinks: 2, window: 14, high: 1600, keyBits: 4, valueBits: 4, low: 432, lowBits: 2, tokens: 2100, threads: 2),
     ]
