@@ -65,6 +65,8 @@ struct PackedAttentionKernelTests {
         Case(heads: 8, kvHeads: 2, d: 128, sinks: 2, window: 6, high: 96, keyBits: 4, valueBits: 4, low: 40, lowBits: 2, tokens: 200),
         // Large enough to split: 3 KV heads over 2 threads (one part of 1, one of 2), after eviction.
         Case(heads: 12, kvHeads: 3, d: 64, sinks: 2, window: 14, high: 1600, keyBits: 4, valueBits: 4, low: 432, lowBits: 2, tokens: 2100, threads: 2),
+        // The token-major path split too: each part prepares its own tiles' weights.
+        Case(heads: 12, kvHeads: 3, d: 128, sinks: 2, window: 14, high: 600, keyBits: 4, valueBits: 4, low: 0, lowBits: 0, tokens: 700, threads: 2),
     ]
 
     static func noise(_ n: Int, seed: UInt64) -> [Float] {
