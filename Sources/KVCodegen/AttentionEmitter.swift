@@ -197,7 +197,7 @@ extension SwiftEmitter {
             }
             guard Self.tokenMajorValues(s, heads: groupSize, dv: dv) else { phases += headMajor; continue }
             let received = folded ? "received + ((b &* \(kvHeads) &+ g) &* \(slots) &+ \(s.first) &+ t0)" : "nil"
-            phases += "#if KVPLAN_AVX512VNNI\n" + tokenMajorValueAccumulation(s, channels: c, stride: stride, received: received) + "#else\n" + headMajor + "#endif\n"
+            phases += "#if KVPLAN_AVX512VNNI\n" + tokenMajorValueAccumulation(s, stride: stride, received: received) + "#else\n" + headMajor + "#endif\n"
         }
         phases = Self.headLoop(phases, kvHeads: kvHeads, heads: heads, groupSize: groupSize, d: d, dv: dv, slots: slots, stride: stride)
         body += Self.indented(phases, 1)
@@ -297,9 +297,9 @@ extension SwiftEmitter {
         s.count >= 32 && KeyProductRounding.applies(bits: KVBits(rawValue: s.keyBits) ?? .b16, tokens: 32, headDim: d)
     }
 
-    /// valueAccumulation for a token-major segment (4 heads, dv 128, 4-bit, whole blocks of 32):
-    /// prepareWeightsH4 once per tile, then valueGroupAccumulateI16T4 per channel group.
-    private func tokenMajorValueAccumulation(_ s: KVSegment, channels c: Int, stride: Int, received: String) -> String {
+    /// valueAccumulation for a token-major segment (4 heads, dv 128, 4-bit, any token count):
+    /// prepareWeightsH4 once per tile of 256, then valueGroupAccumulateI16T4 per channel group.
+    private func tokenMajorValueAccumulation(_ s: KVSegment, stride: Int, received: String) -> String {
         let headBytes = 4 * 20, headStride = s.count * headBytes
         return """
                 for t0 in stride(from: 0, to: \(s.count), by: 256) {
