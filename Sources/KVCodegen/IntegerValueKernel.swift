@@ -146,36 +146,9 @@ extension SwiftEmitter {
                                           _ tmp: UnsafeMutablePointer<Float>, ahead: UnsafeRawPointer) {
             @inline(__always) func pair(_ t: Int) -> Int32 { UnsafeRawPointer(q + t).loadUnaligned(as: Int32.self) }
         #if KVPLAN_AVX512VNNI
-            // A token pair's codes: each row's 16 bytes zero-extended to dwords, the second row's
-            // shifted to the upper word, so dword i = [byte i of t, byte i of t+1]; the low nibbles
-            // (even channels) masked, the high ones (odd channels) shifted down word-wise.
-            let low = _mm512_set1_epi32(0x000F_000F)
-            @inline(__always) func row(_ p: UnsafeRawPointer) -> __m512i { _mm512_cvtepu8_epi32(unsafeBitCast(p.loadUnaligned(as: SIMD16<UInt8>.self), to: __m128i.self)) }
-            var \(hs.map { "y\($0)e = _mm512_setzero_ps(), y\($0)o = _mm512_setzero_ps()" }.joined(separator: ", "))
-            var p = rows + 4
-            var t = 0, b = 0
-            while t < tokens {
-                let end = min(t &+ 32, tokens)
-                var \(hs.map { "a\($0)e = _mm512_setzero_si512(), a\($0)o = _mm512_setzero_si512()" }.joined(separator: ", "))
-                while t < end {
-                    // One line of the next tile per pair, spread over the products: issued as a
-                    // burst per channel group they filled the miss queue and stalled the core
-                    // (+9% at DRAM size, measured; Docs/benchmarks.md).
-                    prefetchLineL2(ahead + t &* 20)
-                    // The last token of an odd count pairs with nothing (its partner's weight is 0).
-                    let x = t &+ 1 < end ? _mm512_or_si512(row(p), _mm512_slli_epi32(row(p + rowBytes), 16)) : row(p)
-                    let e = _mm512_and_si512(x, low), o = _mm512_srli_epi16(x, 4)
 
         """
-        for h in hs {
-            s += "            let q\(h) = _mm512_set1_epi32(pair(\(at(h, 256, "t")))); a\(h)e = _mm512_dpwssd_epi32(a\(h)e, e, q\(h)); a\(h)o = _mm512_dpwssd_epi32(a\(h)o, o, q\(h))\n"
-        }
-        s += "            t &+= 2\n            p += 2 &* rowBytes\n        }\n"
-        for h in hs {
-            s += "        let s\(h) = _mm512_set1_ps(qs[\(at(h, 8, "b"))]); y\(h)e = _mm512_fmadd_ps(s\(h), _mm512_cvtepi32_ps(a\(h)e), y\(h)e); y\(h)o = _mm512_fmadd_ps(s\(h), _mm512_cvtepi32_ps(a\(h)o), y\(h)o)\n"
-        }
-        s += "        b &+= 1\n    }\n"
-        for h in hs { s += "    _mm512_storeu_ps(tmp + \(h * 32), y\(h)e); _mm512_storeu_ps(tmp + \(h * 32 + 16), y\(h)o)\n" }
+        s += vnniValueProducts(heads: heads, pair: { "pair(\(at($0, 256, "t")))" }, scale: { "qs[\(at($0, 8, "b"))]" })
         s += """
         #elseif KVPLAN_AVX2
             prefetchBytesL2(ahead, tokens &* 20)
@@ -236,10 +209,55 @@ extension SwiftEmitter {
         #endif
 
         """
+        return s + valueOutputs(heads: heads, bias: { "bias[\($0)]" }) + "}\n"
+    }
+
+    /// The AVX-512 VNNI body of an integer value kernel: each block of 32 tokens' Int32 sums per head
+    /// (two rows' codes per dword, `vpdpwssd` with the head's weight pair `pair(h)`), added to f32
+    /// accumulators by the block's scale `scale(h)` and stored to tmp[h·32 ..< h·32 + 32] (even
+    /// channels, then odd). Shared by the head-major and the token-major (TokenMajorWeights) kernels,
+    /// which differ only in where a head's weights and scales are.
+    static func vnniValueProducts(heads: Int, pair: (Int) -> String, scale: (Int) -> String) -> String {
+        let hs = 0..<heads
+        var s = """
+                // A token pair's codes: each row's 16 bytes zero-extended to dwords, the second row's
+                // shifted to the upper word, so dword i = [byte i of t, byte i of t+1]; the low nibbles
+                // (even channels) masked, the high ones (odd channels) shifted down word-wise.
+                let low = _mm512_set1_epi32(0x000F_000F)
+                @inline(__always) func row(_ p: UnsafeRawPointer) -> __m512i { _mm512_cvtepu8_epi32(unsafeBitCast(p.loadUnaligned(as: SIMD16<UInt8>.self), to: __m128i.self)) }
+                var \(hs.map { "y\($0)e = _mm512_setzero_ps(), y\($0)o = _mm512_setzero_ps()" }.joined(separator: ", "))
+                var p = rows + 4
+                var t = 0, b = 0
+                while t < tokens {
+                    let end = min(t &+ 32, tokens)
+                    var \(hs.map { "a\($0)e = _mm512_setzero_si512(), a\($0)o = _mm512_setzero_si512()" }.joined(separator: ", "))
+                    while t < end {
+                        // One line of the next tile per pair, spread over the products: issued as a
+                        // burst per channel group they filled the miss queue and stalled the core
+                        // (+9% at DRAM size, measured; Docs/benchmarks.md).
+                        prefetchLineL2(ahead + t &* 20)
+                        // The last token of an odd count pairs with nothing (its partner's weight is 0).
+                        let x = t &+ 1 < end ? _mm512_or_si512(row(p), _mm512_slli_epi32(row(p + rowBytes), 16)) : row(p)
+                        let e = _mm512_and_si512(x, low), o = _mm512_srli_epi16(x, 4)
+
+            """
         for h in hs {
-            s += "    let y\(h) = y + \(h == 0 ? "0" : "dv &* \(h)"), b\(h) = bias[\(h)]\n"
-            s += "    for i in 0..<16 { y\(h)[i &* 2] += tmp[\(h * 32) &+ i] + b\(h); y\(h)[i &* 2 &+ 1] += tmp[\(h * 32 + 16) &+ i] + b\(h) }\n"
+            s += "            let q\(h) = _mm512_set1_epi32(\(pair(h))); a\(h)e = _mm512_dpwssd_epi32(a\(h)e, e, q\(h)); a\(h)o = _mm512_dpwssd_epi32(a\(h)o, o, q\(h))\n"
         }
-        return s + "}\n"
+        s += "            t &+= 2\n            p += 2 &* rowBytes\n        }\n"
+        for h in hs {
+            s += "        let s\(h) = _mm512_set1_ps(\(scale(h))); y\(h)e = _mm512_fmadd_ps(s\(h), _mm512_cvtepi32_ps(a\(h)e), y\(h)e); y\(h)o = _mm512_fmadd_ps(s\(h), _mm512_cvtepi32_ps(a\(h)o), y\(h)o)\n"
+        }
+        s += "        b &+= 1\n    }\n"
+        for h in hs { s += "    _mm512_storeu_ps(tmp + \(h * 32), y\(h)e); _mm512_storeu_ps(tmp + \(h * 32 + 16), y\(h)o)\n" }
+        return s
+    }
+
+    /// The end of an integer value kernel: y_h[c] += tmp (even channels, then odd) + `bias(h)`.
+    static func valueOutputs(heads: Int, bias: (Int) -> String) -> String {
+        (0..<heads).map { h in
+            "    let y\(h) = y + \(h == 0 ? "0" : "dv &* \(h)"), b\(h) = \(bias(h))\n"
+                + "    for i in 0..<16 { y\(h)[i &* 2] += tmp[\(h * 32) &+ i] + b\(h); y\(h)[i &* 2 &+ 1] += tmp[\(h * 32 + 16) &+ i] + b\(h) }\n"
+        }.joined()
     }
 }

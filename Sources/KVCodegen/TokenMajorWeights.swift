@@ -30,7 +30,8 @@ extension SwiftEmitter {
         integerValues(s, dv: dv) && heads == 4 && dv == 128
     }
 
-    /// prepareWeightsH4 and valueGroupAccumulateI16T4.
+    /// prepareWeightsH4 and valueGroupAccumulateI16T4 (the latter IntegerValueKernel's AVX-512 VNNI
+    /// products over the token-major codes).
     static let tokenMajorWeightKernels = """
 
     #if KVPLAN_AVX512VNNI
@@ -126,42 +127,9 @@ extension SwiftEmitter {
                                    _ tmp: UnsafeMutablePointer<Float>, ahead: UnsafeRawPointer) {
         let weights = UnsafeRawPointer(q)
         @inline(__always) func pair(_ t: Int, _ h: Int) -> Int32 { weights.loadUnaligned(fromByteOffset: (t &>> 1) &* 64 &+ h &* 16, as: Int32.self) }
-        let low = _mm512_set1_epi32(0x000F_000F)
-        @inline(__always) func row(_ p: UnsafeRawPointer) -> __m512i { _mm512_cvtepu8_epi32(unsafeBitCast(p.loadUnaligned(as: SIMD16<UInt8>.self), to: __m128i.self)) }
-        var y0e = _mm512_setzero_ps(), y0o = _mm512_setzero_ps(), y1e = _mm512_setzero_ps(), y1o = _mm512_setzero_ps()
-        var y2e = _mm512_setzero_ps(), y2o = _mm512_setzero_ps(), y3e = _mm512_setzero_ps(), y3o = _mm512_setzero_ps()
-        var p = rows + 4
-        var t = 0, b = 0
-        while t < tokens {
-            let end = min(t &+ 32, tokens)
-            var a0e = _mm512_setzero_si512(), a0o = _mm512_setzero_si512(), a1e = _mm512_setzero_si512(), a1o = _mm512_setzero_si512()
-            var a2e = _mm512_setzero_si512(), a2o = _mm512_setzero_si512(), a3e = _mm512_setzero_si512(), a3o = _mm512_setzero_si512()
-            while t < end {
-                prefetchLineL2(ahead + t &* 20)
-                // The last token of an odd count pairs with nothing (its partner's weight is 0).
-                let x = t &+ 1 < end ? _mm512_or_si512(row(p), _mm512_slli_epi32(row(p + rowBytes), 16)) : row(p)
-                let e = _mm512_and_si512(x, low), o = _mm512_srli_epi16(x, 4)
-                let q0 = _mm512_set1_epi32(pair(t, 0)); a0e = _mm512_dpwssd_epi32(a0e, e, q0); a0o = _mm512_dpwssd_epi32(a0o, o, q0)
-                let q1 = _mm512_set1_epi32(pair(t, 1)); a1e = _mm512_dpwssd_epi32(a1e, e, q1); a1o = _mm512_dpwssd_epi32(a1o, o, q1)
-                let q2 = _mm512_set1_epi32(pair(t, 2)); a2e = _mm512_dpwssd_epi32(a2e, e, q2); a2o = _mm512_dpwssd_epi32(a2o, o, q2)
-                let q3 = _mm512_set1_epi32(pair(t, 3)); a3e = _mm512_dpwssd_epi32(a3e, e, q3); a3o = _mm512_dpwssd_epi32(a3o, o, q3)
-                t &+= 2
-                p += 2 &* rowBytes
-            }
-            let s0 = _mm512_set1_ps(qs[b &* 16]); y0e = _mm512_fmadd_ps(s0, _mm512_cvtepi32_ps(a0e), y0e); y0o = _mm512_fmadd_ps(s0, _mm512_cvtepi32_ps(a0o), y0o)
-            let s1 = _mm512_set1_ps(qs[b &* 16 &+ 4]); y1e = _mm512_fmadd_ps(s1, _mm512_cvtepi32_ps(a1e), y1e); y1o = _mm512_fmadd_ps(s1, _mm512_cvtepi32_ps(a1o), y1o)
-            let s2 = _mm512_set1_ps(qs[b &* 16 &+ 8]); y2e = _mm512_fmadd_ps(s2, _mm512_cvtepi32_ps(a2e), y2e); y2o = _mm512_fmadd_ps(s2, _mm512_cvtepi32_ps(a2o), y2o)
-            let s3 = _mm512_set1_ps(qs[b &* 16 &+ 12]); y3e = _mm512_fmadd_ps(s3, _mm512_cvtepi32_ps(a3e), y3e); y3o = _mm512_fmadd_ps(s3, _mm512_cvtepi32_ps(a3o), y3o)
-            b &+= 1
-        }
-        _mm512_storeu_ps(tmp + 0, y0e); _mm512_storeu_ps(tmp + 16, y0o)
-        _mm512_storeu_ps(tmp + 32, y1e); _mm512_storeu_ps(tmp + 48, y1o)
-        _mm512_storeu_ps(tmp + 64, y2e); _mm512_storeu_ps(tmp + 80, y2o)
-        _mm512_storeu_ps(tmp + 96, y3e); _mm512_storeu_ps(tmp + 112, y3o)
-        for h in 0..<4 {
-            let yh = y + h &* dv, bh = bias[h &* 4]
-            for i in 0..<16 { yh[i &* 2] += tmp[h &* 32 &+ i] + bh; yh[i &* 2 &+ 1] += tmp[h &* 32 &+ 16 &+ i] + bh }
-        }
+
+    """ + vnniValueProducts(heads: 4, pair: { "pair(t, \($0))" }, scale: { "qs[b &* 16\($0 == 0 ? "" : " &+ \($0 * 4)")]" })
+        + valueOutputs(heads: 4, bias: { "bias[\($0 * 4)]" }) + """
     }
     #endif
 
