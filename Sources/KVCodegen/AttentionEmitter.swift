@@ -249,16 +249,30 @@ extension SwiftEmitter {
                         prefetchBytesL2(group + \(4 * d * rowBytes), \(d * rowBytes))
 
             """
+            let scaling = "            \(heads <= 4 ? "scaleQueriesH\(heads)(qg," : "scaleQueries(qg, heads: \(heads),") group, rowBytes: \(rowBytes), d: \(d), scaled, bias)\n"
+            let fused = Self.fusedQueryPreparation(s, heads: heads, d: d)
             var inner = """
                         let group = keys + (\(s.keys) &+ g &* \(headStride) &+ grp &* \(d * rowBytes))
-            \(prefetches)            \(heads <= 4 ? "scaleQueriesH\(heads)(qg," : "scaleQueries(qg, heads: \(heads),") group, rowBytes: \(rowBytes), d: \(d), scaled, bias)
-
+            \(prefetches)
             """
+            if fused {
+                // AVX-512 VNNI: the scaled query's rounding fused into one pass (FusedQueryPreparation).
+                inner += "#if KVPLAN_AVX512VNNI\n"
+                for h0 in Swift.stride(from: 0, to: heads, by: 4) {
+                    inner += "            prepareQueriesH4(qg + \(h0 * d), group, qrow.codes + \(h0 * d), qrow.scales + \(h0 * d / 32), bias + \(h0), scaled)\n"
+                }
+                inner += "#else\n" + scaling + "#endif\n"
+            } else {
+                inner += scaling
+            }
             var h0 = 0
             if Self.integerKeys(s, d: d) {
                 // Integer products over the rounded scaled query; the portable build multiplies the
                 // same rounded query in f32.
-                inner += "#if KVPLAN_AVX2\n            roundQueries(scaled, \(heads * d), qrow.codes, qrow.scales)\n"
+                inner += "#if KVPLAN_AVX2\n"
+                    + (fused ? "#if !KVPLAN_AVX512VNNI\n" : "")
+                    + "            roundQueries(scaled, \(heads * d), qrow.codes, qrow.scales)\n"
+                    + (fused ? "#endif\n" : "")
                 while h0 < heads {
                     let n = min(4, heads - h0)
                     inner += "            keyGroupLogitsI8H\(n)(qrow.codes + \(h0 * d), qrow.scales + \(h0 * d / 32), group, rowBytes: \(rowBytes), d: \(d), bias + \(h0), scale: \(scale), lg + (\(h0 * stride + s.first) &+ grp &* 32), stride: \(stride), codes, ahead: group + \(2 * d * rowBytes))\n"

@@ -41,6 +41,7 @@ extension SwiftEmitter {
         for heads in 1...4 where kernels.contains("scaleWeightsH\(heads)(") { text += weightScaling(heads: heads) }
         if kernels.contains("roundQueries(") || kernels.contains("roundWeights(") { text += blockMaximum }
         if kernels.contains("roundQueries(") { text += queryRounding }
+        if kernels.contains("prepareQueriesH4(") { text += fusedQueryKernel }
         for heads in 1...4 where kernels.contains("keyGroupLogitsI8H\(heads)(") { text += integerKeyKernel(heads: heads) }
         if kernels.contains("roundWeights(") { text += weightRounding }
         for heads in 1...4 where kernels.contains("valueGroupAccumulateI16H\(heads)(") { text += integerValueKernel(heads: heads) }

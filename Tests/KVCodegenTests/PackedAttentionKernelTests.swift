@@ -63,6 +63,9 @@ struct PackedAttentionKernelTests {
         Case(heads: 8, kvHeads: 2, d: 128, sinks: 2, window: 6, high: 77, keyBits: 4, valueBits: 4, low: 0, lowBits: 0, tokens: 60),
         Case(heads: 8, kvHeads: 2, d: 128, sinks: 2, window: 6, high: 300, keyBits: 4, valueBits: 4, low: 45, lowBits: 4, tokens: 400),
         Case(heads: 8, kvHeads: 2, d: 128, sinks: 2, window: 6, high: 96, keyBits: 4, valueBits: 4, low: 40, lowBits: 2, tokens: 200),
+        // GQA-8 at head_dim 128: the query prepared per 4 heads (FusedQueryPreparation, twice per
+        // key group), the values head-major.
+        Case(heads: 16, kvHeads: 2, d: 128, sinks: 1, window: 7, high: 130, keyBits: 4, valueBits: 4, low: 64, lowBits: 2, tokens: 230),
         // Large enough to split: 3 KV heads over 2 threads (one part of 1, one of 2), after eviction.
         Case(heads: 12, kvHeads: 3, d: 64, sinks: 2, window: 14, high: 1600, keyBits: 4, valueBits: 4, low: 432, lowBits: 2, tokens: 2100, threads: 2),
         // The token-major path split too: each part prepares its own tiles' weights.
