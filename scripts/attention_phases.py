@@ -72,6 +72,9 @@ def variants(emitted):
     start = emitted.index("\nfunc k0(")
     head, k0 = emitted[:start], emitted[start:]
     def query_once(s):
+        if "prepareQueriesH4(qg" in s:
+            # the fused preparation (FusedQueryPreparation) under AVX-512 VNNI, once per 4 heads
+            s = guarded(s, r"prepareQueriesH4\(qg", "g == gLo && grp == 0", "the fused query preparation")
         s = guarded(s, r"scaleQueriesH\d+\(qg", "g == gLo && grp == 0", "the query rescaling")
         return guarded(s, r"roundQueries\(scaled", "g == gLo && grp == 0", "the query rounding")
 

@@ -17,22 +17,38 @@ extension SwiftEmitter {
     /// lanesMax, lanesMin and expv over SIMD8<Float>, and the same over SIMD16<Float> (decode
     /// attention's softmax: 512-bit where the CPU has AVX-512, two 256-bit halves otherwise —
     /// the same operations per lane either way).
-    static let laneHelpers = laneHelperTemplate + laneHelperTemplate.replacingOccurrences(of: "SIMD8<", with: "SIMD16<")
+    static let laneHelpers = laneHelperTemplate
+        + laneHelperTemplate.replacingOccurrences(of: "SIMD8<", with: "SIMD16<").replacingOccurrences(of: "#if KVPLAN_AVX2", with: "#if KVPLAN_AVX512")
+            .replacingOccurrences(of: "_mm256_", with: "_mm512_").replacingOccurrences(of: "__m256", with: "__m512")
 
+    // max and min are `vmaxps` / `vminps` where the intrinsics are there (KVPLAN_AVX2, and the
+    // 512-bit ones with KVPLAN_AVX512): LLVM turned the portable sign smear into a compare, a
+    // masked move and integer masking — four to five µops for one — which made the clamp of
+    // expv as dear as its polynomial (the GQA-4 softmax −33% with vmaxps, bit-identical,
+    // Docs/benchmarks.md). They differ from the smear only for NaN and for max(+0, −0).
     static let laneHelperTemplate = """
-    /// max(a, b) lane by lane, by the sign of a − b smeared over the lane (the standard library's
-    /// pointwiseMax is called out of line, 128 bits at a time: measured 4× slower softmax).
+    /// max(a, b) lane by lane: `vmaxps` with AVX2; otherwise by the sign of a − b smeared over the
+    /// lane (the standard library's pointwiseMax is called out of line, 128 bits at a time:
+    /// measured 4× slower softmax).
     @inline(__always)
     func lanesMax(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> {
+    #if KVPLAN_AVX2
+        return unsafeBitCast(_mm256_max_ps(unsafeBitCast(a, to: __m256.self), unsafeBitCast(b, to: __m256.self)), to: SIMD8<Float>.self)
+    #else
         let aIsLess = unsafeBitCast(a - b, to: SIMD8<Int32>.self) &>> 31
         return unsafeBitCast((unsafeBitCast(b, to: SIMD8<Int32>.self) & aIsLess) | (unsafeBitCast(a, to: SIMD8<Int32>.self) & ~aIsLess), to: SIMD8<Float>.self)
+    #endif
     }
 
     /// min(a, b) lane by lane (as lanesMax).
     @inline(__always)
     func lanesMin(_ a: SIMD8<Float>, _ b: SIMD8<Float>) -> SIMD8<Float> {
+    #if KVPLAN_AVX2
+        return unsafeBitCast(_mm256_min_ps(unsafeBitCast(a, to: __m256.self), unsafeBitCast(b, to: __m256.self)), to: SIMD8<Float>.self)
+    #else
         let aIsLess = unsafeBitCast(a - b, to: SIMD8<Int32>.self) &>> 31
         return unsafeBitCast((unsafeBitCast(a, to: SIMD8<Int32>.self) & aIsLess) | (unsafeBitCast(b, to: SIMD8<Int32>.self) & ~aIsLess), to: SIMD8<Float>.self)
+    #endif
     }
 
     /// e^x lane by lane (Cephes expf; x clamped to [-87, 88]).
