@@ -17,9 +17,19 @@ extension SwiftEmitter {
     /// lanesMax, lanesMin and expv over SIMD8<Float>, and the same over SIMD16<Float> (decode
     /// attention's softmax: 512-bit where the CPU has AVX-512, two 256-bit halves otherwise —
     /// the same operations per lane either way).
-    static let laneHelpers = laneHelperTemplate
-        + laneHelperTemplate.replacingOccurrences(of: "SIMD8<", with: "SIMD16<").replacingOccurrences(of: "#if KVPLAN_AVX2", with: "#if KVPLAN_AVX512")
+    static let laneHelpers: String = {
+        var wide = laneHelperTemplate.replacingOccurrences(of: "SIMD8<", with: "SIMD16<").replacingOccurrences(of: "#if KVPLAN_AVX2", with: "#if KVPLAN_AVX512")
             .replacingOccurrences(of: "_mm256_", with: "_mm512_").replacingOccurrences(of: "__m256", with: "__m512")
+        // Without AVX-512, two 256-bit halves through the 8-lane helpers (vmaxps / vminps).
+        for name in ["Max", "Min"] {
+            let op = "_mm512_\(name.lowercased())_ps"
+            let line = "    return unsafeBitCast(\(op)(unsafeBitCast(a, to: __m512.self), unsafeBitCast(b, to: __m512.self)), to: SIMD16<Float>.self)\n#else\n"
+            precondition(wide.contains(line), "laneHelperTemplate changed: no 512-bit lanes\(name)")
+            wide = wide.replacingOccurrences(of: line, with: line.dropLast("#else\n".count)
+                + "#elseif KVPLAN_AVX2\n    return SIMD16(lowHalf: lanes\(name)(a.lowHalf, b.lowHalf), highHalf: lanes\(name)(a.highHalf, b.highHalf))\n#else\n")
+        }
+        return laneHelperTemplate + wide
+    }()
 
     // max and min are `vmaxps` / `vminps` where the intrinsics are there (KVPLAN_AVX2, and the
     // 512-bit ones with KVPLAN_AVX512): LLVM turned the portable sign smear into a compare, a

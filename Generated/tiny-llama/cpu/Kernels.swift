@@ -358,6 +358,8 @@ func expv(_ x: SIMD8<Float>) -> SIMD8<Float> {
 func lanesMax(_ a: SIMD16<Float>, _ b: SIMD16<Float>) -> SIMD16<Float> {
 #if KVPLAN_AVX512
     return unsafeBitCast(_mm512_max_ps(unsafeBitCast(a, to: __m512.self), unsafeBitCast(b, to: __m512.self)), to: SIMD16<Float>.self)
+#elseif KVPLAN_AVX2
+    return SIMD16(lowHalf: lanesMax(a.lowHalf, b.lowHalf), highHalf: lanesMax(a.highHalf, b.highHalf))
 #else
     let aIsLess = unsafeBitCast(a - b, to: SIMD16<Int32>.self) &>> 31
     return unsafeBitCast((unsafeBitCast(b, to: SIMD16<Int32>.self) & aIsLess) | (unsafeBitCast(a, to: SIMD16<Int32>.self) & ~aIsLess), to: SIMD16<Float>.self)
@@ -369,6 +371,8 @@ func lanesMax(_ a: SIMD16<Float>, _ b: SIMD16<Float>) -> SIMD16<Float> {
 func lanesMin(_ a: SIMD16<Float>, _ b: SIMD16<Float>) -> SIMD16<Float> {
 #if KVPLAN_AVX512
     return unsafeBitCast(_mm512_min_ps(unsafeBitCast(a, to: __m512.self), unsafeBitCast(b, to: __m512.self)), to: SIMD16<Float>.self)
+#elseif KVPLAN_AVX2
+    return SIMD16(lowHalf: lanesMin(a.lowHalf, b.lowHalf), highHalf: lanesMin(a.highHalf, b.highHalf))
 #else
     let aIsLess = unsafeBitCast(a - b, to: SIMD16<Int32>.self) &>> 31
     return unsafeBitCast((unsafeBitCast(a, to: SIMD16<Int32>.self) & aIsLess) | (unsafeBitCast(b, to: SIMD16<Int32>.self) & ~aIsLess), to: SIMD16<Float>.self)
