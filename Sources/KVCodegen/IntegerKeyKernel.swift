@@ -178,7 +178,11 @@ extension SwiftEmitter {
         // at row 0's codes (row k at 20k), row 3 from the second table (indices 64 + i).
         let interleave = (0..<16).flatMap { i in (0..<4).map { k in k < 3 ? 20 * k + i : 64 + i } }
         var s = """
-            let low = _mm512_set1_epi8(15)
+            // The odd tokens' nibbles stay in place, read as 16·code (one AND instead of a shift and
+            // an AND): vpdpbusd's Int32 sums take 8·4·240·127 per block easily, and every odd-token
+            // sum in `tmp` is then exactly 16 times the shifted one (a power of two commutes with
+            // f32 rounding), undone by the output's ×1/16 — the same logits, bit for bit.
+            let low = _mm512_set1_epi8(15), high = _mm512_set1_epi8(-16)
                 @inline(__always) func row(_ p: UnsafeRawPointer) -> __m128i { unsafeBitCast(p.loadUnaligned(as: SIMD16<UInt8>.self), to: __m128i.self) }
             #if KVPLAN_AVX512VBMI
                 let interleave = unsafeBitCast(SIMD64<UInt8>(\(interleave.map(String.init).joined(separator: ", "))), to: __m512i.self)
@@ -204,7 +208,7 @@ extension SwiftEmitter {
                         let w = __m512i(lowHalf: _mm256_set_m128i(_mm_unpackhi_epi16(l01, l23), _mm_unpacklo_epi16(l01, l23)),
                                         highHalf: _mm256_set_m128i(_mm_unpackhi_epi16(h01, h23), _mm_unpacklo_epi16(h01, h23)))
                     #endif
-                        let e = _mm512_and_si512(w, low), o = _mm512_and_si512(_mm512_srli_epi16(w, 4), low)
+                        let e = _mm512_and_si512(w, low), o = _mm512_and_si512(w, high)
 
         """
         for h in hs {
@@ -223,7 +227,7 @@ extension SwiftEmitter {
         s += "        }\n"
         for h in hs {
             s += "        let o\(h) = out + \(h == 0 ? "0" : "stride &* \(h)"), b\(h) = bias[\(h)]\n"
-            s += "        for i in 0..<16 { o\(h)[2 &* i] = (tmp[\(h * 32) &+ i] + b\(h)) * scale; o\(h)[2 &* i &+ 1] = (tmp[\(h * 32 + 16) &+ i] + b\(h)) * scale }\n"
+            s += "        for i in 0..<16 { o\(h)[2 &* i] = (tmp[\(h * 32) &+ i] + b\(h)) * scale; o\(h)[2 &* i &+ 1] = (tmp[\(h * 32 + 16) &+ i] * 0.0625 + b\(h)) * scale }\n"
         }
         return s
     }

@@ -1791,7 +1791,11 @@ func keyGroupLogitsI8H4(_ q8: UnsafePointer<Int8>, _ qs: UnsafePointer<Float>, _
                            _ bias: UnsafePointer<Float>, scale: Float, _ out: UnsafeMutablePointer<Float>, stride: Int,
                            _ tmp: UnsafeMutablePointer<Float>, ahead: UnsafeRawPointer) {
 #if KVPLAN_AVX512VNNI
-    let low = _mm512_set1_epi8(15)
+    // The odd tokens' nibbles stay in place, read as 16·code (one AND instead of a shift and
+    // an AND): vpdpbusd's Int32 sums take 8·4·240·127 per block easily, and every odd-token
+    // sum in `tmp` is then exactly 16 times the shifted one (a power of two commutes with
+    // f32 rounding), undone by the output's ×1/16 — the same logits, bit for bit.
+    let low = _mm512_set1_epi8(15), high = _mm512_set1_epi8(-16)
         @inline(__always) func row(_ p: UnsafeRawPointer) -> __m128i { unsafeBitCast(p.loadUnaligned(as: SIMD16<UInt8>.self), to: __m128i.self) }
     #if KVPLAN_AVX512VBMI
         let interleave = unsafeBitCast(SIMD64<UInt8>(0, 20, 40, 64, 1, 21, 41, 65, 2, 22, 42, 66, 3, 23, 43, 67, 4, 24, 44, 68, 5, 25, 45, 69, 6, 26, 46, 70, 7, 27, 47, 71, 8, 28, 48, 72, 9, 29, 49, 73, 10, 30, 50, 74, 11, 31, 51, 75, 12, 32, 52, 76, 13, 33, 53, 77, 14, 34, 54, 78, 15, 35, 55, 79), to: __m512i.self)
@@ -1817,7 +1821,7 @@ func keyGroupLogitsI8H4(_ q8: UnsafePointer<Int8>, _ qs: UnsafePointer<Float>, _
                 let w = __m512i(lowHalf: _mm256_set_m128i(_mm_unpackhi_epi16(l01, l23), _mm_unpacklo_epi16(l01, l23)),
                                 highHalf: _mm256_set_m128i(_mm_unpackhi_epi16(h01, h23), _mm_unpacklo_epi16(h01, h23)))
             #endif
-                let e = _mm512_and_si512(w, low), o = _mm512_and_si512(_mm512_srli_epi16(w, 4), low)
+                let e = _mm512_and_si512(w, low), o = _mm512_and_si512(w, high)
                 let q0 = _mm512_set1_epi32((qb + (quad &* 4)).loadUnaligned(as: Int32.self))
                 a0e = _mm512_dpbusd_epi32(a0e, e, q0); a0o = _mm512_dpbusd_epi32(a0o, o, q0)
                 let q1 = _mm512_set1_epi32((qb + (d &* 1 &+ quad &* 4)).loadUnaligned(as: Int32.self))
@@ -1842,13 +1846,13 @@ func keyGroupLogitsI8H4(_ q8: UnsafePointer<Int8>, _ qs: UnsafePointer<Float>, _
             _mm512_storeu_ps(tmp + 112, _mm512_fmadd_ps(s3, _mm512_cvtepi32_ps(a3o), _mm512_loadu_ps(tmp + 112)))
         }
         let o0 = out + 0, b0 = bias[0]
-        for i in 0..<16 { o0[2 &* i] = (tmp[0 &+ i] + b0) * scale; o0[2 &* i &+ 1] = (tmp[16 &+ i] + b0) * scale }
+        for i in 0..<16 { o0[2 &* i] = (tmp[0 &+ i] + b0) * scale; o0[2 &* i &+ 1] = (tmp[16 &+ i] * 0.0625 + b0) * scale }
         let o1 = out + stride &* 1, b1 = bias[1]
-        for i in 0..<16 { o1[2 &* i] = (tmp[32 &+ i] + b1) * scale; o1[2 &* i &+ 1] = (tmp[48 &+ i] + b1) * scale }
+        for i in 0..<16 { o1[2 &* i] = (tmp[32 &+ i] + b1) * scale; o1[2 &* i &+ 1] = (tmp[48 &+ i] * 0.0625 + b1) * scale }
         let o2 = out + stride &* 2, b2 = bias[2]
-        for i in 0..<16 { o2[2 &* i] = (tmp[64 &+ i] + b2) * scale; o2[2 &* i &+ 1] = (tmp[80 &+ i] + b2) * scale }
+        for i in 0..<16 { o2[2 &* i] = (tmp[64 &+ i] + b2) * scale; o2[2 &* i &+ 1] = (tmp[80 &+ i] * 0.0625 + b2) * scale }
         let o3 = out + stride &* 3, b3 = bias[3]
-        for i in 0..<16 { o3[2 &* i] = (tmp[96 &+ i] + b3) * scale; o3[2 &* i &+ 1] = (tmp[112 &+ i] + b3) * scale }
+        for i in 0..<16 { o3[2 &* i] = (tmp[96 &+ i] + b3) * scale; o3[2 &* i &+ 1] = (tmp[112 &+ i] * 0.0625 + b3) * scale }
 
 #else
     prefetchBytes(ahead, d &* rowBytes)
