@@ -8,6 +8,9 @@
 extension SwiftEmitter {
     /// The prefetch module's import (KernelLibrary.prefetchModule, on the runtime's -I path).
     static let prefetchImport = "#if KVPLAN_PREFETCH\nimport KVPlanPrefetch\n#endif\n"
+    /// The x86 intrinsics under KVPLAN_AVX2, in every generated Kernels.swift: the integer paths and
+    /// the lane helpers' max and min call them.
+    static let intrinsicsImport = "#if KVPLAN_AVX2\nimport _Builtin_intrinsics.intel\n#endif\n"
 
     static let helpers = workerPool + """
     /// Asks for the `n` bytes at `p` to be brought into cache (one `prefetcht0` per 64 bytes; a

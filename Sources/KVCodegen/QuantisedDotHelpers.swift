@@ -21,9 +21,6 @@
 // (KVQuant.ActivationQuantisation) — agree up to summation order.
 
 extension SwiftEmitter {
-    /// The import the integer path needs (placed with the file's other imports).
-    static let quantisedDotImports = "#if KVPLAN_AVX2\nimport _Builtin_intrinsics.intel\n#endif\n"
-
     /// True when `kernels` call the q8_0 / q4_0 dot products or round rows to int8 themselves
     /// (the integer key products of decode attention).
     static func usesQuantisedDots(_ kernels: String) -> Bool {

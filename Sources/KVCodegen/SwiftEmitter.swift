@@ -205,8 +205,7 @@ public struct SwiftEmitter {
         }
         if let k = observed { calls.append("    observe?(context, \(k))") }
         let quantisedDots = Self.usesQuantisedDots(kernels)
-        // The intrinsics under KVPLAN_AVX2 whatever the kernels: the lane helpers' max and min call them too.
-        kernels = Self.header + "import Foundation\nimport Synchronization\n" + Self.quantisedDotImports + Self.prefetchImport + "\n" + Self.helpers + Self.elementwiseHelpers
+        kernels = Self.header + "import Foundation\nimport Synchronization\n" + Self.intrinsicsImport + Self.prefetchImport + "\n" + Self.helpers + Self.elementwiseHelpers
             + (quantisedDots ? Self.quantisedDotHelpers : "") + (kernels.contains("dotQ4Group16(") ? Self.q4GroupKernel : "")
             + (kernels.contains("dotQ8Group16(") ? Self.q8GroupKernel : "")
             + Self.attentionHelpers(for: kernels) + kernels
