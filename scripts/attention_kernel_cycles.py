@@ -194,7 +194,8 @@ def main():
         with open(env["KVPLAN_FLAGS_LOG"]) as f:
             flags = json.load(f)
         if "KVPLAN_AVX512VNNI" not in flags:
-            sys.exit("attention_kernel_cycles: this CPU lacks AVX-512 VNNI; the kernels it times are emitted only for it")
+            sys.exit("attention_kernel_cycles: the runtime compiles without AVX-512 VNNI here (the CPU lacks it, or KVPLAN_AVX512=0); "
+                     "the kernels this script times are emitted only for it")
         harness = os.path.join(work, "Harness.swift")
         with open(harness, "w") as f:
             f.write(HARNESS)
