@@ -96,6 +96,35 @@ public final class KernelLibrary {
         return Set(flags.split(separator: " "))
     }()
 
+    /// One line naming this machine and the kernel build its generated code gets, for benchmark
+    /// reports (the same emitted kernels run at different fractions of the copy on different CPUs).
+    public static var hostDescription: String {
+        hostDescription(cpuinfo: try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+                        cpus: ProcessInfo.processInfo.activeProcessorCount, targetFlags: defaultTargetFlags)
+    }
+
+    /// The host line from a /proc/cpuinfo text (nil where there is none), the logical CPU count and
+    /// the target flags: the first processor's model name, family and model, then the instruction
+    /// sets the flags' defines turn on, and the tuning they ask for.
+    static func hostDescription(cpuinfo: String?, cpus: Int, targetFlags: [String]) -> String {
+        var fields: [String: String] = [:]
+        for line in (cpuinfo ?? "").split(separator: "\n", omittingEmptySubsequences: false) {
+            if line.trimmingCharacters(in: .whitespaces).isEmpty { break }  // the first processor only
+            let parts = line.split(separator: ":", maxSplits: 1)
+            guard parts.count == 2 else { continue }
+            fields[parts[0].trimmingCharacters(in: .whitespaces)] = parts[1].trimmingCharacters(in: .whitespaces)
+        }
+        var cpu = fields["model name"] ?? "unknown CPU"
+        if let family = fields["cpu family"], let model = fields["model"] { cpu += " (family \(family), model \(model))" }
+        let defines = Set(zip(targetFlags, targetFlags.dropFirst()).filter { $0.0 == "-D" }.map(\.1))
+        let sets = [("KVPLAN_AVX2", "AVX2+FMA"), ("KVPLAN_AVXVNNI", "AVX-VNNI"), ("KVPLAN_AVX512", "AVX-512"),
+                    ("KVPLAN_AVX512VNNI", "AVX-512 VNNI"), ("KVPLAN_AVX512VBMI", "AVX-512 VBMI")]
+            .filter { defines.contains($0.0) }.map(\.1)
+        let tune = targetFlags.first { $0.hasPrefix("-mtune=") }.map { ", tuned for \($0.dropFirst("-mtune=".count))" } ?? ""
+        return "host: \(cpu), \(cpus) logical CPU\(cpus == 1 ? "" : "s"); generated kernels built for "
+            + (sets.isEmpty ? "the toolchain's default target" : sets.joined(separator: ", ")) + tune
+    }
+
     /// True when this CPU has AVX-VNNI (the `avx_vnni` flag).
     public static let hasAVXVNNI = cpuFlags.contains("avx_vnni")
 

@@ -134,7 +134,7 @@ struct KernelBench: ParsableCommand {
                 }
             }
         }
-        let text = "kvplan bench kernels\(threads > 1 ? " --threads \(threads)" : "") (\(Self.date()))\n\n" + rows.joined(separator: "\n") + "\n"
+        let text = "kvplan bench kernels\(threads > 1 ? " --threads \(threads)" : "") (\(Self.date()))\n\n\(KernelLibrary.hostDescription)\n\n" + rows.joined(separator: "\n") + "\n"
         if let output { try writeAtomically(text, to: output) } else { print(text, terminator: "") }
     }
 
@@ -628,6 +628,7 @@ struct RunBench: ParsableCommand {
             let median = perToken.sorted()[perToken.count / 2], mean = perToken.reduce(0, +) / Double(perToken.count)
             let roofline = Double(bytesPerToken) * copy
             print("kvplan bench run \(directory) --tokens \(tokens) --threads \(threads) (\(KernelBench.date()))\n")
+            print("\(KernelLibrary.hostDescription)\n")
             print("| measure | value |\n|---|---:|")
             print(String(format: "| generated schedule, median ms/token | %.3f |", 1000 * median))
             print(String(format: "| generated schedule, mean ms/token (tokens/s) | %.3f (%.0f) |", 1000 * mean, 1 / mean))

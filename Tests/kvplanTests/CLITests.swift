@@ -252,6 +252,7 @@ struct CLITests {
         let base = ["bench", "kernels", "--family", "attention", "--attention-shape", "mha-l2", "--no-scalar-timing"]
         let first = try run(base + ["--save-sources", saved.path])
         #expect(first.status == 0, "\(first.stderr)")
+        #expect(first.stdout.split(separator: "\n").contains { $0.hasPrefix("host: ") && $0.contains("logical CPU") }, "\(first.stdout)")
         let row = first.stdout.split(separator: "\n").filter { $0.hasPrefix("| attention") }
         #expect(row.count == 1 && row[0].hasPrefix("| attention MHA, 4-bit K/V (L2) | ctx 512, 2/2 heads, d 128 | 160 KiB |"), "\(first.stdout)")
         #expect(row.first?.split(separator: "|").map { $0.trimmingCharacters(in: .whitespaces) }[5] == "–")  // the scalar loop was not timed
