@@ -83,24 +83,24 @@ public final class KernelLibrary {
     /// Scheduling tuned for AMD Zen 4 (no instruction set implied), for AMD CPUs with AVX-512.
     public static let zenTuneFlags = ["-Xcc", "-mtune=znver4"]
 
+    /// /proc/cpuinfo's text, read once (nil where there is none).
+    static let cpuinfo = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)
+
     /// True when /proc/cpuinfo names AMD as the vendor.
     static let isAMD: Bool = {
-        guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else { return false }
-        return info.split(separator: "\n").first(where: { $0.hasPrefix("vendor_id") })?.contains("AuthenticAMD") ?? false
+        cpuinfo?.split(separator: "\n").first(where: { $0.hasPrefix("vendor_id") })?.contains("AuthenticAMD") ?? false
     }()
 
     /// The flags of this CPU (Linux: /proc/cpuinfo's first `flags` line; empty elsewhere).
     static let cpuFlags: Set<Substring> = {
-        guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
-              let flags = info.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else { return [] }
+        guard let flags = cpuinfo?.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else { return [] }
         return Set(flags.split(separator: " "))
     }()
 
     /// One line naming this machine and the kernel build its generated code gets, for benchmark
     /// reports (the same emitted kernels run at different fractions of the copy on different CPUs).
     public static var hostDescription: String {
-        hostDescription(cpuinfo: try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
-                        cpus: ProcessInfo.processInfo.activeProcessorCount, targetFlags: defaultTargetFlags)
+        hostDescription(cpuinfo: cpuinfo, cpus: ProcessInfo.processInfo.activeProcessorCount, targetFlags: defaultTargetFlags)
     }
 
     /// The host line from a /proc/cpuinfo text (nil where there is none), the logical CPU count and
