@@ -1801,7 +1801,9 @@ func keyGroupLogitsI8H4(_ q8: UnsafePointer<Int8>, _ qs: UnsafePointer<Float>, _
         let interleave = unsafeBitCast(SIMD64<UInt8>(0, 20, 40, 64, 1, 21, 41, 65, 2, 22, 42, 66, 3, 23, 43, 67, 4, 24, 44, 68, 5, 25, 45, 69, 6, 26, 46, 70, 7, 27, 47, 71, 8, 28, 48, 72, 9, 29, 49, 73, 10, 30, 50, 74, 11, 31, 51, 75, 12, 32, 52, 76, 13, 33, 53, 77, 14, 34, 54, 78, 15, 35, 55, 79), to: __m512i.self)
     #endif
         let blocks = d &>> 5
-        for i in 0..<128 { tmp[i] = 0 }
+        // The logits' f32 sums stay in registers across the blocks (the same FMAs in the
+        // same order as through a buffer in memory: bit-identical, 2 KiB fewer stores).
+        var t0e = _mm512_setzero_ps(), t0o = _mm512_setzero_ps(), t1e = _mm512_setzero_ps(), t1o = _mm512_setzero_ps(), t2e = _mm512_setzero_ps(), t2o = _mm512_setzero_ps(), t3e = _mm512_setzero_ps(), t3o = _mm512_setzero_ps()
         for b in 0..<blocks {
             var a0e = _mm512_setzero_si512(), a0o = _mm512_setzero_si512(), a1e = _mm512_setzero_si512(), a1o = _mm512_setzero_si512(), a2e = _mm512_setzero_si512(), a2o = _mm512_setzero_si512(), a3e = _mm512_setzero_si512(), a3o = _mm512_setzero_si512()
             var p = group + (b &* 32 &* rowBytes &+ 4)
@@ -1833,26 +1835,43 @@ func keyGroupLogitsI8H4(_ q8: UnsafePointer<Int8>, _ qs: UnsafePointer<Float>, _
                 p += 4 &* rowBytes
             }
             let s0 = _mm512_set1_ps(qs[b])
-            _mm512_storeu_ps(tmp + 0, _mm512_fmadd_ps(s0, _mm512_cvtepi32_ps(a0e), _mm512_loadu_ps(tmp + 0)))
-            _mm512_storeu_ps(tmp + 16, _mm512_fmadd_ps(s0, _mm512_cvtepi32_ps(a0o), _mm512_loadu_ps(tmp + 16)))
+            t0e = _mm512_fmadd_ps(s0, _mm512_cvtepi32_ps(a0e), t0e)
+            t0o = _mm512_fmadd_ps(s0, _mm512_cvtepi32_ps(a0o), t0o)
             let s1 = _mm512_set1_ps(qs[blocks &* 1 &+ b])
-            _mm512_storeu_ps(tmp + 32, _mm512_fmadd_ps(s1, _mm512_cvtepi32_ps(a1e), _mm512_loadu_ps(tmp + 32)))
-            _mm512_storeu_ps(tmp + 48, _mm512_fmadd_ps(s1, _mm512_cvtepi32_ps(a1o), _mm512_loadu_ps(tmp + 48)))
+            t1e = _mm512_fmadd_ps(s1, _mm512_cvtepi32_ps(a1e), t1e)
+            t1o = _mm512_fmadd_ps(s1, _mm512_cvtepi32_ps(a1o), t1o)
             let s2 = _mm512_set1_ps(qs[blocks &* 2 &+ b])
-            _mm512_storeu_ps(tmp + 64, _mm512_fmadd_ps(s2, _mm512_cvtepi32_ps(a2e), _mm512_loadu_ps(tmp + 64)))
-            _mm512_storeu_ps(tmp + 80, _mm512_fmadd_ps(s2, _mm512_cvtepi32_ps(a2o), _mm512_loadu_ps(tmp + 80)))
+            t2e = _mm512_fmadd_ps(s2, _mm512_cvtepi32_ps(a2e), t2e)
+            t2o = _mm512_fmadd_ps(s2, _mm512_cvtepi32_ps(a2o), t2o)
             let s3 = _mm512_set1_ps(qs[blocks &* 3 &+ b])
-            _mm512_storeu_ps(tmp + 96, _mm512_fmadd_ps(s3, _mm512_cvtepi32_ps(a3e), _mm512_loadu_ps(tmp + 96)))
-            _mm512_storeu_ps(tmp + 112, _mm512_fmadd_ps(s3, _mm512_cvtepi32_ps(a3o), _mm512_loadu_ps(tmp + 112)))
+            t3e = _mm512_fmadd_ps(s3, _mm512_cvtepi32_ps(a3e), t3e)
+            t3o = _mm512_fmadd_ps(s3, _mm512_cvtepi32_ps(a3o), t3o)
         }
-        let o0 = out + 0, b0 = bias[0]
-        for i in 0..<16 { o0[2 &* i] = (tmp[0 &+ i] + b0) * scale; o0[2 &* i &+ 1] = (tmp[16 &+ i] * 0.0625 + b0) * scale }
-        let o1 = out + stride &* 1, b1 = bias[1]
-        for i in 0..<16 { o1[2 &* i] = (tmp[32 &+ i] + b1) * scale; o1[2 &* i &+ 1] = (tmp[48 &+ i] * 0.0625 + b1) * scale }
-        let o2 = out + stride &* 2, b2 = bias[2]
-        for i in 0..<16 { o2[2 &* i] = (tmp[64 &+ i] + b2) * scale; o2[2 &* i &+ 1] = (tmp[80 &+ i] * 0.0625 + b2) * scale }
-        let o3 = out + stride &* 3, b3 = bias[3]
-        for i in 0..<16 { o3[2 &* i] = (tmp[96 &+ i] + b3) * scale; o3[2 &* i &+ 1] = (tmp[112 &+ i] * 0.0625 + b3) * scale }
+        // Even tokens (e) and odd (o, ×1/16 exactly) zipped back into token order, 16
+        // logits per store (the scalar loop it replaces issued 128 of each per group).
+        let scaleLanes = _mm512_set1_ps(scale), sixteenth = _mm512_set1_ps(0.0625)
+        let zipLow = unsafeBitCast(SIMD16<Int32>(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23), to: __m512i.self)
+        let zipHigh = unsafeBitCast(SIMD16<Int32>(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31), to: __m512i.self)
+        let o0 = out + 0, b0 = _mm512_set1_ps(bias[0])
+        let e0 = _mm512_mul_ps(_mm512_add_ps(t0e, b0), scaleLanes)
+        let d0 = _mm512_mul_ps(_mm512_add_ps(_mm512_mul_ps(t0o, sixteenth), b0), scaleLanes)
+        _mm512_storeu_ps(o0, _mm512_permutex2var_ps(e0, zipLow, d0))
+        _mm512_storeu_ps(o0 + 16, _mm512_permutex2var_ps(e0, zipHigh, d0))
+        let o1 = out + stride &* 1, b1 = _mm512_set1_ps(bias[1])
+        let e1 = _mm512_mul_ps(_mm512_add_ps(t1e, b1), scaleLanes)
+        let d1 = _mm512_mul_ps(_mm512_add_ps(_mm512_mul_ps(t1o, sixteenth), b1), scaleLanes)
+        _mm512_storeu_ps(o1, _mm512_permutex2var_ps(e1, zipLow, d1))
+        _mm512_storeu_ps(o1 + 16, _mm512_permutex2var_ps(e1, zipHigh, d1))
+        let o2 = out + stride &* 2, b2 = _mm512_set1_ps(bias[2])
+        let e2 = _mm512_mul_ps(_mm512_add_ps(t2e, b2), scaleLanes)
+        let d2 = _mm512_mul_ps(_mm512_add_ps(_mm512_mul_ps(t2o, sixteenth), b2), scaleLanes)
+        _mm512_storeu_ps(o2, _mm512_permutex2var_ps(e2, zipLow, d2))
+        _mm512_storeu_ps(o2 + 16, _mm512_permutex2var_ps(e2, zipHigh, d2))
+        let o3 = out + stride &* 3, b3 = _mm512_set1_ps(bias[3])
+        let e3 = _mm512_mul_ps(_mm512_add_ps(t3e, b3), scaleLanes)
+        let d3 = _mm512_mul_ps(_mm512_add_ps(_mm512_mul_ps(t3o, sixteenth), b3), scaleLanes)
+        _mm512_storeu_ps(o3, _mm512_permutex2var_ps(e3, zipLow, d3))
+        _mm512_storeu_ps(o3 + 16, _mm512_permutex2var_ps(e3, zipHigh, d3))
 
 #else
     prefetchBytes(ahead, d &* rowBytes)
