@@ -113,7 +113,7 @@ import _Builtin_intrinsics.intel
         results["valueGroupAccumulateI16T4"] = best(reps: 200) {
             for t in 0..<tiles {
                 for j in 0..<4 {
-                    valueGroupAccumulateI16T4(tileCodes + j * 2, tileScales + j, tokens: n, values + t * n * 80 + j * 20, rowBytes: 80, tileBias + j, y + j * 32, dv: 128, tmp, ahead: values + (t + 1) * n * 80)
+                    valueGroupAccumulateI16T4(tileCodes + j * 8, tileScales + j * 4, tokens: n, values + t * n * 80 + j * 20, rowBytes: 80, tileBias + j * 4, y + j * 32, dv: 128, tmp, ahead: values + (t + 1) * n * 80)
                 }
             }
         } / Double(n * tiles)

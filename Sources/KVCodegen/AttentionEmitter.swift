@@ -134,13 +134,13 @@ extension SwiftEmitter {
         let folded = tokenMajor && segments.allSatisfy { Self.tokenMajorValues($0, heads: groupSize, dv: dv) || $0.valueBits == 16 }
         if tokenMajor {
             body += """
-                        let tokenWeights = UnsafeMutableRawPointer.allocate(byteCount: 8192 + 512 + 64 + 64 + 2048, alignment: 64)
+                        let tokenWeights = UnsafeMutableRawPointer.allocate(byteCount: 8192 + 512 + 64 + 64 + 2304, alignment: 64)
                         defer { tokenWeights.deallocate() }
                         let tileCodes = tokenWeights.bindMemory(to: Int16.self, capacity: 4096)
                         let tileScales = (tokenWeights + 8192).bindMemory(to: Float.self, capacity: 128)
                         let tileBias = (tokenWeights + 8704).bindMemory(to: Float.self, capacity: 16)
                         let weightFactors = (tokenWeights + 8768).bindMemory(to: Float.self, capacity: 16)
-                        let stage = (tokenWeights + 8832).bindMemory(to: Float.self, capacity: 512)
+                        let stage = (tokenWeights + 8832).bindMemory(to: Float.self, capacity: 576)
                         for h in 0..<16 { weightFactors[h] = 1 }
 
             """
@@ -323,7 +323,7 @@ extension SwiftEmitter {
                     prepareWeightsH4(lg + (\(s.first) &+ t0), stride: \(stride), weightFactors, tile, tokens: n, tileCodes, tileScales, tileBias, \(received), stage)
                     for j in 0..<4 {
                         let quarter = j &* \(256 * 20)
-                        valueGroupAccumulateI16T4(tileCodes + j &* 2, tileScales + j, tokens: n, tile + j &* 20, rowBytes: \(headBytes), tileBias + j, yg + j &* 32, dv: 128, codes, ahead: ahead > quarter ? next + quarter : tile)
+                        valueGroupAccumulateI16T4(tileCodes + j &* 8, tileScales + j &* 4, tokens: n, tile + j &* 20, rowBytes: \(headBytes), tileBias + j &* 4, yg + j &* 32, dv: 128, codes, ahead: ahead > quarter ? next + quarter : tile)
                     }
                 }
 

@@ -53,6 +53,8 @@ extension SwiftEmitter {
         @inline(__always) func fold(_ x: __m512, _ y: __m512, _ low: __m512i, _ high: __m512i) -> __m512 {
             _mm512_max_ps(_mm512_permutex2var_ps(x, low, y), _mm512_permutex2var_ps(x, high, y))
         }
+        let evens = lanes(SIMD16(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30))
+        let odds = lanes(SIMD16(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31))
         var z0 = _mm512_setzero_ps(), z1 = _mm512_setzero_ps(), z2 = _mm512_setzero_ps(), z3 = _mm512_setzero_ps()
         var r0 = _mm512_setzero_ps(), r1 = _mm512_setzero_ps(), r2 = _mm512_setzero_ps(), r3 = _mm512_setzero_ps()
         for b in 0..<4 {
@@ -62,8 +64,10 @@ extension SwiftEmitter {
                 let p = group + c &* 20
                 let low = _mm512_permutex2var_epi32(_mm512_loadu_si512(p), pick, _mm512_loadu_si512(p + 80))
                 let high = _mm512_permutex2var_epi32(_mm512_loadu_si512(p + 160), pick, _mm512_loadu_si512(p + 240))
-                let raw = unsafeBitCast(__m512i(lowHalf: low.lowHalf, highHalf: high.lowHalf), to: SIMD16<UInt32>.self)
-                let s = unsafeBitCast(halves16(raw & 0xFFFF), to: __m512.self), z = unsafeBitCast(halves16(raw &>> 16), to: __m512.self)
+                // fp16 (scale, zero) pairs of channels c…c+7 and c+8…c+15 widened exactly (`vcvtph2ps`),
+                // then split into the scales and the zeros.
+                let near = _mm512_cvtph_ps(low.lowHalf), far = _mm512_cvtph_ps(high.lowHalf)
+                let s = _mm512_permutex2var_ps(near, evens, far), z = _mm512_permutex2var_ps(near, odds, far)
                 @inline(__always) func head(_ h: Int, _ zh: inout __m512, _ mh: inout __m512) {
                     let qh = _mm512_loadu_ps(q + (h &* 128 &+ c)), x = _mm512_mul_ps(qh, s)
                     _mm512_storeu_ps(stage + (h &* 128 &+ c), x)

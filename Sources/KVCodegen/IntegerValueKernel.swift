@@ -149,6 +149,7 @@ extension SwiftEmitter {
 
         """
         s += vnniValueProducts(heads: heads, pair: { "pair(\(at($0, 256, "t")))" }, scale: { "qs[\(at($0, 8, "b"))]" })
+        s += vnniValueOutputs(heads: heads, bias: { "bias[\($0)]" })
         s += """
         #elseif KVPLAN_AVX2
             prefetchBytesL2(ahead, tokens &* 20)
@@ -184,6 +185,10 @@ extension SwiftEmitter {
                     b &+= 1
                 }
             }
+
+        """
+        s += valueOutputs(heads: heads, bias: { "bias[\($0)]" })
+        s += """
         #else
             for i in 0..<\(heads * 32) { tmp[i] = 0 }
             var t0 = 0, b = 0
@@ -206,10 +211,9 @@ extension SwiftEmitter {
                 t0 = end
                 b &+= 1
             }
-        #endif
 
         """
-        return s + valueOutputs(heads: heads, bias: { "bias[\($0)]" }) + "}\n"
+        return s + valueOutputs(heads: heads, bias: { "bias[\($0)]" }) + "#endif\n}\n"
     }
 
     /// The AVX-512 VNNI body of an integer value kernel: each block of 32 tokens' Int32 sums per head
@@ -249,7 +253,27 @@ extension SwiftEmitter {
             s += "        let s\(h) = _mm512_set1_ps(\(scale(h))); y\(h)e = _mm512_fmadd_ps(s\(h), _mm512_cvtepi32_ps(a\(h)e), y\(h)e); y\(h)o = _mm512_fmadd_ps(s\(h), _mm512_cvtepi32_ps(a\(h)o), y\(h)o)\n"
         }
         s += "        b &+= 1\n    }\n"
-        for h in hs { s += "    _mm512_storeu_ps(tmp + \(h * 32), y\(h)e); _mm512_storeu_ps(tmp + \(h * 32 + 16), y\(h)o)\n" }
+        return s
+    }
+
+    /// The end of an AVX-512 VNNI value kernel: y_h[c] += (sum + `bias(h)`), the even and odd
+    /// channels' sums zipped back into channel order, 16 outputs per vector (the same additions
+    /// in the same order as valueOutputs' scalar loop, which LLVM left scalar: 128 per call).
+    static func vnniValueOutputs(heads: Int, bias: (Int) -> String) -> String {
+        var s = """
+            let zipLow = unsafeBitCast(SIMD16<Int32>(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23), to: __m512i.self)
+            let zipHigh = unsafeBitCast(SIMD16<Int32>(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31), to: __m512i.self)
+
+        """
+        for h in 0..<heads {
+            s += """
+                let y\(h)p = y + \(h == 0 ? "0" : "dv &* \(h)"), b\(h) = _mm512_set1_ps(\(bias(h)))
+                let v\(h)e = _mm512_add_ps(y\(h)e, b\(h)), v\(h)o = _mm512_add_ps(y\(h)o, b\(h))
+                _mm512_storeu_ps(y\(h)p, _mm512_add_ps(_mm512_loadu_ps(y\(h)p), _mm512_permutex2var_ps(v\(h)e, zipLow, v\(h)o)))
+                _mm512_storeu_ps(y\(h)p + 16, _mm512_add_ps(_mm512_loadu_ps(y\(h)p + 16), _mm512_permutex2var_ps(v\(h)e, zipHigh, v\(h)o)))
+
+            """
+        }
         return s
     }
 

@@ -2078,10 +2078,24 @@ func valueGroupAccumulateI16H4(_ q: UnsafePointer<Int16>, _ qs: UnsafePointer<Fl
         let s3 = _mm512_set1_ps(qs[24 &+ b]); y3e = _mm512_fmadd_ps(s3, _mm512_cvtepi32_ps(a3e), y3e); y3o = _mm512_fmadd_ps(s3, _mm512_cvtepi32_ps(a3o), y3o)
         b &+= 1
     }
-    _mm512_storeu_ps(tmp + 0, y0e); _mm512_storeu_ps(tmp + 16, y0o)
-    _mm512_storeu_ps(tmp + 32, y1e); _mm512_storeu_ps(tmp + 48, y1o)
-    _mm512_storeu_ps(tmp + 64, y2e); _mm512_storeu_ps(tmp + 80, y2o)
-    _mm512_storeu_ps(tmp + 96, y3e); _mm512_storeu_ps(tmp + 112, y3o)
+    let zipLow = unsafeBitCast(SIMD16<Int32>(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23), to: __m512i.self)
+    let zipHigh = unsafeBitCast(SIMD16<Int32>(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31), to: __m512i.self)
+    let y0p = y + 0, b0 = _mm512_set1_ps(bias[0])
+    let v0e = _mm512_add_ps(y0e, b0), v0o = _mm512_add_ps(y0o, b0)
+    _mm512_storeu_ps(y0p, _mm512_add_ps(_mm512_loadu_ps(y0p), _mm512_permutex2var_ps(v0e, zipLow, v0o)))
+    _mm512_storeu_ps(y0p + 16, _mm512_add_ps(_mm512_loadu_ps(y0p + 16), _mm512_permutex2var_ps(v0e, zipHigh, v0o)))
+    let y1p = y + dv &* 1, b1 = _mm512_set1_ps(bias[1])
+    let v1e = _mm512_add_ps(y1e, b1), v1o = _mm512_add_ps(y1o, b1)
+    _mm512_storeu_ps(y1p, _mm512_add_ps(_mm512_loadu_ps(y1p), _mm512_permutex2var_ps(v1e, zipLow, v1o)))
+    _mm512_storeu_ps(y1p + 16, _mm512_add_ps(_mm512_loadu_ps(y1p + 16), _mm512_permutex2var_ps(v1e, zipHigh, v1o)))
+    let y2p = y + dv &* 2, b2 = _mm512_set1_ps(bias[2])
+    let v2e = _mm512_add_ps(y2e, b2), v2o = _mm512_add_ps(y2o, b2)
+    _mm512_storeu_ps(y2p, _mm512_add_ps(_mm512_loadu_ps(y2p), _mm512_permutex2var_ps(v2e, zipLow, v2o)))
+    _mm512_storeu_ps(y2p + 16, _mm512_add_ps(_mm512_loadu_ps(y2p + 16), _mm512_permutex2var_ps(v2e, zipHigh, v2o)))
+    let y3p = y + dv &* 3, b3 = _mm512_set1_ps(bias[3])
+    let v3e = _mm512_add_ps(y3e, b3), v3o = _mm512_add_ps(y3o, b3)
+    _mm512_storeu_ps(y3p, _mm512_add_ps(_mm512_loadu_ps(y3p), _mm512_permutex2var_ps(v3e, zipLow, v3o)))
+    _mm512_storeu_ps(y3p + 16, _mm512_add_ps(_mm512_loadu_ps(y3p + 16), _mm512_permutex2var_ps(v3e, zipHigh, v3o)))
 #elseif KVPLAN_AVX2
     prefetchBytesL2(ahead, tokens &* 20)
     let low = _mm256_set1_epi16(15)
@@ -2122,6 +2136,14 @@ func valueGroupAccumulateI16H4(_ q: UnsafePointer<Int16>, _ qs: UnsafePointer<Fl
             b &+= 1
         }
     }
+    let y0 = y + 0, b0 = bias[0]
+    for i in 0..<16 { y0[i &* 2] += tmp[0 &+ i] + b0; y0[i &* 2 &+ 1] += tmp[16 &+ i] + b0 }
+    let y1 = y + dv &* 1, b1 = bias[1]
+    for i in 0..<16 { y1[i &* 2] += tmp[32 &+ i] + b1; y1[i &* 2 &+ 1] += tmp[48 &+ i] + b1 }
+    let y2 = y + dv &* 2, b2 = bias[2]
+    for i in 0..<16 { y2[i &* 2] += tmp[64 &+ i] + b2; y2[i &* 2 &+ 1] += tmp[80 &+ i] + b2 }
+    let y3 = y + dv &* 3, b3 = bias[3]
+    for i in 0..<16 { y3[i &* 2] += tmp[96 &+ i] + b3; y3[i &* 2 &+ 1] += tmp[112 &+ i] + b3 }
 #else
     for i in 0..<128 { tmp[i] = 0 }
     var t0 = 0, b = 0
@@ -2144,7 +2166,6 @@ func valueGroupAccumulateI16H4(_ q: UnsafePointer<Int16>, _ qs: UnsafePointer<Fl
         t0 = end
         b &+= 1
     }
-#endif
     let y0 = y + 0, b0 = bias[0]
     for i in 0..<16 { y0[i &* 2] += tmp[0 &+ i] + b0; y0[i &* 2 &+ 1] += tmp[16 &+ i] + b0 }
     let y1 = y + dv &* 1, b1 = bias[1]
@@ -2153,6 +2174,7 @@ func valueGroupAccumulateI16H4(_ q: UnsafePointer<Int16>, _ qs: UnsafePointer<Fl
     for i in 0..<16 { y2[i &* 2] += tmp[64 &+ i] + b2; y2[i &* 2 &+ 1] += tmp[80 &+ i] + b2 }
     let y3 = y + dv &* 3, b3 = bias[3]
     for i in 0..<16 { y3[i &* 2] += tmp[96 &+ i] + b3; y3[i &* 2 &+ 1] += tmp[112 &+ i] + b3 }
+#endif
 }
 
 @inline(never)
