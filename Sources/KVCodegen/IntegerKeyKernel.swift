@@ -155,10 +155,20 @@ extension SwiftEmitter {
 
             """
         }
-        s += "        }\n"
+        // Even and odd tokens zipped back into token order 8 at a time (`vunpcklps`/`vunpckhps`
+        // interleave within 128-bit halves; the halves are then regrouped): the same additions and
+        // multiplications as the scalar loop this replaces, which LLVM left scalar.
+        s += "        }\n        let scale8 = SIMD8<Float>(repeating: scale)\n"
         for h in hs {
-            s += "        let o\(h) = out + (\(h == 0 ? "" : "stride &* \(h) &+ ")half &* 16), b\(h) = bias[\(h)]\n"
-            s += "        for i in 0..<8 { o\(h)[2 &* i] = (tmp[\(h * 16) &+ i] + b\(h)) * scale; o\(h)[2 &* i &+ 1] = (tmp[\(h * 16 + 8) &+ i] + b\(h)) * scale }\n"
+            s += """
+                    let o\(h) = UnsafeMutableRawPointer(out + (\(h == 0 ? "" : "stride &* \(h) &+ ")half &* 16)), b\(h) = SIMD8<Float>(repeating: bias[\(h)])
+                    let e\(h) = (UnsafeRawPointer(tmp + \(h * 16)).loadUnaligned(as: SIMD8<Float>.self) + b\(h)) * scale8
+                    let d\(h) = (UnsafeRawPointer(tmp + \(h * 16 + 8)).loadUnaligned(as: SIMD8<Float>.self) + b\(h)) * scale8
+                    let l\(h) = _mm256_unpacklo_ps(e\(h), d\(h)), h\(h) = _mm256_unpackhi_ps(e\(h), d\(h))
+                    o\(h).storeBytes(of: SIMD8(lowHalf: l\(h).lowHalf, highHalf: h\(h).lowHalf), as: SIMD8<Float>.self)
+                    o\(h).storeBytes(of: SIMD8(lowHalf: l\(h).highHalf, highHalf: h\(h).highHalf), toByteOffset: 32, as: SIMD8<Float>.self)
+
+            """
         }
         return s + "    }\n#endif\n}\n#endif\n"
     }

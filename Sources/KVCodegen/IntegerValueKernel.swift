@@ -187,7 +187,7 @@ extension SwiftEmitter {
             }
 
         """
-        s += valueOutputs(heads: heads, bias: { "bias[\($0)]" })
+        s += avx2ValueOutputs(heads: heads, bias: { "bias[\($0)]" })
         s += """
         #else
             for i in 0..<\(heads * 32) { tmp[i] = 0 }
@@ -271,6 +271,31 @@ extension SwiftEmitter {
                 let v\(h)e = _mm512_add_ps(y\(h)e, b\(h)), v\(h)o = _mm512_add_ps(y\(h)o, b\(h))
                 _mm512_storeu_ps(y\(h)p, _mm512_add_ps(_mm512_loadu_ps(y\(h)p), _mm512_permutex2var_ps(v\(h)e, zipLow, v\(h)o)))
                 _mm512_storeu_ps(y\(h)p + 16, _mm512_add_ps(_mm512_loadu_ps(y\(h)p + 16), _mm512_permutex2var_ps(v\(h)e, zipHigh, v\(h)o)))
+
+            """
+        }
+        return s
+    }
+
+    /// valueOutputs in 256-bit vectors (AVX2): the even and odd channels' sums zipped 8 at a time
+    /// (`vunpcklps`/`vunpckhps` within 128-bit halves, then the halves regrouped), the same
+    /// additions in the same order as the scalar loop, which LLVM left scalar.
+    static func avx2ValueOutputs(heads: Int, bias: (Int) -> String) -> String {
+        var s = """
+            @inline(__always) func zipAdd(_ y: UnsafeMutablePointer<Float>, _ e: SIMD8<Float>, _ o: SIMD8<Float>) {
+                let l = _mm256_unpacklo_ps(e, o), h = _mm256_unpackhi_ps(e, o), p = UnsafeMutableRawPointer(y)
+                p.storeBytes(of: p.loadUnaligned(as: SIMD8<Float>.self) + SIMD8(lowHalf: l.lowHalf, highHalf: h.lowHalf), as: SIMD8<Float>.self)
+                p.storeBytes(of: p.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self) + SIMD8(lowHalf: l.highHalf, highHalf: h.highHalf),
+                             toByteOffset: 32, as: SIMD8<Float>.self)
+            }
+            @inline(__always) func sums(_ i: Int) -> SIMD8<Float> { UnsafeRawPointer(tmp + i).loadUnaligned(as: SIMD8<Float>.self) }
+
+        """
+        for h in 0..<heads {
+            s += """
+                let y\(h) = y + \(h == 0 ? "0" : "dv &* \(h)"), b\(h) = SIMD8<Float>(repeating: \(bias(h)))
+                zipAdd(y\(h), sums(\(h * 32)) + b\(h), sums(\(h * 32 + 16)) + b\(h))
+                zipAdd(y\(h) + 16, sums(\(h * 32 + 8)) + b\(h), sums(\(h * 32 + 24)) + b\(h))
 
             """
         }

@@ -1917,14 +1917,31 @@ func keyGroupLogitsI8H4(_ q8: UnsafePointer<Int8>, _ qs: UnsafePointer<Float>, _
             t3.storeBytes(of: t3.loadUnaligned(as: SIMD8<Float>.self).addingProduct(s3, keySums(a3e)), as: SIMD8<Float>.self)
             t3.storeBytes(of: t3.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self).addingProduct(s3, keySums(a3o)), toByteOffset: 32, as: SIMD8<Float>.self)
         }
-        let o0 = out + (half &* 16), b0 = bias[0]
-        for i in 0..<8 { o0[2 &* i] = (tmp[0 &+ i] + b0) * scale; o0[2 &* i &+ 1] = (tmp[8 &+ i] + b0) * scale }
-        let o1 = out + (stride &* 1 &+ half &* 16), b1 = bias[1]
-        for i in 0..<8 { o1[2 &* i] = (tmp[16 &+ i] + b1) * scale; o1[2 &* i &+ 1] = (tmp[24 &+ i] + b1) * scale }
-        let o2 = out + (stride &* 2 &+ half &* 16), b2 = bias[2]
-        for i in 0..<8 { o2[2 &* i] = (tmp[32 &+ i] + b2) * scale; o2[2 &* i &+ 1] = (tmp[40 &+ i] + b2) * scale }
-        let o3 = out + (stride &* 3 &+ half &* 16), b3 = bias[3]
-        for i in 0..<8 { o3[2 &* i] = (tmp[48 &+ i] + b3) * scale; o3[2 &* i &+ 1] = (tmp[56 &+ i] + b3) * scale }
+        let scale8 = SIMD8<Float>(repeating: scale)
+        let o0 = UnsafeMutableRawPointer(out + (half &* 16)), b0 = SIMD8<Float>(repeating: bias[0])
+        let e0 = (UnsafeRawPointer(tmp + 0).loadUnaligned(as: SIMD8<Float>.self) + b0) * scale8
+        let d0 = (UnsafeRawPointer(tmp + 8).loadUnaligned(as: SIMD8<Float>.self) + b0) * scale8
+        let l0 = _mm256_unpacklo_ps(e0, d0), h0 = _mm256_unpackhi_ps(e0, d0)
+        o0.storeBytes(of: SIMD8(lowHalf: l0.lowHalf, highHalf: h0.lowHalf), as: SIMD8<Float>.self)
+        o0.storeBytes(of: SIMD8(lowHalf: l0.highHalf, highHalf: h0.highHalf), toByteOffset: 32, as: SIMD8<Float>.self)
+        let o1 = UnsafeMutableRawPointer(out + (stride &* 1 &+ half &* 16)), b1 = SIMD8<Float>(repeating: bias[1])
+        let e1 = (UnsafeRawPointer(tmp + 16).loadUnaligned(as: SIMD8<Float>.self) + b1) * scale8
+        let d1 = (UnsafeRawPointer(tmp + 24).loadUnaligned(as: SIMD8<Float>.self) + b1) * scale8
+        let l1 = _mm256_unpacklo_ps(e1, d1), h1 = _mm256_unpackhi_ps(e1, d1)
+        o1.storeBytes(of: SIMD8(lowHalf: l1.lowHalf, highHalf: h1.lowHalf), as: SIMD8<Float>.self)
+        o1.storeBytes(of: SIMD8(lowHalf: l1.highHalf, highHalf: h1.highHalf), toByteOffset: 32, as: SIMD8<Float>.self)
+        let o2 = UnsafeMutableRawPointer(out + (stride &* 2 &+ half &* 16)), b2 = SIMD8<Float>(repeating: bias[2])
+        let e2 = (UnsafeRawPointer(tmp + 32).loadUnaligned(as: SIMD8<Float>.self) + b2) * scale8
+        let d2 = (UnsafeRawPointer(tmp + 40).loadUnaligned(as: SIMD8<Float>.self) + b2) * scale8
+        let l2 = _mm256_unpacklo_ps(e2, d2), h2 = _mm256_unpackhi_ps(e2, d2)
+        o2.storeBytes(of: SIMD8(lowHalf: l2.lowHalf, highHalf: h2.lowHalf), as: SIMD8<Float>.self)
+        o2.storeBytes(of: SIMD8(lowHalf: l2.highHalf, highHalf: h2.highHalf), toByteOffset: 32, as: SIMD8<Float>.self)
+        let o3 = UnsafeMutableRawPointer(out + (stride &* 3 &+ half &* 16)), b3 = SIMD8<Float>(repeating: bias[3])
+        let e3 = (UnsafeRawPointer(tmp + 48).loadUnaligned(as: SIMD8<Float>.self) + b3) * scale8
+        let d3 = (UnsafeRawPointer(tmp + 56).loadUnaligned(as: SIMD8<Float>.self) + b3) * scale8
+        let l3 = _mm256_unpacklo_ps(e3, d3), h3 = _mm256_unpackhi_ps(e3, d3)
+        o3.storeBytes(of: SIMD8(lowHalf: l3.lowHalf, highHalf: h3.lowHalf), as: SIMD8<Float>.self)
+        o3.storeBytes(of: SIMD8(lowHalf: l3.highHalf, highHalf: h3.highHalf), toByteOffset: 32, as: SIMD8<Float>.self)
     }
 #endif
 }
@@ -2136,14 +2153,25 @@ func valueGroupAccumulateI16H4(_ q: UnsafePointer<Int16>, _ qs: UnsafePointer<Fl
             b &+= 1
         }
     }
-    let y0 = y + 0, b0 = bias[0]
-    for i in 0..<16 { y0[i &* 2] += tmp[0 &+ i] + b0; y0[i &* 2 &+ 1] += tmp[16 &+ i] + b0 }
-    let y1 = y + dv &* 1, b1 = bias[1]
-    for i in 0..<16 { y1[i &* 2] += tmp[32 &+ i] + b1; y1[i &* 2 &+ 1] += tmp[48 &+ i] + b1 }
-    let y2 = y + dv &* 2, b2 = bias[2]
-    for i in 0..<16 { y2[i &* 2] += tmp[64 &+ i] + b2; y2[i &* 2 &+ 1] += tmp[80 &+ i] + b2 }
-    let y3 = y + dv &* 3, b3 = bias[3]
-    for i in 0..<16 { y3[i &* 2] += tmp[96 &+ i] + b3; y3[i &* 2 &+ 1] += tmp[112 &+ i] + b3 }
+    @inline(__always) func zipAdd(_ y: UnsafeMutablePointer<Float>, _ e: SIMD8<Float>, _ o: SIMD8<Float>) {
+        let l = _mm256_unpacklo_ps(e, o), h = _mm256_unpackhi_ps(e, o), p = UnsafeMutableRawPointer(y)
+        p.storeBytes(of: p.loadUnaligned(as: SIMD8<Float>.self) + SIMD8(lowHalf: l.lowHalf, highHalf: h.lowHalf), as: SIMD8<Float>.self)
+        p.storeBytes(of: p.loadUnaligned(fromByteOffset: 32, as: SIMD8<Float>.self) + SIMD8(lowHalf: l.highHalf, highHalf: h.highHalf),
+                     toByteOffset: 32, as: SIMD8<Float>.self)
+    }
+    @inline(__always) func sums(_ i: Int) -> SIMD8<Float> { UnsafeRawPointer(tmp + i).loadUnaligned(as: SIMD8<Float>.self) }
+    let y0 = y + 0, b0 = SIMD8<Float>(repeating: bias[0])
+    zipAdd(y0, sums(0) + b0, sums(16) + b0)
+    zipAdd(y0 + 16, sums(8) + b0, sums(24) + b0)
+    let y1 = y + dv &* 1, b1 = SIMD8<Float>(repeating: bias[1])
+    zipAdd(y1, sums(32) + b1, sums(48) + b1)
+    zipAdd(y1 + 16, sums(40) + b1, sums(56) + b1)
+    let y2 = y + dv &* 2, b2 = SIMD8<Float>(repeating: bias[2])
+    zipAdd(y2, sums(64) + b2, sums(80) + b2)
+    zipAdd(y2 + 16, sums(72) + b2, sums(88) + b2)
+    let y3 = y + dv &* 3, b3 = SIMD8<Float>(repeating: bias[3])
+    zipAdd(y3, sums(96) + b3, sums(112) + b3)
+    zipAdd(y3 + 16, sums(104) + b3, sums(120) + b3)
 #else
     for i in 0..<128 { tmp[i] = 0 }
     var t0 = 0, b = 0
