@@ -241,10 +241,8 @@ extension SwiftEmitter {
                 // Even tokens (e) and odd (o, ×1/16 exactly) zipped back into token order, 16
                 // logits per store (the scalar loop it replaces issued 128 of each per group).
                 let scaleLanes = _mm512_set1_ps(scale), sixteenth = _mm512_set1_ps(0.0625)
-                let zipLow = unsafeBitCast(SIMD16<Int32>(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23), to: __m512i.self)
-                let zipHigh = unsafeBitCast(SIMD16<Int32>(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31), to: __m512i.self)
 
-        """
+        """ + zipIndices(indent: "        ")
         for h in hs {
             s += """
                     let o\(h) = out + \(h == 0 ? "0" : "stride &* \(h)"), b\(h) = _mm512_set1_ps(bias[\(h)])

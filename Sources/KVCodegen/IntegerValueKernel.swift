@@ -256,15 +256,22 @@ extension SwiftEmitter {
         return s
     }
 
+    /// `zipLow` and `zipHigh`: the `vpermt2ps` indices that interleave two 16-lane vectors (even
+    /// positions from the first, odd from the second), lanes 0–7 then 8–15 of each — how the
+    /// VNNI key and value kernels put their even- and odd-token (or channel) sums back in order.
+    static func zipIndices(indent: String) -> String {
+        let low = (0..<8).flatMap { [$0, $0 + 16] }, high = (8..<16).flatMap { [$0, $0 + 16] }
+        func constant(_ name: String, _ lanes: [Int]) -> String {
+            "\(indent)let \(name) = unsafeBitCast(SIMD16<Int32>(\(lanes.map(String.init).joined(separator: ", "))), to: __m512i.self)\n"
+        }
+        return constant("zipLow", low) + constant("zipHigh", high)
+    }
+
     /// The end of an AVX-512 VNNI value kernel: y_h[c] += (sum + `bias(h)`), the even and odd
     /// channels' sums zipped back into channel order, 16 outputs per vector (the same additions
     /// in the same order as valueOutputs' scalar loop, which LLVM left scalar: 128 per call).
     static func vnniValueOutputs(heads: Int, bias: (Int) -> String) -> String {
-        var s = """
-            let zipLow = unsafeBitCast(SIMD16<Int32>(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23), to: __m512i.self)
-            let zipHigh = unsafeBitCast(SIMD16<Int32>(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31), to: __m512i.self)
-
-        """
+        var s = zipIndices(indent: "    ")
         for h in 0..<heads {
             s += """
                 let y\(h)p = y + \(h == 0 ? "0" : "dv &* \(h)"), b\(h) = _mm512_set1_ps(\(bias(h)))
