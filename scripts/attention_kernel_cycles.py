@@ -29,9 +29,13 @@ kernels means the same results bit for bit. `--runs N` runs the harness N times 
 kernel's minimum and median: on a shared host single runs move by 10-20%, so compare builds by the
 minimum of five or more.
 
+`--sources DIR` times the kernels in DIR/attention-gqa-dram.swift instead of the emitted ones (save
+them with `kvplan bench kernels --family attention --attention-shape gqa-dram --save-sources DIR`,
+edit, time): the way to try a change to a kernel before changing the emitter.
+
 Run from the repository root, after `swift build -c release`:
 
-    python3 scripts/attention_kernel_cycles.py [--kvplan .build/release/kvplan] [--runs N]
+    python3 scripts/attention_kernel_cycles.py [--kvplan .build/release/kvplan] [--runs N] [--sources DIR]
 """
 import argparse
 import json
@@ -184,7 +188,11 @@ def main():
     parser.add_argument("--runs", type=int, default=1,
                         help="run the harness this many times and report each kernel's minimum and median (the host's "
                              "noise moves single runs by 10-20%%; compare builds by the minimum of 5 or more)")
+    parser.add_argument("--sources", help="time DIR/attention-gqa-dram.swift (saved by `bench kernels --save-sources`, "
+                                           "then edited) instead of the kernels this build emits")
     args = parser.parse_args()
+    if args.sources and not os.path.isfile(os.path.join(args.sources, "attention-gqa-dram.swift")):
+        sys.exit(f"attention_kernel_cycles: no {os.path.join(args.sources, 'attention-gqa-dram.swift')}")
     if args.runs < 1:
         sys.exit("attention_kernel_cycles: --runs must be at least 1")
     if not os.access(args.kvplan, os.X_OK):
@@ -212,6 +220,8 @@ def main():
         if "KVPLAN_AVX512VNNI" not in flags:
             sys.exit("attention_kernel_cycles: the runtime compiles without AVX-512 VNNI here (the CPU lacks it, or KVPLAN_AVX512=0); "
                      "the kernels this script times are emitted only for it")
+        if args.sources:
+            sources = args.sources
         harness = os.path.join(work, "Harness.swift")
         with open(harness, "w") as f:
             f.write(HARNESS)

@@ -41,6 +41,7 @@ extension SwiftEmitter {
         for heads in 1...4 where kernels.contains("scaleWeightsH\(heads)(") { text += weightScaling(heads: heads) }
         if kernels.contains("roundQueries(") || kernels.contains("roundWeights(") { text += blockMaximum }
         if kernels.contains("roundQueries(") { text += queryRounding }
+        if kernels.contains("prepareQueriesH4(") || kernels.contains("prepareWeightsH4(") { text += magnitudeMaximum }
         if kernels.contains("prepareQueriesH4(") { text += fusedQueryKernel }
         for heads in 1...4 where kernels.contains("keyGroupLogitsI8H\(heads)(") { text += integerKeyKernel(heads: heads) }
         if kernels.contains("roundWeights(") { text += weightRounding }
@@ -48,6 +49,25 @@ extension SwiftEmitter {
         if kernels.contains("prepareWeightsH4(") { text += tokenMajorWeightKernels }
         return text
     }
+
+    /// max(m, |x|) lane by lane, for the block maxima of prepareQueriesH4 and prepareWeightsH4.
+    static let magnitudeMaximum = """
+
+    #if KVPLAN_AVX512
+    /// max(m, |x|) in each lane, m ≥ 0: one `vrangeps` with AVX-512 DQ (KVPlanPrefetch's
+    /// kvplan_max_magnitude; Swift cannot import `_mm512_range_ps`, a macro), else `vandps` + `vmaxps`.
+    /// The same value either way (a maximum is exact); only NaN lanes may differ.
+    @inline(__always)
+    func maxMagnitude(_ m: __m512, _ x: __m512) -> __m512 {
+    #if KVPLAN_AVX512DQ
+        kvplan_max_magnitude(m, x)
+    #else
+        _mm512_max_ps(m, _mm512_abs_ps(x))
+    #endif
+    }
+    #endif
+
+    """
 
     /// max|x| over a block of 32 values, for the roundings of queries (int8) and weights (int16).
     static let blockMaximum = """

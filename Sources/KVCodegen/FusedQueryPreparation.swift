@@ -39,7 +39,6 @@ extension SwiftEmitter {
         @inline(__always) func lanes(_ v: SIMD16<Int32>) -> __m512i { unsafeBitCast(v, to: __m512i.self) }
         // Headers (dwords 0, 5, 10, 15 of a row's first 64 bytes) of two rows per vpermt2d.
         let pick = lanes(SIMD16(0, 5, 10, 15, 16, 21, 26, 31, 0, 5, 10, 15, 16, 21, 26, 31))
-        let magnitude = _mm512_castsi512_ps(_mm512_set1_epi32(0x7FFF_FFFF))
         // The transpose-reduce's two-source permutes (x's lanes 0–15, y's 16–31), as pairs whose
         // maximum halves the lanes each input keeps: 128-bit quarters twice, then single lanes.
         let halvesLow = lanes(SIMD16(0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23))
@@ -72,7 +71,7 @@ extension SwiftEmitter {
                     let qh = _mm512_loadu_ps(q + (h &* 128 &+ c)), x = _mm512_mul_ps(qh, s)
                     _mm512_storeu_ps(stage + (h &* 128 &+ c), x)
                     zh = _mm512_fmadd_ps(qh, z, zh)
-                    mh = _mm512_max_ps(mh, _mm512_and_ps(x, magnitude))
+                    mh = maxMagnitude(mh, x)
                 }
                 head(0, &z0, &m0); head(1, &z1, &m1); head(2, &z2, &m2); head(3, &z3, &m3)
             }

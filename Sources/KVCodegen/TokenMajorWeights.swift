@@ -99,7 +99,7 @@ extension SwiftEmitter {
                         let sz = r < 2 ? near : far
                         let x = _mm512_mul_ps(w, _mm512_permutexvar_ps(r & 1 == 0 ? scalesOf0 : scalesOf1, sz))
                         zeros = _mm512_fmadd_ps(w, _mm512_permutexvar_ps(r & 1 == 0 ? zerosOf0 : zerosOf1, sz), zeros)
-                        maxima = _mm512_max_ps(maxima, _mm512_abs_ps(x))
+                        maxima = maxMagnitude(maxima, x)
                         _mm512_storeu_ps(stage + (k &+ 4 &* L &+ r) &* 16, x)
                     }
                     token(0); token(1); token(2); token(3)

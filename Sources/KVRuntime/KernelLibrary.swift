@@ -70,9 +70,14 @@ public final class KernelLibrary {
     /// With AVX-512 VNNI too (`avx512_vnni`), also -D KVPLAN_AVX512VNNI: the integer key products
     /// then take a whole 32-token group per 512-bit `vpdpbusd`. With AVX-512 VBMI (`avx512vbmi`),
     /// -D KVPLAN_AVX512VBMI: those products' four channel rows are interleaved by one byte permute.
+    /// With AVX-512 DQ (`avx512dq`), -D KVPLAN_AVX512DQ: the preparations' block maxima take one
+    /// `vrangeps` per vector instead of `vandps` + `vmaxps` (prefetchModule's kvplan_max_magnitude;
+    /// KVPLAN_AVX512DQ=0 in the environment leaves it out).
     public static let avx512Flags = ["-Xcc", "-mavx512f", "-Xcc", "-mavx512bw", "-Xcc", "-mavx512vl", "-Xcc", "-mno-gather", "-D", "KVPLAN_AVX512"]
         + (cpuFlags.contains("avx512_vnni") ? ["-Xcc", "-mavx512vnni", "-D", "KVPLAN_AVX512VNNI"] + fastDPWSSDFlags : [])
         + (cpuFlags.contains("avx512vbmi") ? ["-Xcc", "-mavx512vbmi", "-D", "KVPLAN_AVX512VBMI"] : [])
+        + (cpuFlags.contains("avx512dq") && ProcessInfo.processInfo.environment["KVPLAN_AVX512DQ"] != "0"
+           ? ["-Xcc", "-mavx512dq", "-D", "KVPLAN_AVX512DQ"] : [])
 
     /// LLVM's `fast-dpwssd` tuning: without it the machine combiner splits a `vpdpwssd` whose
     /// accumulator chain it deems critical into `vpmaddwd` + `vpaddd` (the haswell model knows no
@@ -118,7 +123,7 @@ public final class KernelLibrary {
         if let family = fields["cpu family"], let model = fields["model"] { cpu += " (family \(family), model \(model))" }
         let defines = Set(zip(targetFlags, targetFlags.dropFirst()).filter { $0.0 == "-D" }.map(\.1))
         let sets = [("KVPLAN_AVX2", "AVX2+FMA"), ("KVPLAN_AVXVNNI", "AVX-VNNI"), ("KVPLAN_AVX512", "AVX-512"),
-                    ("KVPLAN_AVX512VNNI", "AVX-512 VNNI"), ("KVPLAN_AVX512VBMI", "AVX-512 VBMI")]
+                    ("KVPLAN_AVX512VNNI", "AVX-512 VNNI"), ("KVPLAN_AVX512VBMI", "AVX-512 VBMI"), ("KVPLAN_AVX512DQ", "AVX-512 DQ")]
             .filter { defines.contains($0.0) }.map(\.1)
         let tune = targetFlags.first { $0.hasPrefix("-mtune=") }.map { ", tuned for \($0.dropFirst("-mtune=".count))" } ?? ""
         return "host: \(cpu), \(cpus) logical CPU\(cpus == 1 ? "" : "s"); generated kernels built for "
@@ -147,13 +152,19 @@ public final class KernelLibrary {
         return String((errors.isEmpty ? output : errors).prefix(4000))
     }
 
-    /// The C module generated sources import under KVPLAN_PREFETCH: Swift has no prefetch
-    /// intrinsic (`_m_prefetch` from the intrinsics module compiles to nothing), but a C inline
-    /// function calling `__builtin_prefetch` is compiled by Clang into `prefetcht0`.
+    /// The C module generated sources import under KVPLAN_PREFETCH, for instructions Swift cannot
+    /// reach: it has no prefetch intrinsic (`_m_prefetch` from the intrinsics module compiles to
+    /// nothing), but a C inline function calling `__builtin_prefetch` is compiled by Clang into
+    /// `prefetcht0`; likewise `pause`, and (with AVX-512 DQ) `vrangeps`, whose intrinsic
+    /// `_mm512_range_ps` is a macro the Clang importer skips.
     static let prefetchModule = (
         header: "static inline __attribute__((always_inline)) void kvplan_prefetch(const void *p) { __builtin_prefetch(p, 0, 3); }\n"
             + "static inline __attribute__((always_inline)) void kvplan_prefetch_l2(const void *p) { __builtin_prefetch(p, 0, 2); }\n"
-            + "static inline __attribute__((always_inline)) void kvplan_pause(void) { __builtin_ia32_pause(); }\n",
+            + "static inline __attribute__((always_inline)) void kvplan_pause(void) { __builtin_ia32_pause(); }\n"
+            + "#if defined(__AVX512DQ__)\n#include <immintrin.h>\n"
+            + "/* max(|a|, |b|) with the sign cleared: vrangeps, imm 0b1011 */\n"
+            + "static inline __attribute__((always_inline)) __m512 kvplan_max_magnitude(__m512 a, __m512 b) { return _mm512_range_ps(a, b, 0x0B); }\n"
+            + "#endif\n",
         map: "module KVPlanPrefetch { header \"kvplan_prefetch.h\" export * }\n")
 
     /// Splits large kernels over `n` threads (1: none). Instances of the same sources share the

@@ -26,18 +26,32 @@ struct PackedAttentionKernelTests {
         /// Compiled with plain AVX2 flags on a CPU that has AVX-VNNI or AVX-512 (vpmaddubsw instead of
         /// vpdpbusd, 8-lane value kernels), and compared bit for bit with the runtime's own flags.
         var plainAVX2 = false
+        /// Compiled with the runtime's flags less AVX-512 DQ (block maxima by `vandps` + `vmaxps`, not
+        /// `vrangeps`), and compared bit for bit with the runtime's own flags.
+        var withoutDQ = false
         /// Threads the KV heads are split over (kvplan_set_threads); large enough cases only split.
         var threads = 1
         var testDescription: String {
             "\(heads)/\(kvHeads) heads d \(d), \(sinks)+\(window) fp16, \(high) at K\(keyBits)V\(valueBits), \(low) at \(lowBits), \(tokens) tokens"
-                + (portable ? ", portable" : "") + (plainAVX2 ? ", plain AVX2" : "") + (threads > 1 ? ", \(threads) threads" : "")
+                + (portable ? ", portable" : "") + (plainAVX2 ? ", plain AVX2" : "") + (withoutDQ ? ", without AVX-512 DQ" : "")
+                + (threads > 1 ? ", \(threads) threads" : "")
         }
     }
 
     static let cases: [Case] = baseCases + (KernelLibrary.hasAVXVNNI || KernelLibrary.hasAVX512 ? [
         Case(heads: 8, kvHeads: 2, d: 64, sinks: 2, window: 6, high: 96, keyBits: 4, valueBits: 4, low: 40, lowBits: 2, tokens: 200, plainAVX2: true),
         Case(heads: 5, kvHeads: 1, d: 32, sinks: 1, window: 3, high: 33, keyBits: 4, valueBits: 4, low: 0, lowBits: 0, tokens: 60, plainAVX2: true),
+    ] : []) + (KernelLibrary.defaultTargetFlags.contains("KVPLAN_AVX512DQ") ? [
+        Case(heads: 8, kvHeads: 2, d: 128, sinks: 2, window: 6, high: 77, keyBits: 4, valueBits: 4, low: 0, lowBits: 0, tokens: 60, withoutDQ: true),
     ] : [])
+
+    /// The runtime's flags without AVX-512 DQ's.
+    static var flagsWithoutDQ: [String] {
+        let flags = KernelLibrary.defaultTargetFlags
+        return zip(flags.indices, flags).filter { i, f in
+            f != "KVPLAN_AVX512DQ" && f != "-mavx512dq" && !(i + 1 < flags.count && ["KVPLAN_AVX512DQ", "-mavx512dq"].contains(flags[i + 1]))
+        }.map(\.1)
+    }
 
     static let baseCases: [Case] = [
         Case(heads: 4, kvHeads: 4, d: 32, sinks: 2, window: 8, high: 40, keyBits: 4, valueBits: 4, low: 20, lowBits: 2, tokens: 60),
@@ -114,7 +128,8 @@ struct PackedAttentionKernelTests {
         if x.keyBits == 4 && x.d % 32 == 0 && x.high >= 32 { #expect(kernels.contains("keyGroupLogitsI8H")) }
         let integerValues = x.d % 32 == 0 && ((x.valueBits == 4 && x.high > 0) || (x.lowBits == 4 && x.low > 0))
         #expect(kernels.contains("valueGroupAccumulateI16H") == integerValues)
-        let flags = x.portable ? ["-target-cpu", "haswell"] : x.plainAVX2 ? KernelLibrary.avx2Flags : KernelLibrary.defaultTargetFlags
+        let flags = x.portable ? ["-target-cpu", "haswell"] : x.plainAVX2 ? KernelLibrary.avx2Flags
+            : x.withoutDQ ? Self.flagsWithoutDQ : KernelLibrary.defaultTargetFlags
         let library = try KernelLibrary(kernels: kernels, schedule: step, targetFlags: flags)
 
         let arena = UnsafeMutableRawBufferPointer.allocate(byteCount: end, alignment: 64)
@@ -161,13 +176,13 @@ struct PackedAttentionKernelTests {
         } else {
             run()
         }
-        if x.plainAVX2 {
-            // The runtime's flags (AVX-VNNI key products, 16-lane value kernel) compute the same numbers.
+        if x.plainAVX2 || x.withoutDQ {
+            // The runtime's flags (AVX-VNNI key products, 16-lane value kernel, `vrangeps`) compute the same numbers.
             let plain = (Array(arena[offsets[5]..<offsets[5] + bytes[5]]), Array(state))
             let wide = try KernelLibrary(kernels: kernels, schedule: step, targetFlags: KernelLibrary.defaultTargetFlags)
             tiers.withUnsafeBufferPointer { t in states.withUnsafeBufferPointer { s in wide.step(t.baseAddress!, s.baseAddress!, &links, nil, nil) } }
-            #expect(Array(arena[offsets[5]..<offsets[5] + bytes[5]]) == plain.0, "outputs differ between plain AVX2 and \(KernelLibrary.defaultTargetFlags)")
-            #expect(Array(state) == plain.1, "scores differ between plain AVX2 and \(KernelLibrary.defaultTargetFlags)")
+            #expect(Array(arena[offsets[5]..<offsets[5] + bytes[5]]) == plain.0, "outputs differ between \(flags) and \(KernelLibrary.defaultTargetFlags)")
+            #expect(Array(state) == plain.1, "scores differ between \(flags) and \(KernelLibrary.defaultTargetFlags)")
         }
 
         let before = (0..<x.kvHeads).map { cache.slotScores(head: $0) }

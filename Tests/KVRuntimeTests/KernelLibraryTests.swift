@@ -36,9 +36,9 @@ struct KernelLibraryTests {
 
             """
         let amd = ["-target-cpu", "haswell", "-D", "KVPLAN_AVX2", "-D", "KVPLAN_PREFETCH", "-Xcc", "-mavx512f", "-D", "KVPLAN_AVX512",
-                   "-D", "KVPLAN_AVX512VNNI", "-D", "KVPLAN_AVX512VBMI", "-Xcc", "-mtune=znver4"]
+                   "-D", "KVPLAN_AVX512VNNI", "-D", "KVPLAN_AVX512VBMI", "-D", "KVPLAN_AVX512DQ", "-Xcc", "-mtune=znver4"]
         #expect(KernelLibrary.hostDescription(cpuinfo: cpuinfo, cpus: 2, targetFlags: amd)
-                == "host: AMD EPYC (family 25, model 17), 2 logical CPUs; generated kernels built for AVX2+FMA, AVX-512, AVX-512 VNNI, AVX-512 VBMI, tuned for znver4")
+                == "host: AMD EPYC (family 25, model 17), 2 logical CPUs; generated kernels built for AVX2+FMA, AVX-512, AVX-512 VNNI, AVX-512 VBMI, AVX-512 DQ, tuned for znver4")
         #expect(KernelLibrary.hostDescription(cpuinfo: cpuinfo, cpus: 1, targetFlags: KernelLibrary.avx2Flags)
                 == "host: AMD EPYC (family 25, model 17), 1 logical CPU; generated kernels built for AVX2+FMA")
         #expect(KernelLibrary.hostDescription(cpuinfo: nil, cpus: 8, targetFlags: [])
