@@ -76,8 +76,10 @@ public final class KernelLibrary {
     public static let avx512Flags = ["-Xcc", "-mavx512f", "-Xcc", "-mavx512bw", "-Xcc", "-mavx512vl", "-Xcc", "-mno-gather", "-D", "KVPLAN_AVX512"]
         + (cpuFlags.contains("avx512_vnni") ? ["-Xcc", "-mavx512vnni", "-D", "KVPLAN_AVX512VNNI"] + fastDPWSSDFlags : [])
         + (cpuFlags.contains("avx512vbmi") ? ["-Xcc", "-mavx512vbmi", "-D", "KVPLAN_AVX512VBMI"] : [])
-        + (cpuFlags.contains("avx512dq") && ProcessInfo.processInfo.environment["KVPLAN_AVX512DQ"] != "0"
-           ? ["-Xcc", "-mavx512dq", "-D", "KVPLAN_AVX512DQ"] : [])
+        + (cpuFlags.contains("avx512dq") && ProcessInfo.processInfo.environment["KVPLAN_AVX512DQ"] != "0" ? avx512DQFlags : [])
+
+    /// What AVX-512 DQ adds to avx512Flags: the instruction set and its define (`vrangeps`).
+    public static let avx512DQFlags = ["-Xcc", "-mavx512dq", "-D", "KVPLAN_AVX512DQ"]
 
     /// LLVM's `fast-dpwssd` tuning: without it the machine combiner splits a `vpdpwssd` whose
     /// accumulator chain it deems critical into `vpmaddwd` + `vpaddd` (the haswell model knows no
